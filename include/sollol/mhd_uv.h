@@ -1,0 +1,83 @@
+/*
+ * mhd_uv.h - drives a libmicrohttpd daemon from a libuv loop.
+ *
+ * The daemon must be started with MHD_USE_EPOLL (no internal thread) and
+ * usually MHD_ALLOW_SUSPEND_RESUME. The glue watches MHD's epoll fd with one
+ * uv_poll_t and re-arms one uv_timer_t from MHD_get_timeout() after every
+ * MHD_run(), so MHD never runs on a thread of its own and never blocks.
+ *
+ * MHD_resume_connection() may be called from any callback on the loop: MHD
+ * signals its inter-thread channel, which makes its epoll fd readable, so the
+ * next loop iteration runs MHD. No explicit kick is needed.
+ */
+#ifndef SOLLOL_MHD_UV_H
+#define SOLLOL_MHD_UV_H
+
+#include <microhttpd.h>
+#include <uv.h>
+
+struct sol_mhd_uv {
+    uv_loop_t *loop;
+    struct MHD_Daemon *daemon;
+    uv_poll_t poll;   /* MHD's epoll fd */
+    uv_timer_t timer; /* MHD's next timeout */
+    int handles_open; /* handles not yet through their close callback */
+    void (*on_closed)(struct sol_mhd_uv *glue);
+};
+
+/*
+ * Opens a non-blocking, close-on-exec listening TCP socket. `host` is an IPv4
+ * or IPv6 literal, "localhost" or a name resolved with getaddrinfo (called
+ * before the loop runs, so its blocking is acceptable); an empty host or
+ * "0.0.0.0" binds all IPv4 addresses. `port` 0 binds an ephemeral port,
+ * returned in *bound_port. Returns the fd, or -1 with a message in err.
+ */
+int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, char *err,
+                      size_t errlen);
+
+/*
+ * Starts watching `daemon` on `loop`. Returns 0, or a negative libuv error.
+ * The glue does not own the daemon: stop it only after sol_mhd_uv_close()
+ * has called back.
+ */
+int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemon *daemon);
+
+/* Runs MHD once now and re-arms the timer. Safe from any loop callback that
+ * is not itself called from inside MHD_run(). */
+void sol_mhd_uv_run(struct sol_mhd_uv *glue);
+
+/* Closes the glue's handles; on_closed (may be NULL) runs once both are
+ * closed, and only then may the daemon be stopped and the glue freed. */
+void sol_mhd_uv_close(struct sol_mhd_uv *glue, void (*on_closed)(struct sol_mhd_uv *glue));
+
+/*
+ * Watches a client socket for hang-up while its MHD connection is suspended:
+ * libmicrohttpd 0.9.75 does not poll suspended connections, so without this a
+ * client that goes away while waiting for tokens would never be noticed.
+ *
+ * Lifecycle: init once (the watch holds a uv handle), start/stop any number
+ * of times, close exactly once before the connection's fd is closed by MHD
+ * (i.e. from the request-completed callback at the latest). on_hangup runs at
+ * most once per start; on_closed runs when the handle is closed and the memory
+ * holding the watch may be freed.
+ */
+struct sol_hangup_watch {
+    uv_poll_t poll;
+    int initialized;
+    int active;
+    void (*on_hangup)(struct sol_hangup_watch *w);
+    void (*on_closed)(struct sol_hangup_watch *w);
+    void *data;
+};
+
+/* Returns 0 or a negative libuv error (then nothing needs closing). */
+int sol_hangup_watch_init(struct sol_hangup_watch *w, uv_loop_t *loop, int fd,
+                          void (*on_hangup)(struct sol_hangup_watch *w), void *data);
+void sol_hangup_watch_start(struct sol_hangup_watch *w);
+void sol_hangup_watch_stop(struct sol_hangup_watch *w);
+/* Returns 1 when on_closed will be called later, 0 when the watch was never
+ * initialized (on_closed is then not called). */
+int sol_hangup_watch_close(struct sol_hangup_watch *w,
+                           void (*on_closed)(struct sol_hangup_watch *w));
+
+#endif

@@ -1,0 +1,61 @@
+#include "sollol/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum sol_log_level current_level = SOL_LOG_INFO;
+static const char *current_tag = "sollol";
+
+void sol_log_set_level(enum sol_log_level level)
+{
+    current_level = level;
+}
+
+int sol_log_parse_level(const char *name)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void sol_log_set_tag(const char *tag)
+{
+    current_tag = tag;
+}
+
+int sol_log_enabled(enum sol_log_level level)
+{
+    return level <= current_level;
+}
+
+void sol_log(enum sol_log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    if (!sol_log_enabled(level))
+        return;
+    char line[4352];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, current_tag, names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, 4096, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    if (m > 4095)
+        m = 4095;
+    n += m;
+    line[n++] = '\n';
+    /* One write per line; a failed log write has nowhere to be reported. */
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}

@@ -1,0 +1,198 @@
+#include "sollol/mhd_uv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, char *err,
+                      size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[16];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    const char *node = (host && *host) ? host : "0.0.0.0";
+    int rc = getaddrinfo(node, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", node, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    int saved = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+            break;
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", node, port, strerror(saved));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (bound_port && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6)
+            *bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        else
+            *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    return fd;
+}
+
+static void arm_timer(struct sol_mhd_uv *glue);
+
+static void run_mhd(struct sol_mhd_uv *glue)
+{
+    MHD_run(glue->daemon);
+    arm_timer(glue);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    run_mhd(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    run_mhd(p->data);
+}
+
+static void arm_timer(struct sol_mhd_uv *glue)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(glue->daemon, &ms) == MHD_YES) {
+        /* Cap so that a long idle timeout never defers MHD's housekeeping
+         * (closing timed-out connections) by more than a second. */
+        if (ms > 1000)
+            ms = 1000;
+        uv_timer_start(&glue->timer, on_timer, (uint64_t)ms, 0);
+    } else {
+        uv_timer_stop(&glue->timer);
+    }
+}
+
+int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return UV_EINVAL;
+    glue->loop = loop;
+    glue->daemon = daemon;
+    glue->handles_open = 0;
+    glue->on_closed = NULL;
+    int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
+    if (rc < 0)
+        return rc;
+    glue->handles_open++;
+    uv_timer_init(loop, &glue->timer);
+    glue->handles_open++;
+    glue->poll.data = glue;
+    glue->timer.data = glue;
+    rc = uv_poll_start(&glue->poll, UV_READABLE, on_poll);
+    if (rc < 0)
+        return rc;
+    arm_timer(glue);
+    return 0;
+}
+
+void sol_mhd_uv_run(struct sol_mhd_uv *glue)
+{
+    run_mhd(glue);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct sol_mhd_uv *glue = h->data;
+    if (--glue->handles_open == 0 && glue->on_closed)
+        glue->on_closed(glue);
+}
+
+void sol_mhd_uv_close(struct sol_mhd_uv *glue, void (*on_closed)(struct sol_mhd_uv *glue))
+{
+    glue->on_closed = on_closed;
+    uv_close((uv_handle_t *)&glue->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&glue->timer, on_handle_closed);
+}
+
+static void on_hangup_poll(uv_poll_t *p, int status, int events)
+{
+    struct sol_hangup_watch *w = p->data;
+    if (status < 0 || (events & UV_DISCONNECT)) {
+        sol_hangup_watch_stop(w);
+        if (w->on_hangup)
+            w->on_hangup(w);
+    }
+}
+
+int sol_hangup_watch_init(struct sol_hangup_watch *w, uv_loop_t *loop, int fd,
+                          void (*on_hangup)(struct sol_hangup_watch *w), void *data)
+{
+    w->initialized = 0;
+    w->active = 0;
+    w->on_hangup = on_hangup;
+    w->on_closed = NULL;
+    w->data = data;
+    int rc = uv_poll_init_socket(loop, &w->poll, fd);
+    if (rc < 0)
+        return rc;
+    w->poll.data = w;
+    w->initialized = 1;
+    return 0;
+}
+
+void sol_hangup_watch_start(struct sol_hangup_watch *w)
+{
+    if (w->initialized && !w->active) {
+        if (uv_poll_start(&w->poll, UV_DISCONNECT, on_hangup_poll) == 0)
+            w->active = 1;
+    }
+}
+
+void sol_hangup_watch_stop(struct sol_hangup_watch *w)
+{
+    if (w->initialized && w->active) {
+        uv_poll_stop(&w->poll);
+        w->active = 0;
+    }
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    struct sol_hangup_watch *w = h->data;
+    if (w->on_closed)
+        w->on_closed(w);
+}
+
+int sol_hangup_watch_close(struct sol_hangup_watch *w,
+                           void (*on_closed)(struct sol_hangup_watch *w))
+{
+    if (!w->initialized)
+        return 0;
+    sol_hangup_watch_stop(w);
+    w->initialized = 0;
+    w->on_closed = on_closed;
+    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+    return 1;
+}
