@@ -6,9 +6,9 @@
  * uv_poll_t and re-arms one uv_timer_t from MHD_get_timeout() after every
  * MHD_run(), so MHD never runs on a thread of its own and never blocks.
  *
- * MHD_resume_connection() may be called from any callback on the loop: MHD
- * signals its inter-thread channel, which makes its epoll fd readable, so the
- * next loop iteration runs MHD. No explicit kick is needed.
+ * In external polling mode MHD does not wake itself after
+ * MHD_resume_connection(): call sol_mhd_uv_resume() instead, which resumes
+ * and schedules an MHD_run() on the next loop iteration.
  */
 #ifndef SOLLOL_MHD_UV_H
 #define SOLLOL_MHD_UV_H
@@ -22,6 +22,7 @@ struct sol_mhd_uv {
     uv_poll_t poll;   /* MHD's epoll fd */
     uv_timer_t timer; /* MHD's next timeout */
     int handles_open; /* handles not yet through their close callback */
+    int kick_pending; /* an MHD_run() is due on the next iteration */
     void (*on_closed)(struct sol_mhd_uv *glue);
 };
 
@@ -45,6 +46,14 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
 /* Runs MHD once now and re-arms the timer. Safe from any loop callback that
  * is not itself called from inside MHD_run(). */
 void sol_mhd_uv_run(struct sol_mhd_uv *glue);
+
+/* Resumes a suspended connection and makes sure MHD runs on the next loop
+ * iteration to serve it. Safe from any loop callback, including MHD's own
+ * callbacks (the run happens after the current one returns). */
+void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
+
+/* Schedules an MHD_run() on the next loop iteration. */
+void sol_mhd_uv_kick(struct sol_mhd_uv *glue);
 
 /* Closes the glue's handles; on_closed (may be NULL) runs once both are
  * closed, and only then may the daemon be stopped and the glue freed. */

@@ -63,6 +63,7 @@ static void arm_timer(struct sol_mhd_uv *glue);
 
 static void run_mhd(struct sol_mhd_uv *glue)
 {
+    glue->kick_pending = 0;
     MHD_run(glue->daemon);
     arm_timer(glue);
 }
@@ -82,6 +83,11 @@ static void on_poll(uv_poll_t *p, int status, int events)
 static void arm_timer(struct sol_mhd_uv *glue)
 {
     MHD_UNSIGNED_LONG_LONG ms;
+    if (glue->kick_pending) {
+        /* A resume happened during MHD_run(): run again next iteration. */
+        uv_timer_start(&glue->timer, on_timer, 0, 0);
+        return;
+    }
     if (MHD_get_timeout(glue->daemon, &ms) == MHD_YES) {
         /* Cap so that a long idle timeout never defers MHD's housekeeping
          * (closing timed-out connections) by more than a second. */
@@ -101,6 +107,7 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
     glue->loop = loop;
     glue->daemon = daemon;
     glue->handles_open = 0;
+    glue->kick_pending = 0;
     glue->on_closed = NULL;
     int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
     if (rc < 0)
@@ -120,6 +127,20 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
 void sol_mhd_uv_run(struct sol_mhd_uv *glue)
 {
     run_mhd(glue);
+}
+
+void sol_mhd_uv_kick(struct sol_mhd_uv *glue)
+{
+    if (glue->kick_pending)
+        return;
+    glue->kick_pending = 1;
+    uv_timer_start(&glue->timer, on_timer, 0, 0);
+}
+
+void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn)
+{
+    MHD_resume_connection(conn);
+    sol_mhd_uv_kick(glue);
 }
 
 static void on_handle_closed(uv_handle_t *h)

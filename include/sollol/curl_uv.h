@@ -1,0 +1,63 @@
+/*
+ * curl_uv.h - drives a libcurl multi handle from a libuv loop.
+ *
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
+ * uv_poll_t per socket, stored with curl_multi_assign) and when to call it
+ * back (CURLMOPT_TIMERFUNCTION: one uv_timer_t). After every
+ * curl_multi_socket_action() the finished transfers are reaped with
+ * curl_multi_info_read(), unconditionally: a transfer may finish on a
+ * timeout or on another socket's event.
+ *
+ * Completion is reported outside of libcurl's own callbacks, so a done
+ * callback may free its easy handle, start new transfers or cancel others.
+ */
+#ifndef SOLLOL_CURL_UV_H
+#define SOLLOL_CURL_UV_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+struct sol_curl_sock;
+
+struct sol_curl_uv {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    int handles_open;             /* timer + socket watches not yet closed */
+    struct sol_curl_sock *watches;   /* every open socket watch */
+    unsigned running; /* transfers added and not yet done or cancelled */
+    void (*on_closed)(struct sol_curl_uv *cu);
+};
+
+/*
+ * One transfer. Embed it in the object that owns the easy handle; the glue
+ * stores a pointer to it as CURLOPT_PRIVATE (do not set that option yourself).
+ * on_done runs exactly once per added transfer unless it was cancelled, after
+ * the handle has been removed from the multi; the easy handle is then the
+ * caller's again (reuse it or curl_easy_cleanup it).
+ */
+struct sol_curl_xfer {
+    CURL *easy;
+    void (*on_done)(struct sol_curl_xfer *x, CURLcode result);
+    int added;
+};
+
+/* Creates the multi handle. `max_connections` bounds the connection cache
+ * that keeps upstream keep-alive connections (0 = libcurl's default).
+ * Returns 0 or -1. */
+int sol_curl_uv_init(struct sol_curl_uv *cu, uv_loop_t *loop, long max_connections);
+
+/* Starts a transfer. Returns 0, or -1 if libcurl refused it (on_done is then
+ * not called). Must not be called from inside a libcurl callback. */
+int sol_curl_uv_add(struct sol_curl_uv *cu, struct sol_curl_xfer *x);
+
+/* Stops a transfer that is still running: its connection is closed (the
+ * peer sees it at once), on_done is not called. No-op when not added. Must
+ * not be called from inside a libcurl callback of that same transfer. */
+void sol_curl_uv_cancel(struct sol_curl_uv *cu, struct sol_curl_xfer *x);
+
+/* Closes the multi handle (all transfers must be done or cancelled) and the
+ * glue's handles; on_closed runs once they are closed. */
+void sol_curl_uv_close(struct sol_curl_uv *cu, void (*on_closed)(struct sol_curl_uv *cu));
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * daemon.h - the daemon object: owns the loop glue, the node table and
+ * every request, and runs start-up and shutdown.
+ *
+ * Ownership: struct sol_daemon owns the MHD daemon, the curl multi, the
+ * node table and the config it was started with. Each request is owned by
+ * its MHD connection (see request.h); the daemon only keeps a list of them
+ * so shutdown can reach every one.
+ */
+#ifndef SOLLOL_DAEMON_H
+#define SOLLOL_DAEMON_H
+
+#include "sollol/balancer.h"
+#include "sollol/config.h"
+#include "sollol/curl_uv.h"
+#include "sollol/mhd_uv.h"
+#include "sollol/node-t.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+struct sol_request;
+
+struct sol_daemon {
+    uv_loop_t *loop;
+    struct sol_config *cfg; /* owned */
+
+    struct MHD_Daemon *mhd;
+    struct sol_mhd_uv mhd_glue;
+    struct sol_curl_uv curl;
+    int listen_fd;
+    int listen_port;
+
+    struct sol_node_table table;
+    struct sol_balancer balancer;
+
+    uv_timer_t sweep_timer;     /* enforces upstream deadlines */
+    uv_signal_t sig_int, sig_term;
+
+    struct sol_request *requests; /* every live request (intrusive list) */
+    unsigned requests_live;
+    uint64_t request_seq;
+    char id_prefix[9];          /* random per process, so ids differ across restarts */
+
+    unsigned max_attempts;      /* attempts per request before giving up */
+
+    int started;
+    int stopping;
+    int handles_open;           /* daemon-level uv handles not yet closed */
+    void (*on_stopped)(struct sol_daemon *d);
+};
+
+/*
+ * Builds the node table from cfg (taking ownership of cfg), opens the
+ * listening socket, starts MHD and curl on `loop`. When ready, prints
+ * "listening on HOST:PORT" on stdout (tests and the demo read it).
+ * Returns 0, or -1 with a message in err (nothing is left running).
+ */
+int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *cfg, char *err,
+                     size_t errlen);
+
+/*
+ * Stops: no new connections, every live request is ended (its upstream
+ * cancelled, its client told), handles closed. on_stopped runs when the loop
+ * holds nothing of the daemon any more; the caller then frees with
+ * sol_daemon_free(). Idempotent.
+ */
+void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d));
+
+/* Frees what sol_daemon_start() allocated. Only after on_stopped. */
+void sol_daemon_free(struct sol_daemon *d);
+
+/* Milliseconds on the loop's monotonic clock. */
+uint64_t sol_now_ms(const struct sol_daemon *d);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * http_reply.h - answers the daemon writes itself (errors, small JSON and
+ * text bodies), in Ollama's shapes.
+ *
+ * Errors on Ollama routes are {"error":"message"}; on OpenAI-compatible
+ * routes (/v1/...) {"error":{"message","type","param":null,"code":null}}.
+ * Both with Content-Type "application/json; charset=utf-8".
+ */
+#ifndef SOLLOL_HTTP_REPLY_H
+#define SOLLOL_HTTP_REPLY_H
+
+#include "sollol/buf.h"
+
+#include <microhttpd.h>
+
+/* Appends the error document for `status` and `msg` to out. */
+int sol_error_body(struct sol_buf *out, unsigned status, int openai, const char *msg);
+
+/* Headers every reply of the daemon can carry; NULL fields are left out. */
+struct sol_reply_headers {
+    const char *request_id;  /* X-Sollol-Request-Id */
+    const char *node;        /* X-Sollol-Node */
+    const char *allow;       /* Allow (405) */
+    const char *retry_after; /* Retry-After (503, 429) */
+    int close;               /* ask MHD to close the connection afterwards */
+};
+
+/* Queues a copy of body with the given content type and status. Returns
+ * MHD's result; MHD_NO means the connection is to be closed. */
+enum MHD_Result sol_reply(struct MHD_Connection *c, unsigned status, const char *content_type,
+                          const char *body, size_t len, const struct sol_reply_headers *h);
+
+/* Queues an error document (see above). */
+enum MHD_Result sol_reply_error(struct MHD_Connection *c, unsigned status, int openai,
+                                const char *msg, const struct sol_reply_headers *h);
+
+/* Adds the non-NULL headers of h to a response. */
+void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_headers *h);
+
+#define SOL_CT_JSON   "application/json; charset=utf-8"
+#define SOL_CT_TEXT   "text/plain; charset=utf-8"
+#define SOL_CT_NDJSON "application/x-ndjson"
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * routes.h - the daemon's route table: which Ollama API paths exist, which
+ * methods they take, and how the daemon serves each one.
+ *
+ * Pure lookup: no state, no allocation. The request lifecycle asks it once
+ * per request, before reading the body, so a wrong path or method is
+ * answered without buffering anything.
+ */
+#ifndef SOLLOL_ROUTES_H
+#define SOLLOL_ROUTES_H
+
+#include <stddef.h>
+
+enum sol_route_kind {
+    SOL_ROUTE_NONE = 0,   /* unknown path: 404 */
+    SOL_ROUTE_ROOT,       /* GET/HEAD /: "Ollama is running" */
+    SOL_ROUTE_VERSION,    /* GET/HEAD /api/version: the daemon's own version */
+    SOL_ROUTE_PROXY,      /* body names a model; proxied to one node */
+};
+
+/* Per-route properties the lifecycle relies on. */
+enum sol_route_flags {
+    SOL_RF_OPENAI = 1 << 0,       /* errors in OpenAI's shape; stream defaults to false */
+    SOL_RF_STREAM_DEFAULT = 1 << 1, /* Ollama route: "stream" absent means true */
+    SOL_RF_NEEDS_MODEL = 1 << 2,  /* body must name a model */
+    SOL_RF_INFERENCE = 1 << 3,    /* generates tokens (counts for routing stats) */
+};
+
+/* Methods, as a bit set so a route can list the ones it allows. */
+enum sol_method {
+    SOL_M_GET = 1 << 0,
+    SOL_M_HEAD = 1 << 1,
+    SOL_M_POST = 1 << 2,
+    SOL_M_DELETE = 1 << 3,
+    SOL_M_OTHER = 1 << 4,
+};
+
+struct sol_route {
+    const char *path;       /* exact path, or a prefix when it ends in '/' (see prefix) */
+    enum sol_route_kind kind;
+    unsigned methods;       /* enum sol_method bits accepted */
+    unsigned flags;         /* enum sol_route_flags */
+};
+
+/* Maps "GET", "POST", ... to its bit; anything else is SOL_M_OTHER. */
+unsigned sol_method_bit(const char *method);
+
+/*
+ * Finds the route for `path` (without query string). Returns the route, or
+ * NULL for an unknown path. The caller checks `methods` itself (405 when the
+ * path exists but the method does not). `POST /v1/<anything>` that is not in
+ * the table is a generic OpenAI-style proxied route (newer Ollama routes such
+ * as /v1/responses and /v1/messages): its body must name a model.
+ */
+const struct sol_route *sol_route_find(const char *path);
+
+/* "GET, HEAD" style list of a route's methods for the Allow header. */
+void sol_route_allow_header(const struct sol_route *r, char *buf, size_t len);
+
+#endif

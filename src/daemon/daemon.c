@@ -1,0 +1,221 @@
+/*
+ * daemon.c - start-up and shutdown of the daemon object (see daemon.h).
+ */
+#include "sollol/daemon.h"
+
+#include "sollol/log.h"
+#include "sollol/request.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SWEEP_INTERVAL_MS 100
+
+uint64_t sol_now_ms(const struct sol_daemon *d)
+{
+    return uv_now(d->loop);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct sol_daemon *d = t->data;
+    uv_update_time(d->loop);
+    sol_request_sweep(d, sol_now_ms(d));
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct sol_daemon *d = s->data;
+    SOL_INFO("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    sol_daemon_stop(d, d->on_stopped);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    SOL_DEBUG("libmicrohttpd: %s", msg);
+}
+
+static void free_node(struct sol_node *n)
+{
+    if (!n)
+        return;
+    free(n->name);
+    free(n->base_url);
+    free(n->host_header);
+    curl_slist_free_all(n->headers);
+    free(n);
+}
+
+static int build_table(struct sol_daemon *d, char *err, size_t errlen)
+{
+    struct sol_config *cfg = d->cfg;
+    d->table.nodes = calloc(cfg->n_nodes ? cfg->n_nodes : 1, sizeof *d->table.nodes);
+    if (!d->table.nodes)
+        goto oom;
+    for (size_t i = 0; i < cfg->n_nodes; i++) {
+        const struct sol_node_conf *nc = &cfg->nodes[i];
+        struct sol_node *n = calloc(1, sizeof *n);
+        if (!n)
+            goto oom;
+        d->table.nodes[d->table.count++] = n;
+        n->index = (unsigned)i;
+        n->name = strdup(nc->name);
+        n->base_url = strdup(nc->base_url);
+        size_t hl = strlen(nc->host_header) + 7;
+        n->host_header = malloc(hl);
+        if (!n->name || !n->base_url || !n->host_header)
+            goto oom;
+        snprintf(n->host_header, hl, "Host: %s", nc->host_header);
+        n->headers = curl_slist_append(NULL, n->host_header);
+        for (size_t h = 0; h < nc->n_headers && n->headers; h++)
+            n->headers = curl_slist_append(n->headers, nc->header_lines[h]);
+        if (!n->headers)
+            goto oom;
+        n->max_concurrent = (unsigned)nc->max_concurrent;
+        n->weight = nc->weight;
+        n->state = SOL_NODE_UP;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory building the node table");
+    return -1;
+}
+
+int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *cfg, char *err,
+                     size_t errlen)
+{
+    memset(d, 0, sizeof *d);
+    d->loop = loop;
+    d->cfg = cfg;
+    d->listen_fd = -1;
+    d->max_attempts = 3;
+    snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
+             (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
+    if (build_table(d, err, errlen) < 0)
+        return -1;
+    sol_balancer_init(&d->balancer, &d->table);
+
+    d->listen_fd =
+        sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
+    if (d->listen_fd < 0)
+        return -1;
+    d->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
+        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+    if (!d->mhd) {
+        snprintf(err, errlen, "cannot start the HTTP server");
+        close(d->listen_fd);
+        d->listen_fd = -1;
+        return -1;
+    }
+    if (sol_mhd_uv_attach(&d->mhd_glue, loop, d->mhd) < 0 ||
+        sol_curl_uv_init(&d->curl, loop, 4096) < 0) {
+        snprintf(err, errlen, "cannot attach the HTTP server or libcurl to the loop");
+        return -1;
+    }
+    uv_timer_init(loop, &d->sweep_timer);
+    d->sweep_timer.data = d;
+    uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_signal_init(loop, &d->sig_int);
+    uv_signal_init(loop, &d->sig_term);
+    d->sig_int.data = d->sig_term.data = d;
+    uv_signal_start(&d->sig_int, on_signal, SIGINT);
+    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+    d->handles_open = 3;
+    d->started = 1;
+    const char *host = cfg->listen_host[0] ? cfg->listen_host : "0.0.0.0";
+    int v6 = strchr(host, ':') != NULL;
+    printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", d->listen_port);
+    fflush(stdout);
+    SOL_INFO("sollold %s listening on %s%s%s:%d with %u node(s)", SOLLOL_VERSION, v6 ? "[" : "",
+             host, v6 ? "]" : "", d->listen_port, d->table.count);
+    return 0;
+}
+
+static void maybe_stopped(struct sol_daemon *d)
+{
+    if (d->handles_open == 0 && d->on_stopped)
+        d->on_stopped(d);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct sol_daemon *d = h->data;
+    d->handles_open--;
+    maybe_stopped(d);
+}
+
+static void on_curl_closed(struct sol_curl_uv *cu)
+{
+    struct sol_daemon *d = (struct sol_daemon *)((char *)cu - offsetof(struct sol_daemon, curl));
+    d->handles_open--;
+    maybe_stopped(d);
+}
+
+static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
+{
+    struct sol_daemon *d =
+        (struct sol_daemon *)((char *)glue - offsetof(struct sol_daemon, mhd_glue));
+    /* Completes every connection (request-completed callbacks run here),
+     * which cancels whatever upstream transfers remain. */
+    MHD_stop_daemon(d->mhd);
+    d->mhd = NULL;
+    d->listen_fd = -1;
+    sol_curl_uv_close(&d->curl, on_curl_closed);
+    d->handles_open--;
+    maybe_stopped(d);
+}
+
+/* Gives MHD one more turn to send final error lines and close resumed
+ * connections before the daemon is stopped. */
+static void on_drain(uv_timer_t *t)
+{
+    struct sol_daemon *d = t->data;
+    uv_close((uv_handle_t *)&d->sweep_timer, on_handle_closed);
+    sol_mhd_uv_close(&d->mhd_glue, on_mhd_glue_closed);
+}
+
+void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d))
+{
+    if (d->stopping || !d->started)
+        return;
+    d->stopping = 1;
+    d->on_stopped = on_stopped;
+    /* glue + curl close asynchronously too */
+    d->handles_open += 2;
+    int fd = MHD_quiesce_daemon(d->mhd);
+    if (fd >= 0)
+        close(fd);
+    uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
+    sol_request_abort_all(d, "sollold is shutting down");
+    sol_mhd_uv_run(&d->mhd_glue);
+    uv_timer_stop(&d->sweep_timer);
+    uv_timer_start(&d->sweep_timer, on_drain, 50, 0);
+    d->sweep_timer.data = d;
+}
+
+void sol_daemon_free(struct sol_daemon *d)
+{
+    for (unsigned i = 0; i < d->table.count; i++)
+        free_node(d->table.nodes[i]);
+    free(d->table.nodes);
+    d->table.nodes = NULL;
+    d->table.count = 0;
+    if (d->cfg) {
+        sol_config_free(d->cfg);
+        free(d->cfg);
+        d->cfg = NULL;
+    }
+}

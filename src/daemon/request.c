@@ -1,0 +1,860 @@
+/*
+ * request.c - the lifecycle of one proxied request (see request.h).
+ *
+ * Everything here runs on the loop thread, called from MHD_run() (access
+ * handler, content reader, completed callback), from libcurl (header and
+ * write callbacks, inside curl_multi_socket_action()), from the curl glue's
+ * done callback, or from uv callbacks (hang-up watch, deadline sweep).
+ * Rules that keep this safe:
+ *  - a transfer is never removed from inside its own libcurl callback: those
+ *    return an error or CURL_WRITEFUNC_PAUSE instead;
+ *  - the MHD connection is touched only while req->conn is set, i.e. before
+ *    the request-completed callback;
+ *  - the request is freed only when its last reference goes.
+ */
+#include "sollol/request.h"
+
+#include "sollol/buf.h"
+#include "sollol/daemon.h"
+#include "sollol/http_reply.h"
+#include "sollol/inspect.h"
+#include "sollol/log.h"
+#include "sollol/mhd_uv.h"
+#include "sollol/routes.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Backpressure: past HIGH bytes buffered for a slow client the upstream
+ * transfer is paused; it resumes once the client has drained below LOW. */
+#define STREAM_HIGH_WATER (256 * 1024)
+#define STREAM_LOW_WATER  (64 * 1024)
+#define MHD_BLOCK_SIZE    (32 * 1024)
+#define JSON_MAX_DEPTH    128
+
+enum req_state {
+    RS_RECEIVING,
+    RS_UPSTREAM,  /* attempt running, nothing sent to the client yet */
+    RS_COMMITTED, /* node answered; the access handler will queue the response */
+    RS_FAILED,    /* every attempt failed; the access handler will queue the error */
+    RS_STREAMING, /* response queued */
+};
+
+struct sol_request {
+    struct sol_daemon *d;
+    struct MHD_Connection *conn; /* NULL once MHD completed the request */
+    int refs;
+    struct sol_request *prev, *next; /* d->requests */
+
+    const struct sol_route *route;
+    enum req_state state;
+    char id[72];
+    char method[8];
+    char path[256];
+    char *upstream_path; /* path + re-encoded query string */
+    uint64_t started_ms;
+
+    struct sol_buf body;
+    int body_too_big;
+    struct sol_body_info info;
+    int openai;
+
+    /* Upstream attempt. */
+    struct sol_curl_xfer xfer;
+    struct curl_slist *client_headers; /* forwarded request headers, built once */
+    struct curl_slist *attempt_headers;
+    struct sol_node *node; /* node of the running attempt, between get and put */
+    char node_name[128];   /* node that answered (for headers and logs) */
+    struct sol_tried tried;
+    uint64_t deadline_ms; /* 0 = none (paused by a slow client) */
+    int attempt_running;
+    char last_error[256];
+    unsigned fail_status;
+
+    /* What the node answered. */
+    long status;
+    char content_type[128];
+    long long content_length; /* -1 unknown */
+    struct curl_slist *response_headers;
+    int headers_complete;
+
+    /* Stream between node and client. */
+    struct sol_buf stream;
+    int paused;        /* upstream paused for backpressure */
+    int upstream_done; /* no more bytes will come from the node */
+    int abort_client;  /* end the client's response with an error (no clean end possible) */
+    char last_byte;
+    uint64_t bytes_out;
+
+    /* Suspension and client hang-up. */
+    int suspended;
+    int client_gone;
+    struct sol_hangup_watch watch;
+};
+
+static uint64_t now_ms(struct sol_request *r)
+{
+    return sol_now_ms(r->d);
+}
+
+static void req_free(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (d->requests == r)
+        d->requests = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    d->requests_live--;
+    if (r->xfer.easy)
+        curl_easy_cleanup(r->xfer.easy);
+    curl_slist_free_all(r->client_headers);
+    curl_slist_free_all(r->attempt_headers);
+    curl_slist_free_all(r->response_headers);
+    sol_buf_free(&r->body);
+    sol_buf_free(&r->stream);
+    free(r->upstream_path);
+    free(r);
+}
+
+static void req_unref(struct sol_request *r)
+{
+    if (--r->refs == 0)
+        req_free(r);
+}
+
+static void on_watch_closed(struct sol_hangup_watch *w)
+{
+    req_unref(w->data);
+}
+
+/* Suspends the MHD connection until req_resume(); watches the client for
+ * hang-up meanwhile, since MHD does not while suspended. */
+static void on_client_hangup(struct sol_hangup_watch *w);
+
+static void req_suspend(struct sol_request *r)
+{
+    if (r->suspended || !r->conn)
+        return;
+    if (!r->watch.initialized && !r->client_gone) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && sol_hangup_watch_init(&r->watch, r->d->loop, ci->connect_fd, on_client_hangup, r) == 0)
+            r->refs++;
+    }
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    sol_hangup_watch_start(&r->watch);
+}
+
+static void req_resume(struct sol_request *r)
+{
+    if (!r->suspended || !r->conn)
+        return;
+    sol_hangup_watch_stop(&r->watch);
+    r->suspended = 0;
+    sol_mhd_uv_resume(&r->d->mhd_glue, r->conn);
+}
+
+/* ---- upstream attempts ------------------------------------------------- */
+
+static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
+{
+    if (r->node) {
+        sol_balancer_put(&r->d->balancer, r->node, result);
+        r->node = NULL;
+    }
+    r->attempt_running = 0;
+    r->deadline_ms = 0;
+}
+
+/* Cancels a running attempt (client gone, shutdown, deadline). */
+static void attempt_cancel(struct sol_request *r, enum sol_attempt_result result)
+{
+    if (!r->attempt_running)
+        return;
+    sol_curl_uv_cancel(&r->d->curl, &r->xfer);
+    attempt_end(r, result);
+}
+
+/* Appends the final error line a client sees when a stream breaks after it
+ * began: one more NDJSON line (Ollama's own shape) or one SSE event. For any
+ * other body there is no in-band way to say it, so the response is cut. */
+static void append_stream_error(struct sol_request *r, const char *msg)
+{
+    struct sol_buf *s = &r->stream;
+    int sse = strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+    int ndjson = strncasecmp(r->content_type, "application/x-ndjson", 20) == 0;
+    if (r->content_length >= 0 || (!sse && !ndjson)) {
+        r->abort_client = 1;
+        return;
+    }
+    if (r->bytes_out + sol_buf_pending(s) > 0 && r->last_byte != '\n')
+        sol_buf_append_str(s, sse ? "\n\n" : "\n");
+    if (sse) {
+        sol_buf_append_str(s, "data: ");
+        sol_error_body(s, 500, 1, msg);
+        sol_buf_append_str(s, "\n\n");
+    } else {
+        sol_error_body(s, 500, 0, msg);
+        sol_buf_append_str(s, "\n");
+    }
+    r->last_byte = '\n';
+}
+
+static void commit(struct sol_request *r)
+{
+    if (r->state != RS_UPSTREAM)
+        return;
+    r->state = RS_COMMITTED;
+    req_resume(r);
+}
+
+static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct sol_request *r = ud;
+    size_t n = size * nmemb;
+    if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) {
+        long code = 0;
+        curl_easy_getinfo(r->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200) {
+            r->status = code;
+            r->headers_complete = 1;
+        } else {
+            /* Interim 1xx block: the real headers follow. */
+            curl_slist_free_all(r->response_headers);
+            r->response_headers = NULL;
+        }
+        return n;
+    }
+    if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        curl_slist_free_all(r->response_headers);
+        r->response_headers = NULL;
+        r->content_type[0] = '\0';
+        r->content_length = -1;
+        return n;
+    }
+    const char *colon = memchr(p, ':', n);
+    if (!colon)
+        return n;
+    size_t klen = (size_t)(colon - p);
+    const char *v = colon + 1;
+    const char *end = p + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+#define IS(name) (klen == sizeof(name) - 1 && strncasecmp(p, name, klen) == 0)
+    if (IS("Content-Type")) {
+        snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)vlen, v);
+    } else if (IS("Content-Length")) {
+        r->content_length = strtoll(v, NULL, 10);
+    } else if (IS("Connection") || IS("Keep-Alive") || IS("Transfer-Encoding") || IS("Date") ||
+               IS("Server") || IS("Proxy-Authenticate") || IS("Proxy-Connection") || IS("TE") ||
+               IS("Trailer") || IS("Upgrade") || IS("Content-Encoding")) {
+        /* Hop-by-hop, or set by our own HTTP server. */
+    } else if (klen > 0 && klen < 128 && vlen < 4096) {
+        char line[4300];
+        snprintf(line, sizeof line, "%.*s: %.*s", (int)klen, p, (int)vlen, v);
+        struct curl_slist *l = curl_slist_append(r->response_headers, line);
+        if (l)
+            r->response_headers = l;
+    }
+#undef IS
+    return n;
+}
+
+static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct sol_request *r = ud;
+    size_t n = size * nmemb;
+    if (r->client_gone)
+        return 0;
+    if (sol_buf_pending(&r->stream) >= STREAM_HIGH_WATER) {
+        /* The client is slower than the node: hold the node back. libcurl
+         * keeps these bytes and offers them again after unpause. */
+        r->paused = 1;
+        r->deadline_ms = 0;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (sol_buf_append(&r->stream, p, n) < 0)
+        return 0;
+    if (n)
+        r->last_byte = p[n - 1];
+    r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+    commit(r);
+    req_resume(r);
+    return n;
+}
+
+static int is_hop_by_hop_request_header(const char *k)
+{
+    static const char *const skip[] = {
+        "Host",           "Content-Length", "Connection",          "Keep-Alive",
+        "Proxy-Connection", "Proxy-Authorization", "TE",           "Trailer",
+        "Transfer-Encoding", "Upgrade",     "Expect",              "Authorization",
+        "Accept-Encoding", "X-Request-Id",  NULL};
+    for (int i = 0; skip[i]; i++)
+        if (strcasecmp(k, skip[i]) == 0)
+            return 1;
+    return strncasecmp(k, "X-Sollol-", 9) == 0;
+}
+
+struct header_walk {
+    struct curl_slist *list;
+    int has_content_type;
+    const char *connection_tokens;
+};
+
+/* A header named in the client's Connection header is hop-by-hop too. */
+static int named_in_connection(const char *tokens, const char *k)
+{
+    if (!tokens)
+        return 0;
+    size_t klen = strlen(k);
+    const char *p = tokens;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ')
+            p++;
+        if ((size_t)(p - s) == klen && strncasecmp(s, k, klen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *k,
+                                      const char *v)
+{
+    (void)kind;
+    struct header_walk *w = cls;
+    if (!k || !v || is_hop_by_hop_request_header(k) || named_in_connection(w->connection_tokens, k))
+        return MHD_YES;
+    if (strcasecmp(k, "Content-Type") == 0)
+        w->has_content_type = 1;
+    size_t len = strlen(k) + strlen(v) + 3;
+    char *line = malloc(len);
+    if (!line)
+        return MHD_YES;
+    snprintf(line, len, "%s: %s", k, v);
+    struct curl_slist *l = curl_slist_append(w->list, line);
+    free(line);
+    if (l)
+        w->list = l;
+    return MHD_YES;
+}
+
+static void build_client_headers(struct sol_request *r)
+{
+    struct header_walk w = {0};
+    w.connection_tokens =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &w);
+    char line[128];
+    snprintf(line, sizeof line, "X-Request-Id: %s", r->id);
+    struct curl_slist *l = curl_slist_append(w.list, line);
+    if (l)
+        w.list = l;
+    /* Without these, libcurl would add a form Content-Type and an
+     * Expect: 100-continue round trip for large bodies. */
+    if (!w.has_content_type && (l = curl_slist_append(w.list, "Content-Type:")))
+        w.list = l;
+    if ((l = curl_slist_append(w.list, "Expect:")))
+        w.list = l;
+    r->client_headers = w.list;
+}
+
+static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc);
+
+/* Starts the next attempt on the best node not yet tried. Returns 0, or -1
+ * when no node is left (r->last_error and r->fail_status say why). */
+static int attempt_start(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    while (r->tried.count < SOL_MAX_ATTEMPTS && r->tried.count < d->max_attempts) {
+        struct sol_pick pick = {.model = r->info.model, .tried = &r->tried};
+        struct sol_node *n = sol_balancer_get(&d->balancer, &pick);
+        if (!n) {
+            if (r->tried.count == 0) {
+                snprintf(r->last_error, sizeof r->last_error,
+                         "no node is available to serve this request");
+                r->fail_status = 503;
+            }
+            return -1;
+        }
+        r->tried.index[r->tried.count++] = n->index;
+        r->node = n;
+        snprintf(r->node_name, sizeof r->node_name, "%s", n->name);
+
+        CURL *e = r->xfer.easy;
+        if (e)
+            curl_easy_reset(e);
+        else
+            e = r->xfer.easy = curl_easy_init();
+        if (!e) {
+            attempt_end(r, SOL_ATTEMPT_CANCELLED);
+            snprintf(r->last_error, sizeof r->last_error, "out of memory");
+            r->fail_status = 500;
+            return -1;
+        }
+        size_t ulen = strlen(n->base_url) + strlen(r->upstream_path) + 1;
+        char *url = malloc(ulen);
+        if (!url) {
+            attempt_end(r, SOL_ATTEMPT_CANCELLED);
+            r->fail_status = 500;
+            snprintf(r->last_error, sizeof r->last_error, "out of memory");
+            return -1;
+        }
+        snprintf(url, ulen, "%s%s", n->base_url, r->upstream_path);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        free(url);
+        curl_slist_free_all(r->attempt_headers);
+        r->attempt_headers = NULL;
+        for (struct curl_slist *s = r->client_headers; s; s = s->next)
+            r->attempt_headers = curl_slist_append(r->attempt_headers, s->data);
+        for (struct curl_slist *s = n->headers; s; s = s->next)
+            r->attempt_headers = curl_slist_append(r->attempt_headers, s->data);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->attempt_headers);
+        if (strcmp(r->method, "POST") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+        } else {
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+        }
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->cfg->connect_timeout_ms);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_upstream_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_upstream_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+        r->xfer.on_done = on_upstream_done;
+        r->status = 0;
+        r->headers_complete = 0;
+        r->content_type[0] = '\0';
+        r->content_length = -1;
+        curl_slist_free_all(r->response_headers);
+        r->response_headers = NULL;
+        if (sol_curl_uv_add(&d->curl, &r->xfer) < 0) {
+            attempt_end(r, SOL_ATTEMPT_CANCELLED);
+            snprintf(r->last_error, sizeof r->last_error, "cannot start a transfer to node %s",
+                     n->name);
+            r->fail_status = 500;
+            return -1;
+        }
+        r->attempt_running = 1;
+        r->deadline_ms = now_ms(r) + d->cfg->first_byte_timeout_ms;
+        return 0;
+    }
+    return -1;
+}
+
+static enum sol_attempt_result classify_status(long status)
+{
+    if (status == 401 || status == 403)
+        return SOL_ATTEMPT_AUTH_REJECTED;
+    if (status >= 500 || status == 429)
+        return SOL_ATTEMPT_SERVER_ERROR;
+    return SOL_ATTEMPT_OK;
+}
+
+/* One attempt ended (libcurl finished it, or the deadline sweep did). */
+static void attempt_finished(struct sol_request *r, CURLcode rc)
+{
+    if (rc == CURLE_OK) {
+        attempt_end(r, classify_status(r->status));
+        r->upstream_done = 1;
+        commit(r);
+        req_resume(r);
+        return;
+    }
+    int timeout = rc == CURLE_OPERATION_TIMEDOUT;
+    const char *why = timeout ? "timed out waiting for the node" : curl_easy_strerror(rc);
+    if (r->state == RS_UPSTREAM) {
+        /* Nothing reached the client yet: the body is still in memory, so
+         * another node can take the request transparently. */
+        SOL_WARN("request %s: attempt %u on node %s failed: %s", r->id, r->tried.count,
+                 r->node_name, why);
+        snprintf(r->last_error, sizeof r->last_error, "node %s: %s", r->node_name, why);
+        r->fail_status = timeout ? 504 : 502;
+        attempt_end(r, timeout ? SOL_ATTEMPT_TIMEOUT : SOL_ATTEMPT_CONNECT_FAILED);
+        if (attempt_start(r) == 0)
+            return;
+        r->state = RS_FAILED;
+        req_resume(r);
+        return;
+    }
+    SOL_WARN("request %s: node %s failed mid-stream: %s", r->id, r->node_name, why);
+    attempt_end(r, SOL_ATTEMPT_BROKEN_STREAM);
+    char msg[300];
+    snprintf(msg, sizeof msg, "node %s failed: %s", r->node_name, why);
+    append_stream_error(r, msg);
+    r->upstream_done = 1;
+    req_resume(r);
+}
+
+static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc)
+{
+    struct sol_request *r = (struct sol_request *)((char *)x - offsetof(struct sol_request, xfer));
+    attempt_finished(r, rc);
+}
+
+void sol_request_sweep(struct sol_daemon *d, uint64_t now)
+{
+    struct sol_request *r = d->requests;
+    while (r) {
+        struct sol_request *next = r->next;
+        if (r->attempt_running && r->deadline_ms && now >= r->deadline_ms) {
+            sol_curl_uv_cancel(&d->curl, &r->xfer);
+            attempt_finished(r, CURLE_OPERATION_TIMEDOUT);
+        }
+        r = next;
+    }
+}
+
+/* ---- client side --------------------------------------------------------- */
+
+static void on_client_hangup(struct sol_hangup_watch *w)
+{
+    struct sol_request *r = w->data;
+    SOL_DEBUG("request %s: client went away", r->id);
+    r->client_gone = 1;
+    attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
+    r->upstream_done = 1;
+    req_resume(r);
+}
+
+static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    struct sol_request *r = cls;
+    if (r->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t avail = sol_buf_pending(&r->stream);
+    if (avail) {
+        size_t n = avail < max ? avail : max;
+        memcpy(out, r->stream.data + r->stream.off, n);
+        sol_buf_consume(&r->stream, n);
+        r->bytes_out += n;
+        if (r->paused && sol_buf_pending(&r->stream) < STREAM_LOW_WATER && r->attempt_running) {
+            r->paused = 0;
+            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            curl_easy_pause(r->xfer.easy, CURLPAUSE_CONT);
+        }
+        return (ssize_t)n;
+    }
+    if (r->upstream_done)
+        return r->abort_client ? MHD_CONTENT_READER_END_WITH_ERROR
+                               : MHD_CONTENT_READER_END_OF_STREAM;
+    req_suspend(r);
+    return 0;
+}
+
+static void on_response_free(void *cls)
+{
+    req_unref(cls);
+}
+
+static struct sol_reply_headers reply_headers(struct sol_request *r)
+{
+    struct sol_reply_headers h = {.request_id = r->id};
+    if (r->node_name[0])
+        h.node = r->node_name;
+    return h;
+}
+
+static enum MHD_Result queue_stream_response(struct sol_request *r)
+{
+    uint64_t size = r->content_length >= 0 ? (uint64_t)r->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(size, MHD_BLOCK_SIZE, read_stream, r, on_response_free);
+    if (!resp)
+        return MHD_NO;
+    r->refs++;
+    if (r->content_type[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    for (struct curl_slist *s = r->response_headers; s; s = s->next) {
+        char *colon = strchr(s->data, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        MHD_add_response_header(resp, s->data, colon + 2);
+        *colon = ':';
+    }
+    struct sol_reply_headers h = reply_headers(r);
+    sol_reply_add_headers(resp, &h);
+    r->state = RS_STREAMING;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct sol_request *r, unsigned status, const char *msg)
+{
+    struct sol_reply_headers h = reply_headers(r);
+    if (status == 503)
+        h.retry_after = "1";
+    r->status = status;
+    return sol_reply_error(r->conn, status, r->openai, msg, &h);
+}
+
+/* Re-encodes MHD's parsed query arguments, so nothing the client put in the
+ * query string is lost on the way to the node. */
+struct query_walk {
+    struct sol_buf out;
+};
+
+static void append_pct(struct sol_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            sol_buf_append(b, p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            sol_buf_append(b, e, 3);
+        }
+    }
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *k,
+                                   const char *v)
+{
+    (void)kind;
+    struct query_walk *w = cls;
+    sol_buf_append_str(&w->out, w->out.len ? "&" : "?");
+    append_pct(&w->out, k);
+    if (v) {
+        sol_buf_append_str(&w->out, "=");
+        append_pct(&w->out, v);
+    }
+    return MHD_YES;
+}
+
+static int build_upstream_path(struct sol_request *r, const char *url)
+{
+    struct query_walk w = {{0}};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
+    size_t len = strlen(url) + w.out.len + 1;
+    r->upstream_path = malloc(len);
+    if (!r->upstream_path) {
+        sol_buf_free(&w.out);
+        return -1;
+    }
+    snprintf(r->upstream_path, len, "%s%.*s", url, (int)w.out.len, w.out.data ? w.out.data : "");
+    sol_buf_free(&w.out);
+    return 0;
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!(isalnum((unsigned char)s[n]) || s[n] == '-' || s[n] == '_' || s[n] == '.'))
+            return 0;
+    return n > 0 && n <= 64;
+}
+
+static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *conn,
+                                   const struct sol_route *route, const char *method)
+{
+    struct sol_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->d = d;
+    r->conn = conn;
+    r->refs = 1;
+    r->route = route;
+    r->openai = (route->flags & SOL_RF_OPENAI) != 0;
+    r->content_length = -1;
+    r->started_ms = sol_now_ms(d);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(r->id, sizeof r->id, "%s", rid);
+    else
+        snprintf(r->id, sizeof r->id, "%s%08llx", d->id_prefix,
+                 (unsigned long long)++d->request_seq);
+    r->next = d->requests;
+    if (r->next)
+        r->next->prev = r;
+    d->requests = r;
+    d->requests_live++;
+    return r;
+}
+
+static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *conn,
+                                   const struct sol_route *route)
+{
+    (void)d;
+    if (route->kind == SOL_ROUTE_ROOT)
+        return sol_reply(conn, MHD_HTTP_OK, SOL_CT_TEXT, "Ollama is running", 17, NULL);
+    static const char version[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
+    return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
+}
+
+/* First call for a request: route, method and size checks, before any body
+ * byte is read. */
+static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connection *conn,
+                                        const char *url, const char *method, void **con_cls)
+{
+    const struct sol_route *route = sol_route_find(url);
+    int openai = strncmp(url, "/v1/", 4) == 0;
+    if (!route) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "path '%.256s' not found", url);
+        return sol_reply_error(conn, MHD_HTTP_NOT_FOUND, openai, msg, NULL);
+    }
+    if (!(route->methods & sol_method_bit(method))) {
+        char allow[64], msg[128];
+        sol_route_allow_header(route, allow, sizeof allow);
+        snprintf(msg, sizeof msg, "method %.16s not allowed; use %s", method, allow);
+        struct sol_reply_headers h = {.allow = allow};
+        return sol_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, openai, msg, &h);
+    }
+    if (route->kind != SOL_ROUTE_PROXY)
+        return serve_local(d, conn, route);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
+                 (unsigned long long)d->cfg->max_body_bytes);
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, openai, msg, &h);
+    }
+    struct sol_request *r = req_new(d, conn, route, method);
+    if (!r)
+        return MHD_NO;
+    snprintf(r->path, sizeof r->path, "%s", url);
+    if (build_upstream_path(r, url) < 0) {
+        *con_cls = r;
+        return MHD_NO;
+    }
+    *con_cls = r;
+    return MHD_YES;
+}
+
+/* The whole body is in: inspect it and start the first attempt. */
+static enum MHD_Result on_body_complete(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    if (r->body_too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
+                 (unsigned long long)d->cfg->max_body_bytes);
+        return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    }
+    char err[256];
+    int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
+                                  (r->route->flags & SOL_RF_NEEDS_MODEL) != 0, JSON_MAX_DEPTH,
+                                  &r->info, err, sizeof err);
+    if (status)
+        return reply_error(r, (unsigned)status, err);
+    build_client_headers(r);
+    if (attempt_start(r) < 0)
+        return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
+    r->state = RS_UPSTREAM;
+    req_suspend(r);
+    return MHD_YES;
+}
+
+enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    (void)version;
+    struct sol_daemon *d = cls;
+    struct sol_request *r = *con_cls;
+    if (!r)
+        return on_request_start(d, conn, url, method, con_cls);
+    if (r->client_gone)
+        return MHD_NO;
+    switch (r->state) {
+    case RS_RECEIVING:
+        if (*upload_data_size) {
+            if (!r->body_too_big) {
+                if (r->body.len + *upload_data_size > d->cfg->max_body_bytes) {
+                    /* Chunked bodies have no Content-Length to refuse early:
+                     * drop the rest as it arrives, answer 413 at the end. */
+                    r->body_too_big = 1;
+                    sol_buf_free(&r->body);
+                } else if (sol_buf_append(&r->body, upload_data, *upload_data_size) < 0) {
+                    return MHD_NO;
+                }
+            }
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return on_body_complete(r);
+    case RS_UPSTREAM:
+        /* Resumed without a decision: only a hang-up does that. */
+        return MHD_NO;
+    case RS_COMMITTED:
+        return queue_stream_response(r);
+    case RS_FAILED:
+        return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
+    case RS_STREAMING:
+        return MHD_YES;
+    }
+    return MHD_NO;
+}
+
+void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    struct sol_request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->client_gone) {
+        r->client_gone = 1;
+        SOL_DEBUG("request %s: connection ended early (code %d)", r->id, (int)toe);
+    }
+    attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
+    r->upstream_done = 1;
+    r->suspended = 0;
+    r->conn = NULL;
+    uint64_t ms = sol_now_ms(r->d) - r->started_ms;
+    SOL_INFO("%s %s %s model=%s node=%s status=%ld attempts=%u bytes=%llu ms=%llu%s", r->id,
+             r->method, r->path, r->info.model[0] ? r->info.model : "-",
+             r->node_name[0] ? r->node_name : "-", r->status, r->tried.count,
+             (unsigned long long)r->bytes_out, (unsigned long long)ms,
+             r->client_gone ? " client-gone" : "");
+    sol_hangup_watch_close(&r->watch, on_watch_closed);
+    req_unref(r);
+}
+
+void sol_request_abort_all(struct sol_daemon *d, const char *why)
+{
+    for (struct sol_request *r = d->requests; r; r = r->next) {
+        if (!r->conn)
+            continue;
+        if (r->attempt_running) {
+            attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
+            if (r->state == RS_UPSTREAM) {
+                snprintf(r->last_error, sizeof r->last_error, "%s", why);
+                r->fail_status = 503;
+                r->state = RS_FAILED;
+            } else {
+                append_stream_error(r, why);
+            }
+        }
+        r->upstream_done = 1;
+        req_resume(r);
+    }
+}

@@ -1,0 +1,63 @@
+#include "sollol/routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define OLLAMA_INFER (SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE)
+#define OPENAI_INFER (SOL_RF_OPENAI | SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE)
+
+static const struct sol_route routes[] = {
+    {"/", SOL_ROUTE_ROOT, SOL_M_GET | SOL_M_HEAD, 0},
+    {"/api/version", SOL_ROUTE_VERSION, SOL_M_GET | SOL_M_HEAD, 0},
+    {"/api/generate", SOL_ROUTE_PROXY, SOL_M_POST, OLLAMA_INFER},
+    {"/api/chat", SOL_ROUTE_PROXY, SOL_M_POST, OLLAMA_INFER},
+    {"/api/embed", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE},
+    {"/api/embeddings", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE},
+    {"/api/show", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL},
+    {"/v1/chat/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
+    {"/v1/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
+    {"/v1/embeddings", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
+};
+
+/* Any other POST under /v1/ that names a model. */
+static const struct sol_route v1_generic = {"/v1/", SOL_ROUTE_PROXY, SOL_M_POST,
+                                            SOL_RF_OPENAI | SOL_RF_NEEDS_MODEL};
+
+unsigned sol_method_bit(const char *m)
+{
+    if (strcmp(m, "GET") == 0)
+        return SOL_M_GET;
+    if (strcmp(m, "POST") == 0)
+        return SOL_M_POST;
+    if (strcmp(m, "HEAD") == 0)
+        return SOL_M_HEAD;
+    if (strcmp(m, "DELETE") == 0)
+        return SOL_M_DELETE;
+    return SOL_M_OTHER;
+}
+
+const struct sol_route *sol_route_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strcmp(path, routes[i].path) == 0)
+            return &routes[i];
+    /* "/v1/" itself or "/v1/models..." are not generic inference routes. */
+    if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0' && strncmp(path, "/v1/models", 10) != 0)
+        return &v1_generic;
+    return NULL;
+}
+
+void sol_route_allow_header(const struct sol_route *r, char *buf, size_t len)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "DELETE"};
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < 4; i++) {
+        if (!(r->methods & (1u << i)))
+            continue;
+        int n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", names[i]);
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+}
