@@ -23,7 +23,7 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
 {
     struct scan_state *st = ud;
     struct sol_body_info *bi = st->out;
-    if (sol_json_key_equals(key, "model")) {
+    if (sol_json_key_equals_fold(key, "model")) {
         /* A second "model" could route to one node while the node reads the
          * other: refuse the ambiguity. */
         if (st->seen_model++)
@@ -37,7 +37,7 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
             return fail(st, "model name is too long");
         if ((size_t)n != strlen(bi->model))
             return fail(st, "model name contains a NUL character");
-    } else if (sol_json_key_equals(key, "stream")) {
+    } else if (sol_json_key_equals_fold(key, "stream")) {
         if (st->seen_stream++)
             return fail(st, "duplicate key \"stream\"");
         if (v->type == SOL_JSON_TRUE)
@@ -46,7 +46,7 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
             bi->stream = 0;
         else if (v->type != SOL_JSON_NULL)
             return fail(st, "stream must be a boolean");
-    } else if (sol_json_key_equals(key, "options")) {
+    } else if (sol_json_key_equals_fold(key, "options")) {
         if (v->type == SOL_JSON_OBJECT) {
             bi->options = *v;
             struct sol_json_span np;
@@ -58,13 +58,13 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
         } else if (v->type != SOL_JSON_NULL) {
             return fail(st, "options must be an object");
         }
-    } else if (sol_json_key_equals(key, "messages")) {
+    } else if (sol_json_key_equals_fold(key, "messages")) {
         bi->messages = *v;
-    } else if (sol_json_key_equals(key, "prompt")) {
+    } else if (sol_json_key_equals_fold(key, "prompt")) {
         bi->prompt = *v;
-    } else if (sol_json_key_equals(key, "input")) {
+    } else if (sol_json_key_equals_fold(key, "input")) {
         bi->input = *v;
-    } else if (sol_json_key_equals(key, "keep_alive")) {
+    } else if (sol_json_key_equals_fold(key, "keep_alive")) {
         bi->keep_alive = *v;
     }
     return 0;
