@@ -3,8 +3,10 @@
  *
  * The proxy path calls sol_balancer_get() before each attempt and
  * sol_balancer_put() exactly once after it, whatever happened: these two
- * are the only way a request touches the node table. Passive health (what
- * real traffic says about a node) is recorded in put(), not in the proxy.
+ * are the only way a request touches the node table (nginx's get/free on a
+ * peer). Passive health (what real traffic says about a node: the circuit
+ * breaker, a model the node no longer has, credentials it rejects) and the
+ * learned speeds are recorded in put(), not in the proxy.
  *
  * Single-threaded: called only from the loop thread.
  */
@@ -12,36 +14,60 @@
 #define SOLLOL_BALANCER_H
 
 #include "sollol/node-t.h"
+#include "sollol/scorer.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct sol_balancer {
     struct sol_node_table *table;
-    unsigned rr_next;             /* round-robin cursor */
-    unsigned fail_threshold;      /* consecutive failures that take a node down */
-    unsigned down_ms;             /* how long a failed node rests before a trial */
-    uint64_t (*now_ms)(void);     /* clock, replaceable in tests */
+    struct sol_scorer scorer;
+    struct sol_breaker_conf breaker;
+    int mode;         /* enum sol_routing_mode (config.h) */
+    unsigned rr_next; /* round-robin cursor */
+    uint64_t (*now_ms)(void *clock_ud);
+    void *clock_ud;
+    /* Called when a node answered 404 for a model it listed, so the health
+     * side re-reads its /api/tags soon. May be NULL. */
+    void (*on_model_gone)(void *ud, const struct sol_node *node);
+    void *gone_ud;
 };
 
-/* What the balancer may know of a request when it picks. */
-struct sol_pick {
-    const char *model; /* normalised model name, or NULL */
-    const struct sol_tried *tried;
+/* What a finished attempt tells the balancer. Metrics are the node's own
+ * final numbers (Ollama's done line), 0 when absent. */
+struct sol_attempt_report {
+    enum sol_attempt_result result;
+    uint64_t model_key; /* the request's model (0 = none) */
+    uint64_t eval_count;
+    uint64_t eval_duration_ns;
+    uint64_t prompt_eval_count;
+    uint64_t prompt_eval_duration_ns;
+    uint64_t load_duration_ns;
+    double ttfb_ms; /* request sent -> first byte; 0 = unknown */
 };
 
-/* Initialises over `table` (not owned). */
-void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table);
+/* Initialises over `table` (not owned) with the scorer and breaker
+ * settings; `now_ms` is the clock (tests pass a fake one). */
+void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table, int mode,
+                       const struct sol_scorer_conf *sc, const struct sol_breaker_conf *bc,
+                       uint64_t (*now_ms)(void *), void *clock_ud);
 
 /*
- * Returns the node for the next attempt, or NULL when every node is either
- * already tried or not routable. Increments the node's in_flight: the caller
- * must call sol_balancer_put() for it exactly once.
+ * Returns the node for the next attempt of `req`, or NULL when no node is
+ * eligible (see scorer.h). Accounts the dispatch: in_flight of the node and
+ * of its model entry, the breaker's trial. The caller must call
+ * sol_balancer_put() for it exactly once. `explain` may be NULL.
  */
-struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_pick *pick);
+struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
+                                  struct sol_score_explain *explain);
 
-/* Ends an attempt: decrements in_flight and records passive health. */
+/* 1 when some node other than those in req->tried could take req now
+ * (decides whether a node's error is worth a retry). No side effects. */
+int sol_balancer_has_alternative(const struct sol_balancer *b, const struct sol_score_req *req);
+
+/* Ends an attempt: releases what get() accounted and records its outcome. */
 void sol_balancer_put(struct sol_balancer *b, struct sol_node *node,
-                      enum sol_attempt_result result);
+                      const struct sol_attempt_report *rep);
 
 /* Returns 1 when `index` is in `tried`. */
 int sol_tried_has(const struct sol_tried *t, unsigned index);

@@ -73,12 +73,39 @@ struct sol_config {
     unsigned first_byte_timeout_ms; /* request sent -> first response byte */
     unsigned idle_timeout_ms;       /* longest gap between response chunks */
 
+    int routing_mode;           /* enum sol_routing_mode */
+    int max_attempts;           /* nodes tried per request before its first byte */
+    unsigned retry_deadline_ms; /* no new attempt after this long */
+
+    unsigned probe_interval_ms; /* liveness probe period per node */
+    unsigned tags_interval_ms;  /* /api/tags period per node */
+    unsigned probe_timeout_ms;
+
+    int breaker_failure_threshold;
+    double breaker_error_rate;
+    int breaker_min_requests;
+    unsigned breaker_window_ms;
+    unsigned breaker_cooldown_min_ms;
+    unsigned breaker_cooldown_max_ms;
+
+    double default_gen_tps;
+    double default_prompt_tps;
+    unsigned default_load_ms;
+    int typical_predict;
+    double affinity_prompt_fraction;
+
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */
 
     int demo;       /* start demo_nodes simulated nodes (ollama-sim) */
     int demo_nodes; /* 1..8 */
     char *sim_path; /* ollama-sim binary; "" = auto (next to sollold) */
+};
+
+enum sol_routing_mode {
+    SOL_ROUTING_COST = 0,    /* lowest expected completion time (scorer.h) */
+    SOL_ROUTING_ROUND_ROBIN, /* for comparison: next eligible node in turn */
+    SOL_ROUTING_LEAST_CONN,  /* for comparison: eligible node with fewest in flight */
 };
 
 /* What main() does after sol_config_from_args() returned 0. */

@@ -13,6 +13,7 @@
 #include "sollol/balancer.h"
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
+#include "sollol/health.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/node-t.h"
 
@@ -33,6 +34,8 @@ struct sol_daemon {
 
     struct sol_node_table table;
     struct sol_balancer balancer;
+    struct sol_health health;
+    int health_running;
 
     uv_timer_t sweep_timer;     /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;
@@ -45,6 +48,8 @@ struct sol_daemon {
     unsigned max_attempts;      /* attempts per request before giving up */
 
     int started;
+    int ready;        /* first probe round done, accepting clients */
+    int mhd_attached; /* the MHD glue holds handles */
     int stopping;
     int handles_open;           /* daemon-level uv handles not yet closed */
     void (*on_stopped)(struct sol_daemon *d);
@@ -52,8 +57,10 @@ struct sol_daemon {
 
 /*
  * Builds the node table from cfg (taking ownership of cfg), opens the
- * listening socket, starts MHD and curl on `loop`. When ready, prints
- * "listening on HOST:PORT" on stdout (tests and the demo read it).
+ * listening socket, starts MHD, curl and the health probes on `loop`. The
+ * listener accepts once the first probe round is done (connections made
+ * before wait in the backlog); then "listening on HOST:PORT" is printed on
+ * stdout (tests and the demo read it).
  * Returns 0, or -1 with a message in err (nothing is left running).
  */
 int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *cfg, char *err,

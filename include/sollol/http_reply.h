@@ -22,6 +22,7 @@ struct sol_reply_headers {
     const char *node;        /* X-Sollol-Node */
     const char *allow;       /* Allow (405) */
     const char *retry_after; /* Retry-After (503, 429) */
+    const char *explain;     /* X-Sollol-Explain (routing decision, on request) */
     int close;               /* ask MHD to close the connection afterwards */
 };
 

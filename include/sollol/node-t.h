@@ -70,6 +70,7 @@ struct sol_node_model {
     uint64_t size;                 /* bytes on disk */
     uint64_t size_vram;            /* bytes in VRAM when loaded */
     int64_t expires_at_ms;         /* wall clock (Unix ms) from /api/ps; 0 unknown */
+    int64_t modified_at_ms;        /* wall clock (Unix ms) from /api/tags; 0 unknown */
     char *tags_entry;              /* the node's /api/tags object for it (JSON text), owned */
     char *ps_entry;                /* the node's /api/ps object for it (JSON text), owned */
 

@@ -1,21 +1,35 @@
+/*
+ * balancer.c - node choice per routing mode, and passive health (see
+ * balancer.h). The choice itself is the scorer's; this file only adds the
+ * accounting around it.
+ */
 #include "sollol/balancer.h"
 
+#include "sollol/breaker.h"
+#include "sollol/config.h"
 #include "sollol/log.h"
 
-#include <uv.h>
+#define EWMA_ALPHA 0.3
+/* A load_duration above this means the model was really loaded (a warm
+ * request still reports a few ms). */
+#define COLD_LOAD_NS 50000000ull
 
-static uint64_t loop_clock_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table)
+void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table, int mode,
+                       const struct sol_scorer_conf *sc, const struct sol_breaker_conf *bc,
+                       uint64_t (*now_ms)(void *), void *clock_ud)
 {
     b->table = table;
+    b->mode = mode;
     b->rr_next = 0;
-    b->fail_threshold = 3;
-    b->down_ms = 1000;
-    b->now_ms = loop_clock_ms;
+    b->now_ms = now_ms;
+    b->clock_ud = clock_ud;
+    b->on_model_gone = NULL;
+    b->gone_ud = NULL;
+    sol_scorer_init(&b->scorer, sc, now_ms(clock_ud) ^ (uint64_t)(uintptr_t)b);
+    if (bc)
+        b->breaker = *bc;
+    else
+        sol_breaker_conf_defaults(&b->breaker);
 }
 
 int sol_tried_has(const struct sol_tried *t, unsigned index)
@@ -26,66 +40,123 @@ int sol_tried_has(const struct sol_tried *t, unsigned index)
     return 0;
 }
 
-/* A DOWN node becomes eligible for one trial once its rest is over. */
-static int routable(const struct sol_node *n, uint64_t now)
-{
-    switch (n->state) {
-    case SOL_NODE_UP:
-        return 1;
-    case SOL_NODE_DOWN:
-        return now >= n->breaker.open_until_ms;
-    default:
-        return 0;
-    }
-}
-
-struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_pick *pick)
+/* The comparison modes choose among the scorer's candidates too, so they
+ * differ from "cost" only in the choice, never in safety. */
+static struct sol_node *pick_simple(struct sol_balancer *b, const struct sol_score_req *req,
+                                    uint64_t now)
 {
     unsigned count = b->table->count;
-    uint64_t now = b->now_ms();
+    struct sol_node *best = NULL;
     for (unsigned step = 0; step < count; step++) {
         unsigned i = (b->rr_next + step) % count;
         struct sol_node *n = b->table->nodes[i];
-        if (sol_tried_has(pick->tried, n->index) || !routable(n, now))
+        if (!sol_scorer_eligible(n, req, now, NULL))
             continue;
-        b->rr_next = (i + 1) % count;
-        n->in_flight++;
-        n->requests_total++;
-        return n;
+        if (b->mode == SOL_ROUTING_ROUND_ROBIN) {
+            b->rr_next = (i + 1) % count;
+            return n;
+        }
+        if (!best || n->in_flight < best->in_flight)
+            best = n;
     }
-    return NULL;
+    if (best)
+        b->rr_next = (best->index + 1) % count;
+    return best;
 }
 
-void sol_balancer_put(struct sol_balancer *b, struct sol_node *n, enum sol_attempt_result r)
+struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
+                                  struct sol_score_explain *explain)
 {
+    uint64_t now = b->now_ms(b->clock_ud);
+    struct sol_node *n = b->mode == SOL_ROUTING_COST
+                             ? sol_scorer_pick(&b->scorer, b->table, req, now, explain)
+                             : pick_simple(b, req, now);
+    if (!n)
+        return NULL;
+    n->in_flight++;
+    n->requests_total++;
+    struct sol_node_model *m = sol_node_find_model(n, req->model_key);
+    if (m)
+        m->in_flight++;
+    sol_breaker_on_dispatch(&n->breaker, now);
+    return n;
+}
+
+int sol_balancer_has_alternative(const struct sol_balancer *b, const struct sol_score_req *req)
+{
+    uint64_t now = b->now_ms(b->clock_ud);
+    for (unsigned i = 0; i < b->table->count; i++)
+        if (sol_scorer_eligible(b->table->nodes[i], req, now, NULL))
+            return 1;
+    return 0;
+}
+
+static void ewma(double *v, double sample)
+{
+    *v = *v > 0 ? *v + EWMA_ALPHA * (sample - *v) : sample;
+}
+
+static void learn(struct sol_node_model *m, const struct sol_attempt_report *r)
+{
+    if (r->eval_count > 0 && r->eval_duration_ns > 0)
+        ewma(&m->gen_tps, (double)r->eval_count * 1e9 / (double)r->eval_duration_ns);
+    if (r->prompt_eval_count > 0 && r->prompt_eval_duration_ns > 0)
+        ewma(&m->prompt_tps,
+             (double)r->prompt_eval_count * 1e9 / (double)r->prompt_eval_duration_ns);
+    if (r->load_duration_ns > COLD_LOAD_NS) {
+        ewma(&m->load_ms, (double)r->load_duration_ns / 1e6);
+        m->loaded = 1; /* it is now, whatever the last /api/ps said */
+    }
+    if (r->ttfb_ms > 0)
+        ewma(&m->ttfb_ms, r->ttfb_ms);
+    m->samples++;
+}
+
+void sol_balancer_put(struct sol_balancer *b, struct sol_node *n,
+                      const struct sol_attempt_report *rep)
+{
+    uint64_t now = b->now_ms(b->clock_ud);
+    struct sol_node_model *m = rep->model_key ? sol_node_find_model(n, rep->model_key) : NULL;
     n->in_flight--;
-    switch (r) {
+    if (m && m->in_flight)
+        m->in_flight--;
+    switch (rep->result) {
     case SOL_ATTEMPT_OK:
-        if (n->state != SOL_NODE_UP)
-            SOL_INFO("node %s is up again", n->name);
-        n->state = SOL_NODE_UP;
-        n->breaker.consecutive_failures = 0;
+        if (sol_breaker_on_success(&n->breaker, &b->breaker, now))
+            SOL_INFO("node %s: circuit breaker %s", n->name,
+                     sol_breaker_state_name(n->breaker.state));
+        if (m)
+            learn(m, rep);
         break;
     case SOL_ATTEMPT_CANCELLED:
+        sol_breaker_on_cancel(&n->breaker, now);
         break;
     case SOL_ATTEMPT_AUTH_REJECTED:
         n->failures_total++;
+        sol_breaker_on_cancel(&n->breaker, now);
         if (n->state != SOL_NODE_MISCONFIGURED)
-            SOL_ERROR("node %s rejected our credentials (401/403): not routable until the "
-                      "config is fixed",
+            SOL_ERROR("node %s rejected a request (401/403): check the headers configured for "
+                      "it; not routable until its probes pass",
                       n->name);
         n->state = SOL_NODE_MISCONFIGURED;
         break;
+    case SOL_ATTEMPT_MODEL_MISSING:
+        /* Not the node's fault as a server: it just no longer has the
+         * model. Stop sending it there and re-read what it has. */
+        sol_breaker_on_cancel(&n->breaker, now);
+        if (m && !m->gone) {
+            m->gone = 1;
+            SOL_WARN("node %s no longer has model %s", n->name, m->name);
+            if (b->on_model_gone)
+                b->on_model_gone(b->gone_ud, n);
+        }
+        break;
     default:
         n->failures_total++;
-        n->breaker.consecutive_failures++;
-        if (n->breaker.consecutive_failures >= b->fail_threshold || n->state == SOL_NODE_DOWN) {
-            if (n->state != SOL_NODE_DOWN)
-                SOL_WARN("node %s is down after %u consecutive failures", n->name,
-                         n->breaker.consecutive_failures);
-            n->state = SOL_NODE_DOWN;
-            n->breaker.open_until_ms = b->now_ms() + b->down_ms;
-        }
+        if (sol_breaker_on_failure(&n->breaker, &b->breaker, now))
+            SOL_WARN("node %s: circuit breaker %s (cooldown %llu ms)", n->name,
+                     sol_breaker_state_name(n->breaker.state),
+                     (unsigned long long)n->breaker.cooldown_ms);
         break;
     }
 }

@@ -3,6 +3,8 @@
  */
 #include "sollol/daemon.h"
 
+#include "sollol/breaker.h"
+#include "sollol/health.h"
 #include "sollol/log.h"
 #include "sollol/request.h"
 
@@ -47,6 +49,7 @@ static void free_node(struct sol_node *n)
 {
     if (!n)
         return;
+    sol_node_models_free(n);
     free(n->name);
     free(n->base_url);
     free(n->host_header);
@@ -81,12 +84,56 @@ static int build_table(struct sol_daemon *d, char *err, size_t errlen)
             goto oom;
         n->max_concurrent = (unsigned)nc->max_concurrent;
         n->weight = nc->weight;
-        n->state = SOL_NODE_UP;
+        /* Down until its first probe answers: nothing is known of it yet. */
+        n->state = SOL_NODE_DOWN;
+        sol_breaker_init(&n->breaker);
     }
     return 0;
 oom:
     snprintf(err, errlen, "out of memory building the node table");
     return -1;
+}
+
+static uint64_t balancer_clock(void *ud)
+{
+    return sol_now_ms(ud);
+}
+
+static void on_model_gone(void *ud, const struct sol_node *n)
+{
+    struct sol_daemon *d = ud;
+    sol_health_refresh_tags(&d->health, n);
+}
+
+static void announce(struct sol_daemon *d)
+{
+    const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
+    int v6 = strchr(host, ':') != NULL;
+    printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", d->listen_port);
+    fflush(stdout);
+    unsigned up = 0;
+    for (unsigned i = 0; i < d->table.count; i++)
+        up += d->table.nodes[i]->state == SOL_NODE_UP;
+    SOL_INFO("sollold %s ready on %s%s%s:%d: %u of %u node(s) up", SOLLOL_VERSION, v6 ? "[" : "",
+             host, v6 ? "]" : "", d->listen_port, up, d->table.count);
+}
+
+/* The first probe round is done: start accepting. Connections that came
+ * earlier waited in the listen backlog, so none was refused or misrouted. */
+static void on_first_round(struct sol_health *h, void *ud)
+{
+    (void)h;
+    struct sol_daemon *d = ud;
+    if (d->stopping || d->ready)
+        return;
+    d->ready = 1;
+    if (sol_mhd_uv_attach(&d->mhd_glue, d->loop, d->mhd) < 0) {
+        SOL_ERROR("cannot attach the HTTP server to the loop");
+        sol_daemon_stop(d, d->on_stopped);
+        return;
+    }
+    d->mhd_attached = 1;
+    announce(d);
 }
 
 int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *cfg, char *err,
@@ -96,12 +143,30 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->loop = loop;
     d->cfg = cfg;
     d->listen_fd = -1;
-    d->max_attempts = 3;
+    d->max_attempts = (unsigned)cfg->max_attempts;
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
-    sol_balancer_init(&d->balancer, &d->table);
+    struct sol_scorer_conf sc = {
+        .default_gen_tps = cfg->default_gen_tps,
+        .default_prompt_tps = cfg->default_prompt_tps,
+        .default_load_ms = cfg->default_load_ms,
+        .typical_predict = cfg->typical_predict,
+        .affinity_prompt_fraction = cfg->affinity_prompt_fraction,
+    };
+    struct sol_breaker_conf bc = {
+        .failure_threshold = (unsigned)cfg->breaker_failure_threshold,
+        .error_rate = cfg->breaker_error_rate,
+        .min_requests = (unsigned)cfg->breaker_min_requests,
+        .window_ms = cfg->breaker_window_ms,
+        .cooldown_min_ms = cfg->breaker_cooldown_min_ms,
+        .cooldown_max_ms = cfg->breaker_cooldown_max_ms,
+    };
+    d->loop = loop;
+    sol_balancer_init(&d->balancer, &d->table, cfg->routing_mode, &sc, &bc, balancer_clock, d);
+    d->balancer.on_model_gone = on_model_gone;
+    d->balancer.gone_ud = d;
 
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
@@ -119,11 +184,13 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         d->listen_fd = -1;
         return -1;
     }
-    if (sol_mhd_uv_attach(&d->mhd_glue, loop, d->mhd) < 0 ||
-        sol_curl_uv_init(&d->curl, loop, 4096) < 0) {
-        snprintf(err, errlen, "cannot attach the HTTP server or libcurl to the loop");
+    if (sol_curl_uv_init(&d->curl, loop, 4096) < 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
         return -1;
     }
+    struct sol_health_conf hc = {.probe_interval_ms = cfg->probe_interval_ms,
+                                 .tags_interval_ms = cfg->tags_interval_ms,
+                                 .probe_timeout_ms = cfg->probe_timeout_ms};
     uv_timer_init(loop, &d->sweep_timer);
     d->sweep_timer.data = d;
     uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
@@ -134,12 +201,12 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
     d->handles_open = 3;
     d->started = 1;
-    const char *host = cfg->listen_host[0] ? cfg->listen_host : "0.0.0.0";
-    int v6 = strchr(host, ':') != NULL;
-    printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", d->listen_port);
-    fflush(stdout);
-    SOL_INFO("sollold %s listening on %s%s%s:%d with %u node(s)", SOLLOL_VERSION, v6 ? "[" : "",
-             host, v6 ? "]" : "", d->listen_port, d->table.count);
+    if (sol_health_start(&d->health, loop, &d->curl, &d->table, &d->balancer.breaker, &hc,
+                         on_first_round, d) < 0) {
+        snprintf(err, errlen, "out of memory starting the health probes");
+        return -1;
+    }
+    d->health_running = 1;
     return 0;
 }
 
@@ -163,10 +230,8 @@ static void on_curl_closed(struct sol_curl_uv *cu)
     maybe_stopped(d);
 }
 
-static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
+static void stop_mhd_and_curl(struct sol_daemon *d)
 {
-    struct sol_daemon *d =
-        (struct sol_daemon *)((char *)glue - offsetof(struct sol_daemon, mhd_glue));
     /* Completes every connection (request-completed callbacks run here),
      * which cancels whatever upstream transfers remain. */
     MHD_stop_daemon(d->mhd);
@@ -177,13 +242,27 @@ static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
     maybe_stopped(d);
 }
 
+static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
+{
+    stop_mhd_and_curl((struct sol_daemon *)((char *)glue - offsetof(struct sol_daemon, mhd_glue)));
+}
+
+static void on_health_closed(struct sol_health *h)
+{
+    struct sol_daemon *d = (struct sol_daemon *)((char *)h - offsetof(struct sol_daemon, health));
+    if (d->mhd_attached)
+        sol_mhd_uv_close(&d->mhd_glue, on_mhd_glue_closed);
+    else
+        stop_mhd_and_curl(d);
+}
+
 /* Gives MHD one more turn to send final error lines and close resumed
  * connections before the daemon is stopped. */
 static void on_drain(uv_timer_t *t)
 {
     struct sol_daemon *d = t->data;
     uv_close((uv_handle_t *)&d->sweep_timer, on_handle_closed);
-    sol_mhd_uv_close(&d->mhd_glue, on_mhd_glue_closed);
+    sol_health_stop(&d->health, on_health_closed);
 }
 
 void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d))
@@ -200,7 +279,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
     uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
     uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
-    sol_mhd_uv_run(&d->mhd_glue);
+    if (d->mhd_attached)
+        sol_mhd_uv_run(&d->mhd_glue);
     uv_timer_stop(&d->sweep_timer);
     uv_timer_start(&d->sweep_timer, on_drain, 50, 0);
     d->sweep_timer.data = d;

@@ -20,6 +20,7 @@
 #include "sollol/inspect.h"
 #include "sollol/log.h"
 #include "sollol/mhd_uv.h"
+#include "sollol/model_name.h"
 #include "sollol/routes.h"
 
 #include <ctype.h>
@@ -35,6 +36,8 @@
 #define STREAM_LOW_WATER  (64 * 1024)
 #define MHD_BLOCK_SIZE    (32 * 1024)
 #define JSON_MAX_DEPTH    128
+#define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
+#define EXPLAIN_HEADER    1024
 
 enum req_state {
     RS_RECEIVING,
@@ -62,6 +65,10 @@ struct sol_request {
     int body_too_big;
     struct sol_body_info info;
     int openai;
+    char model[SOL_MODEL_NAME_MAX]; /* canonical */
+    struct sol_score_req score;
+    int want_explain;
+    char *explain; /* X-Sollol-Explain value of the first decision */
 
     /* Upstream attempt. */
     struct sol_curl_xfer xfer;
@@ -72,8 +79,11 @@ struct sol_request {
     struct sol_tried tried;
     uint64_t deadline_ms; /* 0 = none (paused by a slow client) */
     int attempt_running;
-    char last_error[256];
+    uint64_t attempt_started_ms;
+    double ttfb_ms;
+    char last_error[384];
     unsigned fail_status;
+    enum sol_attempt_result retry_result; /* set when a node's answer is dropped for a retry */
 
     /* What the node answered. */
     long status;
@@ -89,6 +99,8 @@ struct sol_request {
     int abort_client;  /* end the client's response with an error (no clean end possible) */
     char last_byte;
     uint64_t bytes_out;
+    char tail[TAIL_BYTES]; /* last bytes from the node, for its final metrics */
+    size_t tail_len;
 
     /* Suspension and client hang-up. */
     int suspended;
@@ -119,6 +131,7 @@ static void req_free(struct sol_request *r)
     sol_buf_free(&r->body);
     sol_buf_free(&r->stream);
     free(r->upstream_path);
+    free(r->explain);
     free(r);
 }
 
@@ -163,10 +176,44 @@ static void req_resume(struct sol_request *r)
 
 /* ---- upstream attempts ------------------------------------------------- */
 
+/* Reads a number after the last `"key":` in the tail (Ollama's done line
+ * ends every response, streamed or not). 0 when absent. */
+static uint64_t tail_number(const struct sol_request *r, const char *key)
+{
+    size_t klen = strlen(key);
+    for (size_t i = r->tail_len; i-- > klen + 2;) {
+        size_t start = i - klen - 2;
+        if (r->tail[start] == '"' && r->tail[i - 1] == '"' && r->tail[i] == ':' &&
+            memcmp(r->tail + start + 1, key, klen) == 0) {
+            char num[24];
+            size_t n = 0;
+            for (size_t j = i + 1; j < r->tail_len && n < sizeof num - 1; j++) {
+                if (r->tail[j] == ' ')
+                    continue;
+                if (r->tail[j] < '0' || r->tail[j] > '9')
+                    break;
+                num[n++] = r->tail[j];
+            }
+            num[n] = '\0';
+            return n ? strtoull(num, NULL, 10) : 0;
+        }
+    }
+    return 0;
+}
+
 static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
 {
     if (r->node) {
-        sol_balancer_put(&r->d->balancer, r->node, result);
+        struct sol_attempt_report rep = {.result = result, .model_key = r->score.model_key,
+                                         .ttfb_ms = r->ttfb_ms};
+        if (result == SOL_ATTEMPT_OK && r->tail_len && !r->openai) {
+            rep.eval_count = tail_number(r, "eval_count");
+            rep.eval_duration_ns = tail_number(r, "eval_duration");
+            rep.prompt_eval_count = tail_number(r, "prompt_eval_count");
+            rep.prompt_eval_duration_ns = tail_number(r, "prompt_eval_duration");
+            rep.load_duration_ns = tail_number(r, "load_duration");
+        }
+        sol_balancer_put(&r->d->balancer, r->node, &rep);
         r->node = NULL;
     }
     r->attempt_running = 0;
@@ -215,6 +262,30 @@ static void commit(struct sol_request *r)
     req_resume(r);
 }
 
+/*
+ * A node's error answer is dropped in favour of another node only while
+ * nothing has reached the client and another eligible node exists; else it
+ * passes through unchanged. Retried: 5xx, 429 (busy), and 404 for a model
+ * the node listed (it was removed since the last /api/tags).
+ */
+static int should_retry_status(struct sol_request *r, long code)
+{
+    enum sol_attempt_result why;
+    if (code >= 500 || code == 429)
+        why = SOL_ATTEMPT_SERVER_ERROR;
+    else if (code == 404 && r->score.model_key)
+        why = SOL_ATTEMPT_MODEL_MISSING;
+    else
+        return 0;
+    struct sol_daemon *d = r->d;
+    if (r->tried.count >= (unsigned)d->max_attempts ||
+        sol_now_ms(d) - r->started_ms >= d->cfg->retry_deadline_ms ||
+        !sol_balancer_has_alternative(&d->balancer, &r->score))
+        return 0;
+    r->retry_result = why;
+    return 1;
+}
+
 static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_request *r = ud;
@@ -225,6 +296,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
         if (code >= 200) {
             r->status = code;
             r->headers_complete = 1;
+            if (should_retry_status(r, code))
+                return 0; /* abort; attempt_finished() retries elsewhere */
         } else {
             /* Interim 1xx block: the real headers follow. */
             curl_slist_free_all(r->response_headers);
@@ -270,6 +343,22 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static void keep_tail(struct sol_request *r, const char *p, size_t n)
+{
+    if (n >= TAIL_BYTES) {
+        memcpy(r->tail, p + n - TAIL_BYTES, TAIL_BYTES);
+        r->tail_len = TAIL_BYTES;
+        return;
+    }
+    if (r->tail_len + n > TAIL_BYTES) {
+        size_t drop = r->tail_len + n - TAIL_BYTES;
+        memmove(r->tail, r->tail + drop, r->tail_len - drop);
+        r->tail_len -= drop;
+    }
+    memcpy(r->tail + r->tail_len, p, n);
+    r->tail_len += n;
+}
+
 static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_request *r = ud;
@@ -285,6 +374,9 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (sol_buf_append(&r->stream, p, n) < 0)
         return 0;
+    if (r->ttfb_ms == 0)
+        r->ttfb_ms = (double)(now_ms(r) - r->attempt_started_ms) + 0.001;
+    keep_tail(r, p, n);
     if (n)
         r->last_byte = p[n - 1];
     r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
@@ -374,20 +466,51 @@ static void build_client_headers(struct sol_request *r)
 
 static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc);
 
+/* No node can take the request before any attempt: say why the way a
+ * client can act on it. */
+static void explain_no_node(struct sol_request *r)
+{
+    struct sol_node_table *t = &r->d->table;
+    int installed_somewhere = 0, unknown = 0;
+    for (unsigned i = 0; i < t->count; i++) {
+        const struct sol_node *n = t->nodes[i];
+        const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+        if (m && m->installed && !m->gone)
+            installed_somewhere = 1;
+        if (n->tags_at_ms == 0)
+            unknown = 1; /* never answered /api/tags: it may have the model */
+    }
+    if (installed_somewhere || unknown) {
+        snprintf(r->last_error, sizeof r->last_error,
+                 "model '%s' is only on nodes that are down or failing; retry later", r->model);
+        r->fail_status = 503;
+    } else {
+        snprintf(r->last_error, sizeof r->last_error, "model '%s' not found on any node",
+                 r->info.model);
+        r->fail_status = 404;
+    }
+}
+
 /* Starts the next attempt on the best node not yet tried. Returns 0, or -1
  * when no node is left (r->last_error and r->fail_status say why). */
 static int attempt_start(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
-    while (r->tried.count < SOL_MAX_ATTEMPTS && r->tried.count < d->max_attempts) {
-        struct sol_pick pick = {.model = r->info.model, .tried = &r->tried};
-        struct sol_node *n = sol_balancer_get(&d->balancer, &pick);
+    while (r->tried.count < SOL_MAX_ATTEMPTS && r->tried.count < (unsigned)d->max_attempts) {
+        if (r->tried.count && sol_now_ms(d) - r->started_ms >= d->cfg->retry_deadline_ms)
+            return -1;
+        struct sol_score_explain ex;
+        int explain = r->want_explain && !r->explain;
+        struct sol_node *n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
+        if (explain) {
+            char buf[EXPLAIN_HEADER];
+            sol_scorer_explain_format(&ex, buf, sizeof buf);
+            r->explain = strdup(buf);
+            SOL_DEBUG("request %s: model %s: %s", r->id, r->model, buf);
+        }
         if (!n) {
-            if (r->tried.count == 0) {
-                snprintf(r->last_error, sizeof r->last_error,
-                         "no node is available to serve this request");
-                r->fail_status = 503;
-            }
+            if (r->tried.count == 0)
+                explain_no_node(r);
             return -1;
         }
         r->tried.index[r->tried.count++] = n->index;
@@ -454,14 +577,23 @@ static int attempt_start(struct sol_request *r)
             return -1;
         }
         r->attempt_running = 1;
+        r->attempt_started_ms = now_ms(r);
+        r->ttfb_ms = 0;
+        r->tail_len = 0;
+        r->retry_result = SOL_ATTEMPT_OK;
         r->deadline_ms = now_ms(r) + d->cfg->first_byte_timeout_ms;
         return 0;
     }
     return -1;
 }
 
-static enum sol_attempt_result classify_status(long status)
+static enum sol_attempt_result classify_status(struct sol_request *r, long status)
 {
+    if (status == 404 && r->score.model_key && r->node) {
+        const struct sol_node_model *m = sol_node_find_model(r->node, r->score.model_key);
+        if (m && m->installed)
+            return SOL_ATTEMPT_MODEL_MISSING;
+    }
     if (status == 401 || status == 403)
         return SOL_ATTEMPT_AUTH_REJECTED;
     if (status >= 500 || status == 429)
@@ -473,7 +605,7 @@ static enum sol_attempt_result classify_status(long status)
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
     if (rc == CURLE_OK) {
-        attempt_end(r, classify_status(r->status));
+        attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
         commit(r);
         req_resume(r);
@@ -481,6 +613,11 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
     }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT;
     const char *why = timeout ? "timed out waiting for the node" : curl_easy_strerror(rc);
+    char answered[64];
+    if (r->retry_result != SOL_ATTEMPT_OK) {
+        snprintf(answered, sizeof answered, "answered %ld", r->status);
+        why = answered;
+    }
     if (r->state == RS_UPSTREAM) {
         /* Nothing reached the client yet: the body is still in memory, so
          * another node can take the request transparently. */
@@ -488,7 +625,9 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
                  r->node_name, why);
         snprintf(r->last_error, sizeof r->last_error, "node %s: %s", r->node_name, why);
         r->fail_status = timeout ? 504 : 502;
-        attempt_end(r, timeout ? SOL_ATTEMPT_TIMEOUT : SOL_ATTEMPT_CONNECT_FAILED);
+        attempt_end(r, r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
+                       : timeout                        ? SOL_ATTEMPT_TIMEOUT
+                                                        : SOL_ATTEMPT_CONNECT_FAILED);
         if (attempt_start(r) == 0)
             return;
         r->state = RS_FAILED;
@@ -568,7 +707,7 @@ static void on_response_free(void *cls)
 
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
-    struct sol_reply_headers h = {.request_id = r->id};
+    struct sol_reply_headers h = {.request_id = r->id, .explain = r->explain};
     if (r->node_name[0])
         h.node = r->node_name;
     return h;
@@ -762,6 +901,22 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
                                   &r->info, err, sizeof err);
     if (status)
         return reply_error(r, (unsigned)status, err);
+    if (r->info.model[0]) {
+        if (sol_model_canonical(r->info.model, r->model, sizeof r->model) < 0) {
+            char msg[SOL_MODEL_NAME_MAX + 32];
+            snprintf(msg, sizeof msg, "invalid model name '%.*s'", 200, r->info.model);
+            return reply_error(r, 400, msg);
+        }
+        r->score.model_key = sol_model_key(r->model);
+    }
+    r->score.affinity_node = -1;
+    r->score.tried = &r->tried;
+    r->score.num_predict = r->info.num_predict;
+    r->score.embedding = strstr(r->path, "embed") != NULL;
+    size_t prompt_bytes = r->info.messages.len + r->info.prompt.len + r->info.input.len;
+    r->score.prompt_tokens = (double)(prompt_bytes ? prompt_bytes : r->body.len) / 4.0;
+    const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
+    r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
     if (attempt_start(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
@@ -831,7 +986,7 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     r->conn = NULL;
     uint64_t ms = sol_now_ms(r->d) - r->started_ms;
     SOL_INFO("%s %s %s model=%s node=%s status=%ld attempts=%u bytes=%llu ms=%llu%s", r->id,
-             r->method, r->path, r->info.model[0] ? r->info.model : "-",
+             r->method, r->path, r->model[0] ? r->model : "-",
              r->node_name[0] ? r->node_name : "-", r->status, r->tried.count,
              (unsigned long long)r->bytes_out, (unsigned long long)ms,
              r->client_gone ? " client-gone" : "");
