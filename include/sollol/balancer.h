@@ -61,6 +61,12 @@ void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table, int
 struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
                                   struct sol_score_explain *explain);
 
+/* Like sol_balancer_get() for a node chosen by the caller (a request
+ * pinned to one node by the operator): accounts the dispatch the same way.
+ * Returns the node, or NULL when it is not up. */
+struct sol_node *sol_balancer_get_node(struct sol_balancer *b, struct sol_node *node,
+                                       const struct sol_score_req *req);
+
 /* 1 when some node other than those in req->tried could take req now
  * (decides whether a node's error is worth a retry). No side effects. */
 int sol_balancer_has_alternative(const struct sol_balancer *b, const struct sol_score_req *req);

@@ -43,6 +43,7 @@ struct sol_daemon {
     struct sol_request *requests; /* every live request (intrusive list) */
     unsigned requests_live;
     uint64_t request_seq;
+    uint64_t started_ms;
     char id_prefix[9];          /* random per process, so ids differ across restarts */
 
     unsigned max_attempts;      /* attempts per request before giving up */

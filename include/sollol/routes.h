@@ -16,6 +16,14 @@ enum sol_route_kind {
     SOL_ROUTE_ROOT,       /* GET/HEAD /: "Ollama is running" */
     SOL_ROUTE_VERSION,    /* GET/HEAD /api/version: the daemon's own version */
     SOL_ROUTE_PROXY,      /* body names a model; proxied to one node */
+    SOL_ROUTE_TAGS,       /* GET/HEAD /api/tags: union from the probe table */
+    SOL_ROUTE_PS,         /* GET /api/ps: union of loaded models, with "node" */
+    SOL_ROUTE_V1_MODELS,  /* GET /v1/models: union in OpenAI's shape */
+    SOL_ROUTE_V1_MODEL,   /* GET /v1/models/:model */
+    SOL_ROUTE_HEALTH,     /* GET /api/health: the daemon's own health */
+    SOL_ROUTE_STATS,      /* GET /api/stats: the whole probe table */
+    SOL_ROUTE_FANOUT,     /* pull/delete/copy: sent to every routable node */
+    SOL_ROUTE_PINNED,     /* create/push/blobs: one node, named or first routable */
 };
 
 /* Per-route properties the lifecycle relies on. */
@@ -24,6 +32,7 @@ enum sol_route_flags {
     SOL_RF_STREAM_DEFAULT = 1 << 1, /* Ollama route: "stream" absent means true */
     SOL_RF_NEEDS_MODEL = 1 << 2,  /* body must name a model */
     SOL_RF_INFERENCE = 1 << 3,    /* generates tokens (counts for routing stats) */
+    SOL_RF_RAW_BODY = 1 << 4,     /* body is not JSON (blob uploads): not inspected */
 };
 
 /* Methods, as a bit set so a route can list the ones it allows. */

@@ -64,15 +64,9 @@ static struct sol_node *pick_simple(struct sol_balancer *b, const struct sol_sco
     return best;
 }
 
-struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
-                                  struct sol_score_explain *explain)
+static struct sol_node *dispatch(struct sol_node *n, const struct sol_score_req *req,
+                                 uint64_t now)
 {
-    uint64_t now = b->now_ms(b->clock_ud);
-    struct sol_node *n = b->mode == SOL_ROUTING_COST
-                             ? sol_scorer_pick(&b->scorer, b->table, req, now, explain)
-                             : pick_simple(b, req, now);
-    if (!n)
-        return NULL;
     n->in_flight++;
     n->requests_total++;
     struct sol_node_model *m = sol_node_find_model(n, req->model_key);
@@ -80,6 +74,24 @@ struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score
         m->in_flight++;
     sol_breaker_on_dispatch(&n->breaker, now);
     return n;
+}
+
+struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
+                                  struct sol_score_explain *explain)
+{
+    uint64_t now = b->now_ms(b->clock_ud);
+    struct sol_node *n = b->mode == SOL_ROUTING_COST
+                             ? sol_scorer_pick(&b->scorer, b->table, req, now, explain)
+                             : pick_simple(b, req, now);
+    return n ? dispatch(n, req, now) : NULL;
+}
+
+struct sol_node *sol_balancer_get_node(struct sol_balancer *b, struct sol_node *n,
+                                       const struct sol_score_req *req)
+{
+    if (n->state != SOL_NODE_UP)
+        return NULL;
+    return dispatch(n, req, b->now_ms(b->clock_ud));
 }
 
 int sol_balancer_has_alternative(const struct sol_balancer *b, const struct sol_score_req *req)

@@ -144,6 +144,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->cfg = cfg;
     d->listen_fd = -1;
     d->max_attempts = (unsigned)cfg->max_attempts;
+    d->started_ms = uv_now(loop);
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)

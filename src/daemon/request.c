@@ -14,6 +14,9 @@
  */
 #include "sollol/request.h"
 
+#include "request_priv.h"
+
+#include "sollol/aggregate.h"
 #include "sollol/buf.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
@@ -29,84 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Backpressure: past HIGH bytes buffered for a slow client the upstream
- * transfer is paused; it resumes once the client has drained below LOW. */
-#define STREAM_HIGH_WATER (256 * 1024)
-#define STREAM_LOW_WATER  (64 * 1024)
-#define MHD_BLOCK_SIZE    (32 * 1024)
-#define JSON_MAX_DEPTH    128
-#define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
-#define EXPLAIN_HEADER    1024
-
-enum req_state {
-    RS_RECEIVING,
-    RS_UPSTREAM,  /* attempt running, nothing sent to the client yet */
-    RS_COMMITTED, /* node answered; the access handler will queue the response */
-    RS_FAILED,    /* every attempt failed; the access handler will queue the error */
-    RS_STREAMING, /* response queued */
-};
-
-struct sol_request {
-    struct sol_daemon *d;
-    struct MHD_Connection *conn; /* NULL once MHD completed the request */
-    int refs;
-    struct sol_request *prev, *next; /* d->requests */
-
-    const struct sol_route *route;
-    enum req_state state;
-    char id[72];
-    char method[8];
-    char path[256];
-    char *upstream_path; /* path + re-encoded query string */
-    uint64_t started_ms;
-
-    struct sol_buf body;
-    int body_too_big;
-    struct sol_body_info info;
-    int openai;
-    char model[SOL_MODEL_NAME_MAX]; /* canonical */
-    struct sol_score_req score;
-    int want_explain;
-    char *explain; /* X-Sollol-Explain value of the first decision */
-
-    /* Upstream attempt. */
-    struct sol_curl_xfer xfer;
-    struct curl_slist *client_headers; /* forwarded request headers, built once */
-    struct curl_slist *attempt_headers;
-    struct sol_node *node; /* node of the running attempt, between get and put */
-    char node_name[128];   /* node that answered (for headers and logs) */
-    struct sol_tried tried;
-    uint64_t deadline_ms; /* 0 = none (paused by a slow client) */
-    int attempt_running;
-    uint64_t attempt_started_ms;
-    double ttfb_ms;
-    char last_error[384];
-    unsigned fail_status;
-    enum sol_attempt_result retry_result; /* set when a node's answer is dropped for a retry */
-
-    /* What the node answered. */
-    long status;
-    char content_type[128];
-    long long content_length; /* -1 unknown */
-    struct curl_slist *response_headers;
-    int headers_complete;
-
-    /* Stream between node and client. */
-    struct sol_buf stream;
-    int paused;        /* upstream paused for backpressure */
-    int upstream_done; /* no more bytes will come from the node */
-    int abort_client;  /* end the client's response with an error (no clean end possible) */
-    char last_byte;
-    uint64_t bytes_out;
-    char tail[TAIL_BYTES]; /* last bytes from the node, for its final metrics */
-    size_t tail_len;
-
-    /* Suspension and client hang-up. */
-    int suspended;
-    int client_gone;
-    struct sol_hangup_watch watch;
-};
 
 static uint64_t now_ms(struct sol_request *r)
 {
@@ -132,6 +57,7 @@ static void req_free(struct sol_request *r)
     sol_buf_free(&r->stream);
     free(r->upstream_path);
     free(r->explain);
+    sol_fanout_free(r);
     free(r);
 }
 
@@ -146,11 +72,11 @@ static void on_watch_closed(struct sol_hangup_watch *w)
     req_unref(w->data);
 }
 
-/* Suspends the MHD connection until req_resume(); watches the client for
+/* Suspends the MHD connection until sol_req_resume(); watches the client for
  * hang-up meanwhile, since MHD does not while suspended. */
 static void on_client_hangup(struct sol_hangup_watch *w);
 
-static void req_suspend(struct sol_request *r)
+void sol_req_suspend(struct sol_request *r)
 {
     if (r->suspended || !r->conn)
         return;
@@ -165,7 +91,7 @@ static void req_suspend(struct sol_request *r)
     sol_hangup_watch_start(&r->watch);
 }
 
-static void req_resume(struct sol_request *r)
+void sol_req_resume(struct sol_request *r)
 {
     if (!r->suspended || !r->conn)
         return;
@@ -223,6 +149,7 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
 /* Cancels a running attempt (client gone, shutdown, deadline). */
 static void attempt_cancel(struct sol_request *r, enum sol_attempt_result result)
 {
+    sol_fanout_cancel(r);
     if (!r->attempt_running)
         return;
     sol_curl_uv_cancel(&r->d->curl, &r->xfer);
@@ -232,7 +159,7 @@ static void attempt_cancel(struct sol_request *r, enum sol_attempt_result result
 /* Appends the final error line a client sees when a stream breaks after it
  * began: one more NDJSON line (Ollama's own shape) or one SSE event. For any
  * other body there is no in-band way to say it, so the response is cut. */
-static void append_stream_error(struct sol_request *r, const char *msg)
+void sol_req_append_stream_error(struct sol_request *r, const char *msg)
 {
     struct sol_buf *s = &r->stream;
     int sse = strncasecmp(r->content_type, "text/event-stream", 17) == 0;
@@ -254,12 +181,12 @@ static void append_stream_error(struct sol_request *r, const char *msg)
     r->last_byte = '\n';
 }
 
-static void commit(struct sol_request *r)
+void sol_req_commit(struct sol_request *r)
 {
     if (r->state != RS_UPSTREAM)
         return;
     r->state = RS_COMMITTED;
-    req_resume(r);
+    sol_req_resume(r);
 }
 
 /*
@@ -380,8 +307,8 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     if (n)
         r->last_byte = p[n - 1];
     r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
-    commit(r);
-    req_resume(r);
+    sol_req_commit(r);
+    sol_req_resume(r);
     return n;
 }
 
@@ -501,7 +428,13 @@ static int attempt_start(struct sol_request *r)
             return -1;
         struct sol_score_explain ex;
         int explain = r->want_explain && !r->explain;
-        struct sol_node *n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
+        struct sol_node *n;
+        if (r->pinned_node >= 0)
+            n = r->tried.count ? NULL
+                               : sol_balancer_get_node(&d->balancer,
+                                                       d->table.nodes[r->pinned_node], &r->score);
+        else
+            n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
         if (explain) {
             char buf[EXPLAIN_HEADER];
             sol_scorer_explain_format(&ex, buf, sizeof buf);
@@ -509,7 +442,7 @@ static int attempt_start(struct sol_request *r)
             SOL_DEBUG("request %s: model %s: %s", r->id, r->model, buf);
         }
         if (!n) {
-            if (r->tried.count == 0)
+            if (r->tried.count == 0 && r->pinned_node < 0)
                 explain_no_node(r);
             return -1;
         }
@@ -546,7 +479,9 @@ static int attempt_start(struct sol_request *r)
         for (struct curl_slist *s = n->headers; s; s = s->next)
             r->attempt_headers = curl_slist_append(r->attempt_headers, s->data);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->attempt_headers);
-        if (strcmp(r->method, "POST") == 0) {
+        if (strcmp(r->method, "HEAD") == 0) {
+            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        } else if (strcmp(r->method, "POST") == 0) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
         } else {
@@ -607,8 +542,8 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
     if (rc == CURLE_OK) {
         attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
-        commit(r);
-        req_resume(r);
+        sol_req_commit(r);
+        sol_req_resume(r);
         return;
     }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT;
@@ -631,16 +566,16 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         if (attempt_start(r) == 0)
             return;
         r->state = RS_FAILED;
-        req_resume(r);
+        sol_req_resume(r);
         return;
     }
     SOL_WARN("request %s: node %s failed mid-stream: %s", r->id, r->node_name, why);
     attempt_end(r, SOL_ATTEMPT_BROKEN_STREAM);
     char msg[300];
     snprintf(msg, sizeof msg, "node %s failed: %s", r->node_name, why);
-    append_stream_error(r, msg);
+    sol_req_append_stream_error(r, msg);
     r->upstream_done = 1;
-    req_resume(r);
+    sol_req_resume(r);
 }
 
 static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc)
@@ -671,7 +606,7 @@ static void on_client_hangup(struct sol_hangup_watch *w)
     r->client_gone = 1;
     attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
     r->upstream_done = 1;
-    req_resume(r);
+    sol_req_resume(r);
 }
 
 static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
@@ -696,7 +631,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
     if (r->upstream_done)
         return r->abort_client ? MHD_CONTENT_READER_END_WITH_ERROR
                                : MHD_CONTENT_READER_END_OF_STREAM;
-    req_suspend(r);
+    sol_req_suspend(r);
     return 0;
 }
 
@@ -862,8 +797,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         struct sol_reply_headers h = {.allow = allow};
         return sol_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, openai, msg, &h);
     }
-    if (route->kind != SOL_ROUTE_PROXY)
+    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION)
         return serve_local(d, conn, route);
+    if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
+        route->kind != SOL_ROUTE_PINNED)
+        return sol_aggregate_serve(d, conn, route, url);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
@@ -885,6 +823,40 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     return MHD_YES;
 }
 
+/*
+ * X-Sollol-Node names the node for fan-out and pinned routes. Pinned routes
+ * without it go to the first node in config order that is up, so a blob
+ * upload and the create that uses it meet on the same node.
+ */
+static int pick_pinned_node(struct sol_request *r)
+{
+    struct sol_node_table *t = &r->d->table;
+    r->pinned_node = -1;
+    if (r->route->kind != SOL_ROUTE_FANOUT && r->route->kind != SOL_ROUTE_PINNED)
+        return 0;
+    const char *name = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Node");
+    for (unsigned i = 0; name && i < t->count; i++)
+        if (strcmp(t->nodes[i]->name, name) == 0)
+            r->pinned_node = (int)i;
+    if (name && r->pinned_node < 0) {
+        r->fail_status = 400;
+        snprintf(r->last_error, sizeof r->last_error, "unknown node '%.200s' in X-Sollol-Node",
+                 name);
+        return -1;
+    }
+    if (r->route->kind == SOL_ROUTE_PINNED && r->pinned_node < 0) {
+        for (unsigned i = 0; i < t->count && r->pinned_node < 0; i++)
+            if (t->nodes[i]->state == SOL_NODE_UP)
+                r->pinned_node = (int)i;
+        if (r->pinned_node < 0) {
+            r->fail_status = 503;
+            snprintf(r->last_error, sizeof r->last_error, "no node is up");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The whole body is in: inspect it and start the first attempt. */
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
@@ -896,11 +868,18 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
     char err[256];
-    int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                  (r->route->flags & SOL_RF_NEEDS_MODEL) != 0, JSON_MAX_DEPTH,
-                                  &r->info, err, sizeof err);
-    if (status)
-        return reply_error(r, (unsigned)status, err);
+    memset(&r->info, 0, sizeof r->info);
+    r->info.stream = -1;
+    r->info.num_predict = -1;
+    if (!(r->route->flags & SOL_RF_RAW_BODY)) {
+        int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
+                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
+                                      JSON_MAX_DEPTH, &r->info, err, sizeof err);
+        if (status)
+            return reply_error(r, (unsigned)status, err);
+    }
+    if (pick_pinned_node(r) < 0)
+        return reply_error(r, r->fail_status, r->last_error);
     if (r->info.model[0]) {
         if (sol_model_canonical(r->info.model, r->model, sizeof r->model) < 0) {
             char msg[SOL_MODEL_NAME_MAX + 32];
@@ -918,10 +897,18 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
     r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
+    if (r->route->kind == SOL_ROUTE_FANOUT) {
+        if (sol_fanout_start(r) < 0)
+            return reply_error(r, r->fail_status, r->last_error);
+        if (r->state == RS_COMMITTED)
+            return queue_stream_response(r);
+        sol_req_suspend(r);
+        return MHD_YES;
+    }
     if (attempt_start(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
     r->state = RS_UPSTREAM;
-    req_suspend(r);
+    sol_req_suspend(r);
     return MHD_YES;
 }
 
@@ -999,6 +986,10 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
     for (struct sol_request *r = d->requests; r; r = r->next) {
         if (!r->conn)
             continue;
+        if (r->legs_running) {
+            sol_fanout_cancel(r);
+            r->attempt_running = 1; /* end it below like a single attempt */
+        }
         if (r->attempt_running) {
             attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
             if (r->state == RS_UPSTREAM) {
@@ -1006,10 +997,10 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
                 r->fail_status = 503;
                 r->state = RS_FAILED;
             } else {
-                append_stream_error(r, why);
+                sol_req_append_stream_error(r, why);
             }
         }
         r->upstream_done = 1;
-        req_resume(r);
+        sol_req_resume(r);
     }
 }

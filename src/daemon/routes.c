@@ -17,7 +17,23 @@ static const struct sol_route routes[] = {
     {"/v1/chat/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
     {"/v1/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
     {"/v1/embeddings", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
+    {"/api/tags", SOL_ROUTE_TAGS, SOL_M_GET | SOL_M_HEAD, 0},
+    {"/api/ps", SOL_ROUTE_PS, SOL_M_GET, 0},
+    {"/v1/models", SOL_ROUTE_V1_MODELS, SOL_M_GET, SOL_RF_OPENAI},
+    {"/api/health", SOL_ROUTE_HEALTH, SOL_M_GET | SOL_M_HEAD, 0},
+    {"/api/stats", SOL_ROUTE_STATS, SOL_M_GET, 0},
+    {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL},
+    {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL},
+    {"/api/copy", SOL_ROUTE_FANOUT, SOL_M_POST, 0},
+    {"/api/create", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
+    {"/api/push", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
 };
+
+/* /api/blobs/:digest and /v1/models/:model */
+static const struct sol_route blobs = {"/api/blobs/", SOL_ROUTE_PINNED, SOL_M_HEAD | SOL_M_POST,
+                                       SOL_RF_RAW_BODY};
+static const struct sol_route v1_model = {"/v1/models/", SOL_ROUTE_V1_MODEL, SOL_M_GET,
+                                          SOL_RF_OPENAI};
 
 /* Any other POST under /v1/ that names a model. */
 static const struct sol_route v1_generic = {"/v1/", SOL_ROUTE_PROXY, SOL_M_POST,
@@ -41,6 +57,10 @@ const struct sol_route *sol_route_find(const char *path)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(path, routes[i].path) == 0)
             return &routes[i];
+    if (strncmp(path, "/api/blobs/", 11) == 0 && path[11] != '\0')
+        return &blobs;
+    if (strncmp(path, "/v1/models/", 11) == 0 && path[11] != '\0')
+        return &v1_model;
     /* "/v1/" itself or "/v1/models..." are not generic inference routes. */
     if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0' && strncmp(path, "/v1/models", 10) != 0)
         return &v1_generic;

@@ -1,0 +1,36 @@
+/*
+ * aggregate.h - endpoints answered from the probe table, never by asking
+ * nodes on the request path: /api/tags, /api/ps, /v1/models[/:model] (the
+ * union over routable nodes), /api/health and /api/stats (the daemon and
+ * its table). Fresh within one probe interval.
+ */
+#ifndef SOLLOL_AGGREGATE_H
+#define SOLLOL_AGGREGATE_H
+
+#include "sollol/buf.h"
+#include "sollol/node-t.h"
+#include "sollol/routes.h"
+
+#include <microhttpd.h>
+#include <stdint.h>
+
+struct sol_daemon;
+
+/* Queues the answer for an aggregated route (kinds TAGS, PS, V1_MODELS,
+ * V1_MODEL, HEALTH, STATS). `url` is the request path. */
+enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection *c,
+                                    const struct sol_route *route, const char *url);
+
+/* The bodies, for tests: each appends a complete JSON document to out and
+ * returns 0, or -1 when memory runs out. now_unix_ms is the wall clock. */
+int sol_aggregate_tags(const struct sol_node_table *t, struct sol_buf *out);
+int sol_aggregate_ps(const struct sol_node_table *t, struct sol_buf *out);
+int sol_aggregate_v1_models(const struct sol_node_table *t, struct sol_buf *out);
+/* Returns 1 and appends the model object when some routable node has
+ * `model` (any spelling Ollama accepts); 0 when none does. */
+int sol_aggregate_v1_model(const struct sol_node_table *t, const char *model, struct sol_buf *out);
+
+/* A node whose facts the aggregated lists use: up, and not misconfigured. */
+int sol_node_listable(const struct sol_node *n);
+
+#endif
