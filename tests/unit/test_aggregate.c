@@ -1,0 +1,107 @@
+/*
+ * Unit test of the aggregated endpoints' bodies: the union over routable
+ * nodes, one entry per model, newest first, "node" on /api/ps entries,
+ * OpenAI's list shape, and down nodes left out.
+ */
+#include "sollol/aggregate.h"
+#include "sollol/health.h"
+
+#include "check.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+
+static void add_tags(struct sol_node *n, const char *json)
+{
+    CHECK(sol_health_apply_tags(n, json, strlen(json)) == 0, "tags for %s", n->name);
+}
+
+static cJSON *parse(struct sol_buf *b)
+{
+    cJSON *j = cJSON_ParseWithLength(b->data, b->len);
+    CHECK(j != NULL, "invalid JSON: %.*s", (int)b->len, b->data);
+    return j;
+}
+
+static const char *name_at(cJSON *list, int i, const char *key)
+{
+    cJSON *e = cJSON_GetArrayItem(list, i);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(e, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+int main(void)
+{
+    struct sol_node a = {.name = "a", .state = SOL_NODE_UP};
+    struct sol_node b = {.name = "b", .state = SOL_NODE_UP};
+    struct sol_node c = {.name = "c\"q", .state = SOL_NODE_DOWN};
+    add_tags(&a, "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2024-01-01T00:00:00Z\","
+                 "\"digest\":\"aa\"},{\"name\":\"old:1b\",\"modified_at\":\"2020-01-01T00:00:00Z\"}]}");
+    add_tags(&b, "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2025-01-01T00:00:00Z\","
+                 "\"digest\":\"bb\"},{\"name\":\"myns/tool:7b\",\"modified_at\":\"2024-06-01T00:00:00Z\"}]}");
+    add_tags(&c, "{\"models\":[{\"name\":\"only-on-c:latest\",\"modified_at\":\"2026-01-01T00:00:00Z\"}]}");
+    const char ps_a[] = "{\"models\":[{\"name\":\"llama3.2:latest\",\"size_vram\":1}]}";
+    const char ps_b[] = "{\"models\":[{\"name\":\"llama3.2:latest\",\"size_vram\":2}]}";
+    CHECK(sol_health_apply_ps(&a, ps_a, strlen(ps_a)) == 0, "ps a");
+    CHECK(sol_health_apply_ps(&b, ps_b, strlen(ps_b)) == 0, "ps b");
+    struct sol_node *nodes[] = {&a, &b, &c};
+    struct sol_node_table t = {nodes, 3};
+
+    struct sol_buf out = {0};
+    CHECK(sol_aggregate_tags(&t, &out) == 0, "tags");
+    cJSON *j = parse(&out);
+    cJSON *models = cJSON_GetObjectItemCaseSensitive(j, "models");
+    CHECK(cJSON_GetArraySize(models) == 3, "%d entries", cJSON_GetArraySize(models));
+    /* newest first; the duplicate name shows the newer copy (node b's) */
+    CHECK(strcmp(name_at(models, 0, "name"), "llama3.2:latest") == 0, "first %s",
+          name_at(models, 0, "name"));
+    CHECK(strcmp(name_at(models, 0, "digest"), "bb") == 0, "newest copy wins");
+    CHECK(strcmp(name_at(models, 1, "name"), "myns/tool:7b") == 0, "second");
+    CHECK(strcmp(name_at(models, 2, "name"), "old:1b") == 0, "third");
+    CHECK(!strstr(out.data, "only-on-c"), "down node listed");
+    cJSON_Delete(j);
+    sol_buf_clear(&out);
+
+    CHECK(sol_aggregate_ps(&t, &out) == 0, "ps");
+    j = parse(&out);
+    models = cJSON_GetObjectItemCaseSensitive(j, "models");
+    CHECK(cJSON_GetArraySize(models) == 2, "one entry per node running it: %d",
+          cJSON_GetArraySize(models));
+    CHECK((strcmp(name_at(models, 0, "node"), "a") == 0 && strcmp(name_at(models, 1, "node"), "b") == 0) ||
+              (strcmp(name_at(models, 0, "node"), "b") == 0 && strcmp(name_at(models, 1, "node"), "a") == 0),
+          "node fields");
+    cJSON_Delete(j);
+    sol_buf_clear(&out);
+
+    CHECK(sol_aggregate_v1_models(&t, &out) == 0, "v1 models");
+    j = parse(&out);
+    CHECK(strcmp(cJSON_GetObjectItemCaseSensitive(j, "object")->valuestring, "list") == 0, "list");
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
+    CHECK(cJSON_GetArraySize(data) == 3, "v1 entries");
+    CHECK(strcmp(name_at(data, 1, "owned_by"), "myns") == 0, "owner from namespace: %s",
+          name_at(data, 1, "owned_by"));
+    CHECK(strcmp(name_at(data, 0, "owned_by"), "library") == 0, "default owner");
+    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0), "created")->valuedouble ==
+              1735689600,
+          "created in seconds");
+    cJSON_Delete(j);
+    sol_buf_clear(&out);
+
+    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 && strstr(out.data, "\"id\":\"llama3.2:latest\""),
+          "lookup by short name");
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_v1_model(&t, "only-on-c", &out) == 0, "down node's model");
+    CHECK(sol_aggregate_v1_model(&t, "bad name!", &out) == 0, "invalid name");
+
+    /* Nothing routable: empty lists, still valid JSON. */
+    a.state = b.state = SOL_NODE_DOWN;
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_tags(&t, &out) == 0 && out.len == 13 &&
+              memcmp(out.data, "{\"models\":[]}", 13) == 0,
+          "empty: %.*s", (int)out.len, out.data);
+    sol_buf_free(&out);
+    sol_node_models_free(&a);
+    sol_node_models_free(&b);
+    sol_node_models_free(&c);
+    return check_summary();
+}
