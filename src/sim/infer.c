@@ -1,0 +1,1048 @@
+/*
+ * infer.c - the inference routes: /api/generate, /api/chat, /api/embed,
+ * /api/embeddings and the OpenAI-compatible /v1/chat/completions,
+ * /v1/completions and /v1/embeddings.
+ *
+ * Output is deterministic: the text comes from a PRNG seeded with
+ * (--seed, model, prompt or messages, options.seed unless temperature is 0,
+ * temperature), one vocabulary word per token; embeddings come from a hash
+ * of (model, input text) only, so every node agrees. Only created_at,
+ * "created" and the measured durations change between runs.
+ *
+ * Timing: a request first waits for the model to load (load_duration) and
+ * for a slot, then evaluates its uncached prompt tokens (--ttft-ms plus
+ * tokens / --prompt-tps: prompt_eval_duration), then produces one token per
+ * 1 / --tokens-per-second (+ slow:MS). Streams are paced by a uv timer that
+ * emits every token that is due, so high rates keep their average even
+ * though uv timers count whole milliseconds.
+ */
+#include "sim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sollol/log.h"
+
+static const char *const VOCAB[64] = {
+    "the",     "cluster", "node",   "model",     "token",   "request", "router",   "answer",
+    "quickly", "through", "a",      "simulated", "network", "of",      "machines", "and",
+    "every",   "reply",   "is",     "stable",    "so",      "tests",   "can",      "trust",
+    "it",      "while",   "load",   "balances",  "across",  "many",    "GPUs",     "with",
+    "care",    "streams", "flow",   "in",        "order",   "under",   "pressure", "data",
+    "moves",   "from",    "one",    "place",     "to",      "another", "latency",  "stays",
+    "low",     "when",    "queues", "are",       "short",   "cache",   "hits",     "save",
+    "time",    "for",     "each",   "turn",      "fast",    "small",   "bright",   "steady"};
+
+#define ERR_MAX_QUEUE "server busy, please try again.  maximum pending requests exceeded"
+
+/* ---- deterministic text ---- */
+
+static size_t next_token(struct sim_req *r, char *out)
+{
+    uint64_t x = mix64(r->prng);
+    r->prng += 0x9e3779b97f4a7c15ULL;
+    const char *w = VOCAB[x & 63];
+    size_t n;
+    if (r->n_done == 0) {
+        n = strlen(w);
+        memcpy(out, w, n);
+        if (out[0] >= 'a' && out[0] <= 'z')
+            out[0] = (char)(out[0] - 'a' + 'A');
+    } else if (((x >> 6) & 15) == 0) {
+        out[0] = '.';
+        n = 1;
+    } else {
+        out[0] = ' ';
+        n = strlen(w);
+        memcpy(out + 1, w, n);
+        n++;
+    }
+    out[n] = 0;
+    return n;
+}
+
+/* ---- small JSON pieces ---- */
+
+static int64_t dur(uint64_t a, uint64_t b)
+{
+    /* Real timings, but never 0: Ollama's are never 0 and omitempty would
+     * drop the field. */
+    return b > a ? (int64_t)(b - a) : 1;
+}
+
+static void metrics_json(struct sbuf *b, struct sim_req *r)
+{
+    uint64_t now = now_ns();
+    sb_puts(b, ",\"total_duration\":");
+    sb_i64(b, dur(r->t_recv, now));
+    sb_puts(b, ",\"load_duration\":");
+    sb_i64(b, dur(r->t_recv, r->t_loaded));
+    sb_puts(b, ",\"prompt_eval_count\":");
+    sb_i64(b, r->prompt_tokens);
+    if (r->ik == IK_EMBED)
+        return;
+    sb_puts(b, ",\"prompt_eval_duration\":");
+    sb_i64(b, dur(r->t_slot, r->t_prompt_done));
+    sb_puts(b, ",\"eval_count\":");
+    sb_i64(b, r->n_done);
+    sb_puts(b, ",\"eval_duration\":");
+    sb_i64(b, dur(r->t_prompt_done, r->t_end));
+}
+
+static void model_created(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, "{\"model\":");
+    sb_json_str(b, r->model_name);
+    sb_puts(b, ",\"created_at\":\"");
+    sb_now_rfc3339(b);
+    sb_putc(b, '"');
+}
+
+static const char *done_reason(struct sim_req *r)
+{
+    return r->predict_given ? "length" : "stop";
+}
+
+static void context_json(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, ",\"context\":[");
+    int total = r->prompt_tokens + r->n_done;
+    for (int i = 0; i < total; i++) {
+        if (i)
+            sb_putc(b, ',');
+        uint64_t x = i < r->prompt_tokens ? mix64(r->ctx_seed + (uint64_t)i)
+                                          : mix64(r->gen_seed ^ (uint64_t)(i - r->prompt_tokens));
+        sb_u64(b, 1 + x % 128000);
+    }
+    sb_putc(b, ']');
+}
+
+/* Ollama's final object (also the whole non-streamed answer). */
+static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, size_t tlen)
+{
+    model_created(b, r);
+    if (r->ik == IK_GENERATE) {
+        sb_puts(b, ",\"response\":");
+        sb_json_strn(b, text, tlen);
+    } else {
+        sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
+        sb_json_strn(b, text, tlen);
+        sb_putc(b, '}');
+    }
+    sb_puts(b, ",\"done\":true,\"done_reason\":");
+    sb_json_str(b, done_reason(r));
+    if (r->ik == IK_GENERATE && !r->raw)
+        context_json(b, r);
+    metrics_json(b, r);
+    sb_putc(b, '}');
+}
+
+static void usage_json(struct sbuf *b, int p, int c)
+{
+    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", p,
+              c, p + c);
+}
+
+static void oai_head(struct sbuf *b, struct sim_req *r, const char *object)
+{
+    int64_t sec;
+    long ns;
+    wall_now(&sec, &ns);
+    sb_puts(b, "{\"id\":");
+    sb_json_str(b, r->oai_id);
+    sb_puts(b, ",\"object\":\"");
+    sb_puts(b, object);
+    sb_puts(b, "\",\"created\":");
+    sb_i64(b, sec);
+}
+
+static void oai_model_fp(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, ",\"model\":");
+    sb_json_str(b, r->model_name);
+    sb_puts(b, ",\"system_fingerprint\":\"fp_ollama\"");
+}
+
+/* One streamed chunk for token text (or the final one with `reason`). */
+static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_t n,
+                       const char *reason)
+{
+    switch (r->of) {
+    case OF_OLLAMA:
+        model_created(b, r);
+        if (r->ik == IK_GENERATE) {
+            sb_puts(b, ",\"response\":");
+            sb_json_strn(b, tok, n);
+        } else {
+            sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
+            sb_json_strn(b, tok, n);
+            sb_putc(b, '}');
+        }
+        sb_puts(b, ",\"done\":false}\n");
+        break;
+    case OF_V1_CHAT:
+        sb_puts(b, "data: ");
+        oai_head(b, r, "chat.completion.chunk");
+        oai_model_fp(b, r);
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
+        sb_json_strn(b, tok, n);
+        sb_puts(b, "},\"finish_reason\":");
+        if (reason)
+            sb_json_str(b, reason);
+        else
+            sb_puts(b, "null");
+        sb_puts(b, "}]}\n\n");
+        break;
+    case OF_V1_COMPLETION:
+        sb_puts(b, "data: ");
+        oai_head(b, r, "text_completion");
+        sb_puts(b, ",\"choices\":[{\"text\":");
+        sb_json_strn(b, tok, n);
+        sb_puts(b, ",\"index\":0,\"finish_reason\":");
+        if (reason)
+            sb_json_str(b, reason);
+        else
+            sb_puts(b, "null");
+        sb_puts(b, "}]");
+        oai_model_fp(b, r);
+        if (r->include_usage) {
+            sb_putc(b, ',');
+            usage_json(b, 0, 0);
+        }
+        sb_puts(b, "}\n\n");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- streaming plumbing ---- */
+
+int stream_emit(struct sim_req *r, const char *data, size_t n)
+{
+    if (r->out_done || r->out_cut || r->cancelled)
+        return 0;
+    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
+        if (r->fault == F_CLOSE)
+            r->out_cut = 1;
+        return 0;
+    }
+    sb_put(&r->out, data, n);
+    r->lines_out++;
+    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
+        if (r->fault == F_CLOSE)
+            r->out_cut = 1; /* cut once this chunk is out */
+        return 0;
+    }
+    return 1;
+}
+
+/* After producing: send headers with the first chunk, or wake the reader.
+ * Like Ollama, no header goes out before there is something to send. */
+static void stream_flush(struct sim_req *r)
+{
+    if (r->phase == PH_WAITING) {
+        if (r->out.len == 0 && !r->out_done && !r->out_cut && r->lines_out == 0 &&
+            !((r->fault == F_STALL || r->fault == F_CLOSE) && r->fault_arg == 0))
+            return;
+        r->cb_resp = 1;
+        req_ready(r);
+    } else {
+        req_wake(r);
+    }
+}
+
+static void lines_step(struct sim_req *r)
+{
+    uint64_t delay =
+        r->fault == F_SLOW && r->fault_arg > 0 ? (uint64_t)r->fault_arg * 1000000ULL : 0;
+    int stopped = 0;
+    while (r->lines_off < r->lines.len) {
+        const char *p = r->lines.p + r->lines_off;
+        const char *nl = memchr(p, '\n', r->lines.len - r->lines_off);
+        size_t n = nl ? (size_t)(nl - p) + 1 : r->lines.len - r->lines_off;
+        int more = stream_emit(r, p, n);
+        r->lines_off += n;
+        if (!more) {
+            stopped = 1;
+            break;
+        }
+        if (delay && r->lines_off < r->lines.len) {
+            req_timer_start(r, delay, lines_step);
+            break;
+        }
+    }
+    if (r->lines_off >= r->lines.len && !stopped)
+        r->out_done = 1;
+    stream_flush(r);
+}
+
+void stream_lines_start(struct sim_req *r)
+{
+    r->ik = IK_STREAM_LINES;
+    r->status = 200;
+    r->ctype = "application/x-ndjson";
+    r->lines_off = 0;
+    lines_step(r);
+}
+
+/* ---- lifecycle ---- */
+
+void infer_cancel(struct sim_req *r)
+{
+    req_timer_stop(r);
+    model_release(r);
+}
+
+/* Generation over: remember the prompt in the slot, free the slot. */
+static void finish_generation(struct sim_req *r)
+{
+    if (r->slot >= 0 && r->model)
+        slot_store(r->model, r->slot, r);
+    model_release(r);
+}
+
+static void finish_nonstream(struct sim_req *r)
+{
+    char tok[32];
+    r->text.len = 0;
+    while (r->n_done < r->n_predict) {
+        size_t n = next_token(r, tok);
+        sb_put(&r->text, tok, n);
+        r->n_done++;
+    }
+    r->t_end = now_ns();
+    finish_generation(r);
+    struct sbuf *b = &r->out;
+    b->len = 0;
+    const char *text = r->text.p ? r->text.p : "";
+    switch (r->of) {
+    case OF_OLLAMA:
+        ollama_final(b, r, text, r->text.len);
+        req_json_ok(r);
+        break;
+    case OF_V1_CHAT:
+        oai_head(b, r, "chat.completion");
+        oai_model_fp(b, r);
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        sb_json_strn(b, text, r->text.len);
+        sb_puts(b, "},\"finish_reason\":");
+        sb_json_str(b, done_reason(r));
+        sb_puts(b, "}],");
+        usage_json(b, r->prompt_tokens, r->n_done);
+        sb_puts(b, "}\n");
+        r->status = 200;
+        r->ctype = "application/json";
+        break;
+    case OF_V1_COMPLETION:
+        oai_head(b, r, "text_completion");
+        oai_model_fp(b, r);
+        sb_puts(b, ",\"choices\":[{\"text\":");
+        sb_json_strn(b, text, r->text.len);
+        sb_puts(b, ",\"index\":0,\"finish_reason\":");
+        sb_json_str(b, done_reason(r));
+        sb_puts(b, "}],");
+        usage_json(b, r->prompt_tokens, r->n_done);
+        sb_puts(b, "}\n");
+        r->status = 200;
+        r->ctype = "application/json";
+        break;
+    default:
+        break;
+    }
+    req_ready(r);
+}
+
+static void gen_step(struct sim_req *r)
+{
+    uint64_t now = now_ns();
+    struct sbuf line = {0};
+    char tok[32];
+    int stopped = 0;
+    while (r->n_done < r->n_predict) {
+        uint64_t due = r->t_prompt_done + (uint64_t)(r->n_done + 1) * r->interval_ns;
+        if (due > now) {
+            req_timer_start(r, due - now, gen_step);
+            break;
+        }
+        size_t n = next_token(r, tok);
+        sb_put(&r->text, tok, n);
+        r->n_done++;
+        line.len = 0;
+        chunk_json(&line, r, tok, n, NULL);
+        if (!stream_emit(r, line.p, line.len)) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!stopped && r->n_done == r->n_predict) {
+        r->t_end = now;
+        int more = 1;
+        line.len = 0;
+        if (r->of == OF_OLLAMA) {
+            ollama_final(&line, r, "", 0);
+            sb_putc(&line, '\n');
+            more = stream_emit(r, line.p, line.len);
+        } else {
+            chunk_json(&line, r, "", 0, done_reason(r));
+            more = stream_emit(r, line.p, line.len);
+            if (more && r->include_usage) {
+                line.len = 0;
+                sb_puts(&line, "data: ");
+                oai_head(&line, r,
+                         r->of == OF_V1_CHAT ? "chat.completion.chunk" : "text_completion");
+                if (r->of == OF_V1_CHAT) {
+                    oai_model_fp(&line, r);
+                    sb_puts(&line, ",\"choices\":[],");
+                } else {
+                    sb_puts(&line, ",\"choices\":[]");
+                    oai_model_fp(&line, r);
+                    sb_putc(&line, ',');
+                }
+                usage_json(&line, r->prompt_tokens, r->n_done);
+                sb_puts(&line, "}\n\n");
+                more = stream_emit(r, line.p, line.len);
+            }
+            if (more)
+                more = stream_emit(r, "data: [DONE]\n\n", 14);
+        }
+        finish_generation(r);
+        if (more || (!r->out_cut && r->fault != F_STALL))
+            r->out_done = 1;
+    } else if (stopped) {
+        req_timer_stop(r);
+        if (r->out_cut)
+            finish_generation(r); /* cut: the generation is abandoned */
+        /* stall: the slot stays busy until the client goes away */
+    }
+    sb_free(&line);
+    stream_flush(r);
+}
+
+static void embed_finish(struct sim_req *r);
+
+void infer_slot_ready(struct sim_req *r)
+{
+    if (r->cancelled || r->mhd_done) {
+        model_release(r);
+        return;
+    }
+    stats_infer(r);
+    if (r->want_load_only) {
+        model_release(r); /* nothing to compute: the slot is free again */
+        struct sbuf *b = &r->out;
+        b->len = 0;
+        switch (r->ik) {
+        case IK_GENERATE:
+            if (r->of == OF_V1_COMPLETION) {
+                if (r->stream) {
+                    r->n_done = 0;
+                    chunk_json(b, r, "", 0, "load");
+                    sb_puts(b, "data: [DONE]\n\n");
+                    r->status = 200;
+                    r->ctype = "text/event-stream";
+                    break;
+                }
+                oai_head(b, r, "text_completion");
+                oai_model_fp(b, r);
+                sb_puts(b,
+                        ",\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"load\"}],");
+                usage_json(b, 0, 0);
+                sb_puts(b, "}\n");
+                r->status = 200;
+                r->ctype = "application/json";
+                break;
+            }
+            model_created(b, r);
+            sb_puts(b, ",\"response\":\"\",\"done\":true,\"done_reason\":\"load\"}");
+            req_json_ok(r);
+            break;
+        case IK_CHAT:
+            model_created(b, r);
+            sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
+                       "\"done_reason\":\"load\"}");
+            req_json_ok(r);
+            break;
+        case IK_EMBED:
+            sb_puts(b, "{\"model\":");
+            sb_json_str(b, r->model_name);
+            sb_puts(b, ",\"embeddings\":[]}");
+            req_json_ok(r);
+            break;
+        default:
+            sb_puts(b, "{\"embedding\":[]}");
+            req_json_ok(r);
+            break;
+        }
+        req_ready(r);
+        return;
+    }
+    struct sim_model *m = r->model;
+    const struct sim_config *c = &g_sim.cfg;
+    if (r->ik == IK_GENERATE || r->ik == IK_CHAT)
+        r->cached_tokens = slot_match_prefix(m, r->slot, r);
+    stats_infer(r);
+    if (r->ik == IK_EMBED || r->ik == IK_EMBEDDINGS) {
+        uint64_t d =
+            c->embed_per_second > 0 ? (uint64_t)(r->n_inputs * 1e9 / c->embed_per_second) : 0;
+        r->t_prompt_done = r->t_slot + d;
+        if (d)
+            req_timer_start(r, d, embed_finish);
+        else
+            embed_finish(r);
+        return;
+    }
+    uint64_t pe = (uint64_t)(c->ttft_ms * 1e6);
+    if (c->prompt_tps > 0)
+        pe += (uint64_t)((double)(r->prompt_tokens - r->cached_tokens) * 1e9 / c->prompt_tps);
+    r->t_prompt_done = r->t_slot + pe;
+    r->interval_ns = c->tokens_per_second > 0 ? (uint64_t)(1e9 / c->tokens_per_second) : 0;
+    if (r->fault == F_SLOW && r->fault_arg > 0)
+        r->interval_ns += (uint64_t)r->fault_arg * 1000000ULL;
+    if (r->stream) {
+        r->ctype = r->of == OF_OLLAMA ? "application/x-ndjson" : "text/event-stream";
+        r->status = 200;
+        gen_step(r);
+        return;
+    }
+    uint64_t end = r->t_prompt_done + (uint64_t)r->n_predict * r->interval_ns;
+    uint64_t now = now_ns();
+    if (end > now)
+        req_timer_start(r, end - now, finish_nonstream);
+    else
+        finish_nonstream(r);
+}
+
+/* ---- embeddings ---- */
+
+static void embed_vector(struct sbuf *b, const struct sim_model *m, const char *text, size_t n,
+                         int dims, int f32)
+{
+    uint64_t h = fnv1a64(FNV64_INIT, m->key, strlen(m->key));
+    h = fnv1a64(h, "\0", 1);
+    h = fnv1a64(h, text, n);
+    float stackv[64];
+    float *v = dims <= 64 ? stackv : malloc((size_t)dims * sizeof *v);
+    if (!v)
+        abort();
+    float sum = 0;
+    for (int i = 0; i < dims; i++) {
+        uint64_t x = mix64(h + (uint64_t)i * 0x9e3779b97f4a7c15ULL);
+        v[i] = (float)((double)(x >> 40) / 16777216.0 * 2.0 - 1.0);
+        sum += v[i] * v[i];
+    }
+    float norm = (float)(1.0 / fmax(sqrt((double)sum), 1e-12));
+    sb_putc(b, '[');
+    for (int i = 0; i < dims; i++) {
+        if (i)
+            sb_putc(b, ',');
+        float x = v[i] * norm;
+        sb_json_float(b, (double)x, f32);
+    }
+    sb_putc(b, ']');
+    if (v != stackv)
+        free(v);
+}
+
+static void embed_finish(struct sim_req *r)
+{
+    r->t_end = now_ns();
+    model_release(r);
+    struct sim_model *m = r->model;
+    int dims = r->dims > 0 ? r->dims : m->dim;
+    struct sbuf *b = &r->out;
+    b->len = 0;
+    const cJSON *in =
+        cJSON_GetObjectItemCaseSensitive(r->json, r->ik == IK_EMBEDDINGS ? "prompt" : "input");
+    if (r->ik == IK_EMBEDDINGS) {
+        sb_puts(b, "{\"embedding\":");
+        embed_vector(b, m, in->valuestring, strlen(in->valuestring), dims, 0);
+        sb_putc(b, '}');
+        req_json_ok(r);
+        req_ready(r);
+        return;
+    }
+    if (r->of == OF_V1_EMBED)
+        sb_puts(b, "{\"object\":\"list\",\"data\":[");
+    else {
+        sb_puts(b, "{\"model\":");
+        sb_json_str(b, r->model_name);
+        sb_puts(b, ",\"embeddings\":[");
+    }
+    int i = 0;
+    const cJSON *it = cJSON_IsString(in) ? in : in->child;
+    for (; it; it = cJSON_IsString(in) ? NULL : it->next, i++) {
+        if (i)
+            sb_putc(b, ',');
+        if (r->of == OF_V1_EMBED)
+            sb_puts(b, "{\"object\":\"embedding\",\"embedding\":");
+        embed_vector(b, m, it->valuestring, strlen(it->valuestring), dims, 1);
+        if (r->of == OF_V1_EMBED)
+            sb_printf(b, ",\"index\":%d}", i);
+    }
+    if (r->of == OF_V1_EMBED) {
+        sb_puts(b, "],\"model\":");
+        sb_json_str(b, r->model_name);
+        sb_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"total_tokens\":%d}}\n", r->prompt_tokens,
+                  r->prompt_tokens);
+        r->status = 200;
+        r->ctype = "application/json";
+    } else {
+        sb_putc(b, ']');
+        metrics_json(b, r);
+        sb_putc(b, '}');
+        req_json_ok(r);
+    }
+    req_ready(r);
+}
+
+/* ---- request parsing ---- */
+
+static int tokens_of(size_t bytes)
+{
+    size_t t = bytes / 4;
+    return t < 1 ? 1 : (t > 100000000 ? 100000000 : (int)t);
+}
+
+/* keep_alive: number = seconds, string = Go duration, negative = forever. */
+static int parse_keep_alive(struct sim_req *r, const cJSON *j, int oai)
+{
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(j, "keep_alive");
+    if (!k || cJSON_IsNull(k))
+        return 1;
+    char err[160];
+    if (cJSON_IsNumber(k)) {
+        r->session_ns = k->valuedouble < 0 ? -1 : (int64_t)(k->valuedouble * 1e9);
+    } else if (cJSON_IsString(k)) {
+        int64_t ns;
+        if (go_parse_duration(k->valuestring, &ns, err, sizeof err) < 0) {
+            if (oai)
+                req_error_oai(r, 400, "invalid_request_error", err, 0);
+            else
+                req_error(r, 400, err);
+            return 0;
+        }
+        r->session_ns = ns < 0 ? -1 : ns;
+    } else {
+        snprintf(err, sizeof err, "Unsupported type: '%s'",
+                 cJSON_IsBool(k)    ? "bool"
+                 : cJSON_IsArray(k) ? "[]interface {}"
+                                    : "map[string]interface {}");
+        req_error(r, 400, err);
+        return 0;
+    }
+    r->session_given = 1;
+    return 1;
+}
+
+/* num_predict, seed, temperature from options (or OpenAI's top-level). */
+static void parse_sampling(struct sim_req *r, const cJSON *j, int oai, uint64_t *seed_mix)
+{
+    double temp = oai ? 1.0 : 0.8; /* Ollama's defaults for each API */
+    int have_seed = 0;
+    double seed = 0;
+    const cJSON *o = oai ? j : cJSON_GetObjectItemCaseSensitive(j, "options");
+    if (cJSON_IsObject(o)) {
+        const cJSON *np = cJSON_GetObjectItemCaseSensitive(o, oai ? "max_tokens" : "num_predict");
+        if (cJSON_IsNumber(np) && np->valuedouble > 0) {
+            r->n_predict = np->valuedouble > 1e6 ? 1000000 : (int)np->valuedouble;
+            r->predict_given = 1;
+        }
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seed");
+        if (cJSON_IsNumber(s)) {
+            have_seed = 1;
+            seed = s->valuedouble;
+        }
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "temperature");
+        if (cJSON_IsNumber(t))
+            temp = t->valuedouble;
+    }
+    uint64_t x = (uint64_t)llround(temp * 1000.0);
+    /* Greedy decoding (temperature 0) does not depend on the seed. */
+    if (have_seed && temp != 0)
+        x ^= mix64((uint64_t)(int64_t)seed + 0x5eed);
+    *seed_mix = mix64(x);
+}
+
+static void set_msgs(struct sim_req *r, size_t n)
+{
+    if (n <= 8) {
+        r->msg_hash = r->msg_hash_inline;
+        r->msg_len = r->msg_len_inline;
+    } else {
+        r->msg_hash = malloc(n * sizeof *r->msg_hash);
+        r->msg_len = malloc(n * sizeof *r->msg_len);
+        if (!r->msg_hash || !r->msg_len)
+            abort();
+    }
+}
+
+static uint64_t msg_hash(const char *role, const char *content, size_t len)
+{
+    uint64_t h = fnv1a64(FNV64_INIT, role, strlen(role));
+    h = fnv1a64(h, "", 1);
+    return fnv1a64(h, content, len);
+}
+
+static void start(struct sim_req *r, struct sim_model *m)
+{
+    r->n_done = 0;
+    int rc = model_acquire(m, r);
+    if (rc < 0) {
+        req_error(r, 503, ERR_MAX_QUEUE);
+        return;
+    }
+    if (rc == 1)
+        infer_slot_ready(r);
+    /* else queued; models.c calls infer_slot_ready (maybe already did) */
+}
+
+static void seed_generation(struct sim_req *r, uint64_t content_hash, uint64_t seed_mix)
+{
+    uint64_t h = mix64(g_sim.cfg.seed ^ 0x0117a3a5);
+    h = fnv1a64(h, r->model->key, strlen(r->model->key));
+    h ^= mix64(content_hash);
+    h ^= seed_mix;
+    r->gen_seed = mix64(h);
+    r->prng = r->gen_seed;
+    r->ctx_seed = mix64(content_hash ^ 0xc0ffee);
+    snprintf(r->oai_id, sizeof r->oai_id, "%s-%d", r->of == OF_V1_CHAT ? "chatcmpl" : "cmpl",
+             (int)(r->gen_seed % 999));
+}
+
+static void not_found(struct sim_req *r, const char *name, int quoted)
+{
+    char msg[SIM_NAME_MAX + 64];
+    if (quoted)
+        snprintf(msg, sizeof msg, "model \"%s\" not found, try pulling it first", name);
+    else
+        snprintf(msg, sizeof msg, "model '%s' not found", name);
+    req_error(r, 404, msg);
+}
+
+static void unload_answer(struct sim_req *r, struct sim_model *m, int chat)
+{
+    model_request_unload(m);
+    struct sbuf *b = &r->out;
+    b->len = 0;
+    model_created(b, r);
+    if (chat)
+        sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
+    else
+        sb_puts(b, ",\"response\":\"\"");
+    sb_puts(b, ",\"done\":true,\"done_reason\":\"unload\"}");
+    req_json_ok(r);
+    req_ready(r);
+}
+
+static void handle_generate(struct sim_req *r)
+{
+    int oai = r->route == R_V1_COMPLETIONS;
+    const char *gt = oai ? "CompletionRequest" : "GenerateRequest";
+    cJSON *j = req_body_object(r, oai ? "openai.CompletionRequest" : "api.GenerateRequest", oai);
+    if (!j)
+        return;
+    const cJSON *vm, *vp, *vs, *vst;
+    if (!json_field(r, j, "model", cJSON_String, gt, "string", oai, &vm) ||
+        !json_field(r, j, "prompt", cJSON_String, gt, "string", oai, &vp) ||
+        !json_field(r, j, "system", cJSON_String, gt, "string", oai, &vs) ||
+        !json_field(r, j, "stream", cJSON_True, gt, oai ? "bool" : "*bool", oai, &vst))
+        return;
+    const char *name = vm ? vm->valuestring : "";
+    str_copy(r->model_name, sizeof r->model_name, name);
+    if (!oai && !parse_keep_alive(r, j, oai))
+        return;
+    r->ik = IK_GENERATE;
+    r->of = oai ? OF_V1_COMPLETION : OF_OLLAMA;
+    r->stream = oai ? (vst && cJSON_IsTrue(vst)) : !(vst && !cJSON_IsTrue(vst));
+    if (oai) {
+        const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
+        r->include_usage = cJSON_IsObject(so) &&
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    }
+    r->raw = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "raw"));
+    struct sim_model *m = model_find(name);
+    if (!m) {
+        not_found(r, name, 0);
+        return;
+    }
+    r->model = m;
+    const char *prompt = vp ? vp->valuestring : "";
+    const char *system = vs ? vs->valuestring : "";
+    if (!*prompt && r->session_given && r->session_ns == 0) {
+        unload_answer(r, m, 0);
+        return;
+    }
+    if (m->embed) {
+        char msg[SIM_NAME_MAX + 48];
+        snprintf(msg, sizeof msg, "\"%s\" does not support generate", name);
+        req_error(r, 400, msg);
+        return;
+    }
+    r->want_load_only = !*prompt;
+    r->prompt = prompt;
+    r->prompt_len = strlen(prompt);
+    r->prompt_tokens = tokens_of(r->prompt_len + strlen(system));
+    r->n_predict = g_sim.cfg.num_predict;
+    uint64_t seed_mix;
+    parse_sampling(r, j, oai, &seed_mix);
+    uint64_t ch = fnv1a64(FNV64_INIT, system, strlen(system));
+    ch = fnv1a64(ch, "", 1);
+    ch = fnv1a64(ch, prompt, r->prompt_len);
+    seed_generation(r, ch, seed_mix);
+    start(r, m);
+}
+
+/* Flattens messages (Ollama's or OpenAI's) into per-message hashes. */
+static int parse_messages(struct sim_req *r, const cJSON *msgs, int oai, uint64_t *content_hash,
+                          size_t *total)
+{
+    size_t n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, msgs)
+    {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+        n += cJSON_IsArray(c) ? (size_t)cJSON_GetArraySize(c) : 1;
+    }
+    set_msgs(r, n ? n : 1);
+    size_t i = 0;
+    uint64_t h = FNV64_INIT;
+    *total = 0;
+    cJSON_ArrayForEach(it, msgs)
+    {
+        if (!cJSON_IsObject(it)) {
+            if (oai)
+                req_error_oai(r, 400, "invalid_request_error", "invalid message format", 0);
+            else
+                req_error(r, 400,
+                          "json: cannot unmarshal into Go struct field ChatRequest.messages "
+                          "of type api.Message");
+            return 0;
+        }
+        const char *role = json_str(it, "role");
+        if (!role)
+            role = "";
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (oai && cJSON_IsArray(c)) {
+            /* OpenAI content parts become one message each, as Ollama does */
+            const cJSON *part;
+            cJSON_ArrayForEach(part, c)
+            {
+                const char *type = json_str(part, "type");
+                const char *text = type && strcmp(type, "text") == 0 ? json_str(part, "text") : "";
+                if (!type || !text) {
+                    req_error_oai(r, 400, "invalid_request_error", "invalid message format", 0);
+                    return 0;
+                }
+                size_t len = strlen(text);
+                r->msg_hash[i] = msg_hash(role, text, len);
+                r->msg_len[i++] = (uint32_t)len;
+                *total += len;
+            }
+            continue;
+        }
+        const char *text = cJSON_IsString(c) ? c->valuestring : "";
+        if (c && !cJSON_IsString(c) && !cJSON_IsNull(c)) {
+            if (oai)
+                req_error_oai(r, 400, "invalid_request_error", "invalid message content type", 0);
+            else
+                req_error(r, 400,
+                          "json: cannot unmarshal into Go struct field Message.messages.content of "
+                          "type string");
+            return 0;
+        }
+        size_t len = strlen(text);
+        r->msg_hash[i] = msg_hash(role, text, len);
+        r->msg_len[i++] = (uint32_t)len;
+        *total += len;
+    }
+    r->nmsg = i;
+    for (size_t k = 0; k < i; k++)
+        h = fnv1a64(h, &r->msg_hash[k], sizeof r->msg_hash[k]);
+    *content_hash = h;
+    return 1;
+}
+
+static void handle_chat(struct sim_req *r)
+{
+    int oai = r->route == R_V1_CHAT;
+    const char *gt = oai ? "ChatCompletionRequest" : "ChatRequest";
+    cJSON *j = req_body_object(r, oai ? "openai.ChatCompletionRequest" : "api.ChatRequest", oai);
+    if (!j)
+        return;
+    const cJSON *vm, *vmsgs, *vst;
+    if (!json_field(r, j, "model", cJSON_String, gt, "string", oai, &vm) ||
+        !json_field(r, j, "messages", cJSON_Array, gt, oai ? "[]openai.Message" : "[]api.Message",
+                    oai, &vmsgs) ||
+        !json_field(r, j, "stream", cJSON_True, gt, oai ? "bool" : "*bool", oai, &vst))
+        return;
+    const char *name = vm ? vm->valuestring : "";
+    str_copy(r->model_name, sizeof r->model_name, name);
+    if (oai && cJSON_GetArraySize(vmsgs) == 0) {
+        req_error_oai(r, 400, "invalid_request_error", "[] is too short - 'messages'", 0);
+        return;
+    }
+    if (!oai && !parse_keep_alive(r, j, oai))
+        return;
+    r->ik = IK_CHAT;
+    r->of = oai ? OF_V1_CHAT : OF_OLLAMA;
+    r->stream = oai ? (vst && cJSON_IsTrue(vst)) : !(vst && !cJSON_IsTrue(vst));
+    if (oai) {
+        const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
+        r->include_usage = cJSON_IsObject(so) &&
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    }
+    struct sim_model *m = model_find(name);
+    struct mname n;
+    if (!m && !mname_parse(name, &n)) {
+        req_error(r, 400, "model is required");
+        return;
+    }
+    if (!m) {
+        not_found(r, name, 0);
+        return;
+    }
+    r->model = m;
+    size_t nmsgs = vmsgs ? (size_t)cJSON_GetArraySize(vmsgs) : 0;
+    if (nmsgs == 0 && r->session_given && r->session_ns == 0) {
+        unload_answer(r, m, 1);
+        return;
+    }
+    if (m->embed) {
+        char msg[SIM_NAME_MAX + 48];
+        snprintf(msg, sizeof msg, "\"%s\" does not support chat", name);
+        req_error(r, 400, msg);
+        return;
+    }
+    uint64_t ch = FNV64_INIT;
+    size_t total = 0;
+    if (nmsgs && !parse_messages(r, vmsgs, oai, &ch, &total))
+        return;
+    r->want_load_only = nmsgs == 0;
+    r->prompt_tokens = tokens_of(total);
+    r->n_predict = g_sim.cfg.num_predict;
+    uint64_t seed_mix;
+    parse_sampling(r, j, oai, &seed_mix);
+    seed_generation(r, ch, seed_mix);
+    start(r, m);
+}
+
+static void handle_embed(struct sim_req *r)
+{
+    int oai = r->route == R_V1_EMBEDDINGS;
+    int legacy = r->route == R_EMBEDDINGS;
+    const char *gt = oai ? "EmbedRequest" : legacy ? "EmbeddingRequest" : "EmbedRequest";
+    cJSON *j = req_body_object(r,
+                               oai      ? "openai.EmbedRequest"
+                               : legacy ? "api.EmbeddingRequest"
+                                        : "api.EmbedRequest",
+                               oai);
+    if (!j)
+        return;
+    const cJSON *vm;
+    if (!json_field(r, j, "model", cJSON_String, gt, "string", oai, &vm))
+        return;
+    const char *name = vm ? vm->valuestring : "";
+    str_copy(r->model_name, sizeof r->model_name, name);
+    if (!oai && !parse_keep_alive(r, j, oai))
+        return;
+    r->ik = legacy ? IK_EMBEDDINGS : IK_EMBED;
+    r->of = oai ? OF_V1_EMBED : OF_OLLAMA;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dimensions");
+    if (cJSON_IsNumber(d) && d->valuedouble > 0)
+        r->dims = d->valuedouble > 8192 ? 8192 : (int)d->valuedouble;
+    size_t total = 0;
+    int n_inputs = 0;
+    if (legacy) {
+        const cJSON *p;
+        if (!json_field(r, j, "prompt", cJSON_String, gt, "string", 0, &p))
+            return;
+        struct mname n;
+        if (!mname_parse(name, &n)) {
+            req_error(r, 400, "model is required");
+            return;
+        }
+        if (!p) {
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "prompt");
+            cJSON_AddStringToObject(j, "prompt", "");
+            p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        }
+        total = strlen(p->valuestring);
+        n_inputs = total ? 1 : 0;
+    } else {
+        cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
+        if (oai) {
+            if (cJSON_IsString(in) && !in->valuestring[0]) {
+                /* OpenAI's "" is one empty input */
+            } else if (!in || cJSON_IsNull(in) ||
+                       (cJSON_IsArray(in) && cJSON_GetArraySize(in) == 0)) {
+                req_error_oai(r, 400, "invalid_request_error", "invalid input", 0);
+                return;
+            }
+        }
+        if (cJSON_IsString(in)) {
+            total = strlen(in->valuestring);
+            n_inputs = (total || oai) ? 1 : 0;
+        } else if (cJSON_IsArray(in)) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, in)
+            {
+                if (!cJSON_IsString(it)) {
+                    req_error(r, 400, "invalid input type");
+                    return;
+                }
+                total += strlen(it->valuestring);
+                n_inputs++;
+            }
+        } else if (in && !cJSON_IsNull(in)) {
+            req_error(r, 400, "invalid input type");
+            return;
+        }
+        if (!in || cJSON_IsNull(in)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "input");
+            cJSON_AddArrayToObject(j, "input");
+        }
+    }
+    struct sim_model *m = model_find(name);
+    if (!m) {
+        not_found(r, name, 1);
+        return;
+    }
+    r->model = m;
+    r->n_inputs = n_inputs;
+    r->want_load_only = n_inputs == 0;
+    r->prompt_tokens = 0;
+    if (!legacy && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "input"))) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "input")) r->prompt_tokens +=
+            tokens_of(strlen(it->valuestring));
+    } else {
+        r->prompt_tokens = tokens_of(total);
+    }
+    start(r, m);
+}
+
+void infer_handle(struct sim_req *r)
+{
+    r->out.len = 0;
+    switch (r->route) {
+    case R_GENERATE:
+    case R_V1_COMPLETIONS:
+        handle_generate(r);
+        break;
+    case R_CHAT:
+    case R_V1_CHAT:
+        handle_chat(r);
+        break;
+    case R_EMBED:
+    case R_EMBEDDINGS:
+    case R_V1_EMBEDDINGS:
+        handle_embed(r);
+        break;
+    default:
+        req_error(r, 404, "not found");
+        break;
+    }
+}

@@ -1,0 +1,535 @@
+"""Reusable end-to-end test helpers for sollol (Python 3 standard library only).
+
+Processes
+    start_sim(...) / start_process(...) start ``ollama-sim`` / any program of
+    the build (``sollold``) that prints ``listening on HOST:PORT`` on stdout
+    when ready, and return a :class:`Proc`. A Proc is a context manager and
+    is always stopped (SIGTERM, then SIGKILL) when the block or the test ends;
+    pass ``test=self`` to register the cleanup with unittest.
+
+HTTP
+    request(method, url, body, headers) -> Response(status, headers, body)
+    open_stream(method, url, body, headers) -> Stream: iterate NDJSON lines or
+    SSE events, each with its arrival time (time.monotonic()).
+    raw_exchange(host, port, data) sends arbitrary bytes and returns what came
+    back before the peer closed (or the timeout).
+
+Simulator control
+    sim_stats(url), sim_reset(url), sim_fault(url, mode, ...),
+    sim_models(url, load=/unload=/install=/remove=).
+
+Paths come from SOLLOL_BUILD_DIR (default: ``build/`` at the repository root).
+"""
+
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_dir():
+    """The build directory: $SOLLOL_BUILD_DIR, else <repo>/build."""
+    d = os.environ.get("SOLLOL_BUILD_DIR") or os.path.join(REPO_ROOT, "build")
+    return os.path.abspath(d)
+
+
+def binary(name):
+    """Absolute path of a program of the build (e.g. "ollama-sim", "sollold")."""
+    return os.path.join(build_dir(), name)
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+class ProcError(RuntimeError):
+    """A process did not become ready; the message includes its stderr."""
+
+
+class Proc:
+    """A child process that announces ``listening on HOST:PORT`` on stdout.
+
+    Attributes: ``host``, ``port``, ``url`` ("http://host:port"), ``argv``,
+    ``popen``. stderr goes to a temporary file (so a chatty process can never
+    block on a full pipe); read it with :meth:`stderr_text`. Further stdout
+    lines are kept in :attr:`stdout_lines`.
+    """
+
+    def __init__(self, argv, ready_timeout=15.0, env=None, cwd=None, name=None):
+        self.argv = [str(a) for a in argv]
+        self.name = name or os.path.basename(self.argv[0])
+        self.host = None
+        self.port = None
+        self.url = None
+        self.stdout_lines = []
+        self.returncode = None
+        self._lines = queue.Queue()
+        self._err = tempfile.TemporaryFile(prefix="sollol-e2e-", suffix=".stderr")
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=self._err, env=full_env, cwd=cwd)
+        except OSError as e:
+            self._err.close()
+            raise ProcError("cannot start %s: %s" % (self.argv[0], e)) from e
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        try:
+            self._wait_ready(ready_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_stdout(self):
+        for raw in self.popen.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.stdout_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProcError("%s: no 'listening on' line within %.1fs\n--- stderr ---\n%s"
+                                % (self.name, timeout, self.stderr_text()))
+            try:
+                line = self._lines.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                continue
+            if line is None:
+                code = self.popen.wait()
+                raise ProcError("%s exited with status %s before it was ready\n--- stderr ---\n%s"
+                                % (self.name, code, self.stderr_text()))
+            if line.startswith("listening on "):
+                hostport = line[len("listening on "):].strip()
+                host, _, port = hostport.rpartition(":")
+                self.host = host.strip("[]")
+                self.port = int(port)
+                url_host = "[%s]" % self.host if ":" in self.host else self.host
+                self.url = "http://%s:%d" % (url_host, self.port)
+                return
+
+    def stderr_text(self):
+        """Everything the process wrote to stderr so far."""
+        try:
+            self._err.flush()
+            self._err.seek(0)
+            return self._err.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status
+        (negative for a signal, as subprocess reports it). Idempotent."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.returncode = self.popen.returncode
+        self._reader.join(timeout=2)
+        try:
+            self.popen.stdout.close()
+        except OSError:
+            pass
+        return self.returncode
+
+    def close(self):
+        """Stops the process and releases the stderr file."""
+        self.stop()
+        try:
+            self._err.close()
+        except OSError:
+            pass
+
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                         "WARNING: ThreadSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+
+    def problems(self):
+        """After stop(): a description of what went wrong (exit status other
+        than 0, sanitizer reports), or None."""
+        err = self.stderr_text()
+        issues = []
+        if self.returncode not in (0, None):
+            issues.append("exit status %s" % self.returncode)
+        for m in self.SANITIZER_MARKERS:
+            if m in err:
+                issues.append("sanitizer report (%s)" % m)
+                break
+        if not issues:
+            return None
+        return "%s: %s\n--- stderr (tail) ---\n%s" % (self.name, ", ".join(issues), err[-6000:])
+
+    def close_checked(self):
+        """stop(); raise AssertionError if it exited uncleanly or a sanitizer
+        reported something; then release the stderr file."""
+        self.stop()
+        msg = self.problems()
+        self.close()
+        if msg:
+            raise AssertionError(msg)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.close_checked()  # a clean block must end with a clean exit
+        else:
+            self.close()
+        return False
+
+
+def start_process(name, args, test=None, ready_timeout=15.0, env=None, check_exit=True):
+    """Starts ``<build>/<name> args...`` and waits for its `listening on` line.
+
+    With ``test`` (a unittest.TestCase or its class), the process is stopped
+    by the test's cleanup even when the test fails; with ``check_exit`` that
+    cleanup also fails the test if the process did not exit 0 on SIGTERM or
+    printed a sanitizer report (run the suite against a -DSOLLOL_SANITIZE=ON
+    build to use this)."""
+    p = Proc([binary(name)] + list(args), ready_timeout=ready_timeout, env=env, name=name)
+    if test is not None:
+        cleanup = p.close_checked if check_exit else p.close
+        if isinstance(test, type):
+            test.addClassCleanup(cleanup)
+        else:
+            test.addCleanup(cleanup)
+    return p
+
+
+def start_sim(*args, models=("llama3.2:3b,loaded",), listen="127.0.0.1:0", test=None,
+              ready_timeout=15.0, env=None, check_exit=True):
+    """Starts ollama-sim on an ephemeral loopback port.
+
+    ``models`` become ``--model`` options; other options are passed as they
+    are, e.g. ``start_sim("--tokens-per-second", "20", test=self)``."""
+    argv = ["--listen", listen]
+    for m in models:
+        argv += ["--model", m]
+    argv += [str(a) for a in args]
+    return start_process("ollama-sim", argv, test=test, ready_timeout=ready_timeout, env=env,
+                         check_exit=check_exit)
+
+
+# --------------------------------------------------------------------------
+# HTTP
+
+
+class Response:
+    """status (int), reason, headers (dict, lower-case names), header_list
+    (list of (name, value) as received), body (bytes), t_first_byte (monotonic
+    time when the status line arrived)."""
+
+    def __init__(self, status, reason, header_list, body, t_first_byte=None):
+        self.status = status
+        self.reason = reason
+        self.header_list = header_list
+        self.headers = {k.lower(): v for k, v in header_list}
+        self.body = body
+        self.t_first_byte = t_first_byte
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+def _split(url):
+    u = urllib.parse.urlsplit(url)
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    return u.hostname, u.port or 80, path
+
+
+def _encode(body, headers):
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    return body, headers
+
+
+def request(method, url, body=None, headers=None, timeout=30.0):
+    """One HTTP request on a fresh connection. ``body``: bytes, str, or a
+    dict/list (sent as JSON). Returns a :class:`Response`; network errors
+    raise (OSError, http.client.HTTPException)."""
+    host, port, path = _split(url)
+    body, headers = _encode(body, headers)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        t0 = time.monotonic()
+        data = resp.read()
+        return Response(resp.status, resp.reason, resp.getheaders(), data, t0)
+    finally:
+        conn.close()
+
+
+def get_json(url, timeout=30.0):
+    """GET url, assert 200 and return the decoded JSON."""
+    r = request("GET", url, timeout=timeout)
+    if r.status != 200:
+        raise AssertionError("GET %s -> %d %r" % (url, r.status, r.body[:300]))
+    return r.json()
+
+
+def post_json(url, body, timeout=30.0, headers=None):
+    """POST a JSON body; returns the Response."""
+    return request("POST", url, body=body, headers=headers, timeout=timeout)
+
+
+class Event:
+    """One streamed item: ``t`` (time.monotonic() on arrival), ``raw`` (the
+    line / SSE data as bytes), ``json`` (decoded, or None for non-JSON data
+    such as SSE's ``[DONE]``)."""
+
+    __slots__ = ("t", "raw", "json")
+
+    def __init__(self, t, raw):
+        self.t = t
+        self.raw = raw
+        try:
+            self.json = json.loads(raw)
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<Event %.3f %r>" % (self.t, self.raw[:120])
+
+
+class Stream:
+    """A streaming response. Attributes: status, headers (lower-case dict),
+    t_start (request sent), t_headers (status line received). Use
+    :meth:`lines` for NDJSON, :meth:`sse` for server-sent events,
+    :meth:`close` to hang up early (a client disconnect)."""
+
+    def __init__(self, method, url, body=None, headers=None, timeout=30.0):
+        host, port, path = _split(url)
+        body, headers = _encode(body, headers)
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.t_start = time.monotonic()
+        self.conn.request(method, path, body=body, headers=headers)
+        self.resp = self.conn.getresponse()
+        self.t_headers = time.monotonic()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+        self.incomplete = False
+
+    def _readline(self):
+        try:
+            line = self.resp.readline()
+        except http.client.IncompleteRead:
+            self.incomplete = True
+            return b""
+        # http.client returns b"" both at the end of a chunked body and when
+        # the connection is cut in the middle of one; only the proper end
+        # (the zero-length chunk) leaves chunk_left at None.
+        if not line and self.resp.chunked and self.resp.chunk_left is not None:
+            self.incomplete = True
+        return line
+
+    def lines(self):
+        """Yields an :class:`Event` per non-empty NDJSON line until the end of
+        the body. ``incomplete`` is set if the body ended abruptly."""
+        while True:
+            line = self._readline()
+            if not line:
+                return
+            t = time.monotonic()
+            line = line.rstrip(b"\r\n")
+            if line:
+                yield Event(t, line)
+
+    def sse(self):
+        """Yields an :class:`Event` per SSE event (its ``data:`` lines joined);
+        comment lines (``:``) are skipped."""
+        data = []
+        while True:
+            line = self._readline()
+            if not line:
+                if data:
+                    yield Event(time.monotonic(), b"\n".join(data))
+                return
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if data:
+                    yield Event(time.monotonic(), b"\n".join(data))
+                    data = []
+                continue
+            if line.startswith(b":"):
+                continue
+            if line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+
+    def read_all(self):
+        """The rest of the body as bytes."""
+        try:
+            return self.resp.read()
+        except http.client.IncompleteRead as e:
+            self.incomplete = True
+            return e.partial
+
+    def close(self):
+        """Closes the connection (the server sees the client go away)."""
+        try:
+            if self.conn.sock is not None:
+                self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_stream(method, url, body=None, headers=None, timeout=30.0):
+    """Sends a request and returns a :class:`Stream` once the status line
+    has arrived (so it blocks while the server holds the headers back)."""
+    return Stream(method, url, body=body, headers=headers, timeout=timeout)
+
+
+def raw_connect(host, port, timeout=10.0):
+    """A plain TCP socket to host:port."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def raw_exchange(host, port, data, timeout=5.0):
+    """Sends ``data`` (bytes) on a new connection and returns everything
+    received until the peer closes or ``timeout`` passes without data.
+    A connection reset counts as a close (what was received is returned)."""
+    s = raw_connect(host, port, timeout)
+    out = b""
+    try:
+        if data:
+            s.sendall(data)
+        s.settimeout(timeout)
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    return out
+
+
+# --------------------------------------------------------------------------
+# simulator control
+
+
+def sim_stats(url, since=None):
+    """GET /_sim/stats of the simulator at ``url`` (dict). ``since`` = only
+    request records with a larger id."""
+    q = "" if since is None else "?since=%d" % since
+    return get_json(url + "/_sim/stats" + q)
+
+
+def sim_reset(url):
+    """Clears the simulator's statistics (not its models)."""
+    r = request("POST", url + "/_sim/reset", body=b"")
+    assert r.status == 200, r
+
+
+def sim_fault(url, mode, arg=None, count=None, scope=None, model=None):
+    """Sets the active fault (``mode="none"`` clears it); returns it."""
+    body = {"mode": mode}
+    if arg is not None:
+        body["arg"] = arg
+    if count is not None:
+        body["count"] = count
+    if scope is not None:
+        body["scope"] = scope
+    if model is not None:
+        body["model"] = model
+    r = request("POST", url + "/_sim/fault", body=body)
+    if r.status != 200:
+        raise AssertionError("set fault %r -> %d %r" % (body, r.status, r.body))
+    return r.json()
+
+
+def sim_models(url, **action):
+    """POST /_sim/models with one of load=, unload=, install=, remove=.
+    Returns the Response (200 with the model list, 4xx with an error)."""
+    return request("POST", url + "/_sim/models", body=action)
+
+
+def wait_until(pred, timeout=5.0, interval=0.02, msg="condition"):
+    """Polls ``pred()`` until it returns a truthy value (returned) or raises
+    AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, msg))
+        time.sleep(interval)
+
+
+def run_parallel(fns, timeout=60.0):
+    """Runs callables in threads; returns their results in order (an
+    exception in one is re-raised here)."""
+    results = [None] * len(fns)
+    errors = [None] * len(fns)
+
+    def run(i, fn):
+        try:
+            results[i] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    for e in errors:
+        if e is not None:
+            raise e
+    return results
