@@ -40,15 +40,15 @@ struct sol_demo {
 
 /* Each simulated node differs, so the demo shows routing at work. */
 static const char *const demo_args[DEMO_MAX][12] = {
-    {"--model", "llama3.2:3b,loaded", "--model", "nomic-embed-text,embed,loaded",
+    {"--model", "llama3.2,loaded", "--model", "nomic-embed-text,embed,loaded",
      "--tokens-per-second", "40", NULL},
-    {"--model", "llama3.2:3b", "--model", "qwen2.5:7b,loaded", "--tokens-per-second", "25", NULL},
-    {"--model", "llama3.2:3b,loaded", "--model", "qwen2.5:7b", "--tokens-per-second", "60", NULL},
-    {"--model", "llama3.2:3b", "--tokens-per-second", "30", NULL},
-    {"--model", "llama3.2:3b", "--tokens-per-second", "30", NULL},
-    {"--model", "llama3.2:3b", "--tokens-per-second", "30", NULL},
-    {"--model", "llama3.2:3b", "--tokens-per-second", "30", NULL},
-    {"--model", "llama3.2:3b", "--tokens-per-second", "30", NULL},
+    {"--model", "llama3.2", "--model", "qwen2.5:7b,loaded", "--tokens-per-second", "25", NULL},
+    {"--model", "llama3.2,loaded", "--model", "qwen2.5:7b", "--tokens-per-second", "60", NULL},
+    {"--model", "llama3.2", "--tokens-per-second", "30", NULL},
+    {"--model", "llama3.2", "--tokens-per-second", "30", NULL},
+    {"--model", "llama3.2", "--tokens-per-second", "30", NULL},
+    {"--model", "llama3.2", "--tokens-per-second", "30", NULL},
+    {"--model", "llama3.2", "--tokens-per-second", "30", NULL},
 };
 
 static void report(struct sol_demo *demo, int status)

@@ -34,6 +34,7 @@ static const char USAGE[] =
     "  --listen HOST:PORT        address (default 127.0.0.1:11434; port 0 = ephemeral)\n"
     "  --name NAME               node name for logs and stats (default: sim)\n"
     "  --version-string V        what /api/version answers (default 0.12.6)\n"
+    "  --exit-on-stdin-eof       exit when stdin closes (a parent that dies takes us along)\n"
     "  --seed N                  seed of the generated text (default 0)\n"
     "  --host-check auto|on|off  Ollama's Host header check (default auto:\n"
     "                            only when listening on loopback, as Ollama)\n"
@@ -89,6 +90,7 @@ enum {
     O_HOST_CHECK,
     O_LOG_LEVEL,
     O_VERSION,
+    O_EXIT_ON_STDIN_EOF,
 };
 
 static const struct option LONGOPTS[] = {
@@ -113,6 +115,7 @@ static const struct option LONGOPTS[] = {
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, O_VERSION},
+    {"exit-on-stdin-eof", no_argument, NULL, O_EXIT_ON_STDIN_EOF},
     {NULL, 0, NULL, 0},
 };
 
@@ -205,12 +208,16 @@ static void close_signals(void)
     for (size_t i = 0; i < 3; i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], on_signal_closed);
+    if (g_sim.watch_stdin && !uv_is_closing((uv_handle_t *)&g_sim.stdin_pipe))
+        uv_close((uv_handle_t *)&g_sim.stdin_pipe, NULL);
 }
 
 static void on_http_down(void)
 {
     SOL_INFO("stopped");
 }
+
+static void shutdown_sim(const char *why);
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -222,10 +229,38 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     if (g_sim.shutting_down)
         return;
-    SOL_INFO("signal %d: shutting down", signum);
+    char why[32];
+    snprintf(why, sizeof why, "signal %d", signum);
+    shutdown_sim(why);
+}
+
+static void shutdown_sim(const char *why)
+{
+    if (g_sim.shutting_down)
+        return;
+    SOL_INFO("%s: shutting down", why);
     close_signals();
     models_shutdown();
     http_shutdown(on_http_down);
+}
+
+static void on_stdin_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char scratch[256];
+    (void)h;
+    (void)suggested;
+    buf->base = scratch;
+    buf->len = sizeof scratch;
+}
+
+/* The parent keeps our stdin open while it lives; EOF means it is gone. */
+static void on_stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0) {
+        uv_read_stop(s);
+        shutdown_sim("stdin closed");
+    }
 }
 
 int main(int argc, char **argv)
@@ -345,6 +380,9 @@ int main(int argc, char **argv)
             fputs(USAGE, stdout);
             free(specs);
             return 0;
+        case O_EXIT_ON_STDIN_EOF:
+            g_sim.watch_stdin = 1;
+            break;
         case O_VERSION:
             printf("ollama-sim (sollol) %s\n", SOLLOL_VERSION);
             free(specs);
@@ -436,6 +474,16 @@ int main(int argc, char **argv)
     uv_signal_start(&g_sim.sigint, on_signal, SIGINT);
     uv_signal_start(&g_sim.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g_sim.sigusr1, on_signal, SIGUSR1);
+    if (g_sim.watch_stdin) {
+        uv_pipe_init(&g_sim.loop, &g_sim.stdin_pipe, 0);
+        if (uv_pipe_open(&g_sim.stdin_pipe, 0) == 0) {
+            uv_read_start((uv_stream_t *)&g_sim.stdin_pipe, on_stdin_alloc, on_stdin_read);
+        } else {
+            SOL_WARN("--exit-on-stdin-eof: stdin is not a pipe; ignored");
+            uv_close((uv_handle_t *)&g_sim.stdin_pipe, NULL);
+            g_sim.watch_stdin = 0;
+        }
+    }
 
     int v6 = strchr(host, ':') != NULL;
     printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", bound);

@@ -367,6 +367,8 @@ struct sim {
     struct sol_mhd_uv glue;
     struct MHD_Daemon *daemon;
     uv_signal_t sigint, sigterm, sigusr1;
+    uv_pipe_t stdin_pipe; /* --exit-on-stdin-eof: the parent's end of our stdin */
+    int watch_stdin;
     int shutting_down;
     int host_is_loopback;
     char hostname[256];
