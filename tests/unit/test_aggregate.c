@@ -58,7 +58,7 @@ int main(void)
     CHECK(strcmp(name_at(models, 0, "digest"), "bb") == 0, "newest copy wins");
     CHECK(strcmp(name_at(models, 1, "name"), "myns/tool:7b") == 0, "second");
     CHECK(strcmp(name_at(models, 2, "name"), "old:1b") == 0, "third");
-    CHECK(!strstr(out.data, "only-on-c"), "down node listed");
+    CHECK(!strstr(sol_buf_cstr(&out), "only-on-c"), "down node listed");
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
@@ -87,7 +87,7 @@ int main(void)
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
-    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 && strstr(out.data, "\"id\":\"llama3.2:latest\""),
+    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 && strstr(sol_buf_cstr(&out), "\"id\":\"llama3.2:latest\""),
           "lookup by short name");
     sol_buf_clear(&out);
     CHECK(sol_aggregate_v1_model(&t, "only-on-c", &out) == 0, "down node's model");
