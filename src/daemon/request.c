@@ -17,6 +17,7 @@
 #include "request_priv.h"
 
 #include "sollol/aggregate.h"
+#include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
@@ -195,12 +196,25 @@ void sol_req_commit(struct sol_request *r)
  * passes through unchanged. Retried: 5xx, 429 (busy), and 404 for a model
  * the node listed (it was removed since the last /api/tags).
  */
+/*
+ * Ollama's "model not found" is a JSON error document. A 404 of another type
+ * (gin's text/plain "404 page not found" for a route the node does not have,
+ * e.g. a newer /v1/ route) says nothing about the model: treating it as "the
+ * node lost the model" would retry it on every node and mark the model gone
+ * on each, making it unroutable until the next /api/tags.
+ */
+static int is_model_not_found(const struct sol_request *r, long code)
+{
+    return code == 404 && r->score.model_key &&
+           strncasecmp(r->content_type, "application/json", 16) == 0;
+}
+
 static int should_retry_status(struct sol_request *r, long code)
 {
     enum sol_attempt_result why;
     if (code >= 500 || code == 429)
         why = SOL_ATTEMPT_SERVER_ERROR;
-    else if (code == 404 && r->score.model_key)
+    else if (is_model_not_found(r, code))
         why = SOL_ATTEMPT_MODEL_MISSING;
     else
         return 0;
@@ -408,8 +422,38 @@ static void explain_no_node(struct sol_request *r)
             unknown = 1; /* never answered /api/tags: it may have the model */
     }
     if (installed_somewhere || unknown) {
+        /* Name the nodes and what is wrong with them, so an operator reading
+         * the client's error knows which machine to look at. */
+        char why[100] = "";
+        size_t off = 0;
+        unsigned listed = 0, more = 0;
+        uint64_t now = sol_now_ms(r->d);
+        for (unsigned i = 0; i < t->count; i++) {
+            const struct sol_node *n = t->nodes[i];
+            const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+            if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
+                continue;
+            const char *state = n->state == SOL_NODE_DOWN             ? "down"
+                                : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
+                                : sol_breaker_state_at(&n->breaker, now) != SOL_BREAKER_CLOSED
+                                    ? "circuit breaker open"
+                                    : "installed models not known yet";
+            int k = listed < 4 ? snprintf(why + off, sizeof why - off, "%s%.40s: %s",
+                                          listed ? ", " : "", n->name, state)
+                               : -1;
+            if (k < 0 || (size_t)k >= sizeof why - off) {
+                why[off] = '\0';
+                more++;
+                continue;
+            }
+            off += (size_t)k;
+            listed++;
+        }
+        if (more)
+            snprintf(why + off, sizeof why - off, "%s+%u more", listed ? ", " : "", more);
         snprintf(r->last_error, sizeof r->last_error,
-                 "model '%s' is only on nodes that are down or failing; retry later", r->model);
+                 "model '%.200s' is only on nodes that are down or failing (%s); retry later",
+                 r->model, why);
         r->fail_status = 503;
     } else {
         snprintf(r->last_error, sizeof r->last_error, "model '%s' not found on any node",
@@ -524,7 +568,7 @@ static int attempt_start(struct sol_request *r)
 
 static enum sol_attempt_result classify_status(struct sol_request *r, long status)
 {
-    if (status == 404 && r->score.model_key && r->node) {
+    if (is_model_not_found(r, status) && r->node) {
         const struct sol_node_model *m = sol_node_find_model(r->node, r->score.model_key);
         if (m && m->installed)
             return SOL_ATTEMPT_MODEL_MISSING;
@@ -778,6 +822,32 @@ static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *
     return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
 }
 
+/*
+ * A request without a body that the daemon answers itself (unknown path,
+ * wrong method, "/", /api/version, the aggregates) is answered on MHD's
+ * second call, once the request is complete. Queued on the first call,
+ * MHD takes the answer as "early" (before the body) and closes the
+ * connection after it, so a keep-alive client polling /api/tags or /api/ps
+ * would pay a new connection every time. *con_cls points here meanwhile.
+ */
+static char answer_on_second_call;
+
+static int answered_locally_without_body(struct MHD_Connection *conn, const char *url,
+                                         const char *method)
+{
+    const struct sol_route *route = sol_route_find(url);
+    int local = !route || !(route->methods & sol_method_bit(method)) ||
+                (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
+                 route->kind != SOL_ROUTE_PINNED);
+    if (!local)
+        return 0;
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return !te && (!cl || strtoull(cl, NULL, 10) == 0);
+}
+
 /* First call for a request: route, method and size checks, before any body
  * byte is read. */
 static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connection *conn,
@@ -920,7 +990,14 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
     (void)version;
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;
-    if (!r)
+    if (!r) {
+        if (answered_locally_without_body(conn, url, method)) {
+            *con_cls = &answer_on_second_call;
+            return MHD_YES;
+        }
+        return on_request_start(d, conn, url, method, con_cls);
+    }
+    if ((void *)r == (void *)&answer_on_second_call)
         return on_request_start(d, conn, url, method, con_cls);
     if (r->client_gone)
         return MHD_NO;
@@ -960,9 +1037,9 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     (void)cls;
     (void)conn;
     struct sol_request *r = *con_cls;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || (void *)r == (void *)&answer_on_second_call)
+        return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->client_gone) {
         r->client_gone = 1;
         SOL_DEBUG("request %s: connection ended early (code %d)", r->id, (int)toe);

@@ -561,6 +561,7 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
     sb_puts(b, ",\"details\":");
     api_model_details(b, m);
     struct kv kv[9];
+    memset(kv, 0, sizeof kv);
     int n = 0;
     snprintf(kv[n].key, sizeof kv[n].key, "general.architecture");
     snprintf(kv[n++].val, sizeof kv[0].val, "\"%s\"", m->family);

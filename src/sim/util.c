@@ -426,11 +426,9 @@ void sha256_update(struct sha256 *s, const void *data, size_t n)
 void sha256_hex(struct sha256 *s, char out[65])
 {
     uint64_t bits = s->len * 8;
-    uint8_t pad = 0x80;
-    sha256_update(s, &pad, 1);
-    uint8_t zero = 0;
-    while (s->nbuf != 56)
-        sha256_update(s, &zero, 1);
+    /* 0x80, then zeros up to 56 bytes into a block (FIPS 180-4 5.1.1). */
+    uint8_t padding[64] = {0x80};
+    sha256_update(s, padding, s->nbuf < 56 ? 56 - s->nbuf : 120 - s->nbuf);
     uint8_t lenb[8];
     for (int i = 0; i < 8; i++)
         lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
