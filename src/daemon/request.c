@@ -653,12 +653,28 @@ static void on_client_hangup(struct sol_hangup_watch *w)
     sol_req_resume(r);
 }
 
+/*
+ * Ends the client's response with an error (the client is gone, or a body
+ * of declared length cannot be completed). libmicrohttpd 0.9.75 marks such a
+ * connection closed but only cleans it up when it visits it for a timeout,
+ * which it does on every run for connections with a non-default timeout:
+ * give it one, and make sure MHD runs again, so the socket closes now and
+ * not at the idle timeout.
+ */
+static ssize_t reader_abort(struct sol_request *r)
+{
+    if (r->conn)
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 86400u);
+    sol_mhd_uv_kick(&r->d->mhd_glue);
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
 static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
 {
     (void)pos;
     struct sol_request *r = cls;
     if (r->client_gone)
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return reader_abort(r);
     size_t avail = sol_buf_pending(&r->stream);
     if (avail) {
         size_t n = avail < max ? avail : max;
@@ -673,7 +689,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         return (ssize_t)n;
     }
     if (r->upstream_done)
-        return r->abort_client ? MHD_CONTENT_READER_END_WITH_ERROR
+        return r->abort_client ? reader_abort(r)
                                : MHD_CONTENT_READER_END_OF_STREAM;
     sol_req_suspend(r);
     return 0;

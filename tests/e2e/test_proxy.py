@@ -478,6 +478,8 @@ class WaitingDisconnectTest(unittest.TestCase):
                      msg="cancellation within 1 s")
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(h.sim_stats(self.sim.url)["in_flight"], 0)
+        h.wait_until(lambda: h.get_json(self.d.url + "/api/health")["requests_live"] == 0,
+                     timeout=2, msg="daemon freed the request and its connection")
 
     def test_disconnect_while_node_hangs(self):
         h.sim_fault(self.sim.url, "hang", count=1)
@@ -486,6 +488,8 @@ class WaitingDisconnectTest(unittest.TestCase):
                      msg="hung request released within 1 s")
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(records(self.sim.url, "/api/generate")[-1]["outcome"], "fault:hang")
+        h.wait_until(lambda: h.get_json(self.d.url + "/api/health")["requests_live"] == 0,
+                     timeout=2, msg="daemon freed the request and its connection")
 
 
 class LimitsTest(unittest.TestCase):
