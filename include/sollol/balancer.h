@@ -31,6 +31,10 @@ struct sol_balancer {
      * side re-reads its /api/tags soon. May be NULL. */
     void (*on_model_gone)(void *ud, const struct sol_node *node);
     void *gone_ud;
+    /* Called after every put(): a slot is free again (the admission queue
+     * may start a waiting request). May be NULL. */
+    void (*on_slot_freed)(void *ud);
+    void *slot_ud;
 };
 
 /* What a finished attempt tells the balancer. Metrics are the node's own

@@ -77,6 +77,11 @@ struct sol_config {
     int max_attempts;           /* nodes tried per request before its first byte */
     unsigned retry_deadline_ms; /* no new attempt after this long */
 
+    int queue_max_length;       /* requests waiting for a slot at most */
+    unsigned queue_max_wait_ms; /* longest wait for a slot */
+    unsigned queue_aging_ms;    /* wait that raises priority by one level */
+    int affinity_capacity;      /* remembered conversations; 0 = off */
+
     unsigned probe_interval_ms; /* liveness probe period per node */
     unsigned tags_interval_ms;  /* /api/tags period per node */
     unsigned probe_timeout_ms;

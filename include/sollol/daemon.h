@@ -13,9 +13,11 @@
 #include "sollol/balancer.h"
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
+#include "sollol/affinity.h"
 #include "sollol/health.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/node-t.h"
+#include "sollol/queue.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -36,6 +38,15 @@ struct sol_daemon {
     struct sol_balancer balancer;
     struct sol_health health;
     int health_running;
+
+    struct sol_queue queue;       /* requests waiting for a free node slot */
+    struct sol_affinity affinity; /* conversation prefix -> node */
+    int affinity_on;
+    uint64_t *node_ids;           /* stable identity per node, for rendezvous hashing */
+    unsigned char *eligible;      /* scratch: one flag per node */
+    uv_timer_t dispatch_timer;    /* runs the queue after slots free */
+    int dispatch_pending;
+    uint64_t retries_total;       /* attempts after the first, all requests */
 
     uv_timer_t sweep_timer;     /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;

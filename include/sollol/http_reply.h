@@ -23,6 +23,7 @@ struct sol_reply_headers {
     const char *allow;       /* Allow (405) */
     const char *retry_after; /* Retry-After (503, 429) */
     const char *explain;     /* X-Sollol-Explain (routing decision, on request) */
+    const char *queue_ms;    /* X-Sollol-Queue-Ms (time waiting for a node slot) */
     int close;               /* ask MHD to close the connection afterwards */
 };
 

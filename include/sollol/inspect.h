@@ -19,6 +19,7 @@ struct sol_body_info {
     char model[SOL_MODEL_NAME_MAX]; /* decoded "model" string; "" when absent */
     int stream;                     /* 1/0 as sent; -1 when absent */
     long long num_predict;          /* options.num_predict; -1 when absent */
+    int priority;                   /* "priority" 1-10 (sollol's extension); -1 when absent */
     struct sol_json_span options;   /* "options" object; p == NULL when absent */
     struct sol_json_span messages;  /* "messages" array; p == NULL when absent */
     struct sol_json_span prompt;    /* "prompt" string; p == NULL when absent */

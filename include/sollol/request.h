@@ -39,6 +39,14 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
  * the daemon's sweep timer. */
 void sol_request_sweep(struct sol_daemon *d, uint64_t now_ms);
 
+/* Starts every waiting request that a node with a free slot can take now.
+ * Called after slots free and from the sweep timer; never from inside a
+ * libcurl callback. */
+void sol_request_dispatch(struct sol_daemon *d);
+
+/* Answers 503 to requests that waited for a slot longer than allowed. */
+void sol_request_expire_queue(struct sol_daemon *d, uint64_t now_ms);
+
 /* Ends every live request for shutdown: upstreams are cancelled, streams
  * get a final error line, suspended connections are resumed so MHD can
  * close them. */

@@ -75,8 +75,10 @@
  *
  * A node is a candidate only when, checked in this order: it is not in the
  * request's `tried` set; its state is SOL_NODE_UP; its breaker allows a
- * request now (sol_breaker_allows()); and it has M with `installed` set and
- * `gone` clear. Other nodes are never chosen, whatever their cost.
+ * request now (sol_breaker_allows()); it has M with `installed` set and
+ * `gone` clear; and, when the request asks for free_slot_only, it has a
+ * free slot (in_flight < max_concurrent). Other nodes are never chosen,
+ * whatever their cost.
  *
  * ## Contract
  *
@@ -109,16 +111,19 @@ struct sol_score_req {
     int embedding;                 /* nonzero: no generation, only the prompt term */
     int affinity_node;             /* index of the node holding this prefix, or -1 */
     const struct sol_tried *tried; /* nodes already tried by this request; may be NULL */
+    int free_slot_only;            /* nonzero: a node with in_flight >= max_concurrent is not a
+                                      candidate (the admission queue waits for a slot) */
 };
 
 /* Why a node was not a candidate. */
 enum sol_skip_reason {
-    SOL_SKIP_TRIED = 0,    /* this request already tried it */
-    SOL_SKIP_DOWN,         /* state SOL_NODE_DOWN */
+    SOL_SKIP_TRIED = 0,     /* this request already tried it */
+    SOL_SKIP_DOWN,          /* state SOL_NODE_DOWN */
     SOL_SKIP_MISCONFIGURED, /* state SOL_NODE_MISCONFIGURED (401/403) */
-    SOL_SKIP_BREAKER,      /* breaker open, or half-open with its trial in flight */
-    SOL_SKIP_NO_MODEL,     /* model not in the node's list, or not installed */
-    SOL_SKIP_MODEL_GONE,   /* node answered 404 for it since the last /api/tags */
+    SOL_SKIP_BREAKER,       /* breaker open, or half-open with its trial in flight */
+    SOL_SKIP_NO_MODEL,      /* model not in the node's list, or not installed */
+    SOL_SKIP_MODEL_GONE,    /* node answered 404 for it since the last /api/tags */
+    SOL_SKIP_SATURATED,     /* free_slot_only, and every slot of the node is taken */
 };
 
 #define SOL_EXPLAIN_TOP     4 /* candidates kept in an explanation */
@@ -187,8 +192,8 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
  * req at now_ms, else 0 with the reason in *why (may be NULL). For the
  * comparison routing modes, which choose among the same candidates.
  */
-int sol_scorer_eligible(const struct sol_node *n, const struct sol_score_req *req,
-                        uint64_t now_ms, enum sol_skip_reason *why);
+int sol_scorer_eligible(const struct sol_node *n, const struct sol_score_req *req, uint64_t now_ms,
+                        enum sol_skip_reason *why);
 
 /*
  * Renders `e` as one line for an HTTP response header, e.g.
@@ -208,7 +213,7 @@ int sol_scorer_eligible(const struct sol_node *n, const struct sol_score_req *re
 int sol_scorer_explain_format(const struct sol_score_explain *e, char *buf, size_t len);
 
 /* Short name of a skip reason: "tried", "down", "misconfigured",
- * "breaker-open", "no-model", "model-gone". Static. */
+ * "breaker-open", "no-model", "model-gone", "saturated". Static. */
 const char *sol_skip_reason_name(enum sol_skip_reason r);
 
 /*

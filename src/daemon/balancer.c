@@ -25,6 +25,8 @@ void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table, int
     b->clock_ud = clock_ud;
     b->on_model_gone = NULL;
     b->gone_ud = NULL;
+    b->on_slot_freed = NULL;
+    b->slot_ud = NULL;
     sol_scorer_init(&b->scorer, sc, now_ms(clock_ud) ^ (uint64_t)(uintptr_t)b);
     if (bc)
         b->breaker = *bc;
@@ -132,6 +134,8 @@ void sol_balancer_put(struct sol_balancer *b, struct sol_node *n,
     n->in_flight--;
     if (m && m->in_flight)
         m->in_flight--;
+    if (b->on_slot_freed)
+        b->on_slot_freed(b->slot_ud);
     switch (rep->result) {
     case SOL_ATTEMPT_OK:
         if (sol_breaker_on_success(&n->breaker, &b->breaker, now))

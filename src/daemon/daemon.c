@@ -25,6 +25,29 @@ static void on_sweep(uv_timer_t *t)
     struct sol_daemon *d = t->data;
     uv_update_time(d->loop);
     sol_request_sweep(d, sol_now_ms(d));
+    sol_request_expire_queue(d, sol_now_ms(d));
+    /* A node that came up or a breaker that closed can take waiting work:
+     * nothing else signals those, so look at every sweep. */
+    if (sol_queue_length(&d->queue))
+        sol_request_dispatch(d);
+}
+
+static void on_dispatch(uv_timer_t *t)
+{
+    struct sol_daemon *d = t->data;
+    d->dispatch_pending = 0;
+    sol_request_dispatch(d);
+}
+
+/* A slot freed (balancer put): run the queue on the next iteration, not
+ * from inside whatever callback ended the attempt. */
+static void on_slot_freed(void *ud)
+{
+    struct sol_daemon *d = ud;
+    if (d->dispatch_pending || d->stopping || !sol_queue_length(&d->queue))
+        return;
+    d->dispatch_pending = 1;
+    uv_timer_start(&d->dispatch_timer, on_dispatch, 0, 0);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -60,8 +83,11 @@ static void free_node(struct sol_node *n)
 static int build_table(struct sol_daemon *d, char *err, size_t errlen)
 {
     struct sol_config *cfg = d->cfg;
-    d->table.nodes = calloc(cfg->n_nodes ? cfg->n_nodes : 1, sizeof *d->table.nodes);
-    if (!d->table.nodes)
+    size_t slots = cfg->n_nodes ? cfg->n_nodes : 1;
+    d->table.nodes = calloc(slots, sizeof *d->table.nodes);
+    d->node_ids = calloc(slots, sizeof *d->node_ids);
+    d->eligible = calloc(slots, 1);
+    if (!d->table.nodes || !d->node_ids || !d->eligible)
         goto oom;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const struct sol_node_conf *nc = &cfg->nodes[i];
@@ -87,6 +113,7 @@ static int build_table(struct sol_daemon *d, char *err, size_t errlen)
         /* Down until its first probe answers: nothing is known of it yet. */
         n->state = SOL_NODE_DOWN;
         sol_breaker_init(&n->breaker);
+        d->node_ids[i] = sol_affinity_node_id(n->base_url);
     }
     return 0;
 oom:
@@ -168,6 +195,22 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     sol_balancer_init(&d->balancer, &d->table, cfg->routing_mode, &sc, &bc, balancer_clock, d);
     d->balancer.on_model_gone = on_model_gone;
     d->balancer.gone_ud = d;
+    d->balancer.on_slot_freed = on_slot_freed;
+    d->balancer.slot_ud = d;
+    struct sol_queue_conf qc = {.max_length = (unsigned)cfg->queue_max_length,
+                                .max_wait_ms = cfg->queue_max_wait_ms,
+                                .aging_ms = cfg->queue_aging_ms};
+    if (sol_queue_init(&d->queue, &qc) < 0) {
+        snprintf(err, errlen, "out of memory for the admission queue");
+        return -1;
+    }
+    if (cfg->affinity_capacity > 0) {
+        if (sol_affinity_init(&d->affinity, (unsigned)cfg->affinity_capacity) < 0) {
+            snprintf(err, errlen, "out of memory for the affinity table");
+            return -1;
+        }
+        d->affinity_on = 1;
+    }
 
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
@@ -194,13 +237,15 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
                                  .probe_timeout_ms = cfg->probe_timeout_ms};
     uv_timer_init(loop, &d->sweep_timer);
     d->sweep_timer.data = d;
+    uv_timer_init(loop, &d->dispatch_timer);
+    d->dispatch_timer.data = d;
     uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
     d->sig_int.data = d->sig_term.data = d;
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
-    d->handles_open = 3;
+    d->handles_open = 4;
     d->started = 1;
     if (sol_health_start(&d->health, loop, &d->curl, &d->table, &d->balancer.breaker, &hc,
                          on_first_round, d) < 0) {
@@ -279,6 +324,7 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
         close(fd);
     uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
     uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
+    uv_close((uv_handle_t *)&d->dispatch_timer, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
     if (d->mhd_attached)
         sol_mhd_uv_run(&d->mhd_glue);
@@ -293,6 +339,14 @@ void sol_daemon_free(struct sol_daemon *d)
         free_node(d->table.nodes[i]);
     free(d->table.nodes);
     d->table.nodes = NULL;
+    free(d->node_ids);
+    free(d->eligible);
+    d->node_ids = NULL;
+    d->eligible = NULL;
+    sol_queue_destroy(&d->queue);
+    if (d->affinity_on)
+        sol_affinity_free(&d->affinity);
+    d->affinity_on = 0;
     d->table.count = 0;
     if (d->cfg) {
         sol_config_free(d->cfg);

@@ -46,6 +46,8 @@ void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_header
         MHD_add_response_header(r, "X-Sollol-Request-Id", h->request_id);
     if (h->node)
         MHD_add_response_header(r, "X-Sollol-Node", h->node);
+    if (h->queue_ms)
+        MHD_add_response_header(r, "X-Sollol-Queue-Ms", h->queue_ms);
     if (h->explain)
         MHD_add_response_header(r, "X-Sollol-Explain", h->explain);
     if (h->allow)

@@ -58,6 +58,13 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
         } else if (v->type != SOL_JSON_NULL) {
             return fail(st, "options must be an object");
         }
+    } else if (sol_json_key_equals_fold(key, "priority")) {
+        long long p;
+        if (v->type == SOL_JSON_NULL)
+            return 0;
+        if (v->type != SOL_JSON_NUMBER || sol_json_number_int64(v, &p) < 0 || p < 1 || p > 10)
+            return fail(st, "priority must be an integer from 1 to 10");
+        bi->priority = (int)p;
     } else if (sol_json_key_equals_fold(key, "messages")) {
         bi->messages = *v;
     } else if (sol_json_key_equals_fold(key, "prompt")) {
@@ -76,6 +83,7 @@ int sol_inspect_body(const char *body, size_t len, int needs_model, int max_dept
     memset(out, 0, sizeof *out);
     out->stream = -1;
     out->num_predict = -1;
+    out->priority = -1;
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;

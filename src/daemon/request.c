@@ -27,7 +27,9 @@
 #include "sollol/model_name.h"
 #include "sollol/routes.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +78,8 @@ static void on_watch_closed(struct sol_hangup_watch *w)
 /* Suspends the MHD connection until sol_req_resume(); watches the client for
  * hang-up meanwhile, since MHD does not while suspended. */
 static void on_client_hangup(struct sol_hangup_watch *w);
+static void remember_affinity(struct sol_request *r, const struct sol_node *n);
+static int admit(struct sol_request *r);
 
 void sol_req_suspend(struct sol_request *r)
 {
@@ -140,6 +144,8 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
             rep.prompt_eval_duration_ns = tail_number(r, "prompt_eval_duration");
             rep.load_duration_ns = tail_number(r, "load_duration");
         }
+        if (result == SOL_ATTEMPT_OK && r->status >= 200 && r->status < 300)
+            remember_affinity(r, r->node);
         sol_balancer_put(&r->d->balancer, r->node, &rep);
         r->node = NULL;
     }
@@ -462,6 +468,41 @@ static void explain_no_node(struct sol_request *r)
     }
 }
 
+/* Tells the scorer which node holds this conversation's prefix: the one
+ * that served it, else the rendezvous choice among the eligible nodes. */
+static void pick_affinity(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    r->score.affinity_node = -1;
+    if (!r->has_aff || !d->affinity_on)
+        return;
+    uint64_t now = sol_now_ms(d);
+    for (unsigned i = 0; i < d->table.count; i++)
+        d->eligible[i] = (unsigned char)sol_scorer_eligible(d->table.nodes[i], &r->score, now, NULL);
+    enum sol_affinity_source src;
+    r->score.affinity_node = sol_affinity_pick(&d->affinity, &r->aff, d->node_ids, d->eligible,
+                                               d->table.count, now, &src);
+}
+
+/* Remembers which node served this conversation, for its next turn. */
+static void remember_affinity(struct sol_request *r, const struct sol_node *n)
+{
+    struct sol_daemon *d = r->d;
+    if (!r->has_aff || !d->affinity_on || !r->aff.remember)
+        return;
+    long long keep_ms = -2; /* unknown: the module's default */
+    const struct sol_json_span *ka = &r->info.keep_alive;
+    if (ka->p && ka->type == SOL_JSON_NUMBER) {
+        double secs;
+        if (sol_json_number_double(ka, &secs) == 0)
+            keep_ms = secs < 0 ? -1 : (long long)(secs * 1000);
+    }
+    uint64_t now = sol_now_ms(d);
+    uint64_t exp = keep_ms == -2 ? now + SOL_AFFINITY_DEFAULT_KEEP_ALIVE_MS
+                                 : sol_affinity_expiry(now, keep_ms);
+    sol_affinity_remember(&d->affinity, r->aff.remember, n->index, exp);
+}
+
 /* Starts the next attempt on the best node not yet tried. Returns 0, or -1
  * when no node is left (r->last_error and r->fail_status say why). */
 static int attempt_start(struct sol_request *r)
@@ -473,6 +514,7 @@ static int attempt_start(struct sol_request *r)
         struct sol_score_explain ex;
         int explain = r->want_explain && !r->explain;
         struct sol_node *n;
+        pick_affinity(r);
         if (r->pinned_node >= 0)
             n = r->tried.count ? NULL
                                : sol_balancer_get_node(&d->balancer,
@@ -566,6 +608,87 @@ static int attempt_start(struct sol_request *r)
     return -1;
 }
 
+/*
+ * Admission: starts the request's next attempt at once when a node with a
+ * free slot can take it, else leaves it waiting in the daemon's queue (a
+ * node never gets more than its max_concurrent). Returns 0 started, 1
+ * queued, -1 failed (r->fail_status and r->last_error say why). Pushing
+ * before dispatching keeps one order: a newcomer never overtakes a better
+ * waiting request that the same free slot could run.
+ */
+static int admit(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    if (r->pinned_node >= 0)
+        return attempt_start(r) == 0 ? 0 : -1;
+    r->score.free_slot_only = 0;
+    if (!sol_balancer_has_alternative(&d->balancer, &r->score)) {
+        if (r->tried.count == 0)
+            explain_no_node(r);
+        return -1;
+    }
+    if (d->cfg->queue_max_length == 0) /* queue off: nodes queue themselves */
+        return attempt_start(r) == 0 ? 0 : -1;
+    if (sol_queue_push(&d->queue, &r->qe, sol_now_ms(d)) < 0) {
+        r->fail_status = 503;
+        snprintf(r->last_error, sizeof r->last_error,
+                 "server busy: queue full (%d requests waiting)", d->cfg->queue_max_length);
+        return -1;
+    }
+    sol_request_dispatch(d);
+    if (sol_queue_is_queued(&r->qe))
+        return 1;
+    return r->attempt_running ? 0 : -1;
+}
+
+static struct sol_request *from_entry(const struct sol_queue_entry *e)
+{
+    return (struct sol_request *)((char *)e - offsetof(struct sol_request, qe));
+}
+
+static int can_start_now(const struct sol_queue_entry *e, void *ud)
+{
+    struct sol_daemon *d = ud;
+    struct sol_score_req q = from_entry(e)->score;
+    q.free_slot_only = 1;
+    return sol_balancer_has_alternative(&d->balancer, &q);
+}
+
+void sol_request_dispatch(struct sol_daemon *d)
+{
+    struct sol_queue_entry *e;
+    while ((e = sol_queue_peek_for(&d->queue, can_start_now, d))) {
+        struct sol_request *r = from_entry(e);
+        uint64_t now = sol_now_ms(d);
+        sol_queue_dispatch(&d->queue, e, now);
+        r->queue_ms += now - e->enqueued_ms;
+        r->score.free_slot_only = 1;
+        if (attempt_start(r) == 0)
+            continue;
+        /* A failure here (out of memory, deadline) ends the request. */
+        if (!r->fail_status)
+            r->fail_status = 502;
+        r->state = RS_FAILED;
+        sol_req_resume(r);
+    }
+}
+
+static void on_queue_expired(struct sol_queue_entry *e, void *ud)
+{
+    (void)ud;
+    struct sol_request *r = from_entry(e);
+    r->queue_ms += sol_now_ms(r->d) - e->enqueued_ms;
+    r->fail_status = 503;
+    snprintf(r->last_error, sizeof r->last_error, "timed out waiting for a node");
+    r->state = RS_FAILED;
+    sol_req_resume(r);
+}
+
+void sol_request_expire_queue(struct sol_daemon *d, uint64_t now_ms)
+{
+    sol_queue_expire(&d->queue, now_ms, on_queue_expired, d);
+}
+
 static enum sol_attempt_result classify_status(struct sol_request *r, long status)
 {
     if (is_model_not_found(r, status) && r->node) {
@@ -607,8 +730,10 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         attempt_end(r, r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
                        : timeout                        ? SOL_ATTEMPT_TIMEOUT
                                                         : SOL_ATTEMPT_CONNECT_FAILED);
-        if (attempt_start(r) == 0)
+        if (r->tried.count < (unsigned)r->d->max_attempts && admit(r) >= 0) {
+            r->d->retries_total++;
             return;
+        }
         r->state = RS_FAILED;
         sol_req_resume(r);
         return;
@@ -648,6 +773,7 @@ static void on_client_hangup(struct sol_hangup_watch *w)
     struct sol_request *r = w->data;
     SOL_DEBUG("request %s: client went away", r->id);
     r->client_gone = 1;
+    sol_queue_remove(&r->d->queue, &r->qe);
     attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
     r->upstream_done = 1;
     sol_req_resume(r);
@@ -702,7 +828,10 @@ static void on_response_free(void *cls)
 
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
-    struct sol_reply_headers h = {.request_id = r->id, .explain = r->explain};
+    snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu",
+             (unsigned long long)r->queue_ms);
+    struct sol_reply_headers h = {.request_id = r->id, .explain = r->explain,
+                                  .queue_ms = r->queue_ms_text};
     if (r->node_name[0])
         h.node = r->node_name;
     return h;
@@ -943,6 +1072,47 @@ static int pick_pinned_node(struct sol_request *r)
     return 0;
 }
 
+/* Fairness between clients: by client address (API keys, when they exist,
+ * will take its place). The port is left out: one client, many sockets. */
+static uint64_t client_key(struct sol_request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET) {
+            p = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+            n = 4;
+        } else if (sa->sa_family == AF_INET6) {
+            p = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+            n = 16;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The conversation keys of prefix affinity (affinity.h): an explicit
+ * X-Sollol-Session, else the chat messages or the generate prompt. */
+static void affinity_keys(struct sol_request *r)
+{
+    if (!r->d->affinity_on || !r->model[0])
+        return;
+    const char *session = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Session");
+    int rc = -1;
+    if (session && *session)
+        rc = sol_affinity_keys_session(session, strlen(session), r->model, &r->aff);
+    else if (r->info.messages.p && r->info.messages.type == SOL_JSON_ARRAY)
+        rc = sol_affinity_keys_chat(&r->info.messages, r->model, &r->aff);
+    else if (strcmp(r->path, "/api/generate") == 0)
+        rc = sol_affinity_keys_generate(r->body.data, r->body.len, r->model, &r->aff);
+    r->has_aff = rc == 0 && (r->aff.lookup || r->aff.remember || r->aff.anchor);
+}
+
 /* The whole body is in: inspect it and start the first attempt. */
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
@@ -957,6 +1127,7 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     memset(&r->info, 0, sizeof r->info);
     r->info.stream = -1;
     r->info.num_predict = -1;
+    r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
         int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
                                       (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
@@ -991,7 +1162,19 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         sol_req_suspend(r);
         return MHD_YES;
     }
-    if (attempt_start(r) < 0)
+    int priority = r->info.priority;
+    const char *hp = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Priority");
+    if (hp) {
+        char *end;
+        long v = strtol(hp, &end, 10);
+        if (end == hp || *end || v < 1 || v > 10)
+            return reply_error(r, 400, "X-Sollol-Priority must be an integer from 1 to 10");
+        priority = (int)v;
+    }
+    sol_queue_entry_init(&r->qe, client_key(r),
+                         priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
+    affinity_keys(r);
+    if (admit(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
     r->state = RS_UPSTREAM;
     sol_req_suspend(r);
@@ -1060,6 +1243,7 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
         r->client_gone = 1;
         SOL_DEBUG("request %s: connection ended early (code %d)", r->id, (int)toe);
     }
+    sol_queue_remove(&r->d->queue, &r->qe);
     attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
     r->upstream_done = 1;
     r->suspended = 0;
@@ -1079,6 +1263,11 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
     for (struct sol_request *r = d->requests; r; r = r->next) {
         if (!r->conn)
             continue;
+        if (sol_queue_remove(&d->queue, &r->qe)) {
+            snprintf(r->last_error, sizeof r->last_error, "%s", why);
+            r->fail_status = 503;
+            r->state = RS_FAILED;
+        }
         if (r->legs_running) {
             sol_fanout_cancel(r);
             r->attempt_running = 1; /* end it below like a single attempt */

@@ -6,11 +6,13 @@
 #ifndef SOLLOL_REQUEST_PRIV_H
 #define SOLLOL_REQUEST_PRIV_H
 
+#include "sollol/affinity.h"
 #include "sollol/balancer.h"
 #include "sollol/buf.h"
 #include "sollol/curl_uv.h"
 #include "sollol/inspect.h"
 #include "sollol/mhd_uv.h"
+#include "sollol/queue.h"
 #include "sollol/routes.h"
 #include "sollol/scorer.h"
 
@@ -91,6 +93,13 @@ struct sol_request {
     uint64_t bytes_out;
     char tail[TAIL_BYTES]; /* last bytes from the node, for its final metrics */
     size_t tail_len;
+
+    /* Admission (the daemon's queue) and prefix affinity. */
+    struct sol_queue_entry qe;
+    uint64_t queue_ms; /* time spent waiting for a slot, all waits */
+    char queue_ms_text[24];
+    struct sol_affinity_keys aff;
+    int has_aff;
 
     /* Fan-out (fanout.c): one leg per node. */
     struct sol_fanout_leg *legs;

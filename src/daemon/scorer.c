@@ -136,7 +136,8 @@ static void skip(struct sol_score_explain *e, const struct sol_node *n, enum sol
 /* The eligibility rules of scorer.h after the tried check, in order.
  * Returns 1 with *why set when the node is not a candidate; else 0 with
  * *model set to its entry for the model. */
-static inline int ineligible(const struct sol_node *n, uint64_t model_key, uint64_t now_ms,
+static inline int ineligible(const struct sol_node *n, uint64_t model_key, int free_slot_only,
+                             uint64_t now_ms,
                              enum sol_skip_reason *why, const struct sol_node_model **model)
 {
     const struct sol_node_model *m;
@@ -149,6 +150,9 @@ static inline int ineligible(const struct sol_node *n, uint64_t model_key, uint6
         *why = SOL_SKIP_NO_MODEL;
     } else if (m->gone) {
         *why = SOL_SKIP_MODEL_GONE;
+    } else if (free_slot_only && n->in_flight >= (n->max_concurrent ? n->max_concurrent : 1)) {
+        /* The admission queue holds requests rather than overfill a node. */
+        *why = SOL_SKIP_SATURATED;
     } else {
         *model = m;
         return 0;
@@ -163,7 +167,7 @@ int sol_scorer_eligible(const struct sol_node *n, const struct sol_score_req *re
     const struct sol_node_model *m;
     if (req->tried && tried_has(req->tried, n->index))
         r = SOL_SKIP_TRIED;
-    else if (!ineligible(n, req->model_key, now_ms, &r, &m))
+    else if (!ineligible(n, req->model_key, req->free_slot_only, now_ms, &r, &m))
         return 1;
     if (why)
         *why = r;
@@ -211,7 +215,7 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
 
         if ((tried_mask >> (n->index & 63) & 1) && tried_has(tried, n->index))
             why = SOL_SKIP_TRIED;
-        else if (!ineligible(n, req->model_key, now_ms, &why, &m))
+        else if (!ineligible(n, req->model_key, req->free_slot_only, now_ms, &why, &m))
             goto eligible;
         if (explain)
             skip(explain, n, why);
@@ -301,6 +305,8 @@ const char *sol_skip_reason_name(enum sol_skip_reason r)
         return "no-model";
     case SOL_SKIP_MODEL_GONE:
         return "model-gone";
+    case SOL_SKIP_SATURATED:
+        return "saturated";
     }
     return "unknown";
 }

@@ -47,7 +47,7 @@ static int near(double a, double b)
 #define MAXN 16
 #define MAXM 4
 
-static const char *M = "llama3.2";     /* the requested model */
+static const char *M = "llama3.2";       /* the requested model */
 static const char *OTHER = "qwen2.5:7b"; /* some other model */
 
 struct fixture {
@@ -106,7 +106,7 @@ static struct sol_node_model *add(struct fixture *f, unsigned i, const char *nam
 
 static struct sol_score_req req_base(void)
 {
-    struct sol_score_req r = {key(M), 100, 0, 0, -1, NULL};
+    struct sol_score_req r = {key(M), 100, 0, 0, -1, NULL, 0};
     return r;
 }
 
@@ -186,8 +186,8 @@ static void test_loaded_beats_unloaded(void)
 {
     struct fixture f;
     setup(&f, 2);
-    add(&f, 0, M);               /* cold: 5 + 8.7333 = 13.7333 */
-    add(&f, 1, M)->loaded = 1;   /* warm: 0.2 + 8.5333 = 8.7333 */
+    add(&f, 0, M);             /* cold: 5 + 8.7333 = 13.7333 */
+    add(&f, 1, M)->loaded = 1; /* warm: 0.2 + 8.5333 = 8.7333 */
     struct sol_score_req r = req_base();
     struct sol_score_explain e;
     CHECK(pick(&f, &r, &e) == &f.nodes[1], "loaded wins");
@@ -287,12 +287,12 @@ static void test_ineligible_never_chosen(void)
     free(before);
     CHECK(e.candidates == 1 && e.skipped_total == 8 && e.n_skipped == 8, "%u %u", e.candidates,
           e.skipped_total);
-    enum sol_skip_reason want[8] = {SOL_SKIP_DOWN,     SOL_SKIP_MISCONFIGURED, SOL_SKIP_BREAKER,
-                                    SOL_SKIP_BREAKER,  SOL_SKIP_NO_MODEL,      SOL_SKIP_NO_MODEL,
+    enum sol_skip_reason want[8] = {SOL_SKIP_DOWN,       SOL_SKIP_MISCONFIGURED, SOL_SKIP_BREAKER,
+                                    SOL_SKIP_BREAKER,    SOL_SKIP_NO_MODEL,      SOL_SKIP_NO_MODEL,
                                     SOL_SKIP_MODEL_GONE, SOL_SKIP_TRIED};
     for (unsigned i = 0; i < 8; i++)
-        CHECK(e.skipped[i].node == &f.nodes[i] && e.skipped[i].reason == want[i],
-              "node %u: %s", i, sol_skip_reason_name(e.skipped[i].reason));
+        CHECK(e.skipped[i].node == &f.nodes[i] && e.skipped[i].reason == want[i], "node %u: %s", i,
+              sol_skip_reason_name(e.skipped[i].reason));
 
     /* the breaker's cooldown passing makes node 2 eligible again */
     CHECK(sol_scorer_pick(&f.scorer, &f.table, &r, 1000000 + 990, NULL) == &f.nodes[2],
@@ -606,7 +606,8 @@ static void test_explain_format(void)
              * at an entry boundary */
             CHECK(strncmp(small, full, (size_t)k - 4) == 0, "prefix at %zu", len);
             char next = full[k - 4];
-            CHECK(k == 4 || next == ';' || next == ',', "cut at a boundary (len %zu): '%c'", len, next);
+            CHECK(k == 4 || next == ';' || next == ',', "cut at a boundary (len %zu): '%c'", len,
+                  next);
         }
     }
     CHECK(sol_scorer_explain_format(&e, full, (size_t)fulln + 1) == fulln, "exact fit");
@@ -642,6 +643,131 @@ static void test_explain_top(void)
         NEAR(e.top[i].rtt, (double)i);
 }
 
+static uint64_t prng = 0x1234567;
+
+static unsigned rnd(unsigned k)
+{
+    prng = prng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)((prng >> 33) % k);
+}
+
+/* The formula as written at the top of scorer.h, term by term, to check
+ * the scorer's rearranged arithmetic against. */
+static double ref_cost(const struct sol_scorer_conf *cf, const struct sol_node *n,
+                       const struct sol_node_model *m, const struct sol_score_req *r)
+{
+    double gen_tps = m->gen_tps > 0 ? m->gen_tps : cf->default_gen_tps;
+    double prompt_tps = m->prompt_tps > 0 ? m->prompt_tps : cf->default_prompt_tps;
+    double P = r->prompt_tokens > 0 ? r->prompt_tokens : 0;
+    double G = r->embedding ? 0 : r->num_predict > 0 ? (double)r->num_predict : cf->typical_predict;
+    double f = (int)n->index == r->affinity_node ? cf->affinity_prompt_fraction : 1;
+    double s = P / prompt_tps + G / gen_tps;
+    double c = n->in_flight, k = n->max_concurrent ? n->max_concurrent : 1;
+    double prompt = f * P / prompt_tps;
+    double gen = G / gen_tps * (1 + (c < k - 1 ? c : k - 1) / k);
+    double wait = c >= k ? (c - k + 1) * s / k : 0;
+    double load = m->loaded ? 0 : (m->load_ms > 0 ? m->load_ms : cf->default_load_ms) / 1000;
+    double rtt = n->rtt_ms > 0 ? n->rtt_ms / 1000 : 0;
+    double w = n->weight > 0 ? n->weight : 1;
+    return (wait + load + prompt + gen + rtt) / w;
+}
+
+/* Random tables: the pick agrees with sol_scorer_eligible() on every node,
+ * with the reference formula on every cost, and takes a minimum. */
+static void test_random_tables(void)
+{
+    static struct fixture f;
+    struct sol_breaker_conf bc;
+    sol_breaker_conf_defaults(&bc);
+    const uint64_t now = 1000000;
+    int bad = 0;
+    for (int round = 0; round < 2000 && bad < 5; round++) {
+        unsigned count = 1 + rnd(MAXN);
+        setup(&f, count);
+        for (unsigned i = 0; i < count; i++) {
+            struct sol_node *n = &f.nodes[i];
+            n->state = rnd(10) < 8 ? SOL_NODE_UP : rnd(2) ? SOL_NODE_DOWN : SOL_NODE_MISCONFIGURED;
+            n->max_concurrent = rnd(5); /* 0 allowed: counts as 1 */
+            n->in_flight = rnd(8);
+            n->weight = 0.5 * rnd(5); /* 0 allowed: counts as 1 */
+            n->rtt_ms = rnd(3) ? 0.1 * rnd(100) : 0;
+            switch (rnd(6)) {
+            case 0: /* cooling down */
+                for (unsigned k = 0; k < 3; k++)
+                    sol_breaker_on_failure(&n->breaker, &bc, now - 10);
+                break;
+            case 1: /* cooled down, no trial yet */
+                for (unsigned k = 0; k < 3; k++)
+                    sol_breaker_on_failure(&n->breaker, &bc, now - 5000);
+                break;
+            case 2: /* trial in flight */
+                for (unsigned k = 0; k < 3; k++)
+                    sol_breaker_on_failure(&n->breaker, &bc, now - 5000);
+                sol_breaker_on_dispatch(&n->breaker, now - 1);
+                break;
+            }
+            static const char *names[] = {"llama3.2", "qwen2.5:7b", "phi3", "hf.co/a/b:q4"};
+            unsigned nm = rnd(MAXM + 1);
+            for (unsigned j = 0; j < nm; j++) {
+                struct sol_node_model *m = add(&f, i, names[(i + j) % 4]);
+                m->installed = rnd(10) != 0;
+                m->gone = rnd(10) == 0;
+                m->loaded = rnd(2);
+                m->gen_tps = rnd(2) ? 5 + rnd(100) : 0;
+                m->prompt_tps = rnd(2) ? 100 + rnd(1000) : 0;
+                m->load_ms = rnd(2) ? 100 + rnd(20000) : 0;
+            }
+        }
+        struct sol_tried tried = {rnd(4), {rnd(count), rnd(count), rnd(count)}};
+        struct sol_score_req r = {key(M),      (double)rnd(5000),       (long long)rnd(600) - 100,
+                                  rnd(8) == 0, (int)rnd(count + 1) - 1, &tried, 0};
+        if (r.embedding && rnd(2))
+            r.tried = NULL;
+        struct sol_score_explain e;
+        struct sol_node *got = sol_scorer_pick(&f.scorer, &f.table, &r, now, &e);
+
+        unsigned eligible = 0, skipped = 0;
+        double min_cost = INFINITY;
+        for (unsigned i = 0; i < count; i++) {
+            enum sol_skip_reason why = SOL_SKIP_TRIED;
+            if (sol_scorer_eligible(&f.nodes[i], &r, now, &why)) {
+                eligible++;
+                double c = ref_cost(&f.scorer.conf, &f.nodes[i],
+                                    sol_node_find_model(&f.nodes[i], r.model_key), &r);
+                min_cost = c < min_cost ? c : min_cost;
+                const struct sol_score_terms *t = terms_of(&e, i);
+                if (t && !near(t->total, c)) {
+                    bad++;
+                    CHECK(0, "round %d node %u: cost %.12g, reference %.12g", round, i, t->total,
+                          c);
+                }
+            } else {
+                if (skipped < e.n_skipped &&
+                    (e.skipped[skipped].node != &f.nodes[i] || e.skipped[skipped].reason != why)) {
+                    bad++;
+                    CHECK(0, "round %d node %u: skipped as %s, eligible() says %s", round, i,
+                          sol_skip_reason_name(e.skipped[skipped].reason),
+                          sol_skip_reason_name(why));
+                }
+                skipped++;
+            }
+        }
+        int ok = e.candidates == eligible && e.skipped_total == skipped &&
+                 (eligible ? got != NULL && e.chosen == got : got == NULL);
+        if (ok && got) {
+            double c = ref_cost(&f.scorer.conf, got, sol_node_find_model(got, r.model_key), &r);
+            ok = sol_scorer_eligible(got, &r, now, NULL) && c <= min_cost * (1 + 1e-9) &&
+                 e.top[0].node == got;
+            for (unsigned j = 2; ok && j < e.n_top; j++)
+                ok = e.top[j - 1].total <= e.top[j].total;
+        }
+        if (!ok)
+            bad++;
+        CHECK(ok, "round %d: %u candidates (eligible %u), %u skipped (%u), chosen %p", round,
+              e.candidates, eligible, e.skipped_total, skipped, (void *)got);
+    }
+}
+
 int main(void)
 {
     test_defaults();
@@ -658,6 +784,7 @@ int main(void)
     test_find_model();
     test_explain_format();
     test_explain_top();
+    test_random_tables();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
