@@ -196,6 +196,27 @@ static cJSON *stats_json(struct sol_daemon *d)
     cJSON_AddNumberToObject(root, "requests_total", (double)d->request_seq);
     static const char *const modes[] = {"cost", "round_robin", "least_conn"};
     cJSON_AddStringToObject(root, "routing", modes[d->balancer.mode % 3]);
+    cJSON_AddNumberToObject(root, "retries_total", (double)d->retries_total);
+    struct sol_queue_stats qs;
+    sol_queue_stats(&d->queue, now, &qs);
+    cJSON *q = cJSON_AddObjectToObject(root, "queue");
+    cJSON_AddNumberToObject(q, "length", (double)qs.length);
+    cJSON_AddNumberToObject(q, "oldest_wait_ms", (double)qs.oldest_wait_ms);
+    cJSON_AddNumberToObject(q, "enqueued_total", (double)qs.enqueued_total);
+    cJSON_AddNumberToObject(q, "dispatched_total", (double)qs.dispatched_total);
+    cJSON_AddNumberToObject(q, "expired_total", (double)qs.expired_total);
+    cJSON_AddNumberToObject(q, "rejected_total", (double)qs.rejected_total);
+    cJSON_AddNumberToObject(q, "removed_total", (double)qs.removed_total);
+    if (d->affinity_on) {
+        struct sol_affinity_stats as;
+        sol_affinity_get_stats(&d->affinity, &as);
+        cJSON *a = cJSON_AddObjectToObject(root, "affinity");
+        cJSON_AddNumberToObject(a, "entries", (double)as.entries);
+        cJSON_AddNumberToObject(a, "capacity", (double)as.capacity);
+        cJSON_AddNumberToObject(a, "hits", (double)as.hits);
+        cJSON_AddNumberToObject(a, "misses", (double)as.misses);
+        cJSON_AddNumberToObject(a, "evictions", (double)as.evictions);
+    }
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
     for (unsigned i = 0; i < d->table.count; i++) {
         const struct sol_node *n = d->table.nodes[i];

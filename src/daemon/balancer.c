@@ -114,7 +114,9 @@ static void learn(struct sol_node_model *m, const struct sol_attempt_report *r)
 {
     if (r->eval_count > 0 && r->eval_duration_ns > 0)
         ewma(&m->gen_tps, (double)r->eval_count * 1e9 / (double)r->eval_duration_ns);
-    if (r->prompt_eval_count > 0 && r->prompt_eval_duration_ns > 0)
+    /* Ollama counts cached prompt tokens in prompt_eval_count but not in
+     * the duration: learning from a cache hit would inflate the speed. */
+    if (r->prompt_eval_count > 0 && r->prompt_eval_duration_ns > 0 && !r->prompt_cached)
         ewma(&m->prompt_tps,
              (double)r->prompt_eval_count * 1e9 / (double)r->prompt_eval_duration_ns);
     if (r->load_duration_ns > COLD_LOAD_NS) {

@@ -135,8 +135,12 @@ static uint64_t tail_number(const struct sol_request *r, const char *key)
 static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
 {
     if (r->node) {
-        struct sol_attempt_report rep = {.result = result, .model_key = r->score.model_key,
-                                         .ttfb_ms = r->ttfb_ms};
+        struct sol_attempt_report rep = {
+            .result = result,
+            .model_key = r->score.model_key,
+            .ttfb_ms = r->ttfb_ms,
+            .prompt_cached = r->aff_remembered && (int)r->node->index == r->score.affinity_node,
+        };
         if (result == SOL_ATTEMPT_OK && r->tail_len && !r->openai) {
             rep.eval_count = tail_number(r, "eval_count");
             rep.eval_duration_ns = tail_number(r, "eval_duration");
@@ -474,6 +478,7 @@ static void pick_affinity(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
     r->score.affinity_node = -1;
+    r->aff_remembered = 0;
     if (!r->has_aff || !d->affinity_on)
         return;
     uint64_t now = sol_now_ms(d);
@@ -482,6 +487,7 @@ static void pick_affinity(struct sol_request *r)
     enum sol_affinity_source src;
     r->score.affinity_node = sol_affinity_pick(&d->affinity, &r->aff, d->node_ids, d->eligible,
                                                d->table.count, now, &src);
+    r->aff_remembered = src == SOL_AFFINITY_REMEMBERED;
 }
 
 /* Remembers which node served this conversation, for its next turn. */
@@ -1103,14 +1109,13 @@ static void affinity_keys(struct sol_request *r)
     if (!r->d->affinity_on || !r->model[0])
         return;
     const char *session = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Session");
-    int rc = -1;
+    /* Each returns 1 when it found something to key on. */
     if (session && *session)
-        rc = sol_affinity_keys_session(session, strlen(session), r->model, &r->aff);
+        r->has_aff = sol_affinity_keys_session(session, strlen(session), r->model, &r->aff);
     else if (r->info.messages.p && r->info.messages.type == SOL_JSON_ARRAY)
-        rc = sol_affinity_keys_chat(&r->info.messages, r->model, &r->aff);
+        r->has_aff = sol_affinity_keys_chat(&r->info.messages, r->model, &r->aff);
     else if (strcmp(r->path, "/api/generate") == 0)
-        rc = sol_affinity_keys_generate(r->body.data, r->body.len, r->model, &r->aff);
-    r->has_aff = rc == 0 && (r->aff.lookup || r->aff.remember || r->aff.anchor);
+        r->has_aff = sol_affinity_keys_generate(r->body.data, r->body.len, r->model, &r->aff);
 }
 
 /* The whole body is in: inspect it and start the first attempt. */

@@ -100,6 +100,7 @@ struct sol_request {
     char queue_ms_text[24];
     struct sol_affinity_keys aff;
     int has_aff;
+    int aff_remembered; /* affinity_node is the node that served the prefix */
 
     /* Fan-out (fanout.c): one leg per node. */
     struct sol_fanout_leg *legs;

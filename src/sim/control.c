@@ -272,10 +272,22 @@ void stats_outcome(struct sim_req *r, const char *outcome)
         str_copy(x->outcome, sizeof x->outcome, outcome);
 }
 
+/* in_flight counts requests the node is working on, as Ollama's slots do:
+ * one leaves it when its last byte is handed to the connection, not when
+ * the connection later reports completion (a client that already has the
+ * whole answer may send its next request before that). */
+void stats_work_done(struct sim_req *r)
+{
+    if (r->work_done)
+        return;
+    r->work_done = 1;
+    g_st.in_flight--;
+}
+
 void stats_end(struct sim_req *r, int aborted)
 {
     (void)aborted;
-    g_st.in_flight--;
+    stats_work_done(r);
     switch (r->outcome_kind) {
     case 0:
         g_st.completed++;

@@ -566,8 +566,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     }
     if (r->out_cut)
         return reader_error(r);
-    if (r->out_done)
+    if (r->out_done) {
+        if (!r->is_control)
+            stats_work_done(r);
         return MHD_CONTENT_READER_END_OF_STREAM;
+    }
     suspend(r); /* resumed by req_wake when a producer appends */
     return 0;
 }
@@ -593,8 +596,11 @@ static enum MHD_Result respond(struct sim_req *r)
         MHD_add_response_header(resp, r->extra_hdr_name, r->extra_hdr_val);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    if (!r->is_control)
+    if (!r->is_control) {
         stats_first_byte(r);
+        if (!r->cb_resp)
+            stats_work_done(r); /* the whole answer is handed over */
+    }
     return ret;
 }
 

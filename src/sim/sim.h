@@ -280,6 +280,7 @@ struct sim_req {
     int suspended;    /* we suspended the connection */
     int cancelled;    /* client went away or shutdown */
     int finished;     /* outcome recorded */
+    int work_done;    /* left the in_flight count (stats_work_done) */
     int outcome_kind; /* 0 completed, 1 cancelled, 2 fault, 3 error */
     int mhd_done;     /* completion callback ran */
     int handles_open;
@@ -435,6 +436,7 @@ void stats_begin(struct sim_req *r); /* records headers, assigns r->rec */
 void stats_first_byte(struct sim_req *r);
 void stats_outcome(struct sim_req *r, const char *outcome);
 void stats_end(struct sim_req *r, int cancelled);
+void stats_work_done(struct sim_req *r);
 void stats_note_active(struct sim_model *m);
 void stats_request_info(struct sim_req *r); /* model, stream, body hash */
 void stats_infer(struct sim_req *r);        /* slot and prompt tokens */
