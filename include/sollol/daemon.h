@@ -44,6 +44,7 @@ struct sol_daemon {
     int affinity_on;
     uint64_t *node_ids;           /* stable identity per node, for rendezvous hashing */
     unsigned char *eligible;      /* scratch: one flag per node */
+    unsigned *reserved;           /* scratch: queued requests waiting for each node */
     uv_timer_t dispatch_timer;    /* runs the queue after slots free */
     int dispatch_pending;
     uint64_t retries_total;       /* attempts after the first, all requests */

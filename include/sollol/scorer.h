@@ -16,7 +16,9 @@
  *     f          = affinity_prompt_fraction (0.1) if n is the request's
  *                  affinity_node, else 1
  *     s          = P / prompt_tps + G / gen_tps           (service time alone)
- *     c          = node in_flight, k = max_concurrent (slots, >= 1)
+ *     c          = node in_flight (plus the requests already waiting in the
+ *                  daemon's queue for that node, req->extra_in_flight),
+ *                  k = max_concurrent (slots, >= 1)
  *
  *     prompt = f * P / prompt_tps
  *     gen    = G / gen_tps * (1 + min(c, k - 1) / k)
@@ -113,6 +115,9 @@ struct sol_score_req {
     const struct sol_tried *tried; /* nodes already tried by this request; may be NULL */
     int free_slot_only;            /* nonzero: a node with in_flight >= max_concurrent is not a
                                       candidate (the admission queue waits for a slot) */
+    const unsigned *extra_in_flight; /* per node index: requests already waiting for that
+                                        node in the daemon's queue, counted as in flight
+                                        when pricing the wait; may be NULL */
 };
 
 /* Why a node was not a candidate. */

@@ -87,7 +87,8 @@ static int build_table(struct sol_daemon *d, char *err, size_t errlen)
     d->table.nodes = calloc(slots, sizeof *d->table.nodes);
     d->node_ids = calloc(slots, sizeof *d->node_ids);
     d->eligible = calloc(slots, 1);
-    if (!d->table.nodes || !d->node_ids || !d->eligible)
+    d->reserved = calloc(slots, sizeof *d->reserved);
+    if (!d->table.nodes || !d->node_ids || !d->eligible || !d->reserved)
         goto oom;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
         const struct sol_node_conf *nc = &cfg->nodes[i];
@@ -341,6 +342,8 @@ void sol_daemon_free(struct sol_daemon *d)
     d->table.nodes = NULL;
     free(d->node_ids);
     free(d->eligible);
+    free(d->reserved);
+    d->reserved = NULL;
     d->node_ids = NULL;
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);

@@ -61,6 +61,7 @@ static void req_free(struct sol_request *r)
     free(r->upstream_path);
     free(r->explain);
     sol_fanout_free(r);
+    sol_embed_free(r); /* embed.c: distributed embedding batches */
     free(r);
 }
 
@@ -161,6 +162,7 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
 static void attempt_cancel(struct sol_request *r, enum sol_attempt_result result)
 {
     sol_fanout_cancel(r);
+    sol_embed_cancel(r); /* embed.c: distributed embedding batches */
     if (!r->attempt_running)
         return;
     sol_curl_uv_cancel(&r->d->curl, &r->xfer);
@@ -652,18 +654,42 @@ static struct sol_request *from_entry(const struct sol_queue_entry *e)
     return (struct sol_request *)((char *)e - offsetof(struct sol_request, qe));
 }
 
+/*
+ * May this waiting request start now? In the comparison modes: when some
+ * eligible node has a free slot. In cost mode the scorer decides with every
+ * node's expected wait priced in: a request whose best node is busy keeps
+ * waiting for it rather than take a free slot on a node that would finish
+ * it later (a slow node's free slot is not a bargain). Requests ahead in
+ * the queue that already chose to wait for a node count as that node's
+ * load (d->reserved), so the queue spreads over nodes instead of everyone
+ * waiting for the fastest one.
+ */
 static int can_start_now(const struct sol_queue_entry *e, void *ud)
 {
     struct sol_daemon *d = ud;
     struct sol_score_req q = from_entry(e)->score;
-    q.free_slot_only = 1;
-    return sol_balancer_has_alternative(&d->balancer, &q);
+    if (d->balancer.mode != SOL_ROUTING_COST) {
+        q.free_slot_only = 1;
+        return sol_balancer_has_alternative(&d->balancer, &q);
+    }
+    q.free_slot_only = 0;
+    q.extra_in_flight = d->reserved;
+    struct sol_node *best = sol_scorer_pick(&d->balancer.scorer, &d->table, &q, sol_now_ms(d), NULL);
+    if (!best)
+        return 0;
+    if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
+        return 1;
+    d->reserved[best->index]++;
+    return 0;
 }
 
 void sol_request_dispatch(struct sol_daemon *d)
 {
     struct sol_queue_entry *e;
-    while ((e = sol_queue_peek_for(&d->queue, can_start_now, d))) {
+    for (;;) {
+        memset(d->reserved, 0, d->table.count * sizeof *d->reserved);
+        if (!(e = sol_queue_peek_for(&d->queue, can_start_now, d)))
+            break;
         struct sol_request *r = from_entry(e);
         uint64_t now = sol_now_ms(d);
         sol_queue_dispatch(&d->queue, e, now);
@@ -1159,6 +1185,17 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
     r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
+    /* embed.c: large /api/embed batches split over nodes, and the batch-job
+     * API (batch.c). */
+    int embed_taken = sol_embed_take(r);
+    if (embed_taken < 0)
+        return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
+    if (embed_taken > 0) {
+        if (r->state == RS_COMMITTED)
+            return queue_stream_response(r);
+        sol_req_suspend(r);
+        return MHD_YES;
+    }
     if (r->route->kind == SOL_ROUTE_FANOUT) {
         if (sol_fanout_start(r) < 0)
             return reply_error(r, r->fail_status, r->last_error);
@@ -1277,6 +1314,10 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
             sol_fanout_cancel(r);
             r->attempt_running = 1; /* end it below like a single attempt */
         }
+        if (sol_embed_running(r)) { /* embed.c: distributed embedding batches */
+            sol_embed_cancel(r);
+            r->attempt_running = 1;
+        }
         if (r->attempt_running) {
             attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
             if (r->state == RS_UPSTREAM) {
@@ -1290,4 +1331,5 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
         r->upstream_done = 1;
         sol_req_resume(r);
     }
+    sol_batch_shutdown(d); /* batch.c: background embedding jobs */
 }

@@ -234,7 +234,7 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
         double prompt_s = P / ptps;
         double gen_s = G / gtps;
         unsigned ki = n->max_concurrent ? n->max_concurrent : 1;
-        unsigned ci = n->in_flight;
+        unsigned ci = n->in_flight + (req->extra_in_flight ? req->extra_in_flight[n->index] : 0);
         double k = (double)ki;
         double share = (double)(ci < ki ? ci : ki - 1);
         double queued = (double)(ci >= ki ? ci - ki + 1 : 0);

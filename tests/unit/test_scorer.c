@@ -106,7 +106,7 @@ static struct sol_node_model *add(struct fixture *f, unsigned i, const char *nam
 
 static struct sol_score_req req_base(void)
 {
-    struct sol_score_req r = {key(M), 100, 0, 0, -1, NULL, 0};
+    struct sol_score_req r = {key(M), 100, 0, 0, -1, NULL, 0, NULL};
     return r;
 }
 
@@ -720,7 +720,7 @@ static void test_random_tables(void)
         }
         struct sol_tried tried = {rnd(4), {rnd(count), rnd(count), rnd(count)}};
         struct sol_score_req r = {key(M),      (double)rnd(5000),       (long long)rnd(600) - 100,
-                                  rnd(8) == 0, (int)rnd(count + 1) - 1, &tried, 0};
+                                  rnd(8) == 0, (int)rnd(count + 1) - 1, &tried, 0, NULL};
         if (r.embedding && rnd(2))
             r.tried = NULL;
         struct sol_score_explain e;

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Routing quality: sollol's cost routing against round-robin and
+least-connections (both modes of the same daemon, `--routing`), on three
+heterogeneous simulated nodes under a mixed workload that keeps them busy.
+
+    python3 bench/routing_quality.py [--seconds 30] [--clients 24] [--append docs/benchmarks.md]
+
+Each mode gets fresh nodes (same models loaded at start) and the same
+workload, driven by the same number of client threads for the same time:
+multi-turn chats (3 turns, llama3.2:3b or qwen2.5:7b), generates, and
+embeddings. Reported per mode: requests completed, mean and p95 completion
+time and time to first token (streamed requests). Loops are bounded in time
+and count. Uses only loopback addresses.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import harness as h  # noqa: E402
+
+# Heterogeneous on purpose: speeds, loaded models and slots differ.
+NODES = [
+    ("fast", ["--tokens-per-second", "80", "--prompt-tps", "3000", "--load-ms", "3000",
+              "--parallel", "4"], ["llama3.2:3b,loaded", "qwen2.5:7b"]),
+    ("mid", ["--tokens-per-second", "35", "--prompt-tps", "1500", "--load-ms", "3000",
+             "--parallel", "4"], ["llama3.2:3b,loaded", "qwen2.5:7b,loaded",
+                                  "nomic-embed-text,embed,loaded"]),
+    ("slow", ["--tokens-per-second", "12", "--prompt-tps", "600", "--load-ms", "3000",
+              "--parallel", "4", "--embed-per-second", "500"],
+     ["llama3.2:3b", "qwen2.5:7b,loaded", "nomic-embed-text,embed,loaded"]),
+]
+MAX_CONCURRENT = 4
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def workload(url, deadline, rng, out, lock):
+    """One client: a loop of mixed requests until the deadline."""
+    n = 0
+    while time.monotonic() < deadline and n < 10000:
+        n += 1
+        kind = rng.random()
+        t0 = time.monotonic()
+        ttft = None
+        try:
+            if kind < 0.6:  # a multi-turn chat, streamed
+                model = "llama3.2:3b" if rng.random() < 0.7 else "qwen2.5:7b"
+                msgs = [{"role": "system", "content": "You help with topic %d. " %
+                         rng.randrange(1000) * 30}]
+                for turn in range(3):
+                    if time.monotonic() >= deadline:
+                        break
+                    msgs.append({"role": "user", "content": "turn %d: %s" %
+                                 (turn, "detail " * rng.randrange(5, 60))})
+                    t0 = time.monotonic()
+                    body = {"model": model, "messages": msgs,
+                            "options": {"num_predict": rng.choice([16, 32, 64, 128])}}
+                    text = ""
+                    with h.open_stream("POST", url + "/api/chat", body, timeout=120) as s:
+                        first = None
+                        for ev in s.lines():
+                            if first is None:
+                                first = ev.t
+                            text += ev.json.get("message", {}).get("content", "")
+                    msgs.append({"role": "assistant", "content": text})
+                    with lock:
+                        out.append(("chat", time.monotonic() - t0, first - t0 if first else None))
+                continue
+            if kind < 0.85:
+                body = {"model": "llama3.2:3b", "prompt": "write " * rng.randrange(10, 400),
+                        "stream": False, "options": {"num_predict": rng.choice([8, 32, 96])}}
+                r = h.request("POST", url + "/api/generate", body, timeout=120)
+                kind_name = "generate"
+            else:
+                body = {"model": "nomic-embed-text",
+                        "input": ["text %d" % i for i in range(rng.randrange(8, 64))]}
+                r = h.request("POST", url + "/api/embed", body, timeout=120)
+                kind_name = "embed"
+            if r.status == 200:
+                with lock:
+                    out.append((kind_name, time.monotonic() - t0, ttft))
+        except Exception as e:  # noqa: BLE001 - a failed request is reported, not fatal
+            with lock:
+                out.append(("error", time.monotonic() - t0, str(e)[:80]))
+
+
+def run_mode(mode, seconds, clients):
+    sims = []
+    try:
+        for name, args, models in NODES:
+            sims.append(h.start_sim("--name", name, *args, models=models))
+        cfg = {"nodes": [{"name": name, "url": s.url, "max_concurrent": MAX_CONCURRENT}
+                         for (name, _, _), s in zip(NODES, sims)],
+               "routing": {"mode": mode}, "log_level": "warn"}
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(cfg, f)
+        d = h.start_process("sollold", ["--config", f.name, "--listen", "127.0.0.1:0"])
+        try:
+            out, lock = [], threading.Lock()
+            deadline = time.monotonic() + seconds
+            threads = [threading.Thread(target=workload,
+                                        args=(d.url, deadline, random.Random(1000 + i), out, lock),
+                                        daemon=True) for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(seconds + 180)
+        finally:
+            d.close()
+            os.unlink(f.name)
+    finally:
+        for s in sims:
+            s.close()
+    done = [o for o in out if o[0] != "error"]
+    comp = [o[1] for o in done]
+    ttft = [o[2] for o in done if o[0] == "chat" and o[2] is not None]
+    return {"mode": mode, "requests": len(done), "errors": len(out) - len(done),
+            "mean": sum(comp) / len(comp) if comp else float("nan"),
+            "p95": pct(comp, 95), "ttft_mean": sum(ttft) / len(ttft) if ttft else float("nan"),
+            "ttft_p95": pct(ttft, 95)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--clients", type=int, default=24)
+    ap.add_argument("--append", help="append the table to this markdown file")
+    a = ap.parse_args()
+    rows = [run_mode(m, a.seconds, a.clients) for m in ("cost", "round_robin", "least_conn")]
+    lc = next(r for r in rows if r["mode"] == "least_conn")
+    commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = ["", "### Routing quality (%s, commit %s, %s, %d cores)" %
+             (datetime.date.today().isoformat(), commit or "?", platform.machine(),
+              os.cpu_count() or 0), "",
+             "`python3 bench/routing_quality.py --seconds %g --clients %d`: three heterogeneous "
+             "simulated nodes, %d slots each, mixed chats (multi-turn, streamed), generates "
+             "and embeddings." % (a.seconds, a.clients, MAX_CONCURRENT), "",
+             "| routing | requests | errors | mean completion s | p95 completion s | "
+             "mean TTFT s | p95 TTFT s | p95 vs least_conn |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %+.0f%% |" % (
+            r["mode"], r["requests"], r["errors"], r["mean"], r["p95"], r["ttft_mean"],
+            r["ttft_p95"], (r["p95"] / lc["p95"] - 1) * 100 if lc["p95"] else 0))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.append:
+        with open(a.append, "a") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
