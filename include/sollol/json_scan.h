@@ -171,4 +171,13 @@ int sol_json_number_double(const struct sol_json_span *n, double *out);
  */
 int sol_json_number_int64(const struct sol_json_span *n, long long *out);
 
+/*
+ * Decodes the one escape sequence at p (p[0] == '\\', at most end - p bytes
+ * readable) to UTF-8 in out (1 to 4 bytes, count in *outlen), as Go does:
+ * a surrogate pair combines, a lone surrogate becomes U+FFFD. Returns the
+ * bytes consumed (2, 6 or 12), or 0 when the escape is malformed (out is
+ * then untouched). For code that walks string spans itself (affinity keys).
+ */
+int sol_json_decode_escape(const char *p, const char *end, unsigned char out[4], int *outlen);
+
 #endif

@@ -819,6 +819,15 @@ static int utf8_encode(uint32_t cp, uchar out[4])
     return 4;
 }
 
+int sol_json_decode_escape(const char *p, const char *end, unsigned char out[4], int *outlen)
+{
+    uint32_t cp;
+    int used = decode_escape((const uchar *)p, (const uchar *)end, &cp);
+    if (used)
+        *outlen = utf8_encode(cp, out);
+    return used;
+}
+
 static int is_string(const struct sol_json_span *s)
 {
     return is_container(s, '"', '"');

@@ -215,104 +215,6 @@ static void put_model(struct hstream *h, const char *model)
 /* Canonical JSON values                                                     */
 /* ------------------------------------------------------------------------ */
 
-static int hex_val(uchar c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int read_u4(const uchar *p, const uchar *end)
-{
-    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
-        return -1;
-    int v = 0;
-    for (int i = 2; i < 6; i++) {
-        int d = hex_val(p[i]);
-        if (d < 0)
-            return -1;
-        v = v << 4 | d;
-    }
-    return v;
-}
-
-/* The escape at p (p[0] == '\\') as a code point, as json_scan.c decodes
- * it (Go's rules: a surrogate pair combines, a lone surrogate is U+FFFD).
- * Returns the bytes consumed, 0 when malformed. */
-static int decode_escape(const uchar *p, const uchar *end, uint32_t *cp)
-{
-    if (end - p < 2)
-        return 0;
-    switch (p[1]) {
-    case '"':
-    case '\\':
-    case '/':
-        *cp = p[1];
-        return 2;
-    case 'b':
-        *cp = '\b';
-        return 2;
-    case 'f':
-        *cp = '\f';
-        return 2;
-    case 'n':
-        *cp = '\n';
-        return 2;
-    case 'r':
-        *cp = '\r';
-        return 2;
-    case 't':
-        *cp = '\t';
-        return 2;
-    case 'u': {
-        int u = read_u4(p, end);
-        if (u < 0)
-            return 0;
-        if (u < 0xD800 || u > 0xDFFF) {
-            *cp = (uint32_t)u;
-            return 6;
-        }
-        int lo = u <= 0xDBFF ? read_u4(p + 6, end) : -1;
-        if (lo >= 0xDC00 && lo <= 0xDFFF) {
-            *cp = 0x10000 + (((uint32_t)u - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
-            return 12;
-        }
-        *cp = 0xFFFD;
-        return 6;
-    }
-    default:
-        return 0;
-    }
-}
-
-static int utf8_encode(uint32_t cp, uchar out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (uchar)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (uchar)(0xC0 | cp >> 6);
-        out[1] = (uchar)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (uchar)(0xE0 | cp >> 12);
-        out[1] = (uchar)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (uchar)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (uchar)(0xF0 | cp >> 18);
-    out[1] = (uchar)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (uchar)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (uchar)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Decoded text is staged in a small buffer so that text with frequent
  * escapes reaches the hash in large pieces; long runs go to it directly. */
 #define STAGE      512
@@ -394,12 +296,12 @@ static size_t feed_decoded(struct hstream *h, const struct sol_json_span *s, siz
         p += run;
         if (!bs || n >= limit)
             break;
-        uint32_t cp;
         uchar tmp[4];
         size_t w;
-        int used = decode_escape(p, end, &cp);
+        int wlen = 0;
+        int used = sol_json_decode_escape((const char *)p, (const char *)end, tmp, &wlen);
         if (used) {
-            w = (size_t)utf8_encode(cp, tmp);
+            w = (size_t)wlen;
         } else {
             tmp[0] = *p;
             w = 1;
