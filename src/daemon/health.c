@@ -158,34 +158,44 @@ static uint64_t number_u64(const cJSON *o, const char *key)
     return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
 }
 
-static const cJSON *models_array(cJSON *root)
+/* Parses a {"models": [...]} answer (Ollama may send null for an empty
+ * list). Returns the document (cJSON_Delete it) with *models set (NULL for
+ * an empty list), or NULL when the body is not of that shape. */
+static cJSON *parse_models(const char *body, size_t len, const cJSON **models)
 {
-    const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
-    if (cJSON_IsNull(models))
-        return NULL; /* Ollama may send null for an empty list */
-    return models;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "models");
+    if (!root || !(cJSON_IsArray(list) || cJSON_IsNull(list))) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    *models = cJSON_IsNull(list) ? NULL : list;
+    return root;
+}
+
+/* The node's entry for one list item, or NULL to skip the item. */
+static struct sol_node_model *item_model(struct sol_node *n, const cJSON *item)
+{
+    char name[SOL_MODEL_NAME_MAX];
+    if (!cJSON_IsObject(item) || entry_name(item, name, sizeof name) < 0)
+        return NULL;
+    return sol_node_model_get(n, name);
 }
 
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    const cJSON *models = root ? models_array(root) : NULL;
-    if (!root || (models && !cJSON_IsArray(models)) ||
-        (!models && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "models")))) {
-        cJSON_Delete(root);
+    const cJSON *models;
+    cJSON *root = parse_models(body, len, &models);
+    if (!root)
         return -1;
-    }
     for (unsigned i = 0; i < n->n_models; i++)
         n->models[i].installed = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, models)
     {
-        char name[SOL_MODEL_NAME_MAX];
-        if (!cJSON_IsObject(item) || entry_name(item, name, sizeof name) < 0)
-            continue;
-        struct sol_node_model *m = sol_node_model_get(n, name);
+        struct sol_node_model *m = item_model(n, item);
         if (!m)
-            break;
+            continue;
         m->installed = 1;
         m->gone = 0;
         m->size = number_u64(item, "size");
@@ -218,24 +228,18 @@ int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len)
 
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    const cJSON *models = root ? models_array(root) : NULL;
-    if (!root || (models && !cJSON_IsArray(models)) ||
-        (!models && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "models")))) {
-        cJSON_Delete(root);
+    const cJSON *models;
+    cJSON *root = parse_models(body, len, &models);
+    if (!root)
         return -1;
-    }
     for (unsigned i = 0; i < n->n_models; i++)
         n->models[i].loaded = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, models)
     {
-        char name[SOL_MODEL_NAME_MAX];
-        if (!cJSON_IsObject(item) || entry_name(item, name, sizeof name) < 0)
-            continue;
-        struct sol_node_model *m = sol_node_model_get(n, name);
+        struct sol_node_model *m = item_model(n, item);
         if (!m)
-            break;
+            continue;
         m->loaded = 1;
         m->size_vram = number_u64(item, "size_vram");
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(item, "expires_at");
