@@ -19,10 +19,10 @@
 #include <string.h>
 #include <time.h>
 
-#define N_MODELS     16
-#define PER_NODE     8
-#define N_REQS       1024
-#define NOW_MS       1000000u
+#define N_MODELS 16
+#define PER_NODE 8
+#define N_REQS   1024
+#define NOW_MS   1000000u
 
 static uint64_t rng_state = 0x5eed;
 
@@ -207,8 +207,8 @@ int main(int argc, char **argv)
         double min_plain, min_expl;
         double plain = median_of(&s, &b.t, sizes[i].decisions, 0, runs, &min_plain);
         double expl = median_of(&s, &b.t, sizes[i].decisions, 1, runs, &min_expl);
-        printf("%6u %10lu %12.1f %10.1f %10.2f %12.1f\n", sizes[i].nodes, sizes[i].decisions,
-               plain, min_plain, plain / sizes[i].nodes, expl);
+        printf("%6u %10lu %12.1f %10.1f %10.2f %12.1f\n", sizes[i].nodes, sizes[i].decisions, plain,
+               min_plain, plain / sizes[i].nodes, expl);
         destroy(&b);
     }
     return 0;

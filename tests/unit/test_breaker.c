@@ -137,8 +137,10 @@ static void test_doubling_and_cap(void)
     t += c.window_ms;
     for (int i = 0; i < 3; i++)
         sol_breaker_on_failure(&b, &c, t);
-    CHECK(b.state == SOL_BREAKER_OPEN && b.cooldown_ms == 1000, "reset to min after a calm window: "
-          "%llu", (unsigned long long)b.cooldown_ms);
+    CHECK(b.state == SOL_BREAKER_OPEN && b.cooldown_ms == 1000,
+          "reset to min after a calm window: "
+          "%llu",
+          (unsigned long long)b.cooldown_ms);
 
     /* Relapse: trips again less than a window after closing: doubled. */
     t = b.open_until_ms;

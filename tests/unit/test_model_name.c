@@ -83,12 +83,12 @@ static const char *const invalid[] = {
     "a\tb",
     "a\nb",
     "a\x7f",
-    "h/a/b/c",       /* 4 path parts */
-    "h/n/skill/m",   /* Ollama's 4-part kinds are not routable models */
+    "h/a/b/c",     /* 4 path parts */
+    "h/n/skill/m", /* Ollama's 4-part kinds are not routable models */
     "a/b/c/d/e",
-    "a:b:c",         /* ':' in the model part */
-    "ns.x/model",    /* '.' not allowed in a namespace */
-    "-model",        /* first byte must be [A-Za-z0-9_] */
+    "a:b:c",      /* ':' in the model part */
+    "ns.x/model", /* '.' not allowed in a namespace */
+    "-model",     /* first byte must be [A-Za-z0-9_] */
     ".model",
     "model:-tag",
     "model:.tag",
@@ -97,9 +97,9 @@ static const char *const invalid[] = {
     "model@sha256:abc",
     "model+q4",
     "mo$del",
-    "mödel",          /* non-ASCII */
-    "model:ta/g",     /* a '/' after the ':' makes it a path, "g" model, "model:ta" ns */
-    "http://model",   /* a scheme without host/namespace */
+    "mödel",        /* non-ASCII */
+    "model:ta/g",   /* a '/' after the ':' makes it a path, "g" model, "model:ta" ns */
+    "http://model", /* a scheme without host/namespace */
     "h:/ns/m:",
 };
 
@@ -114,8 +114,8 @@ static void test_valid(void)
         /* idempotent */
         char again[SOL_MODEL_NAME_MAX];
         rc = canon(out, again, sizeof again);
-        CHECK(rc == 0 && strcmp(again, out) == 0, "canonical(\"%s\") = \"%s\" (rc %d)", out,
-              again, rc);
+        CHECK(rc == 0 && strcmp(again, out) == 0, "canonical(\"%s\") = \"%s\" (rc %d)", out, again,
+              rc);
     }
 }
 
