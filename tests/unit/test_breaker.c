@@ -8,21 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
 
-/* CHECK(cond, fmt, ...): counts a check; prints file:line, the condition and
- * a printf-style context when it fails. */
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 #define ST(b, now) sol_breaker_state_name(sol_breaker_state_at((b), (now)))
 
@@ -330,7 +317,7 @@ static void test_window_with_threshold(void)
     struct sol_breaker b;
     sol_breaker_init(&b);
     /* ok, fail, fail, ok, fail, fail, ... never 3 in a row. Request 9 (the
-     * 10th) is a success (6/10 failed, but successes never trip); request
+     * 10th) is a success (6/10 check_failed, but successes never trip); request
      * 10 is a failure: 7/11 > 0.5 with 11 >= 10 trips. */
     int tripped_at = -1;
     for (int i = 0; i < 30 && tripped_at < 0; i++) {
@@ -354,6 +341,5 @@ int main(void)
     test_half_open_without_trial();
     test_error_rate_window();
     test_window_with_threshold();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

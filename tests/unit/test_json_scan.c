@@ -9,21 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
 
-/* CHECK(cond, fmt, ...): counts a check; prints file:line, the condition and
- * a printf-style context when it fails. */
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static int scan(const char *doc, char *err, size_t errlen)
 {
@@ -992,6 +979,5 @@ int main(void)
     test_array_next();
     test_numbers();
     test_big_body();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return check_summary();
 }

@@ -8,21 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
 
-/* CHECK(cond, fmt, ...): counts a check; prints file:line, the condition and
- * a printf-style context when it fails. */
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Canonicalises from an exact-size heap copy, so ASan sees any overread. */
 static int canon(const char *in, char *out, size_t outlen)
@@ -226,6 +213,5 @@ int main(void)
     test_lengths();
     test_alias();
     test_key();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

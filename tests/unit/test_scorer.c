@@ -20,21 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
 
-/* CHECK(cond, fmt, ...): counts a check; prints file:line, the condition and
- * a printf-style context when it fails. */
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Equal to 1e-9 (absolute below 1, relative above). */
 static int near(double a, double b)
@@ -785,6 +772,5 @@ int main(void)
     test_explain_format();
     test_explain_top();
     test_random_tables();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }
