@@ -81,6 +81,7 @@ struct sol_config {
     unsigned queue_max_wait_ms; /* longest wait for a slot */
     unsigned queue_aging_ms;    /* wait that raises priority by one level */
     int affinity_capacity;      /* remembered conversations; 0 = off */
+    int embed_split_min_inputs; /* /api/embed batches this large are split; 0 = never */
 
     unsigned probe_interval_ms; /* liveness probe period per node */
     unsigned tags_interval_ms;  /* /api/tags period per node */

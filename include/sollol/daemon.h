@@ -16,6 +16,7 @@
 #include "sollol/affinity.h"
 #include "sollol/health.h"
 #include "sollol/mhd_uv.h"
+#include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
 #include "sollol/queue.h"
 
@@ -48,6 +49,7 @@ struct sol_daemon {
     uv_timer_t dispatch_timer;    /* runs the queue after slots free */
     int dispatch_pending;
     uint64_t retries_total;       /* attempts after the first, all requests */
+    struct sol_metrics metrics;   /* GET /metrics: per-request counters (metrics.c) */
 
     uv_timer_t sweep_timer;     /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;

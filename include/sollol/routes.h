@@ -24,6 +24,7 @@ enum sol_route_kind {
     SOL_ROUTE_STATS,      /* GET /api/stats: the whole probe table */
     SOL_ROUTE_FANOUT,     /* pull/delete/copy: sent to every routable node */
     SOL_ROUTE_PINNED,     /* create/push/blobs: one node, named or first routable */
+    SOL_ROUTE_METRICS,    /* GET /metrics: Prometheus text format (metrics.c) */
 };
 
 /* Per-route properties the lifecycle relies on. */
@@ -33,6 +34,9 @@ enum sol_route_flags {
     SOL_RF_NEEDS_MODEL = 1 << 2,  /* body must name a model */
     SOL_RF_INFERENCE = 1 << 3,    /* generates tokens (counts for routing stats) */
     SOL_RF_RAW_BODY = 1 << 4,     /* body is not JSON (blob uploads): not inspected */
+    /* sollol's batch-job API (batch.c). These routes have kind SOL_ROUTE_PROXY
+     * so the lifecycle reads their body; request.c hands them to embed.c. */
+    SOL_RF_BATCH = 1 << 5,
 };
 
 /* Methods, as a bit set so a route can list the ones it allows. */

@@ -6,6 +6,7 @@
 #include "sollol/breaker.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
+#include "sollol/metrics.h"
 #include "sollol/model_name.h"
 #include "sollol/scorer.h"
 
@@ -281,6 +282,8 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     int rc = 0;
     unsigned status = MHD_HTTP_OK;
     switch (route->kind) {
+    case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
+        return sol_metrics_serve(d, c);
     case SOL_ROUTE_TAGS:
         rc = sol_aggregate_tags(&d->table, &b);
         break;

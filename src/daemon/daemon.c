@@ -177,6 +177,10 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
+    if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
+        snprintf(err, errlen, "out of memory for the metrics");
+        return -1;
+    }
     struct sol_scorer_conf sc = {
         .default_gen_tps = cfg->default_gen_tps,
         .default_prompt_tps = cfg->default_prompt_tps,
@@ -347,6 +351,7 @@ void sol_daemon_free(struct sol_daemon *d)
     d->node_ids = NULL;
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);
+    sol_metrics_free(&d->metrics); /* GET /metrics (metrics.c) */
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

@@ -21,6 +21,7 @@
 
 struct sol_daemon;
 struct sol_fanout_leg;
+struct sol_embed_split; /* embed.c */
 
 /* Backpressure: past HIGH bytes buffered for a slow client the upstream
  * transfer is paused; it resumes once the client has drained below LOW. */
@@ -107,6 +108,9 @@ struct sol_request {
     unsigned n_legs, legs_running;
     int pinned_node; /* pinned routes: node index, else -1 */
 
+    /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
+    struct sol_embed_split *embed;
+
     /* Suspension and client hang-up. */
     int suspended;
     int client_gone;
@@ -131,5 +135,63 @@ int sol_fanout_start(struct sol_request *r);
 void sol_fanout_cancel(struct sol_request *r);
 /* Frees the legs; only once none runs. */
 void sol_fanout_free(struct sol_request *r);
+
+/* ---- Distributed embedding batches (embed.c, batch.c) ---- */
+
+/* One batch cut into chunks sent to several nodes (embed.c). It belongs to
+ * a client request or to a background job, never to a connection. */
+struct sol_embed_split_params {
+    struct sol_daemon *d;
+    const char *id;   /* for logs (the request's or job's id) */
+    const char *path; /* upstream path of every chunk ("/api/embed[?query]") */
+    const char *body; /* the whole body; borrowed until sol_embed_split_free() */
+    size_t body_len;
+    struct sol_json_span input;       /* the input array inside body */
+    size_t n_inputs;                  /* its elements, all strings */
+    const char *model;                /* canonical name */
+    const char *model_echo;           /* as the client spelled it: the answer's "model" */
+    const struct curl_slist *headers; /* sent with every chunk (copied) */
+    unsigned reserve_slots;           /* per node, left to other traffic when planning */
+    size_t min_chunk;                 /* fewest inputs per chunk */
+    int allow_single;                 /* run even when the plan is one chunk */
+    /* After each chunk that completed: inputs done so far. May be NULL. */
+    void (*on_progress)(void *ud, size_t done, size_t total);
+    /* The split ended (every chunk done, or one failed for good). Never
+     * called from sol_embed_split_start(); the split does nothing after it,
+     * so it may free the split. */
+    void (*on_done)(void *ud, struct sol_embed_split *s);
+    void *ud;
+};
+/* Plans and starts the chunks. Returns 0 (*out set), 1 when the batch is
+ * not split (no eligible node, or one chunk without allow_single; nothing
+ * started), -1 with *status and err (nothing running). */
+int sol_embed_split_start(const struct sol_embed_split_params *p, struct sol_embed_split **out,
+                          unsigned *status, char *err, size_t errlen);
+/* After on_done: appends the merged answer (0), or gives the failure (-1). */
+int sol_embed_split_result(struct sol_embed_split *s, struct sol_buf *out, unsigned *status,
+                           char *err, size_t errlen);
+/* The one node that served every chunk, or "*". */
+const char *sol_embed_split_nodes(const struct sol_embed_split *s);
+/* Cancels the running legs (their slots are put back as cancelled);
+ * on_done is not called. NULL and repeated calls are fine. */
+void sol_embed_split_cancel(struct sol_embed_split *s);
+/* Cancels and frees. NULL is fine. */
+void sol_embed_split_free(struct sol_embed_split *s);
+
+/* request.c's hook in on_body_complete(): takes /api/embed batches worth
+ * splitting and the batch-job routes. Returns 0 (not taken: go on), 1
+ * (taken: r->state is RS_UPSTREAM, or RS_COMMITTED with the answer ready),
+ * -1 (answer r->fail_status with r->last_error). */
+int sol_embed_take(struct sol_request *r);
+/* Cleanup mirrors of sol_fanout_cancel()/sol_fanout_free(). */
+void sol_embed_cancel(struct sol_request *r);
+int sol_embed_running(const struct sol_request *r);
+void sol_embed_free(struct sol_request *r);
+
+/* The batch-job API (batch.c): serves a SOL_RF_BATCH route, as
+ * sol_embed_take(). */
+int sol_batch_serve(struct sol_request *r);
+/* Shutdown: cancels the running job and frees every job. */
+void sol_batch_shutdown(struct sol_daemon *d);
 
 #endif

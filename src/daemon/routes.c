@@ -22,11 +22,15 @@ static const struct sol_route routes[] = {
     {"/v1/models", SOL_ROUTE_V1_MODELS, SOL_M_GET, SOL_RF_OPENAI},
     {"/api/health", SOL_ROUTE_HEALTH, SOL_M_GET | SOL_M_HEAD, 0},
     {"/api/stats", SOL_ROUTE_STATS, SOL_M_GET, 0},
+    {"/metrics", SOL_ROUTE_METRICS, SOL_M_GET, 0}, /* Prometheus (metrics.c) */
     {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL},
     {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL},
     {"/api/copy", SOL_ROUTE_FANOUT, SOL_M_POST, 0},
     {"/api/create", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
     {"/api/push", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
+    /* Batch-job API (batch.c; see SOL_RF_BATCH). */
+    {"/api/batch/embed", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_BATCH},
+    {"/api/batch/jobs", SOL_ROUTE_PROXY, SOL_M_GET, SOL_RF_RAW_BODY | SOL_RF_BATCH},
 };
 
 /* /api/blobs/:digest and /v1/models/:model */
@@ -34,6 +38,12 @@ static const struct sol_route blobs = {"/api/blobs/", SOL_ROUTE_PINNED, SOL_M_HE
                                        SOL_RF_RAW_BODY};
 static const struct sol_route v1_model = {"/v1/models/", SOL_ROUTE_V1_MODEL, SOL_M_GET,
                                           SOL_RF_OPENAI};
+
+/* /api/batch/jobs/:id and /api/batch/results/:id (batch.c). */
+static const struct sol_route batch_job = {
+    "/api/batch/jobs/", SOL_ROUTE_PROXY, SOL_M_GET | SOL_M_DELETE, SOL_RF_RAW_BODY | SOL_RF_BATCH};
+static const struct sol_route batch_results = {"/api/batch/results/", SOL_ROUTE_PROXY, SOL_M_GET,
+                                               SOL_RF_RAW_BODY | SOL_RF_BATCH};
 
 /* Any other POST under /v1/ that names a model. */
 static const struct sol_route v1_generic = {"/v1/", SOL_ROUTE_PROXY, SOL_M_POST,
@@ -61,6 +71,11 @@ const struct sol_route *sol_route_find(const char *path)
         return &blobs;
     if (strncmp(path, "/v1/models/", 11) == 0 && path[11] != '\0')
         return &v1_model;
+    /* Batch-job API (batch.c). */
+    if (strncmp(path, "/api/batch/jobs/", 16) == 0 && path[16] != '\0')
+        return &batch_job;
+    if (strncmp(path, "/api/batch/results/", 19) == 0 && path[19] != '\0')
+        return &batch_results;
     /* "/v1/" itself or "/v1/models..." are not generic inference routes. */
     if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0' && strncmp(path, "/v1/models", 10) != 0)
         return &v1_generic;
