@@ -102,14 +102,14 @@ struct sol_metrics_sample {
 /* Everything rendered besides the recorded counters, read at scrape time. */
 struct sol_metrics_view {
     const struct sol_node_table *table;
-    uint64_t now_ms;          /* loop clock, for breaker states */
+    uint64_t now_ms; /* loop clock, for breaker states */
     double uptime_s;
     unsigned requests_live;
     uint64_t retries_total;
     struct sol_queue_stats queue;
     int affinity_on;
     struct sol_affinity_stats affinity;
-    int process;              /* 1: add process_* families from /proc/self */
+    int process; /* 1: add process_* families from /proc/self */
 };
 
 /* Allocates the fixed tables for a table of n_nodes. 0, or -1 (out of memory). */

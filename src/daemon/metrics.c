@@ -37,11 +37,10 @@ static const double ttfb_bound[SOL_METRICS_TTFB_BUCKETS] = {
 
 static const char *const queue_le[SOL_METRICS_QUEUE_BUCKETS] = {
     "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "2.5", "5", "10", "30", "60"};
-static const double queue_bound[SOL_METRICS_QUEUE_BUCKETS] = {0.001, 0.005, 0.01, 0.05,
-                                                              0.1,   0.5,   1,    2.5,
-                                                              5,     10,    30,   60};
+static const double queue_bound[SOL_METRICS_QUEUE_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                                              1,     2.5,   5,    10,   30,  60};
 
-static const char *const code_names[SOL_METRICS_CODES] = {"none", "1xx", "2xx", "3xx",
+static const char *const code_names[SOL_METRICS_CODES] = {"none", "1xx", "2xx",  "3xx",
                                                           "4xx",  "5xx", "other"};
 
 static void hist_observe(struct sol_metrics_hist *h, const double *bound, unsigned n, double v)
@@ -142,8 +141,7 @@ static int model_known(const struct sol_node_table *t, uint64_t key)
     return 0;
 }
 
-static unsigned model_index(struct sol_metrics *m, const struct sol_node_table *t,
-                            const char *name)
+static unsigned model_index(struct sol_metrics *m, const struct sol_node_table *t, const char *name)
 {
     if (!name || !name[0] || strlen(name) >= SOL_MODEL_NAME_MAX)
         return 0;
@@ -231,8 +229,7 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
         ser = series_find(m, series_key(route, 0, m->n_nodes + 1, code), 1);
     ser->count++;
 
-    hist_observe(&m->duration[route], duration_bound, SOL_METRICS_DURATION_BUCKETS,
-                 s->duration_s);
+    hist_observe(&m->duration[route], duration_bound, SOL_METRICS_DURATION_BUCKETS, s->duration_s);
     if (s->ttfb_s > 0)
         hist_observe(&m->ttfb[route], ttfb_bound, SOL_METRICS_TTFB_BUCKETS, s->ttfb_s);
     if (s->waited || s->queue_s > 0)
@@ -366,12 +363,15 @@ static void value_f(struct out *o, double v)
         put(o, " NaN\n");
     else if (isinf(v))
         put(o, v > 0 ? " +Inf\n" : " -Inf\n");
-    else
-        putf(o, " %.17g\n", v);
+    else {
+        /* Shortest form that reads back as the same double. */
+        char tmp[40];
+        snprintf(tmp, sizeof tmp, "%.15g", v);
+        if (strtod(tmp, NULL) != v)
+            snprintf(tmp, sizeof tmp, "%.17g", v);
+        putf(o, " %s\n", tmp);
+    }
 }
-
-/* name{node="x"} v, for each node of the table. */
-#define FOR_NODES(v, t) for (unsigned ni_ = 0; ni_ < (v)->table->count && ((t) = (v)->table->nodes[ni_]); ni_++)
 
 static const char *node_label(const struct sol_metrics *m, const struct sol_node_table *t,
                               unsigned idx)
@@ -512,8 +512,7 @@ static void node_gauge(struct out *o, const char *name, const char *type, const 
 {
     family(o, name, type, help);
     const struct sol_node *n;
-    FOR_NODES(v, n)
-    {
+    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
         put(o, name);
         label(o, 1, "node", n->name);
         put(o, "}");
@@ -553,8 +552,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_state", "gauge",
            "The node's probe state, one-hot over up, down and misconfigured.");
-    FOR_NODES(v, n)
-    {
+    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
         static const enum sol_node_state states[3] = {SOL_NODE_UP, SOL_NODE_DOWN,
                                                       SOL_NODE_MISCONFIGURED};
         for (int i = 0; i < 3; i++) {
@@ -582,17 +580,17 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_model_loaded", "gauge",
            "1 when the node's last /api/ps listed the model, 0 when only installed.");
-    FOR_NODES(v, n)
-    for (unsigned j = 0; j < n->n_models; j++) {
-        const struct sol_node_model *nm = &n->models[j];
-        if (!nm->installed && !nm->loaded)
-            continue;
-        put(o, "sollol_node_model_loaded");
-        label(o, 1, "node", n->name);
-        label(o, 0, "model", nm->name);
-        put(o, "}");
-        value_u64(o, nm->loaded);
-    }
+    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+        for (unsigned j = 0; j < n->n_models; j++) {
+            const struct sol_node_model *nm = &n->models[j];
+            if (!nm->installed && !nm->loaded)
+                continue;
+            put(o, "sollol_node_model_loaded");
+            label(o, 1, "node", n->name);
+            label(o, 0, "model", nm->name);
+            put(o, "}");
+            value_u64(o, nm->loaded);
+        }
 
     static const char *const tps_names[2] = {"sollol_node_model_generate_tokens_per_second",
                                              "sollol_node_model_prompt_tokens_per_second"};
@@ -601,18 +599,18 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
         "Learned prompt evaluation speed of the model on the node (moving average)."};
     for (int k = 0; k < 2; k++) {
         family(o, tps_names[k], "gauge", tps_helps[k]);
-        FOR_NODES(v, n)
-        for (unsigned j = 0; j < n->n_models; j++) {
-            const struct sol_node_model *nm = &n->models[j];
-            double tps = k ? nm->prompt_tps : nm->gen_tps;
-            if (!nm->samples || tps <= 0)
-                continue;
-            put(o, tps_names[k]);
-            label(o, 1, "node", n->name);
-            label(o, 0, "model", nm->name);
-            put(o, "}");
-            value_f(o, tps);
-        }
+        for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+            for (unsigned j = 0; j < n->n_models; j++) {
+                const struct sol_node_model *nm = &n->models[j];
+                double tps = k ? nm->prompt_tps : nm->gen_tps;
+                if (!nm->samples || tps <= 0)
+                    continue;
+                put(o, tps_names[k]);
+                label(o, 1, "node", n->name);
+                label(o, 0, "model", nm->name);
+                put(o, "}");
+                value_f(o, tps);
+            }
     }
 }
 
@@ -650,14 +648,14 @@ static void render_daemon(struct out *o, const struct sol_metrics *m,
            (double)q->oldest_wait_ms / 1000.0, 0);
     scalar(o, "sollol_queue_enqueued_total", "counter", "Requests that entered the queue.",
            (double)q->enqueued_total, 1);
-    scalar(o, "sollol_queue_dispatched_total", "counter",
-           "Queued requests that got a node slot.", (double)q->dispatched_total, 1);
+    scalar(o, "sollol_queue_dispatched_total", "counter", "Queued requests that got a node slot.",
+           (double)q->dispatched_total, 1);
     scalar(o, "sollol_queue_expired_total", "counter",
            "Queued requests that waited past the maximum wait.", (double)q->expired_total, 1);
     scalar(o, "sollol_queue_rejected_total", "counter",
            "Requests refused because the queue was full.", (double)q->rejected_total, 1);
-    scalar(o, "sollol_queue_removed_total", "counter",
-           "Queued requests whose client went away.", (double)q->removed_total, 1);
+    scalar(o, "sollol_queue_removed_total", "counter", "Queued requests whose client went away.",
+           (double)q->removed_total, 1);
 
     const struct sol_affinity_stats *a = &v->affinity;
     int on = v->affinity_on;
@@ -684,10 +682,10 @@ static void render_process(struct out *o)
     if (f) {
         unsigned long size = 0, resident = 0;
         if (fscanf(f, "%lu %lu", &size, &resident) == 2 && page > 0) {
-            scalar(o, "process_virtual_memory_bytes", "gauge",
-                   "Virtual memory size in bytes.", (double)size * (double)page, 1);
-            scalar(o, "process_resident_memory_bytes", "gauge",
-                   "Resident memory size in bytes.", (double)resident * (double)page, 1);
+            scalar(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                   (double)size * (double)page, 1);
+            scalar(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                   (double)resident * (double)page, 1);
         }
         fclose(f);
     }

@@ -1300,22 +1300,22 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
      * counts from its final metrics line (Ollama routes that generate). */
     int tokens = r->route && (r->route->flags & SOL_RF_INFERENCE) && !r->openai && r->tail_len &&
                  r->status >= 200 && r->status < 300;
-    sol_metrics_record(&r->d->metrics, &r->d->table,
-                       &(struct sol_metrics_sample){
-                           .route = r->route,
-                           .model = r->model,
-                           .node = r->node_name,
-                           .status = r->status > 0 ? (unsigned)r->status : 0,
-                           .duration_s = (double)ms / 1000.0,
-                           .ttfb_s = r->ttfb_ms / 1000.0,
-                           .queue_s = (double)r->queue_ms / 1000.0,
-                           .waited = r->route && r->route->kind == SOL_ROUTE_PROXY &&
-                                     r->node_name[0] != '\0',
-                           .attempts = r->tried.count,
-                           .bytes_out = r->bytes_out,
-                           .eval_count = tokens ? tail_number(r, "eval_count") : 0,
-                           .prompt_eval_count = tokens ? tail_number(r, "prompt_eval_count") : 0,
-                       });
+    sol_metrics_record(
+        &r->d->metrics, &r->d->table,
+        &(struct sol_metrics_sample){
+            .route = r->route,
+            .model = r->model,
+            .node = r->node_name,
+            .status = r->status > 0 ? (unsigned)r->status : 0,
+            .duration_s = (double)ms / 1000.0,
+            .ttfb_s = r->ttfb_ms / 1000.0,
+            .queue_s = (double)r->queue_ms / 1000.0,
+            .waited = r->route && r->route->kind == SOL_ROUTE_PROXY && r->node_name[0] != '\0',
+            .attempts = r->tried.count,
+            .bytes_out = r->bytes_out,
+            .eval_count = tokens ? tail_number(r, "eval_count") : 0,
+            .prompt_eval_count = tokens ? tail_number(r, "prompt_eval_count") : 0,
+        });
     sol_hangup_watch_close(&r->watch, on_watch_closed);
     req_unref(r);
 }
