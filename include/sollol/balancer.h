@@ -47,7 +47,7 @@ struct sol_attempt_report {
     uint64_t prompt_eval_count;
     uint64_t prompt_eval_duration_ns;
     uint64_t load_duration_ns;
-    double ttfb_ms; /* request sent -> first byte; 0 = unknown */
+    double ttfb_ms;    /* request sent -> first byte; 0 = unknown */
     int prompt_cached; /* the node likely had the prompt's prefix cached: its
                           prompt speed says nothing about a cold prompt */
 };

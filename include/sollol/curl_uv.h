@@ -23,9 +23,9 @@ struct sol_curl_uv {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    int handles_open;             /* timer + socket watches not yet closed */
-    struct sol_curl_sock *watches;   /* every open socket watch */
-    unsigned running; /* transfers added and not yet done or cancelled */
+    int handles_open;              /* timer + socket watches not yet closed */
+    struct sol_curl_sock *watches; /* every open socket watch */
+    unsigned running;              /* transfers added and not yet done or cancelled */
     void (*on_closed)(struct sol_curl_uv *cu);
 };
 

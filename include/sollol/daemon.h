@@ -43,30 +43,30 @@ struct sol_daemon {
     struct sol_queue queue;       /* requests waiting for a free node slot */
     struct sol_affinity affinity; /* conversation prefix -> node */
     int affinity_on;
-    uint64_t *node_ids;           /* stable identity per node, for rendezvous hashing */
-    unsigned char *eligible;      /* scratch: one flag per node */
-    unsigned *reserved;           /* scratch: queued requests waiting for each node */
-    uv_timer_t dispatch_timer;    /* runs the queue after slots free */
+    uint64_t *node_ids;        /* stable identity per node, for rendezvous hashing */
+    unsigned char *eligible;   /* scratch: one flag per node */
+    unsigned *reserved;        /* scratch: queued requests waiting for each node */
+    uv_timer_t dispatch_timer; /* runs the queue after slots free */
     int dispatch_pending;
-    uint64_t retries_total;       /* attempts after the first, all requests */
-    struct sol_metrics metrics;   /* GET /metrics: per-request counters (metrics.c) */
+    uint64_t retries_total;     /* attempts after the first, all requests */
+    struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
 
-    uv_timer_t sweep_timer;     /* enforces upstream deadlines */
+    uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;
 
     struct sol_request *requests; /* every live request (intrusive list) */
     unsigned requests_live;
     uint64_t request_seq;
     uint64_t started_ms;
-    char id_prefix[9];          /* random per process, so ids differ across restarts */
+    char id_prefix[9]; /* random per process, so ids differ across restarts */
 
-    unsigned max_attempts;      /* attempts per request before giving up */
+    unsigned max_attempts; /* attempts per request before giving up */
 
     int started;
     int ready;        /* first probe round done, accepting clients */
     int mhd_attached; /* the MHD glue holds handles */
     int stopping;
-    int handles_open;           /* daemon-level uv handles not yet closed */
+    int handles_open; /* daemon-level uv handles not yet closed */
     void (*on_stopped)(struct sol_daemon *d);
 };
 

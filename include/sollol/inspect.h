@@ -13,8 +13,6 @@
 
 #include <stddef.h>
 
-
-
 struct sol_body_info {
     char model[SOL_MODEL_NAME_MAX]; /* decoded "model" string; "" when absent */
     int stream;                     /* 1/0 as sent; -1 when absent */

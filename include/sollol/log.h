@@ -28,8 +28,7 @@ int sol_log_enabled(enum sol_log_level level);
 
 /* Writes one line: "<time> <tag> <level> <message>\n". A trailing newline in
  * fmt is not needed. Messages longer than 4 KiB are cut. */
-void sol_log(enum sol_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void sol_log(enum sol_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define SOL_ERROR(...) sol_log(SOL_LOG_ERROR, __VA_ARGS__)
 #define SOL_WARN(...)  sol_log(SOL_LOG_WARN, __VA_ARGS__)

@@ -85,7 +85,7 @@ struct sol_node_model {
 
 struct sol_node {
     /* identity (from config) */
-    unsigned index;             /* position in the table, stable for its lifetime */
+    unsigned index; /* position in the table, stable for its lifetime */
     char *name;
     char *base_url;             /* "http://host:port[/prefix]" without trailing slash */
     char *host_header;          /* "Host: host:port" */
@@ -96,11 +96,11 @@ struct sol_node {
     /* health (written by the health side only) */
     enum sol_node_state state;
     struct sol_breaker breaker;
-    double rtt_ms;              /* EWMA of probe round trips; 0 = unknown */
+    double rtt_ms; /* EWMA of probe round trips; 0 = unknown */
     uint64_t last_probe_ok_ms;
-    uint64_t tags_at_ms;        /* when /api/tags last succeeded */
-    char version[32];           /* from /api/version */
-    char last_error[160];       /* last failure, for stats */
+    uint64_t tags_at_ms;  /* when /api/tags last succeeded */
+    char version[32];     /* from /api/version */
+    char last_error[160]; /* last failure, for stats */
 
     /* models (health side writes facts, put() writes learned numbers) */
     struct sol_node_model *models;

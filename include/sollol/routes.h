@@ -12,28 +12,28 @@
 #include <stddef.h>
 
 enum sol_route_kind {
-    SOL_ROUTE_NONE = 0,   /* unknown path: 404 */
-    SOL_ROUTE_ROOT,       /* GET/HEAD /: "Ollama is running" */
-    SOL_ROUTE_VERSION,    /* GET/HEAD /api/version: the daemon's own version */
-    SOL_ROUTE_PROXY,      /* body names a model; proxied to one node */
-    SOL_ROUTE_TAGS,       /* GET/HEAD /api/tags: union from the probe table */
-    SOL_ROUTE_PS,         /* GET /api/ps: union of loaded models, with "node" */
-    SOL_ROUTE_V1_MODELS,  /* GET /v1/models: union in OpenAI's shape */
-    SOL_ROUTE_V1_MODEL,   /* GET /v1/models/:model */
-    SOL_ROUTE_HEALTH,     /* GET /api/health: the daemon's own health */
-    SOL_ROUTE_STATS,      /* GET /api/stats: the whole probe table */
-    SOL_ROUTE_FANOUT,     /* pull/delete/copy: sent to every routable node */
-    SOL_ROUTE_PINNED,     /* create/push/blobs: one node, named or first routable */
-    SOL_ROUTE_METRICS,    /* GET /metrics: Prometheus text format (metrics.c) */
+    SOL_ROUTE_NONE = 0,  /* unknown path: 404 */
+    SOL_ROUTE_ROOT,      /* GET/HEAD /: "Ollama is running" */
+    SOL_ROUTE_VERSION,   /* GET/HEAD /api/version: the daemon's own version */
+    SOL_ROUTE_PROXY,     /* body names a model; proxied to one node */
+    SOL_ROUTE_TAGS,      /* GET/HEAD /api/tags: union from the probe table */
+    SOL_ROUTE_PS,        /* GET /api/ps: union of loaded models, with "node" */
+    SOL_ROUTE_V1_MODELS, /* GET /v1/models: union in OpenAI's shape */
+    SOL_ROUTE_V1_MODEL,  /* GET /v1/models/:model */
+    SOL_ROUTE_HEALTH,    /* GET /api/health: the daemon's own health */
+    SOL_ROUTE_STATS,     /* GET /api/stats: the whole probe table */
+    SOL_ROUTE_FANOUT,    /* pull/delete/copy: sent to every routable node */
+    SOL_ROUTE_PINNED,    /* create/push/blobs: one node, named or first routable */
+    SOL_ROUTE_METRICS,   /* GET /metrics: Prometheus text format (metrics.c) */
 };
 
 /* Per-route properties the lifecycle relies on. */
 enum sol_route_flags {
-    SOL_RF_OPENAI = 1 << 0,       /* errors in OpenAI's shape; stream defaults to false */
+    SOL_RF_OPENAI = 1 << 0,         /* errors in OpenAI's shape; stream defaults to false */
     SOL_RF_STREAM_DEFAULT = 1 << 1, /* Ollama route: "stream" absent means true */
-    SOL_RF_NEEDS_MODEL = 1 << 2,  /* body must name a model */
-    SOL_RF_INFERENCE = 1 << 3,    /* generates tokens (counts for routing stats) */
-    SOL_RF_RAW_BODY = 1 << 4,     /* body is not JSON (blob uploads): not inspected */
+    SOL_RF_NEEDS_MODEL = 1 << 2,    /* body must name a model */
+    SOL_RF_INFERENCE = 1 << 3,      /* generates tokens (counts for routing stats) */
+    SOL_RF_RAW_BODY = 1 << 4,       /* body is not JSON (blob uploads): not inspected */
     /* sollol's batch-job API (batch.c). These routes have kind SOL_ROUTE_PROXY
      * so the lifecycle reads their body; request.c hands them to embed.c. */
     SOL_RF_BATCH = 1 << 5,
@@ -49,10 +49,10 @@ enum sol_method {
 };
 
 struct sol_route {
-    const char *path;       /* exact path, or a prefix when it ends in '/' (see prefix) */
+    const char *path; /* exact path, or a prefix when it ends in '/' (see prefix) */
     enum sol_route_kind kind;
-    unsigned methods;       /* enum sol_method bits accepted */
-    unsigned flags;         /* enum sol_route_flags */
+    unsigned methods; /* enum sol_method bits accepted */
+    unsigned flags;   /* enum sol_route_flags */
 };
 
 /* Maps "GET", "POST", ... to its bit; anything else is SOL_M_OTHER. */

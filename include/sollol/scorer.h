@@ -107,14 +107,14 @@ struct sol_scorer_conf {
 
 /* What the scorer needs to know of one request. */
 struct sol_score_req {
-    uint64_t model_key;            /* sol_model_key() of the canonical model name */
-    double prompt_tokens;          /* estimate (prompt bytes / 4); embeddings: the inputs */
-    long long num_predict;         /* options.num_predict; <= 0 = unset (typical length) */
-    int embedding;                 /* nonzero: no generation, only the prompt term */
-    int affinity_node;             /* index of the node holding this prefix, or -1 */
-    const struct sol_tried *tried; /* nodes already tried by this request; may be NULL */
-    int free_slot_only;            /* nonzero: a node with in_flight >= max_concurrent is not a
-                                      candidate (the admission queue waits for a slot) */
+    uint64_t model_key;              /* sol_model_key() of the canonical model name */
+    double prompt_tokens;            /* estimate (prompt bytes / 4); embeddings: the inputs */
+    long long num_predict;           /* options.num_predict; <= 0 = unset (typical length) */
+    int embedding;                   /* nonzero: no generation, only the prompt term */
+    int affinity_node;               /* index of the node holding this prefix, or -1 */
+    const struct sol_tried *tried;   /* nodes already tried by this request; may be NULL */
+    int free_slot_only;              /* nonzero: a node with in_flight >= max_concurrent is not a
+                                        candidate (the admission queue waits for a slot) */
     const unsigned *extra_in_flight; /* per node index: requests already waiting for that
                                         node in the daemon's queue, counted as in flight
                                         when pricing the wait; may be NULL */

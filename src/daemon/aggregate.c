@@ -269,8 +269,8 @@ static cJSON *stats_json(struct sol_daemon *d)
 
 static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status, struct sol_buf *b)
 {
-    enum MHD_Result ret = b->data ? sol_reply(c, status, SOL_CT_JSON, b->data, b->len, NULL)
-                                  : MHD_NO;
+    enum MHD_Result ret =
+        b->data ? sol_reply(c, status, SOL_CT_JSON, b->data, b->len, NULL) : MHD_NO;
     sol_buf_free(b);
     return ret;
 }

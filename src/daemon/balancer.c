@@ -66,8 +66,7 @@ static struct sol_node *pick_simple(struct sol_balancer *b, const struct sol_sco
     return best;
 }
 
-static struct sol_node *dispatch(struct sol_node *n, const struct sol_score_req *req,
-                                 uint64_t now)
+static struct sol_node *dispatch(struct sol_node *n, const struct sol_score_req *req, uint64_t now)
 {
     n->in_flight++;
     n->requests_total++;

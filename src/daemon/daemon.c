@@ -222,8 +222,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     if (d->listen_fd < 0)
         return -1;
     d->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);

@@ -192,8 +192,8 @@ static void finish(struct sol_request *r)
     if (!streams(r))
         r->content_length = (long long)sol_buf_pending(&r->stream);
     r->upstream_done = 1;
-    SOL_INFO("request %s: %s on %u node(s): %u ok, %u without the model, %u failed", r->id,
-             r->path, r->n_legs, ok, missing, failed);
+    SOL_INFO("request %s: %s on %u node(s): %u ok, %u without the model, %u failed", r->id, r->path,
+             r->n_legs, ok, missing, failed);
     sol_req_commit(r);
     sol_req_resume(r);
 }
@@ -284,12 +284,10 @@ int sol_fanout_start(struct sol_request *r)
     }
     if (r->n_legs == 0) {
         r->fail_status = 503;
-        snprintf(r->last_error, sizeof r->last_error, "no node is up to send %s to",
-                 r->path);
+        snprintf(r->last_error, sizeof r->last_error, "no node is up to send %s to", r->path);
         return -1;
     }
-    snprintf(r->node_name, sizeof r->node_name, "%s",
-             r->n_legs == 1 ? r->legs[0].node->name : "*");
+    snprintf(r->node_name, sizeof r->node_name, "%s", r->n_legs == 1 ? r->legs[0].node->name : "*");
     if (streams(r)) {
         /* Progress flows as it comes: answer now. */
         r->status = 200;

@@ -31,8 +31,8 @@ struct sol_health_probe {
     struct sol_curl_xfer xfer;
     struct sol_buf body;
     int running;
-    int done_once;     /* finished at least once (for the first round) */
-    uint64_t due_ms;   /* next start */
+    int done_once;   /* finished at least once (for the first round) */
+    uint64_t due_ms; /* next start */
     int too_big;
 };
 
@@ -95,7 +95,8 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out)
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     int year, mon, day, hh, mm, ss, used = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss, &used) != 6 ||
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss, &used) != 6 ||
         used != 19)
         return -1;
     if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
@@ -338,8 +339,8 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
     if (pr->kind == PROBE_VERSION) {
         if (why[0]) {
             snprintf(n->last_error, sizeof n->last_error, "%s", why);
-            set_state(h, n,
-                      status == 401 || status == 403 ? SOL_NODE_MISCONFIGURED : SOL_NODE_DOWN, why);
+            set_state(h, n, status == 401 || status == 403 ? SOL_NODE_MISCONFIGURED : SOL_NODE_DOWN,
+                      why);
         } else {
             cJSON *root = cJSON_ParseWithLength(pr->body.data ? pr->body.data : "", pr->body.len);
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
@@ -351,8 +352,7 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
                 n->rtt_ms = n->rtt_ms > 0 ? n->rtt_ms + RTT_ALPHA * (ms - n->rtt_ms) : ms;
                 n->last_probe_ok_ms = now_ms(h);
                 if (sol_breaker_on_probe_ok(&n->breaker, h->breaker_conf, now_ms(h)))
-                    SOL_INFO("node %s: circuit breaker closed after a successful probe",
-                             n->name);
+                    SOL_INFO("node %s: circuit breaker closed after a successful probe", n->name);
                 set_state(h, n, SOL_NODE_UP, "");
             } else {
                 snprintf(n->last_error, sizeof n->last_error,

@@ -89,7 +89,8 @@ void sol_req_suspend(struct sol_request *r)
     if (!r->watch.initialized && !r->client_gone) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci && sol_hangup_watch_init(&r->watch, r->d->loop, ci->connect_fd, on_client_hangup, r) == 0)
+        if (ci &&
+            sol_hangup_watch_init(&r->watch, r->d->loop, ci->connect_fd, on_client_hangup, r) == 0)
             r->refs++;
     }
     MHD_suspend_connection(r->conn);
@@ -340,11 +341,21 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static int is_hop_by_hop_request_header(const char *k)
 {
-    static const char *const skip[] = {
-        "Host",           "Content-Length", "Connection",          "Keep-Alive",
-        "Proxy-Connection", "Proxy-Authorization", "TE",           "Trailer",
-        "Transfer-Encoding", "Upgrade",     "Expect",              "Authorization",
-        "Accept-Encoding", "X-Request-Id",  NULL};
+    static const char *const skip[] = {"Host",
+                                       "Content-Length",
+                                       "Connection",
+                                       "Keep-Alive",
+                                       "Proxy-Connection",
+                                       "Proxy-Authorization",
+                                       "TE",
+                                       "Trailer",
+                                       "Transfer-Encoding",
+                                       "Upgrade",
+                                       "Expect",
+                                       "Authorization",
+                                       "Accept-Encoding",
+                                       "X-Request-Id",
+                                       NULL};
     for (int i = 0; skip[i]; i++)
         if (strcasecmp(k, skip[i]) == 0)
             return 1;
@@ -445,7 +456,7 @@ static void explain_no_node(struct sol_request *r)
             const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
             if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
                 continue;
-            const char *state = n->state == SOL_NODE_DOWN             ? "down"
+            const char *state = n->state == SOL_NODE_DOWN            ? "down"
                                 : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
                                 : sol_breaker_state_at(&n->breaker, now) != SOL_BREAKER_CLOSED
                                     ? "circuit breaker open"
@@ -485,7 +496,8 @@ static void pick_affinity(struct sol_request *r)
         return;
     uint64_t now = sol_now_ms(d);
     for (unsigned i = 0; i < d->table.count; i++)
-        d->eligible[i] = (unsigned char)sol_scorer_eligible(d->table.nodes[i], &r->score, now, NULL);
+        d->eligible[i] =
+            (unsigned char)sol_scorer_eligible(d->table.nodes[i], &r->score, now, NULL);
     enum sol_affinity_source src;
     r->score.affinity_node = sol_affinity_pick(&d->affinity, &r->aff, d->node_ids, d->eligible,
                                                d->table.count, now, &src);
@@ -525,8 +537,8 @@ static int attempt_start(struct sol_request *r)
         pick_affinity(r);
         if (r->pinned_node >= 0)
             n = r->tried.count ? NULL
-                               : sol_balancer_get_node(&d->balancer,
-                                                       d->table.nodes[r->pinned_node], &r->score);
+                               : sol_balancer_get_node(&d->balancer, d->table.nodes[r->pinned_node],
+                                                       &r->score);
         else
             n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
         if (explain) {
@@ -674,7 +686,8 @@ static int can_start_now(const struct sol_queue_entry *e, void *ud)
     }
     q.free_slot_only = 0;
     q.extra_in_flight = d->reserved;
-    struct sol_node *best = sol_scorer_pick(&d->balancer.scorer, &d->table, &q, sol_now_ms(d), NULL);
+    struct sol_node *best =
+        sol_scorer_pick(&d->balancer.scorer, &d->table, &q, sol_now_ms(d), NULL);
     if (!best)
         return 0;
     if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
@@ -760,8 +773,8 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         snprintf(r->last_error, sizeof r->last_error, "node %s: %s", r->node_name, why);
         r->fail_status = timeout ? 504 : 502;
         attempt_end(r, r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
-                       : timeout                        ? SOL_ATTEMPT_TIMEOUT
-                                                        : SOL_ATTEMPT_CONNECT_FAILED);
+                       : timeout                         ? SOL_ATTEMPT_TIMEOUT
+                                                         : SOL_ATTEMPT_CONNECT_FAILED);
         if (r->tried.count < (unsigned)r->d->max_attempts && admit(r) >= 0) {
             r->d->retries_total++;
             return;
@@ -847,8 +860,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         return (ssize_t)n;
     }
     if (r->upstream_done)
-        return r->abort_client ? reader_abort(r)
-                               : MHD_CONTENT_READER_END_OF_STREAM;
+        return r->abort_client ? reader_abort(r) : MHD_CONTENT_READER_END_OF_STREAM;
     sol_req_suspend(r);
     return 0;
 }
@@ -860,10 +872,9 @@ static void on_response_free(void *cls)
 
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
-    snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu",
-             (unsigned long long)r->queue_ms);
-    struct sol_reply_headers h = {.request_id = r->id, .explain = r->explain,
-                                  .queue_ms = r->queue_ms_text};
+    snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu", (unsigned long long)r->queue_ms);
+    struct sol_reply_headers h = {
+        .request_id = r->id, .explain = r->explain, .queue_ms = r->queue_ms_text};
     if (r->node_name[0])
         h.node = r->node_name;
     return h;
@@ -923,8 +934,7 @@ static void append_pct(struct sol_buf *b, const char *s)
     }
 }
 
-static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *k,
-                                   const char *v)
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
 {
     (void)kind;
     struct query_walk *w = cls;
@@ -1018,10 +1028,10 @@ static int answered_locally_without_body(struct MHD_Connection *conn, const char
                  route->kind != SOL_ROUTE_PINNED);
     if (!local)
         return 0;
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     return !te && (!cl || strtoull(cl, NULL, 10) == 0);
 }
 
@@ -1049,8 +1059,8 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
         route->kind != SOL_ROUTE_PINNED)
         return sol_aggregate_serve(d, conn, route, url);
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
@@ -1161,8 +1171,8 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
         int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
-                                      JSON_MAX_DEPTH, &r->info, err, sizeof err);
+                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0, JSON_MAX_DEPTH,
+                                      &r->info, err, sizeof err);
         if (status)
             return reply_error(r, (unsigned)status, err);
     }
@@ -1213,8 +1223,7 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             return reply_error(r, 400, "X-Sollol-Priority must be an integer from 1 to 10");
         priority = (int)v;
     }
-    sol_queue_entry_init(&r->qe, client_key(r),
-                         priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
+    sol_queue_entry_init(&r->qe, client_key(r), priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
     affinity_keys(r);
     if (admit(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
@@ -1292,9 +1301,8 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     r->conn = NULL;
     uint64_t ms = sol_now_ms(r->d) - r->started_ms;
     SOL_INFO("%s %s %s model=%s node=%s status=%ld attempts=%u bytes=%llu ms=%llu%s", r->id,
-             r->method, r->path, r->model[0] ? r->model : "-",
-             r->node_name[0] ? r->node_name : "-", r->status, r->tried.count,
-             (unsigned long long)r->bytes_out, (unsigned long long)ms,
+             r->method, r->path, r->model[0] ? r->model : "-", r->node_name[0] ? r->node_name : "-",
+             r->status, r->tried.count, (unsigned long long)r->bytes_out, (unsigned long long)ms,
              r->client_gone ? " client-gone" : "");
     /* GET /metrics (metrics.c): the finished request, and the node's token
      * counts from its final metrics line (Ollama routes that generate). */

@@ -35,11 +35,16 @@ int main(void)
     struct sol_node a = {.name = "a", .state = SOL_NODE_UP};
     struct sol_node b = {.name = "b", .state = SOL_NODE_UP};
     struct sol_node c = {.name = "c\"q", .state = SOL_NODE_DOWN};
-    add_tags(&a, "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2024-01-01T00:00:00Z\","
-                 "\"digest\":\"aa\"},{\"name\":\"old:1b\",\"modified_at\":\"2020-01-01T00:00:00Z\"}]}");
-    add_tags(&b, "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2025-01-01T00:00:00Z\","
-                 "\"digest\":\"bb\"},{\"name\":\"myns/tool:7b\",\"modified_at\":\"2024-06-01T00:00:00Z\"}]}");
-    add_tags(&c, "{\"models\":[{\"name\":\"only-on-c:latest\",\"modified_at\":\"2026-01-01T00:00:00Z\"}]}");
+    add_tags(&a,
+             "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2024-01-01T00:00:00Z\","
+             "\"digest\":\"aa\"},{\"name\":\"old:1b\",\"modified_at\":\"2020-01-01T00:00:00Z\"}]}");
+    add_tags(&b,
+             "{\"models\":[{\"name\":\"llama3.2:latest\",\"modified_at\":\"2025-01-01T00:00:00Z\","
+             "\"digest\":\"bb\"},{\"name\":\"myns/"
+             "tool:7b\",\"modified_at\":\"2024-06-01T00:00:00Z\"}]}");
+    add_tags(
+        &c,
+        "{\"models\":[{\"name\":\"only-on-c:latest\",\"modified_at\":\"2026-01-01T00:00:00Z\"}]}");
     const char ps_a[] = "{\"models\":[{\"name\":\"llama3.2:latest\",\"size_vram\":1}]}";
     const char ps_b[] = "{\"models\":[{\"name\":\"llama3.2:latest\",\"size_vram\":2}]}";
     CHECK(sol_health_apply_ps(&a, ps_a, strlen(ps_a)) == 0, "ps a");
@@ -67,8 +72,10 @@ int main(void)
     models = cJSON_GetObjectItemCaseSensitive(j, "models");
     CHECK(cJSON_GetArraySize(models) == 2, "one entry per node running it: %d",
           cJSON_GetArraySize(models));
-    CHECK((strcmp(name_at(models, 0, "node"), "a") == 0 && strcmp(name_at(models, 1, "node"), "b") == 0) ||
-              (strcmp(name_at(models, 0, "node"), "b") == 0 && strcmp(name_at(models, 1, "node"), "a") == 0),
+    CHECK((strcmp(name_at(models, 0, "node"), "a") == 0 &&
+           strcmp(name_at(models, 1, "node"), "b") == 0) ||
+              (strcmp(name_at(models, 0, "node"), "b") == 0 &&
+               strcmp(name_at(models, 1, "node"), "a") == 0),
           "node fields");
     cJSON_Delete(j);
     sol_buf_clear(&out);
@@ -87,7 +94,8 @@ int main(void)
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
-    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 && strstr(sol_buf_cstr(&out), "\"id\":\"llama3.2:latest\""),
+    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 &&
+              strstr(sol_buf_cstr(&out), "\"id\":\"llama3.2:latest\""),
           "lookup by short name");
     sol_buf_clear(&out);
     CHECK(sol_aggregate_v1_model(&t, "only-on-c", &out) == 0, "down node's model");

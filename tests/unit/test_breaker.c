@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "check.h"
 
 #define ST(b, now) sol_breaker_state_name(sol_breaker_state_at((b), (now)))

@@ -29,19 +29,22 @@ static const char tags[] =
 static void test_rfc3339(void)
 {
     int64_t ms;
-    CHECK(sol_parse_rfc3339_ms("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0, "%lld",
-          (long long)ms);
+    CHECK(sol_parse_rfc3339_ms("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0, "%lld", (long long)ms);
     CHECK(sol_parse_rfc3339_ms("2024-06-04T14:38:31.83753-07:00", &ms) == 0 &&
               ms == 1717537111837LL,
           "%lld", (long long)ms);
-    CHECK(sol_parse_rfc3339_ms("2026-11-27T05:35:04.783627186Z", &ms) == 0 &&
-              ms % 1000 == 783,
+    CHECK(sol_parse_rfc3339_ms("2026-11-27T05:35:04.783627186Z", &ms) == 0 && ms % 1000 == 783,
           "%lld", (long long)ms);
     CHECK(sol_parse_rfc3339_ms("2024-06-04T14:38:31+02:00", &ms) == 0 && ms == 1717504711000LL,
           "%lld", (long long)ms);
-    const char *bad[] = {"",          "2024-06-04",           "2024-06-04T14:38:31",
-                         "2024-13-04T14:38:31Z", "2024-06-04T14:38:31.Z", "2024-06-04T14:38:31Zjunk",
-                         "2024-06-04 14:38:31Z", "2024-06-04T14:38:31+0200"};
+    const char *bad[] = {"",
+                         "2024-06-04",
+                         "2024-06-04T14:38:31",
+                         "2024-13-04T14:38:31Z",
+                         "2024-06-04T14:38:31.Z",
+                         "2024-06-04T14:38:31Zjunk",
+                         "2024-06-04 14:38:31Z",
+                         "2024-06-04T14:38:31+0200"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(sol_parse_rfc3339_ms(bad[i], &ms) < 0, "'%s' accepted", bad[i]);
 }
@@ -53,8 +56,8 @@ static void test_tags(void)
     struct sol_node_model *m = model(&n, "llama3.2");
     CHECK(m && m->installed && !m->loaded && m->size == 2019393189, "llama3.2 entry");
     CHECK(m && m->modified_at_ms == 1717537111837LL, "modified_at");
-    CHECK(m && strcmp(m->digest, "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72") ==
-                   0,
+    CHECK(m && strcmp(m->digest,
+                      "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72") == 0,
           "digest");
     CHECK(m && m->tags_entry && strstr(m->tags_entry, "\"family\":\"llama\""), "raw entry kept");
     struct sol_node_model *q = model(&n, "qwen2.5:7b");

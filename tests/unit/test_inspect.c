@@ -57,7 +57,8 @@ static void test_inspect(void)
           "fields");
     CHECK(sol_body_streams(&bi, 1) == 0, "explicit stream false");
     CHECK(inspect("{\"model\":\"m\"}", 1, &bi, err) == 0 && bi.stream == -1 &&
-              bi.num_predict == -1 && sol_body_streams(&bi, 1) == 1 && sol_body_streams(&bi, 0) == 0,
+              bi.num_predict == -1 && sol_body_streams(&bi, 1) == 1 &&
+              sol_body_streams(&bi, 0) == 0,
           "defaults");
     CHECK(inspect("{\"MODEL\":\"m\"}", 1, &bi, err) == 0 && strcmp(bi.model, "m") == 0,
           "Go matches keys case-insensitively: %s", err);
@@ -83,7 +84,8 @@ static void test_inspect(void)
         {"{\"model\":\"a\\u0000b\"}", 1, "NUL"},
         {"{\"model\":\"a\"} x", 1, "invalid JSON"},
         {"{\"model\":\"\xff\"}", 1, "invalid JSON"},
-        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]"
+         "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
          1, "invalid JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "check.h"
 
 static int scan(const char *doc, char *err, size_t errlen)

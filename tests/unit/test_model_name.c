@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "check.h"
 
 /* Canonicalises from an exact-size heap copy, so ASan sees any overread. */

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "check.h"
 
 /* Equal to 1e-9 (absolute below 1, relative above). */
@@ -706,8 +705,14 @@ static void test_random_tables(void)
             }
         }
         struct sol_tried tried = {rnd(4), {rnd(count), rnd(count), rnd(count)}};
-        struct sol_score_req r = {key(M),      (double)rnd(5000),       (long long)rnd(600) - 100,
-                                  rnd(8) == 0, (int)rnd(count + 1) - 1, &tried, 0, NULL};
+        struct sol_score_req r = {key(M),
+                                  (double)rnd(5000),
+                                  (long long)rnd(600) - 100,
+                                  rnd(8) == 0,
+                                  (int)rnd(count + 1) - 1,
+                                  &tried,
+                                  0,
+                                  NULL};
         if (r.embedding && rnd(2))
             r.tried = NULL;
         struct sol_score_explain e;
