@@ -19,6 +19,10 @@ void sol_log_set_level(enum sol_log_level level);
 /* Parses "error|warn|info|debug"; returns -1 for anything else. */
 int sol_log_parse_level(const char *name);
 
+/* 0: text lines "<time> <tag> <level> <message>"; 1: one JSON object per
+ * line {"time","tag","level","msg"} for log shippers. Default 0. */
+void sol_log_set_json(int json);
+
 /* Sets the tag written in front of every line ("sollold", "ollama-sim"). */
 void sol_log_set_tag(const char *tag);
 

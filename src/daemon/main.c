@@ -88,6 +88,7 @@ int main(int argc, char **argv)
         return 0;
     }
     sol_log_set_level((enum sol_log_level)cfg->log_level);
+    sol_log_set_json(cfg->log_format_json);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "sollold: libcurl failed to initialise\n");
         return 1;

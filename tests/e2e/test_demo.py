@@ -76,5 +76,25 @@ class Demo(unittest.TestCase):
                            msg="simulators exit after the daemon is killed")
 
 
+class JsonLogs(unittest.TestCase):
+    def test_every_line_is_a_json_object(self):
+        import json
+        d = harness.start_process("sollold", ["--demo", "--listen", "127.0.0.1:0",
+                                              "--log-format", "json"], test=self)
+        r = harness.request("POST", d.url + "/api/chat",
+                            {"model": "llama3.2", "messages": [{"role": "user", "content": "q\"\n"}],
+                             "stream": False})
+        self.assertEqual(r.status, 200)
+        d.stop()
+        lines = [l for l in d.stderr_text().splitlines()
+                 if l.strip() and "ollama-sim" not in l]  # the simulators log as text
+        self.assertGreater(len(lines), 2)
+        for line in lines:
+            obj = json.loads(line)
+            self.assertEqual(set(obj), {"time", "tag", "level", "msg"}, line)
+            self.assertEqual(obj["tag"], "sollold")
+        self.assertTrue(any("/api/chat" in json.loads(l)["msg"] for l in lines))
+
+
 if __name__ == "__main__":
     unittest.main()
