@@ -29,18 +29,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import harness as h  # noqa: E402
 
-# Heterogeneous on purpose: speeds, loaded models and slots differ.
+# Heterogeneous on purpose: speeds and loaded models differ. --contention
+# 0.25 makes a node's streams slow down as its batch fills, as a GPU does
+# (a full batch of 4 runs each stream at 1/1.75 of the solo speed).
 NODES = [
-    ("fast", ["--tokens-per-second", "80", "--prompt-tps", "3000", "--load-ms", "3000",
+    ("fast", ["--contention", "0.25", "--tokens-per-second", "80", "--prompt-tps", "3000", "--load-ms", "3000",
               "--parallel", "4"], ["llama3.2:3b,loaded", "qwen2.5:7b"]),
-    ("mid", ["--tokens-per-second", "35", "--prompt-tps", "1500", "--load-ms", "3000",
+    ("mid", ["--contention", "0.25", "--tokens-per-second", "35", "--prompt-tps", "1500", "--load-ms", "3000",
              "--parallel", "4"], ["llama3.2:3b,loaded", "qwen2.5:7b,loaded",
                                   "nomic-embed-text,embed,loaded"]),
-    ("slow", ["--tokens-per-second", "12", "--prompt-tps", "600", "--load-ms", "3000",
+    ("slow", ["--contention", "0.25", "--tokens-per-second", "12", "--prompt-tps", "600", "--load-ms", "3000",
               "--parallel", "4", "--embed-per-second", "500"],
      ["llama3.2:3b", "qwen2.5:7b,loaded", "nomic-embed-text,embed,loaded"]),
 ]
 MAX_CONCURRENT = 4
+WAIT_FOR_FASTER = False
 
 
 def pct(values, p):
@@ -50,10 +53,11 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
-def workload(url, deadline, rng, out, lock):
-    """One client: a loop of mixed requests until the deadline."""
+def workload(url, deadline, rng, out, lock, once=False):
+    """One client: a loop of mixed requests until the deadline (or one task
+    when `once`: the open-loop driver starts one client per arrival)."""
     n = 0
-    while time.monotonic() < deadline and n < 10000:
+    while time.monotonic() < deadline and n < (1 if once else 10000):
         n += 1
         kind = rng.random()
         t0 = time.monotonic()
@@ -100,27 +104,55 @@ def workload(url, deadline, rng, out, lock):
                 out.append(("error", time.monotonic() - t0, str(e)[:80]))
 
 
-def run_mode(mode, seconds, clients):
+def open_loop(url, seconds, rate, seed, out, lock):
+    """Poisson arrivals at `rate` tasks/s for `seconds`; each task runs in its
+    own thread (at most 400 at once); waits for all to finish."""
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    threads = []
+    t = time.monotonic()
+    while t < deadline and len(threads) < 100000:
+        t += rng.expovariate(rate)
+        delay = t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        threads = [th for th in threads if th.is_alive()]
+        if len(threads) >= 400:
+            continue
+        th = threading.Thread(target=workload,
+                              args=(url, deadline + 120, random.Random(rng.random()), out, lock,
+                                    True), daemon=True)
+        th.start()
+        threads.append(th)
+    for th in threads:
+        th.join(180)
+
+
+def run_mode(mode, seconds, clients, rate=0.0):
     sims = []
     try:
         for name, args, models in NODES:
             sims.append(h.start_sim("--name", name, *args, models=models))
         cfg = {"nodes": [{"name": name, "url": s.url, "max_concurrent": MAX_CONCURRENT}
                          for (name, _, _), s in zip(NODES, sims)],
-               "routing": {"mode": mode}, "log_level": "warn"}
+               "routing": {"mode": mode, "wait_for_faster": WAIT_FOR_FASTER},
+               "log_level": "warn"}
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(cfg, f)
         d = h.start_process("sollold", ["--config", f.name, "--listen", "127.0.0.1:0"])
         try:
             out, lock = [], threading.Lock()
-            deadline = time.monotonic() + seconds
-            threads = [threading.Thread(target=workload,
-                                        args=(d.url, deadline, random.Random(1000 + i), out, lock),
-                                        daemon=True) for i in range(clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(seconds + 180)
+            if rate > 0:
+                open_loop(d.url, seconds, rate, 4242, out, lock)
+            else:
+                deadline = time.monotonic() + seconds
+                threads = [threading.Thread(target=workload,
+                                            args=(d.url, deadline, random.Random(1000 + i), out,
+                                                  lock), daemon=True) for i in range(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(seconds + 180)
         finally:
             d.close()
             os.unlink(f.name)
@@ -140,18 +172,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--clients", type=int, default=24)
+    ap.add_argument("--rate", type=float, default=0,
+                    help="open loop: tasks arriving per second (Poisson); 0 = closed loop of --clients")
     ap.add_argument("--append", help="append the table to this markdown file")
+    ap.add_argument("--wait-for-faster", action="store_true",
+                    help="run the daemon with routing.wait_for_faster")
     a = ap.parse_args()
-    rows = [run_mode(m, a.seconds, a.clients) for m in ("cost", "round_robin", "least_conn")]
+    global WAIT_FOR_FASTER
+    WAIT_FOR_FASTER = a.wait_for_faster
+    rows = [run_mode(m, a.seconds, a.clients, a.rate) for m in ("cost", "round_robin", "least_conn")]
     lc = next(r for r in rows if r["mode"] == "least_conn")
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     lines = ["", "### Routing quality (%s, commit %s, %s, %d cores)" %
              (datetime.date.today().isoformat(), commit or "?", platform.machine(),
               os.cpu_count() or 0), "",
-             "`python3 bench/routing_quality.py --seconds %g --clients %d`: three heterogeneous "
+             "`python3 bench/routing_quality.py --seconds %g %s%s`: three heterogeneous "
              "simulated nodes, %d slots each, mixed chats (multi-turn, streamed), generates "
-             "and embeddings." % (a.seconds, a.clients, MAX_CONCURRENT), "",
+             "and embeddings; %s." % (
+                 a.seconds, "--rate %g" % a.rate if a.rate else "--clients %d" % a.clients,
+                 " --wait-for-faster" if a.wait_for_faster else "",
+                 MAX_CONCURRENT,
+                 "open loop: Poisson arrivals" if a.rate else "closed loop: every client sends "
+                 "its next request when the last one ends"), "",
              "| routing | requests | errors | mean completion s | p95 completion s | "
              "mean TTFT s | p95 TTFT s | p95 vs least_conn |",
              "|---|---|---|---|---|---|---|---|"]

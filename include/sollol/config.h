@@ -74,6 +74,7 @@ struct sol_config {
     unsigned idle_timeout_ms;       /* longest gap between response chunks */
 
     int routing_mode;           /* enum sol_routing_mode */
+    int wait_for_faster;        /* cost mode: queued requests may wait for a busy node */
     int max_attempts;           /* nodes tried per request before its first byte */
     unsigned retry_deadline_ms; /* no new attempt after this long */
 

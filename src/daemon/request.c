@@ -667,9 +667,11 @@ static struct sol_request *from_entry(const struct sol_queue_entry *e)
 }
 
 /*
- * May this waiting request start now? In the comparison modes: when some
- * eligible node has a free slot. In cost mode the scorer decides with every
- * node's expected wait priced in: a request whose best node is busy keeps
+ * May this waiting request start now? By default (and in the comparison
+ * modes): when some eligible node has a free slot, and the scorer then
+ * picks among the free ones. With routing.wait_for_faster, in cost mode,
+ * the scorer decides with every node's expected wait priced in: a request
+ * whose best node is busy keeps
  * waiting for it rather than take a free slot on a node that would finish
  * it later (a slow node's free slot is not a bargain). Requests ahead in
  * the queue that already chose to wait for a node count as that node's
@@ -680,7 +682,7 @@ static int can_start_now(const struct sol_queue_entry *e, void *ud)
 {
     struct sol_daemon *d = ud;
     struct sol_score_req q = from_entry(e)->score;
-    if (d->balancer.mode != SOL_ROUTING_COST) {
+    if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster) {
         q.free_slot_only = 1;
         return sol_balancer_has_alternative(&d->balancer, &q);
     }

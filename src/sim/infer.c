@@ -499,6 +499,10 @@ void infer_slot_ready(struct sim_req *r)
         pe += (uint64_t)((double)(r->prompt_tokens - r->cached_tokens) * 1e9 / c->prompt_tps);
     r->t_prompt_done = r->t_slot + pe;
     r->interval_ns = c->tokens_per_second > 0 ? (uint64_t)(1e9 / c->tokens_per_second) : 0;
+    /* Batched decoding shares one GPU: each stream slows with the others
+     * running beside it (fixed at the request's start: an approximation). */
+    if (c->contention > 0 && m->active > 1)
+        r->interval_ns = (uint64_t)((double)r->interval_ns * (1.0 + c->contention * (m->active - 1)));
     if (r->fault == F_SLOW && r->fault_arg > 0)
         r->interval_ns += (uint64_t)r->fault_arg * 1000000ULL;
     if (r->stream) {

@@ -48,6 +48,8 @@ static const char USAGE[] =
     "\n"
     "Speed (0 = instant where noted):\n"
     "  --tokens-per-second R     generation speed (default 100; 0 = no pacing)\n"
+    "  --contention F            each extra active slot slows a stream by F (default 0;\n"
+    "                            0.25: a full batch of 4 runs each stream at 1/1.75)\n"
     "  --ttft-ms MS              fixed part of time to first token (default 5)\n"
     "  --prompt-tps R            prompt evaluation tokens/s (default 5000; 0 = instant)\n"
     "  --load-ms MS              cold load time (default 200)\n"
@@ -91,6 +93,7 @@ enum {
     O_LOG_LEVEL,
     O_VERSION,
     O_EXIT_ON_STDIN_EOF,
+    O_CONTENTION,
 };
 
 static const struct option LONGOPTS[] = {
@@ -116,6 +119,7 @@ static const struct option LONGOPTS[] = {
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, O_VERSION},
     {"exit-on-stdin-eof", no_argument, NULL, O_EXIT_ON_STDIN_EOF},
+    {"contention", required_argument, NULL, O_CONTENTION},
     {NULL, 0, NULL, 0},
 };
 
@@ -380,6 +384,10 @@ int main(int argc, char **argv)
             fputs(USAGE, stdout);
             free(specs);
             return 0;
+        case O_CONTENTION:
+            if (num_arg(optarg, 0, &c->contention))
+                return bad_arg("contention", optarg);
+            break;
         case O_EXIT_ON_STDIN_EOF:
             g_sim.watch_stdin = 1;
             break;

@@ -88,6 +88,7 @@ struct sim_config {
     char version[64];
     uint64_t seed;
     double tokens_per_second; /* 0 = no pacing */
+    double contention;        /* per-stream slowdown per other active slot (0 = none) */
     double ttft_ms;
     double prompt_tps; /* 0 = instant */
     double load_ms;
