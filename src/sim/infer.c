@@ -502,7 +502,8 @@ void infer_slot_ready(struct sim_req *r)
     /* Batched decoding shares one GPU: each stream slows with the others
      * running beside it (fixed at the request's start: an approximation). */
     if (c->contention > 0 && m->active > 1)
-        r->interval_ns = (uint64_t)((double)r->interval_ns * (1.0 + c->contention * (m->active - 1)));
+        r->interval_ns =
+            (uint64_t)((double)r->interval_ns * (1.0 + c->contention * (m->active - 1)));
     if (r->fault == F_SLOW && r->fault_arg > 0)
         r->interval_ns += (uint64_t)r->fault_arg * 1000000ULL;
     if (r->stream) {
