@@ -439,10 +439,8 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
         curl_easy_reset(e);
     else
         e = c->xfer.easy = curl_easy_init();
-    size_t ulen = strlen(n->base_url) + strlen(s->path) + 1;
-    char *url = e ? malloc(ulen) : NULL;
-    if (!url || sol_embed_chunk_body(&c->req, s->body, s->body_len, &s->input, &c->slice) < 0) {
-        free(url);
+    if (!e || sol_embed_chunk_body(&c->req, s->body, s->body_len, &s->input, &c->slice) < 0 ||
+        sol_req_prepare_upstream(e, n, s->path, s->headers, &c->headers) < 0) {
         struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
                                          .model_key = s->score.model_key};
         sol_balancer_put(&d->balancer, n, &rep);
@@ -450,16 +448,6 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    snprintf(url, ulen, "%s%s", n->base_url, s->path);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    free(url);
-    curl_slist_free_all(c->headers);
-    c->headers = NULL;
-    for (struct curl_slist *h = s->headers; h; h = h->next)
-        c->headers = curl_slist_append(c->headers, h->data);
-    for (struct curl_slist *h = n->headers; h; h = h->next)
-        c->headers = curl_slist_append(c->headers, h->data);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->req.data);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->req.len);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

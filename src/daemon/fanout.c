@@ -232,18 +232,8 @@ static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
     CURL *e = leg->xfer.easy = curl_easy_init();
     if (!e)
         return -1;
-    size_t ulen = strlen(n->base_url) + strlen(r->upstream_path) + 1;
-    char *url = malloc(ulen);
-    if (!url)
+    if (sol_req_prepare_upstream(e, n, r->upstream_path, r->client_headers, &leg->headers) < 0)
         return -1;
-    snprintf(url, ulen, "%s%s", n->base_url, r->upstream_path);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    free(url);
-    for (struct curl_slist *s = r->client_headers; s; s = s->next)
-        leg->headers = curl_slist_append(leg->headers, s->data);
-    for (struct curl_slist *s = n->headers; s; s = s->next)
-        leg->headers = curl_slist_append(leg->headers, s->data);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, leg->headers);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);

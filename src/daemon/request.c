@@ -430,6 +430,27 @@ static void build_client_headers(struct sol_request *r)
 
 static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc);
 
+int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path,
+                             const struct curl_slist *client_headers, struct curl_slist **headers)
+{
+    size_t ulen = strlen(n->base_url) + strlen(path) + 1;
+    char *url = malloc(ulen);
+    if (!url)
+        return -1;
+    snprintf(url, ulen, "%s%s", n->base_url, path);
+    curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl keeps its own copy */
+    free(url);
+    curl_slist_free_all(*headers);
+    struct curl_slist *list = NULL;
+    for (const struct curl_slist *h = client_headers; h; h = h->next)
+        list = curl_slist_append(list, h->data);
+    for (const struct curl_slist *h = n->headers; h; h = h->next)
+        list = curl_slist_append(list, h->data);
+    *headers = list;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+    return list || (!client_headers && !n->headers) ? 0 : -1;
+}
+
 /* No node can take the request before any attempt: say why the way a
  * client can act on it. */
 static void explain_no_node(struct sol_request *r)
@@ -567,24 +588,13 @@ static int attempt_start(struct sol_request *r)
             r->fail_status = 500;
             return -1;
         }
-        size_t ulen = strlen(n->base_url) + strlen(r->upstream_path) + 1;
-        char *url = malloc(ulen);
-        if (!url) {
+        if (sol_req_prepare_upstream(e, n, r->upstream_path, r->client_headers,
+                                     &r->attempt_headers) < 0) {
             attempt_end(r, SOL_ATTEMPT_CANCELLED);
             r->fail_status = 500;
             snprintf(r->last_error, sizeof r->last_error, "out of memory");
             return -1;
         }
-        snprintf(url, ulen, "%s%s", n->base_url, r->upstream_path);
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        free(url);
-        curl_slist_free_all(r->attempt_headers);
-        r->attempt_headers = NULL;
-        for (struct curl_slist *s = r->client_headers; s; s = s->next)
-            r->attempt_headers = curl_slist_append(r->attempt_headers, s->data);
-        for (struct curl_slist *s = n->headers; s; s = s->next)
-            r->attempt_headers = curl_slist_append(r->attempt_headers, s->data);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->attempt_headers);
         if (strcmp(r->method, "HEAD") == 0) {
             curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         } else if (strcmp(r->method, "POST") == 0) {

@@ -128,6 +128,16 @@ void sol_req_commit(struct sol_request *r);
 /* Appends the in-band error a streaming client sees at the end. */
 void sol_req_append_stream_error(struct sol_request *r, const char *msg);
 
+/*
+ * Points easy handle `e` at `path` on node `n` and sets its headers: the
+ * client's forwarded ones, then the node's own (Host, configured headers).
+ * The list is built into *headers (freed and replaced; the caller keeps it
+ * until the transfer is over). Returns 0, or -1 when memory runs out.
+ * Shared by every kind of upstream transfer (proxy, fan-out, embed chunks).
+ */
+int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path,
+                             const struct curl_slist *client_headers, struct curl_slist **headers);
+
 /* Starts the legs of a fan-out request. Returns 0, or -1 with
  * r->fail_status and r->last_error set (nothing is running then). */
 int sol_fanout_start(struct sol_request *r);
