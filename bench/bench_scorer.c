@@ -19,21 +19,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define N_MODELS 16
 #define PER_NODE 8
 #define N_REQS   1024
 #define NOW_MS   1000000u
-
-static uint64_t rng_state = 0x5eed;
-
-static uint64_t rnd(void)
-{
-    /* xorshift64*: good enough to scatter the states */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 static double rnd_unit(void)
 {
@@ -130,18 +121,6 @@ static void build_requests(unsigned nodes)
 
 /* Thread CPU time, not wall time: on a shared machine a preempted run
  * would otherwise count other processes' time as ours. */
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static volatile unsigned long sink;
 
