@@ -61,11 +61,22 @@ struct sol_breaker_conf {
 /* A model as one node has it. Identified by its canonical name (see
  * model_name.h) and that name's 64-bit hash `key`, which the scorer compares. */
 struct sol_node_model {
+    /* Hot: what the scorer reads for every candidate, first, so that one
+     * or two cache lines per node carry a decision. */
+    uint64_t key;           /* sol_model_key(name) */
+    unsigned installed : 1; /* listed by the last /api/tags */
+    unsigned loaded : 1;    /* listed by the last /api/ps */
+    unsigned gone : 1;      /* the node answered 404 for it: not routable until next tags */
+    unsigned in_flight;     /* requests for this model on this node now */
+    /* Learned from real responses (EWMA); 0 = no sample yet. */
+    double gen_tps;    /* eval_count / eval_duration */
+    double prompt_tps; /* prompt_eval_count / prompt_eval_duration */
+    double load_ms;    /* load_duration when the model was cold */
+    double ttfb_ms;    /* request sent -> first byte */
+    unsigned samples;
+
+    /* Cold: facts for the aggregated endpoints and stats. */
     char name[SOL_MODEL_NAME_MAX]; /* canonical, e.g. "llama3.2:latest" */
-    uint64_t key;                  /* sol_model_key(name) */
-    unsigned installed : 1;        /* listed by the last /api/tags */
-    unsigned loaded : 1;           /* listed by the last /api/ps */
-    unsigned gone : 1;             /* the node answered 404 for it: not routable until next tags */
     char digest[72];               /* hex, without "sha256:" */
     uint64_t size;                 /* bytes on disk */
     uint64_t size_vram;            /* bytes in VRAM when loaded */
@@ -73,14 +84,6 @@ struct sol_node_model {
     int64_t modified_at_ms;        /* wall clock (Unix ms) from /api/tags; 0 unknown */
     char *tags_entry;              /* the node's /api/tags object for it (JSON text), owned */
     char *ps_entry;                /* the node's /api/ps object for it (JSON text), owned */
-
-    /* Learned from real responses (EWMA); 0 = no sample yet. */
-    double gen_tps;    /* eval_count / eval_duration */
-    double prompt_tps; /* prompt_eval_count / prompt_eval_duration */
-    double load_ms;    /* load_duration when the model was cold */
-    double ttfb_ms;    /* request sent -> first byte */
-    unsigned samples;
-    unsigned in_flight; /* requests for this model on this node now */
 };
 
 struct sol_node {
@@ -104,6 +107,9 @@ struct sol_node {
 
     /* models (health side writes facts, put() writes learned numbers) */
     struct sol_node_model *models;
+    uint64_t *model_keys; /* models[i].key, packed: the scorer scans these (one cache line
+                             holds 8) instead of the ~430-byte entries; kept in step by
+                             sol_node_model_get(); NULL = scan models[] itself */
     unsigned n_models, cap_models;
 
     /* load (written by the balancer) */

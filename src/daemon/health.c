@@ -66,12 +66,17 @@ struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canoni
         return m;
     if (n->n_models == n->cap_models) {
         unsigned cap = n->cap_models ? n->cap_models * 2 : 8;
+        uint64_t *keys = realloc(n->model_keys, cap * sizeof *keys);
+        if (!keys)
+            return NULL;
+        n->model_keys = keys;
         struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
         if (!p)
             return NULL;
         n->models = p;
         n->cap_models = cap;
     }
+    n->model_keys[n->n_models] = key;
     m = &n->models[n->n_models++];
     memset(m, 0, sizeof *m);
     snprintf(m->name, sizeof m->name, "%s", canonical);
@@ -86,7 +91,9 @@ void sol_node_models_free(struct sol_node *n)
         free(n->models[i].ps_entry);
     }
     free(n->models);
+    free(n->model_keys);
     n->models = NULL;
+    n->model_keys = NULL;
     n->n_models = n->cap_models = 0;
 }
 

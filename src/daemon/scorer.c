@@ -75,6 +75,13 @@ static unsigned rng_below(uint64_t *state, unsigned k)
 struct sol_node_model *sol_node_find_model(const struct sol_node *n, uint64_t key)
 {
     struct sol_node_model *m = n->models;
+    const uint64_t *k = n->model_keys;
+    if (k) {
+        for (unsigned i = 0, c = n->n_models; i < c; i++)
+            if (k[i] == key)
+                return &m[i];
+        return NULL;
+    }
     for (unsigned i = 0, c = n->n_models; i < c; i++)
         if (m[i].key == key)
             return &m[i];
