@@ -499,6 +499,19 @@ static void models_json(struct sbuf *b)
     sb_puts(b, "]}");
 }
 
+/* The body of a control POST as a JSON object; else answers 400 and
+ * returns NULL. */
+static cJSON *control_object(struct sim_req *r)
+{
+    cJSON *j = cJSON_ParseWithLength(r->body.p ? r->body.p : "", r->body.len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        control_err(r, 400, "expected a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
 static void handle_fault(struct sim_req *r)
 {
     if (r->method == 1 /* GET */) {
@@ -507,12 +520,9 @@ static void handle_fault(struct sim_req *r)
         control_ok(r);
         return;
     }
-    cJSON *j = cJSON_ParseWithLength(r->body.p ? r->body.p : "", r->body.len);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        control_err(r, 400, "expected a JSON object");
+    cJSON *j = control_object(r);
+    if (!j)
         return;
-    }
     struct sim_fault f;
     memset(&f, 0, sizeof f);
     f.count = -1;
@@ -582,12 +592,9 @@ static void handle_models(struct sim_req *r)
         control_ok(r);
         return;
     }
-    cJSON *j = cJSON_ParseWithLength(r->body.p ? r->body.p : "", r->body.len);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        control_err(r, 400, "expected a JSON object");
+    cJSON *j = control_object(r);
+    if (!j)
         return;
-    }
     static const char *const actions[] = {"load", "unload", "install", "remove"};
     const cJSON *v = NULL;
     int act = -1;

@@ -304,6 +304,16 @@ static void finish_generation(struct sim_req *r)
     model_release(r);
 }
 
+/* Closes a non-streamed OpenAI answer: the choices array, usage, status. */
+static void oai_finish(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, "}],");
+    usage_json(b, r->prompt_tokens, r->n_done);
+    sb_puts(b, "}\n");
+    r->status = 200;
+    r->ctype = "application/json";
+}
+
 static void finish_nonstream(struct sim_req *r)
 {
     char tok[32];
@@ -330,11 +340,7 @@ static void finish_nonstream(struct sim_req *r)
         sb_json_strn(b, text, r->text.len);
         sb_puts(b, "},\"finish_reason\":");
         sb_json_str(b, done_reason(r));
-        sb_puts(b, "}],");
-        usage_json(b, r->prompt_tokens, r->n_done);
-        sb_puts(b, "}\n");
-        r->status = 200;
-        r->ctype = "application/json";
+        oai_finish(b, r);
         break;
     case OF_V1_COMPLETION:
         oai_head(b, r, "text_completion");
@@ -343,11 +349,7 @@ static void finish_nonstream(struct sim_req *r)
         sb_json_strn(b, text, r->text.len);
         sb_puts(b, ",\"index\":0,\"finish_reason\":");
         sb_json_str(b, done_reason(r));
-        sb_puts(b, "}],");
-        usage_json(b, r->prompt_tokens, r->n_done);
-        sb_puts(b, "}\n");
-        r->status = 200;
-        r->ctype = "application/json";
+        oai_finish(b, r);
         break;
     default:
         break;
