@@ -13,6 +13,7 @@
 #include "sollol/balancer.h"
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
+#include "sollol/dashboard.h" /* GET /dashboard */
 #include "sollol/affinity.h"
 #include "sollol/health.h"
 #include "sollol/mhd_uv.h"
@@ -48,8 +49,9 @@ struct sol_daemon {
     unsigned *reserved;        /* scratch: queued requests waiting for each node */
     uv_timer_t dispatch_timer; /* runs the queue after slots free */
     int dispatch_pending;
-    uint64_t retries_total;     /* attempts after the first, all requests */
-    struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
+    uint64_t retries_total;         /* attempts after the first, all requests */
+    struct sol_metrics metrics;     /* GET /metrics: per-request counters (metrics.c) */
+    struct sol_dashboard dashboard; /* GET /dashboard: per-second ring, decisions */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;

@@ -284,6 +284,9 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     switch (route->kind) {
     case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
         return sol_metrics_serve(d, c);
+    case SOL_ROUTE_DASHBOARD: /* GET /dashboard and its data (dashboard.c) */
+    case SOL_ROUTE_DASHBOARD_DATA:
+        return sol_dashboard_serve(d, c, route);
     case SOL_ROUTE_TAGS:
         rc = sol_aggregate_tags(&d->table, &b);
         break;

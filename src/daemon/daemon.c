@@ -26,6 +26,7 @@ static void on_sweep(uv_timer_t *t)
     uv_update_time(d->loop);
     sol_request_sweep(d, sol_now_ms(d));
     sol_request_expire_queue(d, sol_now_ms(d));
+    sol_dashboard_tick(&d->dashboard, sol_now_ms(d), sol_queue_length(&d->queue), d->requests_live);
     /* A node that came up or a breaker that closed can take waiting work:
      * nothing else signals those, so look at every sweep. */
     if (sol_queue_length(&d->queue))
@@ -179,6 +180,10 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
+        return -1;
+    }
+    if (sol_dashboard_init(&d->dashboard) < 0) { /* GET /dashboard (dashboard.c) */
+        snprintf(err, errlen, "out of memory for the dashboard");
         return -1;
     }
     struct sol_scorer_conf sc = {
@@ -351,7 +356,8 @@ void sol_daemon_free(struct sol_daemon *d)
     d->node_ids = NULL;
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);
-    sol_metrics_free(&d->metrics); /* GET /metrics (metrics.c) */
+    sol_metrics_free(&d->metrics);     /* GET /metrics (metrics.c) */
+    sol_dashboard_free(&d->dashboard); /* GET /dashboard (dashboard.c) */
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

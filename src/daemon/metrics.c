@@ -232,11 +232,16 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
     hist_observe(&m->duration[route], duration_bound, SOL_METRICS_DURATION_BUCKETS, s->duration_s);
     if (s->ttfb_s > 0)
         hist_observe(&m->ttfb[route], ttfb_bound, SOL_METRICS_TTFB_BUCKETS, s->ttfb_s);
+    if (s->ttft_s > 0)
+        hist_observe(&m->ttft[route], ttfb_bound, SOL_METRICS_TTFB_BUCKETS, s->ttft_s);
     if (s->waited || s->queue_s > 0)
         hist_observe(&m->queue_wait, queue_bound, SOL_METRICS_QUEUE_BUCKETS, s->queue_s);
     m->bytes_out[route] += s->bytes_out;
     if (s->attempts > 1)
         m->retries[route] += s->attempts - 1;
+    /* A failover: a node answered (2xx/3xx) after an earlier attempt failed. */
+    if (s->attempts > 1 && s->status >= 200 && s->status < 400 && s->node && s->node[0])
+        m->failovers[route]++;
 
     if (node >= 1 && node <= m->n_nodes && (s->eval_count || s->prompt_eval_count)) {
         size_t slot = (size_t)(node - 1) * (SOL_METRICS_MAX_MODELS + 1) + model;
@@ -450,6 +455,14 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             render_hist(o, "sollol_request_ttfb_seconds", "route", route_label(m, r), &m->ttfb[r],
                         ttfb_le, SOL_METRICS_TTFB_BUCKETS);
 
+    family(o, "sollol_request_ttft_seconds", "histogram",
+           "Streamed inference: time from a request's arrival (queue wait and failed attempts "
+           "included) to the first streamed chunk (the first token), by route.");
+    for (unsigned r = 0; r < m->n_routes; r++)
+        if (m->ttft[r].count)
+            render_hist(o, "sollol_request_ttft_seconds", "route", route_label(m, r), &m->ttft[r],
+                        ttfb_le, SOL_METRICS_TTFB_BUCKETS);
+
     family(o, "sollol_queue_wait_seconds", "histogram",
            "Time requests waited in the admission queue for a node slot.");
     render_hist(o, "sollol_queue_wait_seconds", NULL, NULL, &m->queue_wait, queue_le,
@@ -474,6 +487,17 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             put(o, "}");
             value_u64(o, m->retries[r]);
         }
+
+    family(o, "sollol_request_failovers_total", "counter",
+           "Requests answered by a node after an earlier attempt on another node failed, by "
+           "route.");
+    for (unsigned r = 0; r < m->n_routes; r++)
+        if (m->duration[r].count) {
+            put(o, "sollol_request_failovers_total");
+            label(o, 1, "route", route_label(m, r));
+            put(o, "}");
+            value_u64(o, m->failovers[r]);
+        }
 }
 
 static void render_tokens(struct out *o, const struct sol_metrics *m,
@@ -482,8 +506,9 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
     static const char *const names[2] = {"sollol_generated_tokens_total",
                                          "sollol_prompt_tokens_total"};
     static const char *const helps[2] = {
-        "Tokens generated (the nodes' eval_count), by node and model.",
-        "Prompt tokens evaluated (the nodes' prompt_eval_count), by node and model."};
+        "Tokens generated (eval_count, or usage.completion_tokens on OpenAI routes), by node "
+        "and model.",
+        "Prompt tokens evaluated (prompt_eval_count, or usage.prompt_tokens), by node and model."};
     for (int k = 0; k < 2; k++) {
         const uint64_t *arr = k ? m->prompt_tokens : m->gen_tokens;
         family(o, names[k], "counter", helps[k]);

@@ -16,10 +16,12 @@
 
 #include "request_priv.h"
 
+#include "sollol/access_log.h"
 #include "sollol/aggregate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/daemon.h"
+#include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
 #include "sollol/inspect.h"
 #include "sollol/log.h"
@@ -556,12 +558,20 @@ static int attempt_start(struct sol_request *r)
         int explain = r->want_explain && !r->explain;
         struct sol_node *n;
         pick_affinity(r);
+        ex.n_top = ex.n_skipped = 0; /* the comparison modes leave it alone */
         if (r->pinned_node >= 0)
             n = r->tried.count ? NULL
                                : sol_balancer_get_node(&d->balancer, d->table.nodes[r->pinned_node],
                                                        &r->score);
         else
-            n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
+            n = sol_balancer_get(&d->balancer, &r->score, &ex);
+        /* The dashboard's recent decisions (dashboard.c). */
+        static const char *const modes[] = {"cost", "round_robin", "least_conn"};
+        int by_scorer = r->pinned_node < 0 && d->balancer.mode == SOL_ROUTING_COST;
+        sol_dashboard_decision(&d->dashboard, sol_now_ms(d), r->id, r->model,
+                               r->pinned_node >= 0 ? "pinned" : modes[d->balancer.mode % 3],
+                               r->tried.count + 1, n, r->score.affinity_node,
+                               by_scorer ? &ex : NULL);
         if (explain) {
             char buf[EXPLAIN_HEADER];
             sol_scorer_explain_format(&ex, buf, sizeof buf);
@@ -871,8 +881,18 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         }
         return (ssize_t)n;
     }
-    if (r->upstream_done)
-        return r->abort_client ? reader_abort(r) : MHD_CONTENT_READER_END_OF_STREAM;
+    if (r->upstream_done) {
+        if (r->abort_client)
+            return reader_abort(r);
+        if (r->resp) { /* chunked: the total is known now, as a trailer */
+            char st[96];
+            if (sol_server_timing_format(st, sizeof st, -1, -1,
+                                         (double)(now_ms(r) - r->started_ms)))
+                MHD_add_response_footer(r->resp, "Server-Timing", st);
+            r->resp = NULL;
+        }
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
     sol_req_suspend(r);
     return 0;
 }
@@ -885,10 +905,19 @@ static void on_response_free(void *cls)
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
     snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu", (unsigned long long)r->queue_ms);
-    struct sol_reply_headers h = {
-        .request_id = r->id, .explain = r->explain, .queue_ms = r->queue_ms_text};
+    struct sol_reply_headers h = {.request_id = r->id,
+                                  .explain = r->explain,
+                                  .queue_ms = r->queue_ms_text,
+                                  .server_timing = r->timing_text};
     if (r->node_name[0])
         h.node = r->node_name;
+    /* Server-Timing: the total only when the answer is complete now (the
+     * daemon's own answers, a node's answer already fully in); a stream
+     * gets it as a trailer (read_stream). */
+    int complete = r->state != RS_COMMITTED || r->upstream_done;
+    sol_server_timing_format(r->timing_text, sizeof r->timing_text, (double)r->queue_ms,
+                             r->ttfb_ms > 0 ? r->ttfb_ms : -1,
+                             complete ? (double)(now_ms(r) - r->started_ms) : -1);
     return h;
 }
 
@@ -912,6 +941,10 @@ static enum MHD_Result queue_stream_response(struct sol_request *r)
     }
     struct sol_reply_headers h = reply_headers(r);
     sol_reply_add_headers(resp, &h);
+    if (size == MHD_SIZE_UNKNOWN && !r->upstream_done) {
+        MHD_add_response_header(resp, "Trailer", "Server-Timing");
+        r->resp = resp;
+    }
     r->state = RS_STREAMING;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -983,6 +1016,17 @@ static int valid_request_id(const char *s)
     return n > 0 && n <= 64;
 }
 
+/* An incoming X-Request-Id is kept (and forwarded to the node); else a
+ * new id, unique in this process and across restarts. */
+static void make_request_id(struct sol_daemon *d, struct MHD_Connection *conn, char *id, size_t len)
+{
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(id, len, "%s", rid);
+    else
+        snprintf(id, len, "%s%08llx", d->id_prefix, (unsigned long long)++d->request_seq);
+}
+
 static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *conn,
                                    const struct sol_route *route, const char *method)
 {
@@ -997,12 +1041,7 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     r->content_length = -1;
     r->started_ms = sol_now_ms(d);
     snprintf(r->method, sizeof r->method, "%s", method);
-    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid && valid_request_id(rid))
-        snprintf(r->id, sizeof r->id, "%s", rid);
-    else
-        snprintf(r->id, sizeof r->id, "%s%08llx", d->id_prefix,
-                 (unsigned long long)++d->request_seq);
+    make_request_id(d, conn, r->id, sizeof r->id);
     r->next = d->requests;
     if (r->next)
         r->next->prev = r;
@@ -1090,6 +1129,25 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     }
     *con_cls = r;
     return MHD_YES;
+}
+
+/* on_request_start() with the headers of the daemon's own answers: a
+ * request id and Server-Timing on whatever it queues itself (http_reply.h). */
+static enum MHD_Result start_request(struct sol_daemon *d, struct MHD_Connection *conn,
+                                     const char *url, const char *method, void **con_cls)
+{
+    /* Not from d->request_seq: /api/stats counts proxied requests with it. */
+    static unsigned long long local_seq;
+    char id[72];
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(id, sizeof id, "%s", rid);
+    else
+        snprintf(id, sizeof id, "%sL%07llx", d->id_prefix, ++local_seq);
+    sol_reply_local_begin(id);
+    enum MHD_Result ret = on_request_start(d, conn, url, method, con_cls);
+    sol_reply_local_end();
+    return ret;
 }
 
 /*
@@ -1257,10 +1315,10 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
             *con_cls = &answer_on_second_call;
             return MHD_YES;
         }
-        return on_request_start(d, conn, url, method, con_cls);
+        return start_request(d, conn, url, method, con_cls);
     }
     if ((void *)r == (void *)&answer_on_second_call)
-        return on_request_start(d, conn, url, method, con_cls);
+        return start_request(d, conn, url, method, con_cls);
     if (r->client_gone)
         return MHD_NO;
     switch (r->state) {
@@ -1297,7 +1355,6 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
                               enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     struct sol_request *r = *con_cls;
     *con_cls = NULL;
     if (!r || (void *)r == (void *)&answer_on_second_call)
@@ -1312,30 +1369,42 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     r->suspended = 0;
     r->conn = NULL;
     uint64_t ms = sol_now_ms(r->d) - r->started_ms;
-    SOL_INFO("%s %s %s model=%s node=%s status=%ld attempts=%u bytes=%llu ms=%llu%s", r->id,
-             r->method, r->path, r->model[0] ? r->model : "-", r->node_name[0] ? r->node_name : "-",
-             r->status, r->tried.count, (unsigned long long)r->bytes_out, (unsigned long long)ms,
-             r->client_gone ? " client-gone" : "");
-    /* GET /metrics (metrics.c): the finished request, and the node's token
-     * counts from its final metrics line (Ollama routes that generate). */
-    int tokens = r->route && (r->route->flags & SOL_RF_INFERENCE) && !r->openai && r->tail_len &&
+    /* The finished request for GET /metrics (metrics.c), the dashboard
+     * (dashboard.c) and the access log (access_log.c). Token counts come
+     * from the node's final metrics: eval_count/prompt_eval_count on Ollama
+     * routes, usage.completion_tokens/prompt_tokens on OpenAI ones. */
+    int tokens = r->route && (r->route->flags & SOL_RF_INFERENCE) && r->tail_len &&
                  r->status >= 200 && r->status < 300;
-    sol_metrics_record(
-        &r->d->metrics, &r->d->table,
-        &(struct sol_metrics_sample){
-            .route = r->route,
-            .model = r->model,
-            .node = r->node_name,
-            .status = r->status > 0 ? (unsigned)r->status : 0,
-            .duration_s = (double)ms / 1000.0,
-            .ttfb_s = r->ttfb_ms / 1000.0,
-            .queue_s = (double)r->queue_ms / 1000.0,
-            .waited = r->route && r->route->kind == SOL_ROUTE_PROXY && r->node_name[0] != '\0',
-            .attempts = r->tried.count,
-            .bytes_out = r->bytes_out,
-            .eval_count = tokens ? tail_number(r, "eval_count") : 0,
-            .prompt_eval_count = tokens ? tail_number(r, "prompt_eval_count") : 0,
-        });
+    int streamed = strncasecmp(r->content_type, "application/x-ndjson", 20) == 0 ||
+                   strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+    struct sol_metrics_sample sample = {
+        .route = r->route,
+        .model = r->model,
+        .node = r->node_name,
+        .status = r->status > 0 ? (unsigned)r->status : 0,
+        .duration_s = (double)ms / 1000.0,
+        .ttfb_s = r->ttfb_ms / 1000.0,
+        .ttft_s = tokens && streamed && r->ttfb_ms > 0
+                      ? ((double)(r->attempt_started_ms - r->started_ms) + r->ttfb_ms) / 1000.0
+                      : 0,
+        .queue_s = (double)r->queue_ms / 1000.0,
+        .waited = r->route && r->route->kind == SOL_ROUTE_PROXY && r->node_name[0] != '\0',
+        .attempts = r->tried.count,
+        .bytes_out = r->bytes_out,
+        .eval_count = tokens ? tail_number(r, r->openai ? "completion_tokens" : "eval_count") : 0,
+        .prompt_eval_count =
+            tokens ? tail_number(r, r->openai ? "prompt_tokens" : "prompt_eval_count") : 0,
+    };
+    sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
+    sol_dashboard_record(&r->d->dashboard, &sample, sol_now_ms(r->d));
+    char client[INET6_ADDRSTRLEN];
+    sol_access_client_address(conn, client, sizeof client);
+    sol_access_log(&(struct sol_access_entry){.id = r->id,
+                                              .client = client,
+                                              .method = r->method,
+                                              .path = r->path,
+                                              .s = &sample,
+                                              .client_gone = r->client_gone});
     sol_hangup_watch_close(&r->watch, on_watch_closed);
     req_unref(r);
 }

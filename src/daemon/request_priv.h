@@ -99,6 +99,9 @@ struct sol_request {
     struct sol_queue_entry qe;
     uint64_t queue_ms; /* time spent waiting for a slot, all waits */
     char queue_ms_text[24];
+    char timing_text[112];     /* Server-Timing header value */
+    struct MHD_Response *resp; /* the queued stream response (borrowed: valid while
+                                  MHD calls its reader), for the Server-Timing trailer */
     struct sol_affinity_keys aff;
     int has_aff;
     int aff_remembered; /* affinity_node is the node that served the prefix */
