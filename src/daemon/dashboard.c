@@ -248,7 +248,7 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
     /* The last minute as a whole (the page's headline numbers). */
     uint32_t lat[SOL_DASH_BUCKETS] = {0}, ttft[SOL_DASH_BUCKETS] = {0};
     uint64_t req = 0, err = 0, tok = 0;
-    unsigned span = 60 < seconds ? 60 : seconds;
+    unsigned span = 60; /* whatever `seconds` the series cover */
     for (unsigned i = 0; i < span && i <= now_s; i++) {
         uint64_t sec = now_s - i;
         const struct sol_dash_second *s = &db->ring[sec % SOL_DASH_SECONDS];

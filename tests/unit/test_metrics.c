@@ -19,6 +19,8 @@ static const char *const families[][2] = {
     {"sollol_requests_total", "counter"},
     {"sollol_request_duration_seconds", "histogram"},
     {"sollol_request_ttfb_seconds", "histogram"},
+    {"sollol_request_ttft_seconds", "histogram"},
+    {"sollol_request_failovers_total", "counter"},
     {"sollol_queue_wait_seconds", "histogram"},
     {"sollol_response_bytes_total", "counter"},
     {"sollol_request_retries_total", "counter"},
@@ -218,6 +220,7 @@ int main(void)
                                                         .status = 200,
                                                         .duration_s = i == 2 ? 7.0 : 0.02,
                                                         .ttfb_s = 0.003,
+                                                        .ttft_s = i == 2 ? 0.2 : 0,
                                                         .queue_s = i * 0.5,
                                                         .waited = 1,
                                                         .attempts = i == 1 ? 2 : 1,
@@ -281,6 +284,20 @@ int main(void)
 
     int n;
     char pre[512];
+    /* TTFT: only the streamed chat (0.2 s); failovers: the chat that took
+     * two attempts and was answered. */
+    CHECK(sum_lines(text, "sollol_request_ttft_seconds_count{route=\"/api/chat\"}", &n) == 1 &&
+              n == 1,
+          "ttft count");
+    CHECK(sum_lines(text, "sollol_request_ttft_seconds_bucket{route=\"/api/chat\",le=\"0.1\"}",
+                    &n) == 0 &&
+              sum_lines(text, "sollol_request_ttft_seconds_bucket{route=\"/api/chat\",le=\"0.25\"}",
+                        &n) == 1,
+          "ttft bucket");
+    CHECK(sum_lines(text, "sollol_request_failovers_total{route=\"/api/chat\"}", &n) == 1 && n == 1,
+          "failovers");
+    CHECK(sum_lines(text, "sollol_request_failovers_total{route=\"other\"}", &n) == 0,
+          "no failover on the generic route");
     /* Escaping: the raw names never appear; the escaped forms do. */
     CHECK(strstr(text, hostile_node) == NULL, "raw hostile node name");
     CHECK(strstr(text, "\xff") == NULL, "invalid UTF-8 passed through");
