@@ -440,6 +440,35 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(r.status, 405)
 
         self.promtool(text)
+        self.check_docs(types)
+
+    def check_docs(self, types):
+        """docs/observability.md names every family the daemon exports, and the
+        Grafana dashboard in docs/ is valid JSON whose queries use only
+        families that exist."""
+        with open(os.path.join(h.REPO_ROOT, "docs", "observability.md")) as f:
+            doc = f.read()
+        for fam in types:
+            self.assertIn("`%s`" % fam, doc, "docs/observability.md does not list " + fam)
+        with open(os.path.join(h.REPO_ROOT, "docs", "grafana-sollol.json")) as f:
+            dash = json.load(f)
+        exprs = []
+        def walk(panels):
+            for p in panels:
+                walk(p.get("panels", []))
+                exprs.extend(t["expr"] for t in p.get("targets", []) if "expr" in t)
+        walk(dash["panels"])
+        self.assertGreater(len(exprs), 20)
+        used = set()
+        for e in exprs:
+            for name in re.findall(r"\b((?:sollol|process)_[a-z0-9_]+)", e):
+                fam = re.sub(r"_(bucket|sum|count)$", "", name)
+                fam = fam if fam in types else name
+                self.assertIn(fam, types, "Grafana query uses unknown metric %s: %s" % (name, e))
+                used.add(fam)
+        for must in ("sollol_requests_total", "sollol_request_ttft_seconds", "sollol_node_up",
+                     "sollol_queue_length", "sollol_generated_tokens_total"):
+            self.assertIn(must, used)
 
     def promtool(self, text):
         tool = shutil.which("promtool")
