@@ -145,6 +145,14 @@ static void announce(struct sol_daemon *d)
         up += d->table.nodes[i]->state == SOL_NODE_UP;
     SOL_INFO("sollold %s ready on %s%s%s:%d: %u of %u node(s) up", SOLLOL_VERSION, v6 ? "[" : "",
              host, v6 ? "]" : "", d->listen_port, up, d->table.count);
+    /* Nodes start as down, so set_state() never logs one that never came
+     * up: name them once here. */
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (n->state == SOL_NODE_DOWN)
+            SOL_WARN("node %s is down at start: %s", n->name,
+                     n->last_error[0] ? n->last_error : "no answer yet");
+    }
 }
 
 /* The first probe round is done: start accepting. Connections that came

@@ -141,7 +141,7 @@ def install_browser():
         if cmd:
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
             subprocess.run(cmd + ["install", "-y", "-qq", "--no-install-recommends", "chromium"],
-                           capture_output=True, timeout=900, env=env)
+                           capture_output=True, timeout=400, env=env)
         if not os.path.exists(CHROMIUM):
             raise unittest.SkipTest("chromium is not installed and cannot be installed here "
                                     "(apt-get install chromium): browser test skipped")
