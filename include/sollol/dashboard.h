@@ -5,10 +5,10 @@
  *
  * The daemon keeps, per second of the loop clock, a ring of the last
  * SOL_DASH_SECONDS seconds: requests finished, errors (5xx and 429
- * answers), generated tokens, log-scale histograms of duration and time to
- * first token (p50/p95 are read from them), and the largest queue length
- * and in-flight count seen in that second. It also keeps the last
- * SOL_DASH_DECISIONS routing decisions (winning node, runner-up, why).
+ * answers), retries (attempts after the first), generated tokens, log-scale histograms of duration
+ * and time to first token (p50/p95 are read from them), and the largest queue length and in-flight
+ * count seen in that second. It also keeps the last SOL_DASH_DECISIONS routing decisions (winning
+ * node, runner-up, why).
  *
  * Recording is O(1) and never allocates (arrays allocated once by
  * sol_dashboard_init). Node and model names in the JSON come from the node
@@ -37,6 +37,7 @@ struct sol_daemon;
 struct sol_dash_second {
     uint64_t sec; /* loop-clock second this slot holds; slot is stale otherwise */
     uint32_t requests, errors;
+    uint32_t retries; /* attempts after the first (failed over before the first byte) */
     uint32_t queue_max, in_flight_max;
     uint64_t tokens;
     uint32_t lat[SOL_DASH_BUCKETS];  /* request duration */
@@ -99,7 +100,7 @@ void sol_dashboard_decision(struct sol_dashboard *db, uint64_t now_ms, const cha
 /*
  * Appends the JSON the page polls: {"now_ms", "window_s", "series": {per
  * second arrays over the last `seconds` seconds, oldest first: "requests",
- * "errors", "tokens", "queue", "in_flight", "p50_ms", "p95_ms",
+ * "errors", "retries", "tokens", "queue", "in_flight", "p50_ms", "p95_ms",
  * "ttft_p50_ms", "ttft_p95_ms" (null where the second had no sample)},
  * "last_minute": {"requests", "errors", "rate", "error_rate", "p50_ms",
  * "p95_ms", "ttft_p50_ms", "ttft_p95_ms", "tokens_per_s"}, "decisions":

@@ -62,6 +62,8 @@ void sol_dashboard_record(struct sol_dashboard *db, const struct sol_metrics_sam
     sl->requests++;
     if (s->status >= 500 || s->status == 429)
         sl->errors++;
+    if (s->attempts > 1)
+        sl->retries += s->attempts - 1;
     sl->tokens += s->eval_count;
     sl->lat[bucket_of(s->duration_s * 1000.0)]++;
     if (s->ttft_s > 0)
@@ -208,9 +210,9 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
                           (unsigned long long)now_ms, seconds);
 
     /* Per-second series, oldest first; the current second is still filling. */
-    static const char *const names[] = {"requests", "errors",      "tokens",
-                                        "queue",    "in_flight",   "p50_ms",
-                                        "p95_ms",   "ttft_p50_ms", "ttft_p95_ms"};
+    static const char *const names[] = {"requests",    "errors", "tokens", "queue",
+                                        "in_flight",   "p50_ms", "p95_ms", "ttft_p50_ms",
+                                        "ttft_p95_ms", "retries"};
     for (unsigned k = 0; k < sizeof names / sizeof names[0]; k++) {
         rc |= sol_buf_appendf(out, "%s\"%s\":[", k ? "," : "", names[k]);
         for (unsigned i = 0; i < seconds; i++) {
@@ -234,6 +236,9 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
                 break;
             case 4:
                 rc |= sol_buf_appendf(out, "%u", valid ? s->in_flight_max : 0);
+                break;
+            case 9:
+                rc |= sol_buf_appendf(out, "%u", valid ? s->retries : 0);
                 break;
             default: {
                 const uint32_t *h = k < 7 ? s->lat : s->ttft;

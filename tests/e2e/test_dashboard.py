@@ -59,7 +59,7 @@ class DashboardData(unittest.TestCase):
         self.assertEqual(empty["decisions"], [])
         self.assertEqual(sum(empty["series"]["requests"]), 0)
         self.assertEqual(empty["window_s"], 300)
-        for k in ("requests", "errors", "tokens", "queue", "in_flight", "p50_ms", "p95_ms",
+        for k in ("requests", "errors", "retries", "tokens", "queue", "in_flight", "p50_ms", "p95_ms",
                   "ttft_p50_ms", "ttft_p95_ms"):
             self.assertEqual(len(empty["series"][k]), 300, k)
 
@@ -78,6 +78,7 @@ class DashboardData(unittest.TestCase):
         s = j["series"]
         self.assertEqual(sum(s["requests"]), 7)
         self.assertEqual(sum(s["errors"]), 0, "a 404 is the client's error, not the cluster's")
+        self.assertEqual(sum(s["retries"]), 0)
         self.assertEqual(sum(s["tokens"]), eval_total)
         self.assertEqual(j["last_minute"]["requests"], 7)
         self.assertIsNotNone(j["last_minute"]["p50_ms"])

@@ -68,8 +68,10 @@ int main(void)
     }
     /* Second 1: 19 fast, 1 very slow (p95 stays fast, p50 fast). */
     for (int i = 0; i < 20; i++) {
-        struct sol_metrics_sample s = {
-            .route = chat, .status = 200, .duration_s = i == 19 ? 30.0 : 0.01};
+        struct sol_metrics_sample s = {.route = chat,
+                                       .status = 200,
+                                       .duration_s = i == 19 ? 30.0 : 0.01,
+                                       .attempts = i < 2 ? 3 : 1};
         sol_dashboard_record(&db, &s, t0 + 1000 + (uint64_t)i);
     }
     /* No route: ignored. */
@@ -83,6 +85,8 @@ int main(void)
     CHECK(at(s, "requests", -1) == 20 && at(s, "requests", -2) == 100, "per-second requests");
     CHECK(at(s, "errors", -2) == 6, "errors are 5xx and 429: %g", at(s, "errors", -2));
     CHECK(at(s, "tokens", -2) == 300, "tokens");
+    CHECK(at(s, "retries", -1) == 4 && at(s, "retries", -2) == 0,
+          "retries: attempts after the first");
     CHECK(at(s, "queue", -1) == 7 && at(s, "in_flight", -1) == 9, "largest per second");
     double p50 = at(s, "p50_ms", -2), p95 = at(s, "p95_ms", -1);
     CHECK(fabs(p50 - 100) / 100 < 0.15, "p50 of 100 ms within a bucket: %g", p50);

@@ -49,7 +49,8 @@
   var CHARTS = [
     { id: "rate", title: "Requests / s", unit: "", lines: [
       { key: "requests", label: "requests", color: COLORS.accent, fill: true },
-      { key: "errors", label: "errors", color: COLORS.red }] },
+      { key: "errors", label: "errors", color: COLORS.red },
+      { key: "retries", label: "failed over", color: COLORS.warn }] },
     { id: "lat", title: "Latency", unit: "ms", lines: [
       { key: "p50_ms", label: "p50", color: COLORS.accent, fill: true },
       { key: "p95_ms", label: "p95", color: COLORS.purple }] },
@@ -191,6 +192,17 @@
     return ["up", "up"];
   }
 
+  // Requests per second per node, from the change of its counter between polls.
+  var prevTotals = {}, nodeRates = {};
+  function updateNodeRates(stats) {
+    var now = Date.now();
+    (stats.nodes || []).forEach(function (n) {
+      var p = prevTotals[n.name];
+      if (p && now > p.t) nodeRates[n.name] = Math.max(0, (n.requests_total - p.v) * 1000 / (now - p.t));
+      prevTotals[n.name] = { v: n.requests_total, t: now };
+    });
+  }
+
   function renderNodes(stats) {
     var box = $("nodes");
     clear(box);
@@ -219,6 +231,7 @@
       }
       stat("probe", n.state === "up" && n.rtt_ms > 0 ? fmtMs(n.rtt_ms) : "\u2013");
       stat("slots", n.in_flight + "/" + n.max_concurrent);
+      stat("req/s", n.name in nodeRates ? fmtNum(nodeRates[n.name], 1) : "\u2013");
       stat("requests", fmtNum(n.requests_total));
       stat("failures", fmtNum(n.failures_total));
       if (n.ollama_version && n.state === "up") stat("ollama", n.ollama_version);
@@ -419,6 +432,7 @@
       .then(function (res) {
         last.stats = res[0];
         last.dash = res[1];
+        updateNodeRates(res[0]);
         render(res[0], res[1]);
         setLive(true, "live \u00b7 " + new Date().toLocaleTimeString());
       })
