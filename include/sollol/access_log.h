@@ -10,7 +10,9 @@
  * (attempts after the first), queue_ms, ttfb_ms (the answering attempt:
  * sent to the node -> its first byte; 0 when no node answered),
  * duration_ms (arrival -> completion), prompt_tokens, gen_tokens, bytes
- * (body bytes sent), and client_gone when the client left first.
+ * (body bytes sent), and client_gone when the client left first. A JSON
+ * line also has "tag", "level" and "msg" (a one-line summary) like every
+ * other JSON log line, and "kind":"access".
  *
  * Text values are made safe for one line: bytes outside printable ASCII,
  * spaces, quotes, backslashes and '=' are written as %XX, so a path a

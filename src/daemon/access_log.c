@@ -55,7 +55,14 @@ int sol_access_format(struct sol_buf *out, const struct sol_access_entry *e, int
     if (json) {
         rc |= sol_buf_appendf(out, "{\"time\":\"%s\",\"tag\":", t);
         rc |= append_json_or_null(out, sol_log_tag());
-        rc |= sol_buf_append_str(out, ",\"level\":\"info\",\"kind\":\"access\",\"id\":");
+        /* "msg" as on every other JSON line: what a log viewer shows. */
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s %.256s %u %s %.0f ms", e->method ? e->method : "-",
+                 e->path ? e->path : "-", s->status, s->node && s->node[0] ? s->node : "-",
+                 ms(s->duration_s));
+        rc |= sol_buf_append_str(out, ",\"level\":\"info\",\"msg\":");
+        rc |= sol_buf_append_json_string(out, msg, strlen(msg));
+        rc |= sol_buf_append_str(out, ",\"kind\":\"access\",\"id\":");
         rc |= append_json_or_null(out, e->id);
         rc |= sol_buf_append_str(out, ",\"client\":");
         rc |= append_json_or_null(out, e->client);

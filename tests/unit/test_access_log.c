@@ -65,6 +65,9 @@ int main(void)
         CHECK(!strcmp(cJSON_GetObjectItem(o, "time")->valuestring, "2026-11-27T07:25:50.123Z"),
               "time");
         CHECK(!strcmp(cJSON_GetObjectItem(o, "kind")->valuestring, "access"), "kind");
+        CHECK(
+            !strcmp(cJSON_GetObjectItem(o, "msg")->valuestring, "POST /api/chat 200 gpu-a 1500 ms"),
+            "msg");
         CHECK(!strcmp(cJSON_GetObjectItem(o, "node")->valuestring, "gpu-a"), "node");
         CHECK(cJSON_GetObjectItem(o, "status")->valuedouble == 200, "status");
         CHECK(cJSON_GetObjectItem(o, "retries")->valuedouble == 1, "retries");
