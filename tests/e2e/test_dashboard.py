@@ -10,8 +10,10 @@ DashboardBrowser opens the page in Debian's chromium (headless, fresh
 profile) driven by playwright-core from npm (installed into the build
 directory from tests/e2e/browser/package.json, versions pinned): the page
 loads without console errors, lists the simulated nodes (a node name with
-HTML in it shows as text), shows a killed node as down within seconds, and
-a screenshot is saved in the build directory (its path is printed). It is
+HTML in it shows as text), shows a killed node as down within seconds,
+renders a coordinator's `rpc` status (injected into /api/stats; HTML in its
+names stays text), and a screenshot is saved in the build directory (its
+path is printed). It is
 skipped, with the reason, only where chromium or node/npm cannot be
 installed.
 
@@ -255,6 +257,12 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(ev["event"], "done", ev)
         self.assertEqual(ev["errors"], [], "the page logged errors")
         self.assertTrue(any("gpu-" in row for row in ev["decisions"]), ev["decisions"])
+        # The RPC panel renders a coordinator's status; HTML in it stays text.
+        for text in ("coordinator", "ready", "llama3.1:70b", "10.0.0.5:50052", "in use",
+                     ev["hostile"], "excluded", "<script>window.__pwned=1</script> unreachable"):
+            self.assertIn(text, ev["rpcText"])
+        self.assertEqual(ev["rpcMarkup"], 0, "a name became markup")
+        self.assertFalse(ev["pwned"])
         self.assertTrue(os.path.getsize(shot) > 20000, "screenshot too small")
         print("dashboard screenshot: %s" % shot, file=sys.stderr)
         proc.wait(timeout=30)

@@ -293,57 +293,77 @@
     });
   }
 
-  function scalar(v) {
-    if (v === null || v === undefined) return "\u2013";
-    if (typeof v === "object") return JSON.stringify(v);
-    return String(v);
+  function fmtBytes(v) {
+    if (!(v > 0)) return "0";
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+    return v.toFixed(v < 10 && i ? 1 : 0) + " " + u[i];
   }
 
-  function kvList(obj) {
-    var kv = el("div", "kv");
-    Object.keys(obj).forEach(function (k) {
-      if (Array.isArray(obj[k])) return;
-      kv.appendChild(el("span", "k", k));
-      kv.appendChild(el("span", null, scalar(obj[k])));
-    });
-    return kv;
-  }
-
+  // /api/stats "rpc": the RPC backends (llama.cpp rpc-server) and the
+  // coordinator of a sharded model, when the daemon has them.
   function renderRpc(stats) {
     var box = $("rpc");
     clear(box);
     var rpc = stats.rpc;
-    if (!rpc || typeof rpc !== "object") {
+    if (!rpc || typeof rpc !== "object" || rpc.enabled === false) {
       box.appendChild(el("div", "empty", "no sharded models configured"));
       return;
     }
-    var backends = rpc.backends || [];
-    if (backends.length) {
-      backends.forEach(function (b) {
-        var row = el("div", "rpc-backend");
-        var state = b.state || (b.up === true ? "up" : b.up === false ? "down" : "");
-        row.appendChild(el("b", null, b.name || b.address || b.url || "backend"));
-        if (state) row.appendChild(el("span", "badge " + (state === "up" ? "" : "down"), state));
-        if (b.version !== undefined) row.appendChild(el("span", "url", "v" + scalar(b.version)));
-        if (b.address && b.name) row.appendChild(el("span", "url", b.address));
-        box.appendChild(row);
-      });
-    } else {
-      box.appendChild(el("div", "empty", "no RPC backends"));
+    var co = rpc.coordinator;
+    if (co && typeof co === "object") {
+      var head = el("div", "rpc-backend");
+      head.appendChild(el("b", null, "coordinator"));
+      var st = String(co.state || "unknown");
+      var cls = st === "ready" ? "" : st === "failed" ? "down" : st === "stopped" ? "misconfigured" : "breaker";
+      head.appendChild(el("span", "badge " + cls, st));
+      if (co.model) head.appendChild(el("span", null, co.model));
+      box.appendChild(head);
+      var kv = el("div", "kv");
+      function row(k, v) {
+        if (v === undefined || v === null || v === "") return;
+        kv.appendChild(el("span", "k", k));
+        kv.appendChild(el("span", null, v));
+      }
+      row("restarts", co.restarts);
+      if (co.uptime_s !== undefined && co.uptime_s !== null && st === "ready") row("uptime", fmtUptime(co.uptime_s));
+      if (co.next_backoff_ms) row("next start in", fmtMs(co.next_backoff_ms));
+      row("reason", co.reason);
+      row("last exit", co.last_exit);
+      if (co.pid) row("pid / port", co.pid + " / " + co.port);
+      box.appendChild(kv);
     }
-    var coords = rpc.coordinators || (rpc.coordinator ? [rpc.coordinator] : []);
-    coords.forEach(function (c) {
-      var h = el("div", null, "coordinator" + (c.model ? " \u2013 " + c.model : ""));
-      h.style.margin = "10px 0 4px";
-      h.style.fontWeight = "600";
-      box.appendChild(h);
-      box.appendChild(kvList(c));
+    var backends = Array.isArray(rpc.backends) ? rpc.backends : [];
+    var title = el("div", "rpc-title", "RPC backends" + (rpc.reference_version ? " \u00b7 rpc " + rpc.reference_version : ""));
+    box.appendChild(title);
+    if (!backends.length) box.appendChild(el("div", "empty", "no RPC backends"));
+    backends.forEach(function (b) {
+      var r = el("div", "rpc-backend");
+      r.appendChild(el("b", null, b.address || b.name || "backend"));
+      var state = b.reachable === true ? "up" : b.reachable === false ? "down" : "unknown";
+      if (b.excluded) state = "excluded";
+      r.appendChild(el("span", "badge " + (state === "up" ? "" : state === "down" ? "down" : "misconfigured"), state));
+      if (b.in_use) r.appendChild(el("span", "badge", "in use"));
+      var info = [];
+      if (b.version) info.push("v" + b.version);
+      if (b.devices) info.push(b.devices + " device" + (b.devices > 1 ? "s" : ""));
+      if (b.total_bytes) info.push(fmtBytes(b.free_bytes) + " free of " + fmtBytes(b.total_bytes));
+      if (b.local) info.push("local");
+      if (info.length) r.appendChild(el("span", "url", info.join(" \u00b7 ")));
+      box.appendChild(r);
+      if (b.excluded && b.excluded_why) box.appendChild(el("div", "err", b.excluded_why));
     });
-    var rest = {};
-    Object.keys(rpc).forEach(function (k) {
-      if (k !== "backends" && k !== "coordinator" && k !== "coordinators") rest[k] = rpc[k];
-    });
-    if (Object.keys(rest).length) box.appendChild(kvList(rest));
+    var locals = Array.isArray(rpc.local_rpc_servers) ? rpc.local_rpc_servers : [];
+    if (locals.length) {
+      box.appendChild(el("div", "rpc-title", "local rpc-server children"));
+      locals.forEach(function (l) {
+        var r = el("div", "rpc-backend");
+        r.appendChild(el("b", null, ":" + l.port));
+        r.appendChild(el("span", "badge " + (l.pid ? "" : "down"), l.pid ? "running" : "stopped"));
+        r.appendChild(el("span", "url", "restarts " + (l.restarts || 0) + (l.cache ? " \u00b7 cache" : "")));
+        box.appendChild(r);
+      });
+    }
   }
 
   function renderTop(stats, dash) {

@@ -52,7 +52,36 @@ try {
     await page.screenshot({ path: shot, fullPage: true });
   }
   const decisions = await page.$$eval("#decisions tr", (els) => els.map((e) => e.textContent));
-  say({ event: "done", errors, screenshot: shot, decisions });
+
+  // The RPC panel, with what a coordinator puts under "rpc" in /api/stats
+  // (injected here), including names that are HTML: they must stay text.
+  const hostile = "<img src=x onerror=window.__pwned=1>";
+  await page.route("**/api/stats", async (route) => {
+    const resp = await route.fetch();
+    const j = await resp.json();
+    j.rpc = {
+      enabled: true, reference_version: "3.0.0",
+      backends: [
+        { address: "10.0.0.5:50052", local: false, reachable: true, version: "3.0.0",
+          devices: 1, free_bytes: 20e9, total_bytes: 24e9, excluded: false, in_use: true },
+        { address: hostile, local: false, reachable: false, version: null, devices: 0,
+          free_bytes: 0, total_bytes: 0, excluded: true,
+          excluded_why: "<script>window.__pwned=1</script> unreachable", in_use: false }],
+      coordinator: { state: "ready", model: "llama3.1:70b", gguf: "/m.gguf", reason: "",
+        pid: 4242, port: 40001, restarts: 1, next_backoff_ms: 0, uptime_s: 3600,
+        last_exit: "", last_log_lines: [] },
+      local_rpc_servers: [{ port: 50052, pid: 4243, restarts: 0, cache: true }],
+    };
+    await route.fulfill({ response: resp, json: j });
+  });
+  await page.waitForFunction(
+    () => document.getElementById("rpc").textContent.includes("10.0.0.5:50052"), null,
+    { timeout: 10000, polling: 100 });
+  const rpcText = await page.$eval("#rpc", (e) => e.textContent);
+  const rpcMarkup = await page.$$eval("#rpc img, #rpc script", (els) => els.length);
+  const pwned = await page.evaluate(() => window.__pwned === 1);
+  await page.locator("#rpc").screenshot({ path: shot.replace(/\.png$/, "-rpc.png") });
+  say({ event: "done", errors, screenshot: shot, decisions, rpcText, rpcMarkup, pwned, hostile });
 } catch (e) {
   say({ event: "error", message: String(e && e.stack || e), errors });
   process.exitCode = 1;
