@@ -261,8 +261,10 @@ class AccessLogAndHeaders(unittest.TestCase):
 
     def test_state_changes_logged_once(self):
         sims = [h.start_sim("--tokens-per-second", "0", test=self) for _ in range(2)]
+        # A generous probe timeout: a probe slowed by a loaded machine must
+        # not flap the node and add lines this test counts.
         d = start_daemon(self, [("a", sims[0].url), ("b", sims[1].url)],
-                         "--routing", "round_robin")
+                         "--routing", "round_robin", "--probe-timeout", "3s")
         # Down for ~10 probe rounds (every route answers 500), then back.
         h.sim_fault(sims[0].url, "500", scope="all")
         stats = lambda: h.get_json(d.url + "/api/stats")  # noqa: E731
