@@ -27,6 +27,7 @@
 #include "sollol/queue.h"
 #include "sollol/routes.h"
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdint.h>
 
@@ -114,6 +115,13 @@ struct sol_metrics_view {
     int affinity_on;
     struct sol_affinity_stats affinity;
     int process; /* 1: add process_* families from /proc/self */
+    /* The sharded-model coordinator's status (the "rpc" object of
+     * /api/stats: {"enabled", "backends": [{"address", "reachable",
+     * "version", "in_use", "excluded", "free_bytes", "total_bytes"}],
+     * "coordinator": {"state", "restarts", "uptime_s"}}), or NULL: the
+     * sollol_rpc_* and sollol_coordinator_* families are rendered only when
+     * it is given with "enabled": true. Borrowed. */
+    const cJSON *rpc;
 };
 
 /* Allocates the fixed tables for a table of n_nodes. 0, or -1 (out of memory). */

@@ -732,6 +732,78 @@ static void render_process(struct out *o)
                (double)rl.rlim_cur, 1);
 }
 
+/* RPC backends and the coordinator, from the coordinator's status object.
+ * Backend labels are the configured addresses (bounded by the config). */
+static void render_rpc(struct out *o, const cJSON *rpc)
+{
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rpc, "enabled")))
+        return;
+    const cJSON *backends = cJSON_GetObjectItemCaseSensitive(rpc, "backends");
+    static const struct {
+        const char *name, *help, *key;
+    } fams[] = {
+        {"sollol_rpc_backend_up", "1 when the RPC backend answered its last check, else 0.",
+         "reachable"},
+        {"sollol_rpc_backend_in_use", "1 when the running sharded model uses the backend.",
+         "in_use"},
+        {"sollol_rpc_backend_excluded", "1 when the backend is left out (incompatible, too small).",
+         "excluded"},
+        {"sollol_rpc_backend_free_bytes", "Free device memory the backend reported.", "free_bytes"},
+        {"sollol_rpc_backend_total_bytes", "Device memory the backend reported.", "total_bytes"},
+    };
+    for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
+        family(o, fams[k].name, "gauge", fams[k].help);
+        const cJSON *b;
+        cJSON_ArrayForEach(b, backends)
+        {
+            const cJSON *addr = cJSON_GetObjectItemCaseSensitive(b, "address");
+            if (!cJSON_IsString(addr))
+                continue;
+            const cJSON *val = cJSON_GetObjectItemCaseSensitive(b, fams[k].key);
+            put(o, fams[k].name);
+            label(o, 1, "backend", addr->valuestring);
+            put(o, "}");
+            value_f(o, cJSON_IsNumber(val) ? val->valuedouble : cJSON_IsTrue(val) ? 1 : 0);
+        }
+    }
+    family(o, "sollol_rpc_backend_info", "gauge",
+           "Always 1; the backend's RPC protocol version is a label (\"unknown\" before a check).");
+    const cJSON *b;
+    cJSON_ArrayForEach(b, backends)
+    {
+        const cJSON *addr = cJSON_GetObjectItemCaseSensitive(b, "address");
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(b, "version");
+        if (!cJSON_IsString(addr))
+            continue;
+        put(o, "sollol_rpc_backend_info");
+        label(o, 1, "backend", addr->valuestring);
+        label(o, 0, "version", cJSON_IsString(ver) ? ver->valuestring : "unknown");
+        put(o, "} 1\n");
+    }
+
+    const cJSON *co = cJSON_GetObjectItemCaseSensitive(rpc, "coordinator");
+    if (!cJSON_IsObject(co))
+        return;
+    static const char *const states[] = {"stopped", "starting", "ready", "restarting", "failed"};
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(co, "state");
+    family(o, "sollol_coordinator_state", "gauge",
+           "The coordinator (llama-server over RPC backends), one-hot over its states.");
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        put(o, "sollol_coordinator_state");
+        label(o, 1, "state", states[i]);
+        put(o, "}");
+        value_u64(o, cJSON_IsString(st) && strcmp(st->valuestring, states[i]) == 0);
+    }
+    const cJSON *restarts = cJSON_GetObjectItemCaseSensitive(co, "restarts");
+    scalar(o, "sollol_coordinator_restarts_total", "counter",
+           "Times the coordinator was restarted.",
+           cJSON_IsNumber(restarts) && restarts->valuedouble > 0 ? restarts->valuedouble : 0, 1);
+    const cJSON *up = cJSON_GetObjectItemCaseSensitive(co, "uptime_s");
+    scalar(o, "sollol_coordinator_uptime_seconds", "gauge",
+           "Seconds since the running coordinator started (0 when not running).",
+           cJSON_IsNumber(up) && up->valuedouble > 0 ? up->valuedouble : 0, 0);
+}
+
 int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_view *v,
                        struct sol_buf *out)
 {
@@ -742,6 +814,8 @@ int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_vie
     render_tokens(&o, m, v);
     render_nodes(&o, v);
     render_daemon(&o, m, v);
+    if (v->rpc)
+        render_rpc(&o, v->rpc);
     if (v->process)
         render_process(&o);
     return o.rc ? -1 : 0;
