@@ -50,7 +50,7 @@
     { id: "rate", title: "Requests / s", unit: "", lines: [
       { key: "requests", label: "requests", color: COLORS.accent, fill: true },
       { key: "errors", label: "errors", color: COLORS.red },
-      { key: "retries", label: "failed over", color: COLORS.warn }] },
+      { key: "retries", label: "retries", color: COLORS.warn }] },
     { id: "lat", title: "Latency", unit: "ms", lines: [
       { key: "p50_ms", label: "p50", color: COLORS.accent, fill: true },
       { key: "p95_ms", label: "p95", color: COLORS.purple }] },
@@ -85,7 +85,7 @@
         s.appendChild(document.createTextNode(l.label));
         legend.appendChild(s);
       });
-      c.spanEl = el("span", null, "");
+      c.spanEl = el("span", "span", "");
       legend.appendChild(c.spanEl);
       card.appendChild(legend);
       box.appendChild(card);
