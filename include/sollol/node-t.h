@@ -74,6 +74,11 @@ struct sol_node_model {
     double load_ms;    /* load_duration when the model was cold */
     double ttfb_ms;    /* request sent -> first byte */
     unsigned samples;
+    /* Until this pair has a sample of its own: its speeds inferred from the
+     * rest of the table (this model's speed on other nodes, scaled by how
+     * this node compares with them on models both ran). 0 = no inference.
+     * Written by the balancer after each learned sample. */
+    double prior_gen_tps, prior_prompt_tps;
 
     /* Cold: facts for the aggregated endpoints and stats. */
     char name[SOL_MODEL_NAME_MAX]; /* canonical, e.g. "llama3.2:latest" */
@@ -114,6 +119,12 @@ struct sol_node {
 
     /* load (written by the balancer) */
     unsigned in_flight;
+    /* Expected end (loop clock, ms) of each attempt running here whose
+     * dispatcher asked for tracking, unordered. With every slot taken, the
+     * scorer prices a node's wait from the soonest of these ends instead of
+     * assuming the running requests are like the new one. */
+    uint64_t *running_eta;
+    unsigned n_running, cap_running;
 
     /* counters (monotonic, for stats) */
     uint64_t requests_total;

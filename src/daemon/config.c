@@ -125,7 +125,7 @@ const struct sol_config_key sol_config_keys[] = {
      .env = "SOLLOL_WAIT_FOR_FASTER",
      .flag = "wait-for-faster",
      .type = SOL_CONF_BOOL,
-     .def = "false",
+     .def = "true",
      .offset = CFG(wait_for_faster),
      .doc = "Cost mode: a queued request may wait for a busy faster node rather than take a "
             "free slot elsewhere"},

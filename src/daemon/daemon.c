@@ -73,6 +73,7 @@ static void free_node(struct sol_node *n)
     if (!n)
         return;
     sol_node_models_free(n);
+    free(n->running_eta);
     free(n->name);
     free(n->base_url);
     free(n->host_header);
