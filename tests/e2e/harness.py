@@ -546,17 +546,92 @@ RPC_CMD_HELLO = 14
 RPC_CMD_DEVICE_COUNT = 15
 
 
+# Real llama.cpp programs replace the stand-ins when these point at them
+# (and SOLLOL_REAL_GGUF at a model): the same tests then run against them.
+REAL_STANDIN_ENV = {"rpc-server": "SOLLOL_REAL_RPC_SERVER",
+                    "llama-server": "SOLLOL_REAL_LLAMA_SERVER"}
+
+
+def standin_is_real(name):
+    """True when $SOLLOL_REAL_RPC_SERVER / $SOLLOL_REAL_LLAMA_SERVER names
+    the real program to use instead of the stand-in ``name``."""
+    return bool(os.environ.get(REAL_STANDIN_ENV[name]))
+
+
 def standin(name):
-    """Absolute path of a stand-in ("rpc-server" or "llama-server")."""
+    """Absolute path of ``name`` ("rpc-server" or "llama-server"): the real
+    program when its SOLLOL_REAL_* variable is set, else the stand-in."""
+    if standin_is_real(name):
+        return os.path.abspath(os.environ[REAL_STANDIN_ENV[name]])
     return binary(os.path.join("stand-ins", name))
+
+
+def free_port(host="127.0.0.1"):
+    """A loopback port that was free a moment ago (for programs that cannot
+    bind port 0 themselves, such as the real rpc-server)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class _ConnectReadyProc(Proc):
+    """A Proc that is ready when its port accepts TCP connections (the real
+    llama.cpp programs print no `listening on` line)."""
+
+    def __init__(self, argv, host, port, **kw):
+        self._ready_host, self._ready_port = host, port
+        super().__init__(argv, **kw)
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise ProcError("%s exited with status %s before it was ready\n--- stderr ---\n%s"
+                                % (self.name, self.popen.returncode, self.stderr_text()))
+            try:
+                socket.create_connection((self._ready_host, self._ready_port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            self.host, self.port = self._ready_host, self._ready_port
+            self.url = "http://%s:%d" % (self.host, self.port)
+            return
+        raise ProcError("%s: port %d not open within %.1fs\n--- stderr ---\n%s"
+                        % (self.name, self._ready_port, timeout, self.stderr_text()))
 
 
 def start_standin(name, args, test=None, env=None, ready_timeout=15.0, check_exit=True):
     """Starts a stand-in (``"rpc-server"`` or ``"llama-server"``) and waits
     for its ``listening on HOST:PORT`` line. Pass ``-p 0`` / ``--port 0``
-    in ``args`` for an ephemeral port. ``env`` adds SOLLOL_SIM_* knobs."""
-    return start_process(os.path.join("stand-ins", name), args, test=test,
-                         ready_timeout=ready_timeout, env=env, check_exit=check_exit)
+    in ``args`` for an ephemeral port. ``env`` adds SOLLOL_SIM_* knobs.
+    With a real program (standin_is_real) a port 0 is replaced by a free
+    port and readiness is a successful TCP connect."""
+    if not standin_is_real(name):
+        return start_process(os.path.join("stand-ins", name), args, test=test,
+                             ready_timeout=ready_timeout, env=env, check_exit=check_exit)
+    args = [str(a) for a in args]
+    host, port = "127.0.0.1", None
+    for i, a in enumerate(args[:-1]):
+        if a in ("-H", "--host"):
+            host = args[i + 1]
+        if a in ("-p", "--port"):
+            if args[i + 1] == "0":
+                args[i + 1] = str(free_port(host))
+            port = int(args[i + 1])
+    if port is None:
+        port = 50052 if name == "rpc-server" else 8080
+    p = _ConnectReadyProc([standin(name)] + args, host, port, ready_timeout=ready_timeout,
+                          env=env, name=name)
+    if test is not None:
+        cleanup = p.close_checked if check_exit else p.close
+        if isinstance(test, type):
+            test.addClassCleanup(cleanup)
+        else:
+            test.addCleanup(cleanup)
+    return p
 
 
 def _gguf_str(s):
@@ -684,3 +759,17 @@ def rpc_device_memory(sock, device=0, with_arg=True):
     rpc_send(sock, RPC_CMD_GET_DEVICE_MEMORY, struct.pack("<I", device) if with_arg else b"")
     reply = rpc_recv(sock)
     return None if reply is None else struct.unpack("<QQ", reply)
+
+
+def rpc_probe(host, port, timeout=5.0):
+    """The pre-flight probe rule: HELLO in the 4.x form, and when the server
+    closes without a reply, the empty form on a new connection. Returns
+    ((major, minor, patch), form, sock) with the socket open after HELLO
+    (the caller closes it). socket.timeout propagates (a busy server)."""
+    reply, s = rpc_hello(host, port, form="v4", timeout=timeout)
+    if reply is not None:
+        return rpc_version_of(reply), "v4", s
+    reply, s = rpc_hello(host, port, form="v3", timeout=timeout)
+    if reply is None:
+        raise ConnectionError("RPC server %s:%d closed both HELLO forms" % (host, port))
+    return rpc_version_of(reply), "v3", s

@@ -4,6 +4,10 @@ wire format in both HELLO forms, one client at a time, and llama-server's
 start-up, routes, streams and the ways it dies.
 Run: python3 -B tests/e2e/test_standins.py
 
+With SOLLOL_REAL_RPC_SERVER / SOLLOL_REAL_LLAMA_SERVER (and SOLLOL_REAL_GGUF)
+pointing at llama.cpp's programs, the tests that do not depend on simulation
+knobs run against the real programs instead; the others are skipped.
+
 Timing assertions are deliberately loose: CI runs on a busy 2-core machine.
 """
 
@@ -21,6 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 MIB = 1024 * 1024
+REAL_RPC = h.standin_is_real("rpc-server")
+REAL_LLAMA = h.standin_is_real("llama-server")
+sim_rpc_only = unittest.skipIf(REAL_RPC, "needs the rpc-server stand-in's knobs")
+sim_llama_only = unittest.skipIf(REAL_LLAMA or REAL_RPC, "needs the stand-ins' knobs")
 
 
 def rpc_env(version, **kw):
@@ -36,6 +44,7 @@ class RpcServerTest(unittest.TestCase):
         return h.start_standin("rpc-server", ["-p", "0"] + list(args), test=self,
                                env=rpc_env(version, **kw))
 
+    @sim_rpc_only
     def test_banner_and_warning(self):
         p = self.start("3.2.1", "-H", "127.0.0.1")
         self.assertIn("Starting RPC server v3.2.1", p.stdout_lines)
@@ -44,6 +53,7 @@ class RpcServerTest(unittest.TestCase):
         self.assertEqual(q.host, "127.0.0.2")
         self.assertIn("Never expose the RPC server to an open network", q.stderr_text())
 
+    @sim_rpc_only
     def test_hello_v3(self):
         p = self.start("3.0.0")
         reply, s = h.rpc_hello(p.host, p.port, form="v3")
@@ -57,6 +67,7 @@ class RpcServerTest(unittest.TestCase):
         self.assertEqual(h.rpc_version_of(reply), (3, 0, 0))
         s.close()
 
+    @sim_rpc_only
     def test_hello_v4(self):
         p = self.start("4.1.2")
         reply, s = h.rpc_hello(p.host, p.port, form="v4")
@@ -67,6 +78,7 @@ class RpcServerTest(unittest.TestCase):
         reply, _ = h.rpc_hello(p.host, p.port, form="v3")
         self.assertIsNone(reply)
 
+    @sim_rpc_only
     def test_devices_v3(self):
         p = self.start("3.0.0", "-m", "2048", "-d", "CPU,CPU", RPC_FREE_FRACTION="0.5")
         reply, s = h.rpc_hello(p.host, p.port, form="v3")
@@ -78,6 +90,7 @@ class RpcServerTest(unittest.TestCase):
         self.assertIsNone(h.rpc_device_memory(s, 2))
         s.close()
 
+    @sim_rpc_only
     def test_devices_env_and_v2(self):
         p = self.start("2.0.0", RPC_MEM_MB="1000")
         reply, s = h.rpc_hello(p.host, p.port, form="v3")
@@ -89,6 +102,7 @@ class RpcServerTest(unittest.TestCase):
         self.assertIsNone(h.rpc_device_count(s))
         s.close()
 
+    @sim_rpc_only
     def test_first_command_must_be_hello(self):
         p = self.start("3.0.0")
         s = h.raw_connect(p.host, p.port)
@@ -101,23 +115,36 @@ class RpcServerTest(unittest.TestCase):
         self.assertIsNone(h.rpc_recv(s))
         s.close()
 
+    def test_probe_any_version(self):
+        for version in ("3.0.0", "4.0.0"):
+            p = self.start(version)
+            got, form, s = h.rpc_probe(p.host, p.port)
+            s.close()
+            if not REAL_RPC:
+                self.assertEqual(got, tuple(int(x) for x in version.split(".")))
+            self.assertEqual(form, "v4" if got[0] >= 4 else "v3")
+            if REAL_RPC:
+                break
+
     def test_one_client_at_a_time(self):
         p = self.start("3.0.0")
-        first, s1 = h.rpc_hello(p.host, p.port, form="v3")
-        self.assertIsNotNone(first)
+        version, form, s1 = h.rpc_probe(p.host, p.port)
         # The second connect succeeds (kernel backlog) but HELLO is not answered.
         s2 = h.raw_connect(p.host, p.port)
         s2.settimeout(0.5)
-        h.rpc_send(s2, h.RPC_CMD_HELLO)
+        h.rpc_send(s2, h.RPC_CMD_HELLO, b"\0" * 24 if form == "v4" else b"")
         with self.assertRaises(socket.timeout):
             h.rpc_recv(s2)
         # The first client is still served meanwhile.
-        self.assertEqual(h.rpc_device_count(s1), 1)
+        self.assertGreaterEqual(h.rpc_device_count(s1), 1)
         s1.close()
         s2.settimeout(10)
-        self.assertEqual(h.rpc_recv(s2), bytes([3, 0, 0]))
+        reply = h.rpc_recv(s2)
+        self.assertEqual(h.rpc_version_of(reply), version)
+        self.assertEqual(len(reply), 28 if form == "v4" else 3)
         s2.close()
 
+    @sim_rpc_only
     def test_flags(self):
         bad = subprocess.run([h.standin("rpc-server"), "--nope"], capture_output=True, timeout=10)
         self.assertEqual(bad.returncode, 1)
@@ -127,6 +154,7 @@ class RpcServerTest(unittest.TestCase):
         p = self.start("3.0.0", "-t", "4", "-c")
         self.assertTrue(any(line.startswith("  local cache    : /") for line in p.stdout_lines))
 
+    @sim_rpc_only
     def test_sigterm_while_serving(self):
         p = self.start("3.0.0")
         _, s = h.rpc_hello(p.host, p.port, form="v3")
@@ -138,7 +166,9 @@ class LlamaServerBase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="sollol-standins-")
         self.addCleanup(self.tmp.cleanup)
-        self.gguf = h.write_gguf(os.path.join(self.tmp.name, "model.gguf"))
+        self.gguf = os.environ.get("SOLLOL_REAL_GGUF") if REAL_LLAMA else None
+        if not self.gguf:
+            self.gguf = h.write_gguf(os.path.join(self.tmp.name, "model.gguf"))
 
     def rpc(self, version="3.0.0", check_exit=True, **kw):
         return h.start_standin("rpc-server", ["-p", "0"], test=self, env=rpc_env(version, **kw),
@@ -167,6 +197,7 @@ class LlamaServerBase(unittest.TestCase):
 
 class LlamaServerTest(LlamaServerBase):
 
+    @sim_llama_only
     def test_loading_then_ready(self):
         r = self.rpc()
         p = self.llama("-ngl", "all", rpcs=[r], env={"SOLLOL_SIM_LOAD_MS": "1500"})
@@ -218,6 +249,8 @@ class LlamaServerTest(LlamaServerBase):
         self.assertGreater(t["prompt_n"], 0)
         self.assertEqual(final["usage"]["completion_tokens"], 5)
         self.assertEqual(final["usage"]["prompt_tokens"], t["prompt_n"] + t["cache_n"])
+        if REAL_LLAMA:
+            return
         # Deterministic: the same request gives the same text, non-streamed too,
         # and the slot's prompt cache now covers most of the prompt.
         body["stream"] = False
@@ -231,6 +264,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(res["choices"][0]["finish_reason"], "stop")
         self.assertEqual(res["timings"]["predicted_n"], 16)
 
+    @sim_llama_only
     def test_completion_format(self):
         p = self.llama(env={"SOLLOL_SIM_TOKENS_PER_SECOND": "0"})
         self.wait_ready(p)
@@ -271,6 +305,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(res["choices"][0]["text"], text)
         self.assertEqual(res["choices"][0]["finish_reason"], "length")
 
+    @sim_llama_only
     def test_other_routes(self):
         p = self.llama("-a", "m1", "-np", "3", "-c", "3000", "--metrics")
         self.wait_ready(p)
@@ -297,6 +332,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(res.status, 400)
         self.assertEqual(res.json()["error"]["type"], "exceed_context_size_error")
 
+    @sim_llama_only
     def test_embeddings_and_api_key(self):
         p = self.llama("--embeddings", "--api-key", "sekrit")
         self.wait_ready(p)
@@ -311,6 +347,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertNotEqual(data[0]["embedding"], data[1]["embedding"])
         self.assertEqual(h.request("GET", p.url + "/health").status, 200)  # public
 
+    @sim_llama_only
     def test_parallel_slots(self):
         p = self.llama("-np", "2", env={"SOLLOL_SIM_TOKENS_PER_SECOND": "50"})
         self.wait_ready(p)
@@ -326,6 +363,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(st["max_active"], 2)
         self.assertEqual(st["completed"], 5)
 
+    @sim_llama_only
     def test_sim_stats_records_launch(self):
         r1, r2 = self.rpc("3.0.0", RPC_MEM_MB="4096"), self.rpc("3.0.0", RPC_MEM_MB="2048")
         p = self.llama("-ngl", "all", "-ts", "2,1", "-c", "8192", "-np", "2", "--no-webui",
@@ -347,6 +385,7 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(st["recent"][-1]["body"], {"prompt": "hi", "temperature": 0.5})
         self.assertEqual(st["by_route"]["completion"], 1)
 
+    @sim_llama_only
     def test_v4_handshake(self):
         r = self.rpc("4.0.0")
         p = self.llama(rpcs=[r], env={"SOLLOL_SIM_RPC_VERSION": "4.2.0"})
@@ -356,6 +395,7 @@ class LlamaServerTest(LlamaServerBase):
 
 class LlamaServerFailureTest(LlamaServerBase):
 
+    @sim_llama_only
     def test_version_mismatch_aborts(self):
         r = self.rpc("4.0.0")
         res = self.run_llama("-m", self.gguf, "--port", "0", "--rpc", "%s:%d" % (r.host, r.port),
@@ -370,6 +410,7 @@ class LlamaServerFailureTest(LlamaServerBase):
         self.assertIn(b"RPC server version mismatch", res.stderr)
         self.assertNotIn(b"listening on", res.stdout)  # aborted before its port opened
 
+    @sim_llama_only
     def test_unreachable_backend_aborts(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
@@ -378,6 +419,7 @@ class LlamaServerFailureTest(LlamaServerBase):
         res = self.run_llama("-m", self.gguf, "--port", "0", "--rpc", "127.0.0.1:%d" % port)
         self.assertEqual(res.returncode, -signal.SIGABRT)
 
+    @sim_llama_only
     def test_backend_killed_aborts(self):
         r = self.rpc(check_exit=False)
         p = self.llama(rpcs=[r], test=False)
@@ -397,10 +439,13 @@ class LlamaServerFailureTest(LlamaServerBase):
             res = self.run_llama("-m", model, "--port", "0")
             self.assertEqual(res.returncode, 1)
             self.assertIn(b"exiting due to model loading error", res.stderr)
+        if REAL_LLAMA:
+            return
         res = self.run_llama("-m", self.gguf, "--port", "0", env={"SOLLOL_SIM_LOAD_FAIL": "1"})
         self.assertEqual(res.returncode, 1)
         self.assertIn(b"exiting due to model loading error", res.stderr)
 
+    @sim_llama_only
     def test_bad_flags_exit_1(self):
         for args in (["--bogus"], ["-m", self.gguf, "-ngl", "lots"], ["-m"],
                      ["-m", self.gguf, "--rpc", "nohost"]):
@@ -408,12 +453,14 @@ class LlamaServerFailureTest(LlamaServerBase):
             self.assertEqual(res.returncode, 1, args)
             self.assertIn(b"error:", res.stderr)
 
+    @sim_llama_only
     def test_crash_after(self):
         p = self.llama(env={"SOLLOL_SIM_CRASH_AFTER_MS": "300"}, test=False)
         self.addCleanup(p.close)
         h.wait_until(lambda: not p.alive(), timeout=10, msg="simulated crash")
         self.assertEqual(p.popen.returncode, -signal.SIGABRT)
 
+    @sim_llama_only
     def test_sigterm_mid_stream(self):
         p = self.llama(env={"SOLLOL_SIM_TOKENS_PER_SECOND": "20"})
         self.wait_ready(p)
