@@ -364,6 +364,29 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(st["completed"], 5)
 
     @sim_llama_only
+    def test_client_disconnect_frees_slot(self):
+        p = self.llama("-np", "1", env={"SOLLOL_SIM_TOKENS_PER_SECOND": "20"})
+        self.wait_ready(p)
+        body = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 500}
+        first = h.open_stream("POST", p.url + "/v1/chat/completions", body=body)
+        # A second request waits for the only slot; it gives up while queued.
+        waiting = h.raw_connect(p.host, p.port)
+        waiting.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\n"
+                        b'{"prompt":"q","n_predict":1}')
+        h.wait_until(lambda: h.get_json(p.url + "/_sim/stats")["waiting"] == 1, timeout=10,
+                     msg="queued request")
+        waiting.close()
+        h.wait_until(lambda: h.get_json(p.url + "/_sim/stats")["waiting"] == 0, timeout=10,
+                     msg="queued request gone")
+        first.close()  # the client goes away mid-stream: the slot is freed
+        h.wait_until(lambda: h.get_json(p.url + "/_sim/stats")["active"] == 0, timeout=10,
+                     msg="slot freed")
+        res = h.request("POST", p.url + "/completion", body={"prompt": "y", "n_predict": 2},
+                        timeout=10)
+        self.assertEqual(res.status, 200)
+        self.assertEqual(res.json()["timings"]["predicted_n"], 2)
+
+    @sim_llama_only
     def test_sim_stats_records_launch(self):
         r1, r2 = self.rpc("3.0.0", RPC_MEM_MB="4096"), self.rpc("3.0.0", RPC_MEM_MB="2048")
         p = self.llama("-ngl", "all", "-ts", "2,1", "-c", "8192", "-np", "2", "--no-webui",
@@ -372,6 +395,8 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(st["tensor_split"], [2, 1])
         self.assertEqual(st["n_gpu_layers"], "all")
         self.assertEqual(st["ctx_size"], 8192)
+        self.assertEqual(st["parallel"], 2)
+        self.assertIs(st["no_webui"], True)
         self.assertEqual(st["argv"][1:3], ["-m", self.gguf])
         be = st["rpc_backends"]
         self.assertEqual([b["endpoint"] for b in be],

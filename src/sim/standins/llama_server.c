@@ -147,12 +147,11 @@ static struct {
     uv_signal_t sigterm, sigint;
     int stopping;
     int ready;
-    int load_failed;
     int argc;
     char **argv;
 
     /* flags */
-    const char *model, *alias, *host, *api_key, *ngl, *split_mode, *mmproj, *lora, *ts_raw;
+    const char *model, *alias, *host, *api_key, *ngl, *split_mode, *mmproj, *lora;
     int port, ctx, np, metrics, embeddings, no_webui, timeout;
     double ts[MAX_SPLIT];
     int nts;
@@ -175,7 +174,6 @@ static struct {
     double prompt_ms_total, predicted_ms_total;
     struct recent recent[RECENT_MAX];
     int nrecent, recent_pos;
-    uint64_t start_ns;
 } S;
 
 static uint64_t now_ns(void)
@@ -709,8 +707,6 @@ static int emit_safe(struct req *r, int final)
     return 0;
 }
 
-static void slot_release(struct req *r);
-
 static void finish_generation(struct req *r)
 {
     r->t_end = now_ns();
@@ -1219,6 +1215,17 @@ static void handle_sim_stats(struct req *r)
         put_json_str(o, S.split_mode, strlen(S.split_mode));
     else
         put(o, "null");
+    put(o, ",\"mmproj\":");
+    if (S.mmproj)
+        put_json_str(o, S.mmproj, strlen(S.mmproj));
+    else
+        put(o, "null");
+    put(o, ",\"lora\":");
+    if (S.lora)
+        put_json_str(o, S.lora, strlen(S.lora));
+    else
+        put(o, "null");
+    PUTF(o, ",\"timeout\":%d,\"no_webui\":%s", S.timeout, S.no_webui ? "true" : "false");
     PUTF(o,
          ",\"embeddings\":%s,\"metrics\":%s,\"api_key\":%s,\"rpc_version\":\"%u.%u.%u\","
          "\"rpc_backends\":[",
@@ -1806,7 +1813,6 @@ static int parse_args(int argc, char **argv)
             S.api_key = v;
         } else if (is(a, "-ts", "--tensor-split")) {
             S.nts = 0;
-            S.ts_raw = v;
             bad = parse_split(v) < 0;
         } else if (is(a, "-sm", "--split-mode")) {
             bad = strcmp(v, "none") && strcmp(v, "layer") && strcmp(v, "row");
@@ -1928,7 +1934,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     S.argc = argc;
     S.argv = argv;
-    S.start_ns = now_ns();
     if (rpc_version_from_env(&S.ver) < 0 ||
         env_double("SOLLOL_SIM_TOKENS_PER_SECOND", 100, 0, &S.tps) < 0 ||
         env_double("SOLLOL_SIM_PROMPT_TPS", 5000, 0, &S.prompt_tps) < 0 ||
