@@ -110,6 +110,7 @@ class RpcServerTest(unittest.TestCase):
         h.rpc_send(s, h.RPC_CMD_DEVICE_COUNT)
         self.assertIsNone(h.rpc_recv(s))
         s.close()
+        h.wait_until(lambda: "Expected HELLO command" in p.stderr_text(), msg="server log")
         reply, s = h.rpc_hello(p.host, p.port, form="v3")
         h.rpc_send(s, 99)  # unknown command
         self.assertIsNone(h.rpc_recv(s))
@@ -426,13 +427,15 @@ class LlamaServerFailureTest(LlamaServerBase):
         res = self.run_llama("-m", self.gguf, "--port", "0", "--rpc", "%s:%d" % (r.host, r.port),
                              env={"SOLLOL_SIM_RPC_VERSION": "3.0.0"})
         self.assertEqual(res.returncode, -signal.SIGABRT)
-        self.assertIn(b"RPC handshake failed", res.stderr)
+        # The 3.x client's empty HELLO is closed without a reply by a 4.x server.
+        self.assertIn(b"Remote RPC server crashed or returned malformed response", res.stderr)
         # Same form, higher server minor: a version mismatch.
         r2 = self.rpc("4.3.0")
         res = self.run_llama("-m", self.gguf, "--port", "0", "--rpc", "%s:%d" % (r2.host, r2.port),
                              env={"SOLLOL_SIM_RPC_VERSION": "4.1.0"})
         self.assertEqual(res.returncode, -signal.SIGABRT)
-        self.assertIn(b"RPC server version mismatch", res.stderr)
+        self.assertIn(b"RPC server version mismatch: 4.3.0", res.stderr)
+        self.assertIn(b"RPC handshake failed for %s:%d" % (r2.host.encode(), r2.port), res.stderr)
         self.assertNotIn(b"listening on", res.stdout)  # aborted before its port opened
 
     @sim_llama_only
@@ -443,6 +446,7 @@ class LlamaServerFailureTest(LlamaServerBase):
         s.close()  # nothing listens there now
         res = self.run_llama("-m", self.gguf, "--port", "0", "--rpc", "127.0.0.1:%d" % port)
         self.assertEqual(res.returncode, -signal.SIGABRT)
+        self.assertIn(b"Failed to connect to 127.0.0.1:%d" % port, res.stderr)
 
     @sim_llama_only
     def test_backend_killed_aborts(self):
@@ -454,7 +458,8 @@ class LlamaServerFailureTest(LlamaServerBase):
         r.popen.wait()
         h.wait_until(lambda: not p.alive(), timeout=10, msg="llama-server exit")
         self.assertEqual(p.popen.returncode, -signal.SIGABRT)
-        self.assertIn("RPC connection to", p.stderr_text())
+        self.assertIn("RPC connection to %s:%d lost" % (r.host, r.port), p.stderr_text())
+        self.assertIn("Remote RPC server crashed or returned malformed response", p.stderr_text())
 
     def test_bad_model_exits_1(self):
         bad = os.path.join(self.tmp.name, "bad.gguf")

@@ -1514,29 +1514,34 @@ static void backend_open(struct backend *b)
 {
     b->fd = tcp_connect(b->host, b->port);
     if (b->fd < 0) {
-        logf_("Failed to connect to %s", b->endpoint);
-        logf_("ggml-rpc.cpp: GGML_ASSERT(sock != nullptr && \"failed to connect to RPC server\")");
+        logf_("ggml-rpc.cpp: Failed to connect to %s", b->endpoint);
         standin_abort();
     }
     uint8_t caps[RPC_CONN_CAPS_SIZE] = {0}, reply[4 + RPC_CONN_CAPS_SIZE];
     if (rpc_call(b, RPC_CMD_HELLO, caps, rpc_hello_request_size(&S.ver), reply,
                  rpc_hello_reply_size(&S.ver)) < 0) {
-        logf_("RPC handshake failed with %s", b->endpoint);
+        /* Closed without a reply: the server wants the other HELLO form. */
+        logf_("ggml-rpc.cpp: Remote RPC server crashed or returned malformed response (HELLO to "
+              "%s)",
+              b->endpoint);
         standin_abort();
     }
     b->ver.major = reply[0];
     b->ver.minor = reply[1];
     b->ver.patch = reply[2];
     if (!rpc_version_compatible(&S.ver, &b->ver)) {
-        logf_("RPC server version mismatch: %u.%u.%u (client %u.%u.%u) at %s", b->ver.major,
-              b->ver.minor, b->ver.patch, S.ver.major, S.ver.minor, S.ver.patch, b->endpoint);
+        logf_("RPC server version mismatch: %u.%u.%u", b->ver.major, b->ver.minor, b->ver.patch);
+        logf_("ggml-rpc.cpp: RPC handshake failed for %s (client protocol %u.%u.%u)", b->endpoint,
+              S.ver.major, S.ver.minor, S.ver.patch);
         standin_abort();
     }
     b->ndev = 1;
     if (rpc_has_device_count(&S.ver)) {
         uint8_t cnt[4];
         if (rpc_call(b, RPC_CMD_DEVICE_COUNT, NULL, 0, cnt, 4) < 0) {
-            logf_("RPC: DEVICE_COUNT failed on %s", b->endpoint);
+            logf_("ggml-rpc.cpp: Remote RPC server crashed or returned malformed response "
+                  "(DEVICE_COUNT to %s)",
+                  b->endpoint);
             standin_abort();
         }
         uint32_t n = rpc_get_u32(cnt);
@@ -1547,7 +1552,9 @@ static void backend_open(struct backend *b)
         rpc_put_u32(arg, (uint32_t)d);
         if (rpc_call(b, RPC_CMD_GET_DEVICE_MEMORY, arg, rpc_has_device_arg(&S.ver) ? 4 : 0, mem,
                      16) < 0) {
-            logf_("RPC: GET_DEVICE_MEMORY failed on %s", b->endpoint);
+            logf_("ggml-rpc.cpp: Remote RPC server crashed or returned malformed response "
+                  "(GET_DEVICE_MEMORY to %s)",
+                  b->endpoint);
             standin_abort();
         }
         b->free_[d] = rpc_get_u64(mem);
@@ -1570,7 +1577,7 @@ static void on_backend_event(uv_poll_t *p, int status, int events)
         return;
     /* An idle RPC connection only ever becomes readable when it closes. */
     logf_("RPC connection to %s lost (%s)", b->endpoint, n == 0 ? "closed by the server" : "error");
-    logf_("ggml-rpc.cpp: GGML_ABORT(\"RPC: remote server %s went away\")", b->endpoint);
+    logf_("ggml-rpc.cpp: Remote RPC server crashed or returned malformed response");
     standin_abort();
 }
 

@@ -84,16 +84,20 @@ static void serve_client(struct rpcsim *s, int fd)
         uint8_t out[8 + 4 + RPC_CONN_CAPS_SIZE];
         size_t outlen = 0;
         /* HELLO must come first, and only then. */
-        if (first != (cmd == RPC_CMD_HELLO)) {
-            fprintf(stderr, "rpc-server: unexpected command %u, closing connection\n", cmd);
+        if (first && cmd != RPC_CMD_HELLO) {
+            fprintf(stderr, "Expected HELLO command, update client\n");
             return;
         }
+        if (!first && cmd == RPC_CMD_HELLO)
+            return; /* HELLO is handled once, before the command loop */
         first = 0;
         switch (cmd) {
         case RPC_CMD_HELLO: {
             if (size != rpc_hello_request_size(&s->ver)) {
-                fprintf(stderr, "rpc-server: HELLO of size %llu, expected %zu: closing\n",
-                        (unsigned long long)size, rpc_hello_request_size(&s->ver));
+                fprintf(stderr,
+                        "HELLO request size mismatch (%llu vs %zu) - client needs upgrade to "
+                        "protocol v%u.x\n",
+                        (unsigned long long)size, rpc_hello_request_size(&s->ver), s->ver.major);
                 return;
             }
             if (size && rpc_read_full(fd, in, (size_t)size, g_stop_pipe[0]) < 0)
@@ -134,7 +138,7 @@ static void serve_client(struct rpcsim *s, int fd)
             break;
         }
         default:
-            fprintf(stderr, "rpc-server: unknown command %u, closing connection\n", cmd);
+            fprintf(stderr, "Unknown command: %u\n", cmd);
             return;
         }
         if (rpc_write_full(fd, out, outlen) < 0)
@@ -311,6 +315,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < ndev; i++)
         printf("  CPU%d: simulated device (%llu MiB, %llu MiB free)\n", i,
                (unsigned long long)(s.total[i] >> 20), (unsigned long long)(s.free_[i] >> 20));
+    printf("  transport      : TCP\n");
     printf("listening on %s:%d\n", host, bound);
 
     for (;;) {
