@@ -360,6 +360,10 @@ class LlamaServerTest(LlamaServerBase):
         results = h.run_parallel([one(i) for i in range(5)])
         self.assertEqual(len(results), 5)
         self.assertTrue(all(r["stop_type"] == "limit" for r in results))
+        # Pacing: 10 tokens at 50/s take at least 200 ms (a load only slows it).
+        for r in results:
+            self.assertGreaterEqual(r["timings"]["predicted_ms"], 190)
+            self.assertLessEqual(r["timings"]["predicted_per_second"], 53)
         st = h.get_json(p.url + "/_sim/stats")
         self.assertEqual(st["max_active"], 2)
         self.assertEqual(st["completed"], 5)

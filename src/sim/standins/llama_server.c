@@ -117,6 +117,7 @@ struct req {
     char *stops[MAX_STOPS];
     int nstops;
     uint64_t prng;
+    uint64_t seed;
     struct sol_buf prompt; /* what the slot cache compares */
     int prompt_n, cache_n;
     int n_done, n_target;
@@ -581,7 +582,7 @@ static void completion_final_fields(struct sol_buf *b, struct req *r)
          ",\"tokens_predicted\":%d,\"tokens_evaluated\":%d,\"generation_settings\":{\"n_predict\":%"
          "d,"
          "\"seed\":%llu},\"prompt\":",
-         r->n_done, r->prompt_n + r->cache_n, r->n_predict, (unsigned long long)r->prng);
+         r->n_done, r->prompt_n + r->cache_n, r->n_predict, (unsigned long long)r->seed);
     put_json_str(b, r->prompt.data ? r->prompt.data : "", r->prompt.len);
     PUTF(b, ",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"%s\",\"stopping_word\":",
          r->stop_type);
@@ -741,7 +742,7 @@ static void on_token_timer(uv_timer_t *t)
         }
         if (S.tps <= 0)
             continue;
-        double due_ms = 1e3 * r->n_done / S.tps;
+        double due_ms = 1e3 * (r->n_done + 1) / S.tps; /* the next token's time */
         double elapsed = ms_between(r->t_prompt_done, now);
         if (due_ms > elapsed) {
             req_timer(r, due_ms - elapsed, on_token_timer);
@@ -917,13 +918,22 @@ static int prompt_text(struct sol_buf *b, const cJSON *p)
     return -1;
 }
 
+static void add_stop(struct req *r, const char *word)
+{
+    if (!*word || r->nstops >= MAX_STOPS)
+        return;
+    r->stops[r->nstops] = strdup(word);
+    if (!r->stops[r->nstops])
+        die_oom();
+    r->nstops++;
+}
+
 static int parse_stop(struct req *r, const cJSON *st)
 {
     if (!st || cJSON_IsNull(st))
         return 0;
     if (cJSON_IsString(st)) {
-        if (*st->valuestring)
-            r->stops[r->nstops++] = strdup(st->valuestring);
+        add_stop(r, st->valuestring);
         return 0;
     }
     if (!cJSON_IsArray(st))
@@ -933,8 +943,7 @@ static int parse_stop(struct req *r, const cJSON *st)
     {
         if (!cJSON_IsString(e))
             return -1;
-        if (*e->valuestring && r->nstops < MAX_STOPS)
-            r->stops[r->nstops++] = strdup(e->valuestring);
+        add_stop(r, e->valuestring);
     }
     return 0;
 }
@@ -998,6 +1007,7 @@ static void handle_generate(struct req *r)
     const cJSON *sd = field(j, "seed");
     if (cJSON_IsNumber(sd) && sd->valuedouble >= 0)
         seed = (uint64_t)sd->valuedouble;
+    r->seed = seed;
     r->prng =
         mix64(fnv1a(0xcbf29ce484222325ULL, r->prompt.data ? r->prompt.data : "", r->prompt.len) ^
               mix64(seed));
