@@ -369,6 +369,40 @@ class LlamaServerTest(LlamaServerBase):
         self.assertEqual(st["completed"], 5)
 
     @sim_llama_only
+    def test_json_mode(self):
+        p = self.llama(env={"SOLLOL_SIM_TOKENS_PER_SECOND": "0"})
+        self.wait_ready(p)
+        res = h.request("POST", p.url + "/v1/chat/completions",
+                        body={"messages": [{"role": "user", "content": "json please"}],
+                              "response_format": {"type": "json_object"}}).json()
+        answer = json.loads(res["choices"][0]["message"]["content"])
+        self.assertIsInstance(answer["answer"], str)
+        self.assertEqual(res["choices"][0]["finish_reason"], "stop")
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        res = h.request("POST", p.url + "/completion",
+                        body={"prompt": "x", "json_schema": schema, "stream": True})
+        events = [json.loads(e[6:]) for e in res.text.split("\n\n") if e]
+        self.assertIn("answer", json.loads("".join(e["content"] for e in events)))
+
+    @sim_llama_only
+    def test_fail_after_tokens(self):
+        p = self.llama(env={"SOLLOL_SIM_FAIL_AFTER_TOKENS": "3"})
+        self.wait_ready(p)
+        res = h.request("POST", p.url + "/v1/chat/completions",
+                        body={"messages": [{"role": "user", "content": "x"}], "stream": True})
+        self.assertEqual(res.status, 200)
+        events = [e for e in res.text.split("\n\n") if e]
+        self.assertNotIn("data: [DONE]", events)
+        last = json.loads(events[-1][6:])
+        self.assertEqual(last["error"]["code"], 500)
+        self.assertEqual(last["error"]["type"], "server_error")
+        res = h.request("POST", p.url + "/completion", body={"prompt": "x"})
+        self.assertEqual(res.status, 500)
+        self.assertEqual(res.json()["error"]["code"], 500)
+        # The slot was freed: the server still answers.
+        self.assertEqual(h.get_json(p.url + "/_sim/stats")["active"], 0)
+
+    @sim_llama_only
     def test_client_disconnect_frees_slot(self):
         p = self.llama("-np", "1", env={"SOLLOL_SIM_TOKENS_PER_SECOND": "20"})
         self.wait_ready(p)
@@ -493,6 +527,17 @@ class LlamaServerFailureTest(LlamaServerBase):
         self.addCleanup(p.close)
         h.wait_until(lambda: not p.alive(), timeout=10, msg="simulated crash")
         self.assertEqual(p.popen.returncode, -signal.SIGABRT)
+
+    @sim_llama_only
+    def test_sigterm_while_loading(self):
+        r = self.rpc()
+        p = self.llama(rpcs=[r], env={"SOLLOL_SIM_LOAD_MS": "60000"})
+        self.assertEqual(h.request("GET", p.url + "/health").status, 503)
+        self.assertEqual(p.stop(), 0)
+        # Its backend connection is gone: the rpc-server serves the next client.
+        reply, s = h.rpc_hello(r.host, r.port, form="v3", timeout=10)
+        self.assertEqual(h.rpc_version_of(reply), (3, 0, 0))
+        s.close()
 
     @sim_llama_only
     def test_sigterm_mid_stream(self):

@@ -114,6 +114,7 @@ struct req {
     int stream;
     int n_predict; /* -1: until end of sequence */
     int limit_given;
+    int json_mode; /* response_format / json_schema: the text is a JSON object */
     char *stops[MAX_STOPS];
     int nstops;
     uint64_t prng;
@@ -161,7 +162,7 @@ static struct {
 
     /* knobs */
     struct rpc_version ver;
-    double tps, prompt_tps, load_ms, crash_ms, default_tokens;
+    double tps, prompt_tps, load_ms, crash_ms, default_tokens, fail_after;
 
     /* scheduling */
     struct slot *slots;
@@ -276,10 +277,22 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 /* Appends the next deterministic token to r->text. */
 static void next_token(struct req *r)
 {
+    /* JSON mode (a grammar-constrained answer): {"answer": "<words>"}, the
+     * braces and quotes being tokens of their own; a limit can cut it. */
+    if (r->json_mode && r->n_done == 0) {
+        put(&r->text, "{\"answer\": \"");
+        r->n_done++;
+        return;
+    }
+    if (r->json_mode && !r->limit_given && r->n_done == r->n_target - 1) {
+        put(&r->text, "\"}");
+        r->n_done++;
+        return;
+    }
     uint64_t x = mix64(r->prng);
     r->prng += 0x9e3779b97f4a7c15ULL;
     const char *w = VOCAB[x & 63];
-    if (r->n_done == 0) {
+    if (r->n_done == (r->json_mode ? 1 : 0)) {
         char first[32];
         snprintf(first, sizeof first, "%s", w);
         if (first[0] >= 'a' && first[0] <= 'z')
@@ -720,6 +733,24 @@ static void finish_generation(struct req *r)
     finish_output(r);
 }
 
+/* SOLLOL_SIM_FAIL_AFTER_TOKENS: the generation fails as llama-server's do
+ * mid-stream, with an error event (no [DONE]), or a 500 when not streamed. */
+static void fail_generation(struct req *r)
+{
+    r->t_end = now_ns();
+    slot_release(r);
+    char msg[96];
+    snprintf(msg, sizeof msg, "simulated failure after %d tokens", r->n_done);
+    if (!r->stream) {
+        req_error(r, 500, "server_error", msg);
+        return;
+    }
+    PUTF(&r->out,
+         "data: {\"error\":{\"code\":500,\"message\":\"%s\",\"type\":\"server_error\"}}\n\n", msg);
+    r->out_done = 1;
+    req_wake(r);
+}
+
 static void on_token_timer(uv_timer_t *t)
 {
     struct req *r = t->data;
@@ -730,6 +761,10 @@ static void on_token_timer(uv_timer_t *t)
     for (;;) {
         next_token(r);
         int stopped = emit_safe(r, 0);
+        if (!stopped && S.fail_after > 0 && r->n_done >= (int)S.fail_after) {
+            fail_generation(r);
+            return;
+        }
         if (stopped) {
             finish_generation(r);
             return;
@@ -1021,7 +1056,14 @@ static void handle_generate(struct req *r)
         req_error(r, 400, "exceed_context_size_error", msg);
         return;
     }
+    const cJSON *rf = field(j, "response_format");
+    const cJSON *rft = cJSON_IsObject(rf) ? field(rf, "type") : NULL;
+    r->json_mode = cJSON_IsObject(field(j, "json_schema")) ||
+                   (cJSON_IsString(rft) && (strcmp(rft->valuestring, "json_object") == 0 ||
+                                            strcmp(rft->valuestring, "json_schema") == 0));
     r->n_target = r->limit_given ? r->n_predict : (int)S.default_tokens;
+    if (r->json_mode && !r->limit_given && r->n_target < 3)
+        r->n_target = 3; /* room for the braces and one word */
     if (r->n_target > ctx_slot - ptok) {
         r->n_target = ctx_slot - ptok; /* the context fills up: a limit */
         r->limit_given = 1;
@@ -1956,7 +1998,8 @@ int main(int argc, char **argv)
         env_double("SOLLOL_SIM_PROMPT_TPS", 5000, 0, &S.prompt_tps) < 0 ||
         env_double("SOLLOL_SIM_LOAD_MS", 200, 0, &S.load_ms) < 0 ||
         env_double("SOLLOL_SIM_CRASH_AFTER_MS", 0, 0, &S.crash_ms) < 0 ||
-        env_double("SOLLOL_SIM_DEFAULT_TOKENS", 16, 0, &S.default_tokens) < 0)
+        env_double("SOLLOL_SIM_DEFAULT_TOKENS", 16, 0, &S.default_tokens) < 0 ||
+        env_double("SOLLOL_SIM_FAIL_AFTER_TOKENS", 0, 0, &S.fail_after) < 0)
         return 1;
     if (parse_args(argc, argv) < 0)
         return 1;
