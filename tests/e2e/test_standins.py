@@ -487,6 +487,26 @@ class LlamaServerFailureTest(LlamaServerBase):
         self.assertIn(b"Failed to connect to 127.0.0.1:%d" % port, res.stderr)
 
     @sim_llama_only
+    def test_busy_backend_blocks_start(self):
+        r = self.rpc()
+        _, holder = h.rpc_hello(r.host, r.port, form="v3")  # another client holds it
+        self.addCleanup(holder.close)
+        port = h.free_port()
+        child = subprocess.Popen([h.standin("llama-server"), "-m", self.gguf, "--port", str(port),
+                                  "--rpc", "%s:%d" % (r.host, r.port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        # Its HELLO is not answered: it waits inside the handshake, no port open yet.
+        time.sleep(0.5)
+        self.assertIsNone(child.poll())
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        # No signal handler yet (as the real one while parsing --rpc): SIGTERM kills it.
+        child.terminate()
+        self.assertEqual(child.wait(timeout=10), -signal.SIGTERM)
+
+    @sim_llama_only
     def test_backend_killed_aborts(self):
         r = self.rpc(check_exit=False)
         p = self.llama(rpcs=[r], test=False)
