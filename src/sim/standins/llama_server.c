@@ -1705,76 +1705,30 @@ static void usage(void)
            "(docs/simulator.md).\n");
 }
 
-/* Flags the stand-in accepts and ignores (tuning of the real server). */
-static const char *const IGNORED_VALUE[] = {"-t",
-                                            "--threads",
-                                            "-tb",
-                                            "--threads-batch",
-                                            "-b",
-                                            "--batch-size",
-                                            "-ub",
-                                            "--ubatch-size",
-                                            "--temp",
-                                            "--seed",
-                                            "-s",
-                                            "-ctk",
-                                            "--cache-type-k",
-                                            "-ctv",
-                                            "--cache-type-v",
-                                            "--threads-http",
-                                            "--chat-template",
-                                            "--reasoning-format",
-                                            "-dev",
-                                            "--device",
-                                            "-mg",
-                                            "--main-gpu",
-                                            "--cache-reuse",
-                                            "--keep",
-                                            "--numa",
-                                            "--log-file",
-                                            "-ot",
-                                            "--override-tensor",
-                                            "--path",
-                                            "--api-key-file",
-                                            "--reasoning-budget",
-                                            "-n",
-                                            "--n-predict",
-                                            "--slot-save-path",
-                                            "--log-verbosity",
-                                            "-lv",
-                                            "--top-k",
-                                            "--top-p",
-                                            "--min-p",
-                                            "--repeat-penalty",
-                                            NULL};
-static const char *const IGNORED_FLAG[] = {"--jinja",
-                                           "--no-mmap",
-                                           "--mlock",
-                                           "-cb",
-                                           "--cont-batching",
-                                           "--log-disable",
-                                           "-v",
-                                           "--verbose",
-                                           "--slots",
-                                           "--no-slots",
-                                           "--props",
-                                           "--no-warmup",
-                                           "--no-kv-offload",
-                                           "-nkvo",
-                                           "--log-colors",
-                                           "--no-context-shift",
-                                           "--context-shift",
-                                           "-kvu",
-                                           "--kv-unified",
-                                           "--swa-full",
-                                           "--offline",
-                                           "--check-tensors",
-                                           NULL};
+/* Flags the stand-in accepts and ignores (tuning of the real server), as
+ * " word " lists for in_words(). */
+static const char IGNORED_VALUE[] =
+    " -t --threads -tb --threads-batch -b --batch-size -ub --ubatch-size --temp "
+    "--seed -s -ctk --cache-type-k -ctv --cache-type-v --threads-http "
+    "--chat-template --reasoning-format -dev --device -mg --main-gpu --cache-reuse "
+    "--keep --numa --log-file -ot --override-tensor --path --api-key-file "
+    "--reasoning-budget -n --n-predict --slot-save-path --log-verbosity -lv --top-k "
+    "--top-p --min-p --repeat-penalty ";
+static const char IGNORED_FLAG[] =
+    " --jinja --no-mmap --mlock -cb --cont-batching --log-disable -v --verbose "
+    "--slots --no-slots --props --no-warmup --no-kv-offload -nkvo --log-colors "
+    "--no-context-shift --context-shift -kvu --kv-unified --swa-full --offline "
+    "--check-tensors ";
 
-static int in_list(const char *const *l, const char *a)
+/* 1 when `a` is one of the space-separated words of `list` (which starts
+ * and ends with a space). */
+static int in_words(const char *list, const char *a)
 {
-    for (; *l; l++)
-        if (strcmp(*l, a) == 0)
+    size_t n = strlen(a);
+    if (n == 0 || strchr(a, ' '))
+        return 0;
+    for (const char *p = strstr(list, a); p; p = strstr(p + 1, a))
+        if (p[-1] == ' ' && p[n] == ' ')
             return 1;
     return 0;
 }
@@ -1791,31 +1745,10 @@ static int parse_args(int argc, char **argv)
     S.ctx = 4096;
     S.np = 1;
     S.timeout = 600;
-    static const char *const VALUED[] = {"-m",
-                                         "--model",
-                                         "--host",
-                                         "--port",
-                                         "-ngl",
-                                         "--n-gpu-layers",
-                                         "--gpu-layers",
-                                         "--rpc",
-                                         "-c",
-                                         "--ctx-size",
-                                         "-np",
-                                         "--parallel",
-                                         "-a",
-                                         "--alias",
-                                         "--api-key",
-                                         "-ts",
-                                         "--tensor-split",
-                                         "-sm",
-                                         "--split-mode",
-                                         "-to",
-                                         "--timeout",
-                                         "--mmproj",
-                                         "-mm",
-                                         "--lora",
-                                         NULL};
+    static const char VALUED[] =
+        " -m --model --host --port -ngl --n-gpu-layers --gpu-layers --rpc -c --ctx-size "
+        "-np --parallel -a --alias --api-key -ts --tensor-split -sm --split-mode -to "
+        "--timeout --mmproj -mm --lora ";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1839,9 +1772,9 @@ static int parse_args(int argc, char **argv)
             if (v && (!strcmp(v, "on") || !strcmp(v, "off") || !strcmp(v, "auto")))
                 i++;
             continue;
-        } else if (in_list(IGNORED_FLAG, a)) {
+        } else if (in_words(IGNORED_FLAG, a)) {
             continue;
-        } else if (!in_list(VALUED, a) && !in_list(IGNORED_VALUE, a)) {
+        } else if (!in_words(VALUED, a) && !in_words(IGNORED_VALUE, a)) {
             fprintf(stderr, "error: invalid argument: %s\n", a);
             return -1;
         }
