@@ -1054,6 +1054,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
 {
     const struct sol_route *route = sol_route_find(url);
     int openai = strncmp(url, "/v1/", 4) == 0;
+    if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, openai,
+                               "sollold is shutting down", &h);
+    }
     if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
