@@ -3,10 +3,9 @@
  * sd_notify): readiness, status lines, reload and stop announcements and
  * watchdog keep-alives, sent as datagrams to $NOTIFY_SOCKET.
  *
- * With libsystemd (found by pkg-config at build time) the messages go
- * through its sd_notify()/sd_watchdog_enabled(); without it, through
- * sol_notify_send() below, which speaks the same protocol (one AF_UNIX
- * SOCK_DGRAM datagram per message, abstract sockets spelled "@name").
+ * The protocol is spoken directly, without libsystemd (notify.c says
+ * why): one AF_UNIX SOCK_DGRAM datagram per message, abstract sockets
+ * spelled "@name".
  * Everything is a no-op when $NOTIFY_SOCKET is unset, so the daemon runs
  * the same outside systemd. Sending never blocks (MSG_DONTWAIT): a
  * manager that does not read is not allowed to stall the loop.
@@ -25,10 +24,9 @@
 int sol_notify(const char *msg);
 
 /*
- * The protocol itself, independent of libsystemd: sends `msg` as one
- * datagram to the AF_UNIX socket `path` ("/run/..." or "@abstract").
- * Returns 1 when sent, -1 on error (errno set). Exposed for tests; used by
- * sol_notify() when built without libsystemd.
+ * Sends `msg` as one datagram to the AF_UNIX socket `path` ("/run/..."
+ * or "@abstract"), never blocking: a full queue is an error (EAGAIN), the
+ * message is dropped. Returns 1 when sent, -1 on error (errno set).
  */
 int sol_notify_send(const char *path, const char *msg);
 

@@ -2492,10 +2492,14 @@ static int build(struct sol_config *cfg, const struct cli_item *items, size_t n_
             return fail(err, errlen, k->key, &src, "%s", why);
     }
 
-    if (cfg->n_nodes == 0 && !cfg->demo)
-        return fail(err, errlen, "nodes", NULL,
-                    "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
-                    "the config file, or --demo for simulated nodes)");
+    /* Discovery may be the only source of nodes (they join once found). */
+    int discovering =
+        cfg->discovery_cidrs && strspn(cfg->discovery_cidrs, " ,") < strlen(cfg->discovery_cidrs);
+    if (cfg->n_nodes == 0 && !cfg->demo && !discovering)
+        return fail(
+            err, errlen, "nodes", NULL,
+            "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
+            "the config file, or --demo for simulated nodes; or discovery.cidrs to find them)");
     return 0;
 }
 

@@ -1,5 +1,12 @@
 /*
- * notify.c - sd_notify, with or without libsystemd (see notify.h).
+ * notify.c - the sd_notify protocol, spoken directly (see notify.h).
+ *
+ * Not libsystemd's sd_notify(): it sends on a blocking socket, and a
+ * datagram socket's queue is only net.unix.max_dgram_qlen (10) messages
+ * deep, so a manager that stops reading would stall the whole loop (the
+ * watchdog pings alone fill it in seconds; the e2e test saw the daemon
+ * hang in sendmsg and ignore SIGTERM). Sending with MSG_DONTWAIT drops a
+ * message instead, which is what a keep-alive or a status line can afford.
  */
 #include "sollol/notify.h"
 
@@ -10,10 +17,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#ifdef SOLLOL_HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 int sol_notify_send(const char *path, const char *msg)
 {
@@ -48,27 +51,14 @@ int sol_notify_send(const char *path, const char *msg)
 
 int sol_notify(const char *msg)
 {
-#ifdef SOLLOL_HAVE_LIBSYSTEMD
-    int rc = sd_notify(0, msg);
-    if (rc < 0) {
-        errno = -rc;
-        return -1;
-    }
-    return rc > 0 ? 1 : 0;
-#else
     const char *path = getenv("NOTIFY_SOCKET");
     if (!path || !*path)
         return 0;
     return sol_notify_send(path, msg);
-#endif
 }
 
 uint64_t sol_notify_watchdog_usec(void)
 {
-#ifdef SOLLOL_HAVE_LIBSYSTEMD
-    uint64_t usec = 0;
-    return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
-#else
     const char *s = getenv("WATCHDOG_USEC");
     if (!s || !*s)
         return 0;
@@ -84,5 +74,4 @@ uint64_t sol_notify_watchdog_usec(void)
             return 0; /* meant for another process (a parent shell, say) */
     }
     return usec;
-#endif
 }
