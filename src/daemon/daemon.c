@@ -132,8 +132,10 @@ void sol_daemon_shutdown(struct sol_daemon *d, void (*on_stopped)(struct sol_dae
 
 int sol_daemon_reload(struct sol_daemon *d)
 {
-    if (d->stopping || d->draining)
+    if (d->stopping || d->draining) {
+        SOL_WARN("reload ignored: shutting down");
         return -1;
+    }
     if (!d->load_config) {
         SOL_WARN("reload: not available in this process");
         return -1;

@@ -459,6 +459,8 @@ static void explain_no_node(struct sol_request *r)
     int installed_somewhere = 0, unknown = 0;
     for (unsigned i = 0; i < t->count; i++) {
         const struct sol_node *n = t->nodes[i];
+        if (n->removed) /* left the table (reload.h) */
+            continue;
         const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
         if (m && m->installed && !m->gone)
             installed_somewhere = 1;
@@ -475,7 +477,7 @@ static void explain_no_node(struct sol_request *r)
         for (unsigned i = 0; i < t->count; i++) {
             const struct sol_node *n = t->nodes[i];
             const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
-            if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
+            if (n->removed || (!(m && m->installed && !m->gone) && n->tags_at_ms != 0))
                 continue;
             const char *state = n->state == SOL_NODE_DOWN            ? "down"
                                 : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
@@ -1110,7 +1112,7 @@ static int pick_pinned_node(struct sol_request *r)
         return 0;
     const char *name = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Node");
     for (unsigned i = 0; name && i < t->count; i++)
-        if (strcmp(t->nodes[i]->name, name) == 0)
+        if (!t->nodes[i]->removed && strcmp(t->nodes[i]->name, name) == 0)
             r->pinned_node = (int)i;
     if (name && r->pinned_node < 0) {
         r->fail_status = 400;

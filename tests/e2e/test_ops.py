@@ -256,6 +256,9 @@ class ReloadTest(unittest.TestCase):
         h.wait_until(lambda: h.get_json(d.url + "/api/stats")["nodes"][0]["url"] == self.b.url,
                      timeout=10, msg="a now at b's address")
         h.wait_until(lambda: up_names(d) == ["a"], timeout=10, msg="the new a up")
+        # The node that left is not shown: one series per name.
+        metrics = h.request("GET", d.url + "/metrics").body.decode()
+        self.assertEqual(metrics.count('sollol_node_up{node="a"}'), 1, metrics)
         r = h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "x", "stream": False,
                                                   "options": {"num_predict": 2}})
         self.assertEqual(r.status, 200)
