@@ -3,7 +3,8 @@
  *
  * One struct sol_node per configured Ollama node. Who writes what (haproxy's
  * split between health checks and balancing):
- *  - identity fields are set once from the config and never change;
+ *  - identity fields are set once from the config and never change (a node
+ *    whose URL changes on reload is a new node, see reload.h);
  *  - health fields (state, breaker, models' installed/loaded facts, probe
  *    round trip) are written only by the health side: active probes
  *    (health.c) and passive outcomes reported through sol_balancer_put();
