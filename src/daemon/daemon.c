@@ -136,8 +136,13 @@ int sol_daemon_reload(struct sol_daemon *d)
         SOL_WARN("reload ignored: shutting down");
         return -1;
     }
+    if (!d->ready) {
+        /* The first probe round decides readiness over the configured
+         * nodes: changing them under it would only muddle that. */
+        SOL_WARN("reload ignored: still starting; send SIGHUP again once ready");
+        return -1;
+    }
     if (!d->load_config) {
-        SOL_WARN("reload: not available in this process");
         return -1;
     }
     notify("RELOADING=1");

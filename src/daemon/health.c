@@ -317,7 +317,8 @@ static void check_first_round(struct sol_health *h)
      * that is up has also told what it has installed and loaded. */
     for (unsigned i = 0; i < h->n_probes; i++) {
         struct sol_health_probe *pr = h->probes[i];
-        if (!pr->done_once && (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
+        if (!pr->done_once && !pr->node->removed &&
+            (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
             return;
     }
     h->first_round_done = 1;
@@ -506,6 +507,7 @@ void sol_health_forget(struct sol_health *h, const struct sol_node *node)
         }
         pr->due_ms = 0; /* probed at once should it come back */
     }
+    check_first_round(h); /* the first round no longer waits for it */
 }
 
 static void on_tick_closed(uv_handle_t *handle)

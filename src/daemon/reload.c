@@ -236,6 +236,12 @@ static void apply_nodes(struct sol_daemon *d, const struct sol_config *next)
     for (size_t j = 0; j < next->n_nodes; j++) {
         const struct sol_node_conf *nc = &next->nodes[j];
         struct sol_node *n = live_by_name(d, nc->name);
+        if (n && n->discovered && same_identity(n, nc)) {
+            /* Found by a scan, now configured: the same node, kept as it is
+             * (no gap in service); discovery no longer ages it out. */
+            SOL_INFO("node %s: now a configured node", n->name);
+            n->discovered = 0;
+        }
         if (n && !n->discovered && same_identity(n, nc)) {
             if (n->max_concurrent != (unsigned)nc->max_concurrent || n->weight != nc->weight)
                 SOL_INFO("node %s: max_concurrent %u -> %d, weight %g -> %g", n->name,
