@@ -47,6 +47,10 @@ static int parse_entry(const char *b, const char *e, int default_port,
     text[len] = '\0';
     int port = default_port;
     char *colon = strchr(text, ':');
+    if (colon && strchr(colon + 1, ':')) {
+        snprintf(why, whylen, "'%s': IPv6 is not scanned (a /64 alone is 2^64 addresses)", text);
+        return -1;
+    }
     if (colon) {
         char *end;
         long p = strtol(colon + 1, &end, 10);

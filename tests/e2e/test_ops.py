@@ -409,6 +409,30 @@ class DiscoveryTest(unittest.TestCase):
         h.wait_until(lambda: node_names(d) == ["127.0.0.2:%d" % s2.port], timeout=15,
                      msg="the vanished one left")
 
+    def test_discovered_node_becomes_configured(self):
+        s2 = h.start_sim("--name", "two", listen="127.0.0.2:0", test=self)
+        tmp = tempfile.TemporaryDirectory(prefix="sollol-disc-")
+        self.addCleanup(tmp.cleanup)
+        path = os.path.join(tmp.name, "c.json")
+        disc = {"cidrs": ["127.0.0.2:%d" % s2.port], "interval_ms": 300, "max_missed": 1,
+                "timeout_ms": 500}
+        write_config(path, [], discovery=disc)
+        d = h.start_process("sollold", ["--config", path], test=self)
+        name = "127.0.0.2:%d" % s2.port
+        h.wait_until(lambda: up_names(d) == [name], timeout=15, msg="found")
+        # Configured now, under the same (default) name: no gap in service.
+        write_config(path, [(name, s2.url, 4)], discovery=disc)
+        d.signal(signal.SIGHUP)
+        h.wait_until(lambda: "now a configured node" in d.stderr_text(), timeout=10,
+                     msg="taken over")
+        self.assertEqual(up_names(d), [name])
+        self.assertNotIn("has left", d.stderr_text())
+        # A configured node does not age out when scans miss it.
+        s2.stop()
+        h.wait_until(lambda: up_names(d) == [], timeout=10, msg="down")
+        time.sleep(1.5)  # several scans
+        self.assertEqual(node_names(d), [name])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -67,7 +67,8 @@ static void test_parse(void)
         {"10.0.0.1:70000", "invalid port"},
         {"10.0.0.1:", "invalid port"},
         {"ollama.local", "not an IPv4 address"},
-        {"::1", "invalid port"},
+        {"::1", "IPv6 is not scanned"},
+        {"[fd00::]/120", "IPv6 is not scanned"},
         {"10.0.0", "not an IPv4 address"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
