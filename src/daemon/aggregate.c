@@ -2,13 +2,13 @@
  * aggregate.c - answers built from the probe table (see aggregate.h).
  */
 #include "sollol/aggregate.h"
-#include "sollol/reload.h"
 
 #include "sollol/breaker.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/metrics.h"
 #include "sollol/model_name.h"
+#include "sollol/reload.h"
 #include "sollol/scorer.h"
 
 #include <cjson/cJSON.h>
