@@ -3,7 +3,8 @@
  *
  * One struct sol_node per configured Ollama node. Who writes what (haproxy's
  * split between health checks and balancing):
- *  - identity fields are set once from the config and never change;
+ *  - identity fields are set once from the config and never change (a node
+ *    whose URL changes on reload is a new node, see reload.h);
  *  - health fields (state, breaker, models' installed/loaded facts, probe
  *    round trip) are written only by the health side: active probes
  *    (health.c) and passive outcomes reported through sol_balancer_put();
@@ -100,6 +101,13 @@ struct sol_node {
     struct curl_slist *headers; /* Host plus configured outbound headers; owned */
     unsigned max_concurrent;    /* slots: at most this many requests in flight */
     double weight;              /* > 0; cost is divided by it (2 = twice as attractive) */
+    /* Membership (written by daemon.c on reload and by discovery): a removed
+     * node is kept down, unprobed and hidden, never freed before the daemon,
+     * so requests, fan-out legs and affinity entries that still point at it
+     * stay valid while what it serves finishes. */
+    unsigned removed : 1;
+    unsigned discovered : 1; /* found by discovery.c, not in the config file */
+    unsigned left_logged : 1;
 
     /* health (written by the health side only) */
     enum sol_node_state state;

@@ -460,6 +460,8 @@ static void explain_no_node(struct sol_request *r)
     int installed_somewhere = 0, unknown = 0;
     for (unsigned i = 0; i < t->count; i++) {
         const struct sol_node *n = t->nodes[i];
+        if (n->removed) /* left the table (reload.h) */
+            continue;
         const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
         if (m && m->installed && !m->gone)
             installed_somewhere = 1;
@@ -476,7 +478,7 @@ static void explain_no_node(struct sol_request *r)
         for (unsigned i = 0; i < t->count; i++) {
             const struct sol_node *n = t->nodes[i];
             const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
-            if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
+            if (n->removed || (!(m && m->installed && !m->gone) && n->tags_at_ms != 0))
                 continue;
             const char *state = n->state == SOL_NODE_DOWN            ? "down"
                                 : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
@@ -1074,6 +1076,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
 {
     const struct sol_route *route = sol_route_find(url);
     int openai = strncmp(url, "/v1/", 4) == 0;
+    if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, openai,
+                               "sollold is shutting down", &h);
+    }
     if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
@@ -1125,7 +1132,7 @@ static int pick_pinned_node(struct sol_request *r)
         return 0;
     const char *name = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Node");
     for (unsigned i = 0; name && i < t->count; i++)
-        if (strcmp(t->nodes[i]->name, name) == 0)
+        if (!t->nodes[i]->removed && strcmp(t->nodes[i]->name, name) == 0)
             r->pinned_node = (int)i;
     if (name && r->pinned_node < 0) {
         r->fail_status = 400;

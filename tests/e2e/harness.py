@@ -4,8 +4,9 @@ Processes
     start_sim(...) / start_process(...) start ``ollama-sim`` / any program of
     the build (``sollold``) that prints ``listening on HOST:PORT`` on stdout
     when ready, and return a :class:`Proc`. A Proc is a context manager and
-    is always stopped (SIGTERM, then SIGKILL) when the block or the test ends;
-    pass ``test=self`` to register the cleanup with unittest.
+    is always stopped (SIGTERM, a second SIGTERM after 2 s, then SIGKILL)
+    when the block or the test ends; pass ``test=self`` to register the
+    cleanup with unittest.
 
 HTTP
     request(method, url, body, headers) -> Response(status, headers, body)
@@ -140,14 +141,21 @@ class Proc:
             self.popen.send_signal(sig)
 
     def stop(self, timeout=10.0):
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status
-        (negative for a signal, as subprocess reports it). Idempotent."""
+        """SIGTERM; if still running after 2 s, SIGTERM again (sollold lets
+        running requests finish for its grace period after the first one and
+        stops at once on the second); SIGKILL after `timeout` in all. Returns
+        the exit status (negative for a signal, as subprocess reports it).
+        Idempotent."""
         if self.returncode is not None:
             return self.returncode
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(signal.SIGTERM)
-                self.popen.wait(timeout=timeout)
+                try:
+                    self.popen.wait(timeout=min(2.0, timeout))
+                except subprocess.TimeoutExpired:
+                    self.popen.send_signal(signal.SIGTERM)
+                    self.popen.wait(timeout=max(0.1, timeout - 2.0))
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
