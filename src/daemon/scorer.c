@@ -137,7 +137,7 @@ static double busy_wait(const struct sol_node *n, unsigned queued, double svc, d
     unsigned cnt = n->n_running < ETA_SCAN_MAX ? n->n_running : ETA_SCAN_MAX;
     if (cnt == 0)
         return queued * svc / k;
-    double rem[ETA_SCAN_MAX];
+    double rem[ETA_SCAN_MAX] = {0}; /* (filled below; cppcheck cannot see it) */
     for (unsigned i = 0; i < cnt; i++) {
         uint64_t e = n->running_eta[i];
         double r = e >= now_ms ? (double)(e - now_ms) : (double)(now_ms - e);
