@@ -101,6 +101,15 @@ struct sol_config {
     int typical_predict;
     double affinity_prompt_fraction;
 
+    unsigned shutdown_grace_ms; /* SIGTERM: time in-flight requests get to finish */
+
+    char *discovery_cidrs;          /* "CIDR[:PORT],..." ("" = no discovery) */
+    int discovery_port;             /* port for ranges that name none */
+    unsigned discovery_interval_ms; /* between scans */
+    unsigned discovery_timeout_ms;  /* per scanned address */
+    int discovery_concurrency;      /* addresses probed at once */
+    int discovery_max_missed;       /* missed scans before a found node leaves */
+
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */
 
@@ -228,6 +237,9 @@ enum sol_config_type {
 #define SOL_CK_REPEAT   0x2u /* flag may be repeated; values accumulate */
 #define SOL_CK_REQUIRED 0x4u /* must be present (node rows) */
 #define SOL_CK_SECRET   0x8u /* printed as "<redacted>" by sol_config_to_json */
+#define SOL_CK_LIST                                                                                \
+    0x10u /* STRING that the file may also give as an array of strings                             \
+             (stored comma-separated, as env and flags give it) */
 
 struct sol_config_key {
     const char *key;          /* JSON key, "a.b" = nested object; NULL = not in the file */

@@ -6,6 +6,7 @@
  * not parse or is out of bounds fails the unit test instead of shipping.
  */
 #include "sollol/config.h"
+#include "sollol/discovery.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -35,6 +36,7 @@
 static int derive_listen(void *obj, char *why, size_t whylen);
 static int derive_node_url(void *obj, char *why, size_t whylen);
 static int check_node_name(void *obj, char *why, size_t whylen);
+static int check_discovery_cidrs(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -125,7 +127,7 @@ const struct sol_config_key sol_config_keys[] = {
      .env = "SOLLOL_WAIT_FOR_FASTER",
      .flag = "wait-for-faster",
      .type = SOL_CONF_BOOL,
-     .def = "false",
+     .def = "true",
      .offset = CFG(wait_for_faster),
      .doc = "Cost mode: a queued request may wait for a busy faster node rather than take a "
             "free slot elsewhere"},
@@ -340,6 +342,76 @@ const struct sol_config_key sol_config_keys[] = {
      .max = 1,
      .offset = CFG(affinity_prompt_fraction),
      .doc = "Share of the prompt time the node holding a conversation's prefix pays"},
+    {.key = "shutdown.grace_ms",
+     .env = "SOLLOL_SHUTDOWN_GRACE",
+     .flag = "shutdown-grace",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30s",
+     .min = 0,
+     .max = 86400000, /* 24h */
+     .offset = CFG(shutdown_grace_ms),
+     .doc = "On SIGTERM/SIGINT, time in-flight requests get to finish before they are cut"},
+    {.key = "discovery.cidrs",
+     .env = "SOLLOL_DISCOVERY_CIDRS",
+     .flag = "discover",
+     .metavar = "CIDR[:PORT],...",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(discovery_cidrs),
+     .flags = SOL_CK_LIST,
+     .after_set = check_discovery_cidrs,
+     .doc = "IPv4 ranges scanned for Ollama nodes (list or comma-separated; empty = off)"},
+    {.key = "discovery.port",
+     .env = "SOLLOL_DISCOVERY_PORT",
+     .flag = "discovery-port",
+     .metavar = "PORT",
+     .type = SOL_CONF_INT,
+     .def = "11434",
+     .min = 1,
+     .max = 65535,
+     .offset = CFG(discovery_port),
+     .doc = "Port scanned in ranges that name none"},
+    {.key = "discovery.interval_ms",
+     .env = "SOLLOL_DISCOVERY_INTERVAL",
+     .flag = "discovery-interval",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "60s",
+     .min = 200,
+     .max = 86400000, /* 24h */
+     .offset = CFG(discovery_interval_ms),
+     .doc = "Time between two discovery scans"},
+    {.key = "discovery.timeout_ms",
+     .env = "SOLLOL_DISCOVERY_TIMEOUT",
+     .flag = "discovery-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "1s",
+     .min = 10,
+     .max = 60000,
+     .offset = CFG(discovery_timeout_ms),
+     .doc = "Connect-and-answer time allowed to one scanned address"},
+    {.key = "discovery.concurrency",
+     .env = "SOLLOL_DISCOVERY_CONCURRENCY",
+     .flag = "discovery-concurrency",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "32",
+     .min = 1,
+     .max = 1024,
+     .offset = CFG(discovery_concurrency),
+     .doc = "Scanned addresses in flight at most"},
+    {.key = "discovery.max_missed",
+     .env = "SOLLOL_DISCOVERY_MAX_MISSED",
+     .flag = "discovery-max-missed",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "3",
+     .min = 1,
+     .max = 1000,
+     .offset = CFG(discovery_max_missed),
+     .doc = "Scans in a row a discovered node may miss before it leaves the table"},
     {.key = "log_level",
      .env = "SOLLOL_LOG_LEVEL",
      .flag = "log-level",
@@ -1110,6 +1182,13 @@ static int derive_node_url(void *obj, char *why, size_t whylen)
     return 0;
 }
 
+static int check_discovery_cidrs(void *obj, char *why, size_t whylen)
+{
+    const struct sol_config *cfg = obj;
+    /* Syntax and size only: the scan itself is discovery.c's. */
+    return sol_discovery_parse(cfg->discovery_cidrs, SOL_OLLAMA_DEFAULT_PORT, NULL, why, whylen);
+}
+
 static int check_node_name(void *obj, char *why, size_t whylen)
 {
     const struct sol_node_conf *n = obj;
@@ -1248,6 +1327,39 @@ static int json_whole(const cJSON *v, double lo, double hi)
 
 static int set_headers(struct sol_node_conf *n, const cJSON *v, char *why, size_t whylen);
 
+/* A list key given as a JSON array of strings: stored comma-separated, the
+ * form the environment and flags use, so one parser serves all three. */
+static int set_list(void *obj, const struct sol_config_key *k, const cJSON *arr, char *why,
+                    size_t whylen)
+{
+    size_t len = 1;
+    const cJSON *it;
+    int idx = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it) || strchr(it->valuestring, ',')) {
+            snprintf(why, whylen, "[%d]: expected a string without commas, got %s", idx,
+                     cJSON_IsString(it) ? "a list" : json_type_name(it));
+            return -1;
+        }
+        len += strlen(it->valuestring) + 1;
+        idx++;
+    }
+    char *text = malloc(len);
+    if (!text)
+        return oom(why, whylen);
+    text[0] = '\0';
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (text[0])
+            strcat(text, ",");
+        strcat(text, it->valuestring);
+    }
+    int rc = store_string(obj, k, text, why, whylen);
+    free(text);
+    return rc;
+}
+
 /* Sets a scalar (or a node's headers) from a JSON value of the file. */
 static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, char *why,
                     size_t whylen)
@@ -1255,6 +1367,8 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
     switch (k->type) {
     case SOL_CONF_STRING:
     case SOL_CONF_ENUM:
+        if (k->type == SOL_CONF_STRING && (k->flags & SOL_CK_LIST) && cJSON_IsArray(v))
+            return set_list(obj, k, v, why, whylen);
         if (!cJSON_IsString(v))
             break;
         return set_text(obj, k, v->valuestring, why, whylen);
@@ -2378,10 +2492,14 @@ static int build(struct sol_config *cfg, const struct cli_item *items, size_t n_
             return fail(err, errlen, k->key, &src, "%s", why);
     }
 
-    if (cfg->n_nodes == 0 && !cfg->demo)
-        return fail(err, errlen, "nodes", NULL,
-                    "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
-                    "the config file, or --demo for simulated nodes)");
+    /* Discovery may be the only source of nodes (they join once found). */
+    int discovering =
+        cfg->discovery_cidrs && strspn(cfg->discovery_cidrs, " ,") < strlen(cfg->discovery_cidrs);
+    if (cfg->n_nodes == 0 && !cfg->demo && !discovering)
+        return fail(
+            err, errlen, "nodes", NULL,
+            "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
+            "the config file, or --demo for simulated nodes; or discovery.cidrs to find them)");
     return 0;
 }
 
@@ -2435,9 +2553,19 @@ int sol_config_from_args(struct sol_config *cfg, int argc, char **argv, char **e
         *action = SOL_CONFIG_EXIT_OK;
     } else if (actions & ACT_CHECK) {
         int v6 = strchr(cfg->listen_host, ':') != NULL;
-        fprintf(out, "configuration OK: listen %s%s%s:%d, %zu node%s%s%s%s\n", v6 ? "[" : "",
+        struct sol_discovery_targets dt = {0};
+        char disc[64] = "";
+        if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &dt, disc,
+                                sizeof disc) == 0 &&
+            dt.hosts)
+            snprintf(disc, sizeof disc, ", discovery over %u address%s", dt.hosts,
+                     dt.hosts == 1 ? "" : "es");
+        else
+            disc[0] = '\0';
+        sol_discovery_targets_free(&dt);
+        fprintf(out, "configuration OK: listen %s%s%s:%d, %zu node%s%s%s%s%s\n", v6 ? "[" : "",
                 *cfg->listen_host ? cfg->listen_host : "*", v6 ? "]" : "", cfg->listen_port,
-                cfg->n_nodes, cfg->n_nodes == 1 ? "" : "s", cfg->demo ? ", demo mode" : "",
+                cfg->n_nodes, cfg->n_nodes == 1 ? "" : "s", disc, cfg->demo ? ", demo mode" : "",
                 cfg->config_path ? ", file " : "", cfg->config_path ? cfg->config_path : "");
         *action = SOL_CONFIG_EXIT_OK;
     }

@@ -514,7 +514,7 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
         family(o, names[k], "counter", helps[k]);
         unsigned nn = v->table->count < m->n_nodes ? v->table->count : m->n_nodes;
         for (unsigned n = 0; n < nn; n++)
-            for (unsigned j = 0; j < m->n_models; j++) {
+            for (unsigned j = 0; j < m->n_models && !v->table->nodes[n]->removed; j++) {
                 size_t slot = (size_t)n * (SOL_METRICS_MAX_MODELS + 1) + j;
                 if (!m->gen_tokens[slot] && !m->prompt_tokens[slot])
                     continue;
@@ -527,6 +527,15 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
     }
 }
 
+/* The next node at or after *i that is in service: one that left (reload.h)
+ * is not shown, and its name may be in use by its successor. */
+static const struct sol_node *live_node(const struct sol_node_table *t, unsigned *i)
+{
+    while (*i < t->count && t->nodes[*i]->removed)
+        (*i)++;
+    return *i < t->count ? t->nodes[*i] : NULL;
+}
+
 static const char *state_label(enum sol_node_state s)
 {
     return s == SOL_NODE_UP ? "up" : s == SOL_NODE_DOWN ? "down" : "misconfigured";
@@ -537,7 +546,7 @@ static void node_gauge(struct out *o, const char *name, const char *type, const 
 {
     family(o, name, type, help);
     const struct sol_node *n;
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++) {
         put(o, name);
         label(o, 1, "node", n->name);
         put(o, "}");
@@ -577,7 +586,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_state", "gauge",
            "The node's probe state, one-hot over up, down and misconfigured.");
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++) {
         static const enum sol_node_state states[3] = {SOL_NODE_UP, SOL_NODE_DOWN,
                                                       SOL_NODE_MISCONFIGURED};
         for (int i = 0; i < 3; i++) {
@@ -605,7 +614,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_model_loaded", "gauge",
            "1 when the node's last /api/ps listed the model, 0 when only installed.");
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *nm = &n->models[j];
             if (!nm->installed && !nm->loaded)
@@ -624,7 +633,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
         "Learned prompt evaluation speed of the model on the node (moving average)."};
     for (int k = 0; k < 2; k++) {
         family(o, tps_names[k], "gauge", tps_helps[k]);
-        for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+        for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
             for (unsigned j = 0; j < n->n_models; j++) {
                 const struct sol_node_model *nm = &n->models[j];
                 double tps = k ? nm->prompt_tps : nm->gen_tps;

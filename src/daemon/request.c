@@ -144,6 +144,7 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
             .model_key = r->score.model_key,
             .ttfb_ms = r->ttfb_ms,
             .prompt_cached = r->aff_remembered && (int)r->node->index == r->score.affinity_node,
+            .eta_ms = r->node_eta_ms,
         };
         if (result == SOL_ATTEMPT_OK && r->tail_len && !r->openai) {
             rep.eval_count = tail_number(r, "eval_count");
@@ -461,6 +462,8 @@ static void explain_no_node(struct sol_request *r)
     int installed_somewhere = 0, unknown = 0;
     for (unsigned i = 0; i < t->count; i++) {
         const struct sol_node *n = t->nodes[i];
+        if (n->removed) /* left the table (reload.h) */
+            continue;
         const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
         if (m && m->installed && !m->gone)
             installed_somewhere = 1;
@@ -477,7 +480,7 @@ static void explain_no_node(struct sol_request *r)
         for (unsigned i = 0; i < t->count; i++) {
             const struct sol_node *n = t->nodes[i];
             const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
-            if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
+            if (n->removed || (!(m && m->installed && !m->gone) && n->tags_at_ms != 0))
                 continue;
             const char *state = n->state == SOL_NODE_DOWN            ? "down"
                                 : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
@@ -562,9 +565,9 @@ static int attempt_start(struct sol_request *r)
         if (r->pinned_node >= 0)
             n = r->tried.count ? NULL
                                : sol_balancer_get_node(&d->balancer, d->table.nodes[r->pinned_node],
-                                                       &r->score);
+                                                       &r->score, &r->node_eta_ms);
         else
-            n = sol_balancer_get(&d->balancer, &r->score, &ex);
+            n = sol_balancer_get(&d->balancer, &r->score, &ex, &r->node_eta_ms);
         /* The dashboard's recent decisions (dashboard.c). */
         static const char *const modes[] = {"cost", "round_robin", "least_conn"};
         int by_scorer = r->pinned_node < 0 && d->balancer.mode == SOL_ROUTING_COST;
@@ -687,33 +690,52 @@ static struct sol_request *from_entry(const struct sol_queue_entry *e)
 }
 
 /*
+ * Waiting for a busy node must save more than this, relative to the best
+ * free node's cost and at least WAIT_MIN_SAVING_S, before a request passes
+ * up a free slot: the wait is an estimate (the running requests' ends are
+ * predicted from their num_predict and learned speeds) and a request that
+ * waits for nothing has lost time for sure.
+ */
+#define WAIT_MIN_SAVING_REL 0.25
+#define WAIT_MIN_SAVING_S   0.5
+
+/*
  * May this waiting request start now? By default (and in the comparison
  * modes): when some eligible node has a free slot, and the scorer then
  * picks among the free ones. With routing.wait_for_faster, in cost mode,
- * the scorer decides with every node's expected wait priced in: a request
- * whose best node is busy keeps
+ * the scorer first prices every node with its expected wait (from the
+ * expected ends of the requests running there): when the best node is
+ * busy and beats the best free node by a clear margin, the request keeps
  * waiting for it rather than take a free slot on a node that would finish
  * it later (a slow node's free slot is not a bargain). Requests ahead in
- * the queue that already chose to wait for a node count as that node's
- * load (d->reserved), so the queue spreads over nodes instead of everyone
+ * the queue that chose to wait for a node count as that node's load
+ * (d->reserved), so the queue spreads over nodes instead of everyone
  * waiting for the fastest one.
  */
 static int can_start_now(const struct sol_queue_entry *e, void *ud)
 {
     struct sol_daemon *d = ud;
     struct sol_score_req q = from_entry(e)->score;
-    if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster) {
-        q.free_slot_only = 1;
+    q.free_slot_only = 1;
+    if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster)
         return sol_balancer_has_alternative(&d->balancer, &q);
-    }
-    q.free_slot_only = 0;
+    uint64_t now = sol_now_ms(d);
+    struct sol_scorer *sc = &d->balancer.scorer;
     q.extra_in_flight = d->reserved;
-    struct sol_node *best =
-        sol_scorer_pick(&d->balancer.scorer, &d->table, &q, sol_now_ms(d), NULL);
+    struct sol_node *best_free = sol_scorer_pick(sc, &d->table, &q, now, NULL);
+    q.free_slot_only = 0;
+    struct sol_node *best = sol_scorer_pick(sc, &d->table, &q, now, NULL);
     if (!best)
         return 0;
     if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
         return 1;
+    if (best_free) {
+        double cost_free = sol_scorer_cost(sc, best_free, &q, now);
+        double saving = cost_free - sol_scorer_cost(sc, best, &q, now);
+        double need = cost_free * WAIT_MIN_SAVING_REL;
+        if (!(saving > (need > WAIT_MIN_SAVING_S ? need : WAIT_MIN_SAVING_S)))
+            return 1;
+    }
     d->reserved[best->index]++;
     return 0;
 }
@@ -1093,6 +1115,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
 {
     const struct sol_route *route = sol_route_find(url);
     int openai = strncmp(url, "/v1/", 4) == 0;
+    if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, openai,
+                               "sollold is shutting down", &h);
+    }
     if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
@@ -1163,7 +1190,7 @@ static int pick_pinned_node(struct sol_request *r)
         return 0;
     const char *name = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Node");
     for (unsigned i = 0; name && i < t->count; i++)
-        if (strcmp(t->nodes[i]->name, name) == 0)
+        if (!t->nodes[i]->removed && strcmp(t->nodes[i]->name, name) == 0)
             r->pinned_node = (int)i;
     if (name && r->pinned_node < 0) {
         r->fail_status = 400;

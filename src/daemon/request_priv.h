@@ -71,6 +71,7 @@ struct sol_request {
     char node_name[128];   /* node that answered (for headers and logs) */
     struct sol_tried tried;
     uint64_t deadline_ms; /* 0 = none (paused by a slow client) */
+    uint64_t node_eta_ms; /* the attempt's expected end, from sol_balancer_get() */
     int attempt_running;
     uint64_t attempt_started_ms;
     double ttfb_ms;
