@@ -14,7 +14,9 @@
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/health.h"
+#include "sollol/limits.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
@@ -50,6 +52,8 @@ struct sol_daemon {
     int dispatch_pending;
     uint64_t retries_total;     /* attempts after the first, all requests */
     struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
+    struct sol_auth auth;       /* API keys and rate limits (auth.c) */
+    struct sol_limits limits;   /* per-connection limits (limits.c) */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;

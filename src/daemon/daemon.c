@@ -8,6 +8,8 @@
 #include "sollol/log.h"
 #include "sollol/request.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ static void on_sweep(uv_timer_t *t)
     struct sol_daemon *d = t->data;
     uv_update_time(d->loop);
     sol_request_sweep(d, sol_now_ms(d));
+    sol_limits_sweep(&d->limits, sol_now_ms(d)); /* slow headers (limits.c) */
     sol_request_expire_queue(d, sol_now_ms(d));
     /* A node that came up or a breaker that closed can take waiting work:
      * nothing else signals those, so look at every sweep. */
@@ -133,6 +136,20 @@ static void on_model_gone(void *ud, const struct sol_node *n)
     sol_health_refresh_tags(&d->health, n);
 }
 
+/* Nonzero when the listening socket is bound to a loopback address only. */
+static int listens_on_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    return 0;
+}
+
 static void announce(struct sol_daemon *d)
 {
     const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
@@ -217,16 +234,35 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         d->affinity_on = 1;
     }
 
+    if (sol_auth_init(&d->auth, cfg->auth_keys, cfg->auth_keys_file, cfg->auth_public, err,
+                      errlen) < 0)
+        return -1;
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
         return -1;
+    if (!sol_auth_enabled(&d->auth) && !listens_on_loopback(d->listen_fd))
+        SOL_WARN("no API keys configured and listening on a non-loopback address: anyone who "
+                 "can reach this port can use every node (see docs/security.md)");
+    /* Limits (docs/security.md): MHD enforces the hard ones itself. */
+    struct sol_limits_conf lc = {
+        .max_url_bytes = cfg->max_url_bytes,
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_per_client = (unsigned)cfg->max_connections_per_client,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .idle_timeout_ms = cfg->client_idle_timeout_ms,
+    };
+    sol_limits_init(&d->limits, loop, &lc);
+    unsigned idle_s = (cfg->client_idle_timeout_ms + 999) / 1000;
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
+        sol_limits_on_connection, &d->limits, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);
@@ -352,6 +388,7 @@ void sol_daemon_free(struct sol_daemon *d)
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);
     sol_metrics_free(&d->metrics); /* GET /metrics (metrics.c) */
+    sol_auth_free(&d->auth);
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

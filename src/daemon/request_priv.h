@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 struct sol_daemon;
+struct sol_auth_key;
 struct sol_fanout_leg;
 struct sol_embed_split; /* embed.c */
 
@@ -28,7 +29,6 @@ struct sol_embed_split; /* embed.c */
 #define STREAM_HIGH_WATER (256 * 1024)
 #define STREAM_LOW_WATER  (64 * 1024)
 #define MHD_BLOCK_SIZE    (32 * 1024)
-#define JSON_MAX_DEPTH    128
 #define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
 #define EXPLAIN_HEADER    1024
 
@@ -42,7 +42,8 @@ enum req_state {
 
 struct sol_request {
     struct sol_daemon *d;
-    struct MHD_Connection *conn; /* NULL once MHD completed the request */
+    struct MHD_Connection *conn;         /* NULL once MHD completed the request */
+    const struct sol_auth_key *auth_key; /* caller's API key (auth.c); NULL when none needed */
     int refs;
     struct sol_request *prev, *next; /* d->requests */
 
