@@ -453,7 +453,8 @@ void sol_auth_check(struct sol_auth *a, const char *path, int admin_route,
         k->last_ms = now_ms;
         if (k->tokens < 1.0) {
             double wait_ms = (1.0 - k->tokens) / k->rate_per_ms;
-            v->retry_after_s = (unsigned)ceil(wait_ms / 1000.0);
+            /* The epsilon absorbs rounding in the rate (1/h is not exact). */
+            v->retry_after_s = (unsigned)ceil(wait_ms / 1000.0 - 1e-6);
             if (v->retry_after_s == 0)
                 v->retry_after_s = 1;
             v->status = 429;
