@@ -61,10 +61,24 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
 
 static void arm_timer(struct sol_mhd_uv *glue);
 
+static unsigned connections(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return i ? i->num_connections : 0;
+}
+
 static void run_mhd(struct sol_mhd_uv *glue)
 {
     glue->kick_pending = 0;
+    unsigned before = connections(glue->daemon);
     MHD_run(glue->daemon);
+    /* At its connection limit MHD stops watching the listening socket and
+     * puts it back only at the start of a later run. Connections that closed
+     * in this run may have freed a slot: run again, or a client waiting in
+     * the backlog would wait for an unrelated event. */
+    if (connections(glue->daemon) < before)
+        glue->kick_pending = 1;
     arm_timer(glue);
 }
 
