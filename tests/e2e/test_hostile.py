@@ -353,5 +353,41 @@ class ConnectionLimitsTest(unittest.TestCase):
         self.assertEqual(h.request("GET", d.url + "/api/version").status, 200)
 
 
+class UpstreamLimitTest(unittest.TestCase):
+    def start(self, *extra):
+        sim = h.start_sim("--tokens-per-second", "40", "--parallel", "4",
+                          models=(MODEL + ",loaded",), test=self)
+        d = h.start_process("sollold", ["--listen", "127.0.0.1:0", "--node", "a=" + sim.url] +
+                            PROBES + [str(a) for a in extra], test=self)
+        h.wait_until(lambda: h.post_json(d.url + "/api/chat", {
+            "model": MODEL, "messages": [], "stream": False,
+            "options": {"num_predict": 1}}).status == 200, timeout=10, msg="node up")
+        return d
+
+    def chat(self, d):
+        # (An empty "messages" only loads the model: Ollama answers at once.)
+        return h.post_json(d.url + "/api/chat", {
+            "model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False,
+            "options": {"num_predict": 12}}, timeout=30)
+
+    def test_transfers_beyond_the_limit_wait(self):
+        # The node takes 4 at once; the daemon-wide limit lets one through.
+        d = self.start("--max-upstream", "1")
+        rs = h.run_parallel([lambda: self.chat(d) for _ in range(3)])
+        self.assertEqual([r.status for r in rs], [200, 200, 200])
+        waited = sorted(int(r.headers["x-sollol-queue-ms"]) for r in rs)
+        # Each takes ~300 ms at 40 tokens/s: the last waited for two of them.
+        self.assertGreaterEqual(waited[-1], 300, waited)
+
+    def test_without_queue_the_excess_is_refused(self):
+        d = self.start("--max-upstream", "1", "--queue-max", "0")
+        rs = h.run_parallel([lambda: self.chat(d) for _ in range(3)])
+        codes = sorted(r.status for r in rs)
+        self.assertIn(200, codes)
+        self.assertIn(503, codes, codes)
+        busy = [r for r in rs if r.status == 503][0]
+        self.assertIn("requests in flight to the nodes (limit)", busy.json()["error"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

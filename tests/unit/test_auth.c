@@ -7,6 +7,7 @@
 #include "check.h"
 
 #include "sollol/auth.h"
+#include "sollol/config.h"
 #include "sollol/routes.h"
 #include "sollol/sha256.h"
 
@@ -345,6 +346,41 @@ static void test_models_and_fairness(void)
     sol_auth_free(&a);
 }
 
+/* The config reports auth errors like any other key, so --check-config
+ * catches them before the daemon starts. */
+static void test_config_keys(void)
+{
+    struct sol_config cfg;
+    enum sol_config_action act;
+    char err[512];
+    char *bad[] = {"sollold", "--node", "127.0.0.1:9", "--auth-keys", "[{\"name\":\"a\"}]", NULL};
+    CHECK(sol_config_from_args(&cfg, 5, bad, NULL, &act, NULL, err, sizeof err) < 0, "bad key");
+    CHECK(strstr(err, "config: auth.keys: [0]: give exactly one of \"sha256\"") != NULL, "%s", err);
+    CHECK(strstr(err, "(flag --auth-keys)") != NULL, "%s", err);
+    sol_config_free(&cfg);
+    char *env[] = {"SOLLOL_AUTH_PUBLIC=[\"metrics\"]", NULL};
+    char *ok[] = {"sollold", "--node", "127.0.0.1:9", NULL};
+    CHECK(sol_config_from_args(&cfg, 3, ok, env, &act, NULL, err, sizeof err) < 0, "bad public");
+    CHECK(strstr(err, "config: auth.public: [0]: expected a path") != NULL, "%s", err);
+    CHECK(strstr(err, "(env SOLLOL_AUTH_PUBLIC)") != NULL, "%s", err);
+    sol_config_free(&cfg);
+    char *file[] = {"sollold", "--node", "127.0.0.1:9", "--auth-keys-file", "/nonexistent/k", NULL};
+    CHECK(sol_config_from_args(&cfg, 5, file, NULL, &act, NULL, err, sizeof err) < 0, "no file");
+    CHECK(strstr(err, "config: auth.keys_file: cannot open '/nonexistent/k'") != NULL, "%s", err);
+    sol_config_free(&cfg);
+    char keys_arg[1100];
+    snprintf(keys_arg, sizeof keys_arg, "%s", keys_json);
+    char *good[] = {"sollold", "--node", "127.0.0.1:9", "--auth-keys", keys_arg, NULL};
+    CHECK(sol_config_from_args(&cfg, 5, good, NULL, &act, NULL, err, sizeof err) == 0, "%s", err);
+    struct sol_auth a;
+    CHECK(sol_auth_init(&a, cfg.auth_keys, cfg.auth_keys_file, cfg.auth_public, err, sizeof err) ==
+              0,
+          "%s", err);
+    CHECK(a.n_keys == 2 && a.n_public == 0, "keys from the config");
+    sol_auth_free(&a);
+    sol_config_free(&cfg);
+}
+
 int main(int argc, char **argv)
 {
     const char *root = argc > 1 ? argv[1] : ".";
@@ -357,5 +393,6 @@ int main(int argc, char **argv)
     test_decisions();
     test_rate_limit();
     test_models_and_fairness();
+    test_config_keys();
     return check_summary();
 }
