@@ -32,9 +32,11 @@ unsigned sol_limits_mhd_per_ip(const struct sol_limits *l)
 
 size_t sol_limits_mhd_pool(const struct sol_limits *l)
 {
-    /* The pool holds the request line, the header fields and the read
-     * buffer; 64 KiB of slack keeps body reads efficient. */
-    return (size_t)(l->conf.max_url_bytes + l->conf.max_header_bytes) + 64 * 1024;
+    /* The pool holds the request line, the header fields, the read buffer
+     * and the response's write buffer (32 KiB blocks): 64 KiB of slack, and
+     * never less than the 128 KiB that streaming was tuned with. */
+    size_t n = (size_t)(l->conf.max_url_bytes + l->conf.max_header_bytes) + 64 * 1024;
+    return n < 128 * 1024 ? 128 * 1024 : n;
 }
 
 static uint64_t now_ms(const struct sol_limits *l)
