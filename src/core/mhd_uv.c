@@ -1,5 +1,6 @@
 #include "sollol/mhd_uv.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -57,6 +58,19 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
             *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     return fd;
+}
+
+int sol_socket_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    return 0;
 }
 
 static void arm_timer(struct sol_mhd_uv *glue);

@@ -8,8 +8,6 @@
 #include "sollol/log.h"
 #include "sollol/request.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,20 +134,6 @@ static void on_model_gone(void *ud, const struct sol_node *n)
     sol_health_refresh_tags(&d->health, n);
 }
 
-/* Nonzero when the listening socket is bound to a loopback address only. */
-static int listens_on_loopback(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    if (ss.ss_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
-    return 0;
-}
-
 static void announce(struct sol_daemon *d)
 {
     const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
@@ -241,7 +225,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
         return -1;
-    if (!sol_auth_enabled(&d->auth) && !listens_on_loopback(d->listen_fd))
+    if (!sol_auth_enabled(&d->auth) && !sol_socket_is_loopback(d->listen_fd))
         SOL_WARN("no API keys configured and listening on a non-loopback address: anyone who "
                  "can reach this port can use every node (see docs/security.md)");
     /* Limits (docs/security.md): MHD enforces the hard ones itself. */
