@@ -250,7 +250,7 @@ class FairnessByKeyTest(unittest.TestCase):
                 order.append((tag, r.status))
 
         since = h.sim_stats(sim.url)["requests"][-1]["id"]
-        threads = [threading.Thread(target=send, args=("key-a-123", "blocker", 40))]
+        threads = [threading.Thread(target=send, args=("key-a-123", "blocker", 100))]
         threads[0].start()
         stats_hdr = bearer("key-a-123")
         h.wait_until(lambda: any(x["path"] == "/api/chat"
