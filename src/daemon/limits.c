@@ -4,6 +4,8 @@
  */
 #include "sollol/limits.h"
 
+#include "sollol/log.h"
+
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +218,11 @@ unsigned sol_limits_sweep(struct sol_limits *l, uint64_t now)
             cut++;
         }
     }
+    /* One line per sweep at most, so a slowloris flood cannot flood the log. */
+    if (cut)
+        SOL_INFO("cut %u connection(s) that did not send their request headers in time "
+                 "(limits.header_timeout_ms %u; %llu so far)",
+                 cut, l->conf.header_timeout_ms, (unsigned long long)l->cut_slow_headers);
     return cut;
 }
 

@@ -1288,6 +1288,7 @@ static int security_gate(struct sol_daemon *d, struct MHD_Connection *conn, cons
     char msg[160];
     unsigned status = sol_limits_check_request(&d->limits, conn, url, msg, sizeof msg);
     if (status) {
+        SOL_DEBUG("refused %s: %u %s", url, status, msg);
         struct sol_reply_headers h = {.close = 1, .retry_after = status == 429 ? "1" : NULL};
         *out = sol_reply_error(conn, status, openai, msg, &h);
         return 1;
@@ -1298,6 +1299,7 @@ static int security_gate(struct sol_daemon *d, struct MHD_Connection *conn, cons
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         sol_now_ms(d), &v);
     if (v.status) {
+        SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
         *out = sol_auth_refuse(conn, &v, openai);
         return 1;
     }

@@ -282,6 +282,8 @@ class HostileInputTest(unittest.TestCase):
         # header-timeout 1s: cut after it (the sweep runs every 100 ms).
         self.assertGreaterEqual(cut_at, 0.9)
         self.assertLess(cut_at, 4.5)
+        h.wait_until(lambda: "did not send their request headers in time" in
+                     self.d.stderr_text(), timeout=5, msg="the cut is logged")
         self.assert_serving()
 
 
