@@ -1192,6 +1192,10 @@ static void affinity_keys(struct sol_request *r)
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
+    if (r->refusal.status) { /* auth.c: refused before the body, answered after it */
+        r->status = r->refusal.status;
+        return sol_auth_refuse(r->conn, &r->refusal, r->openai);
+    }
     if (r->body_too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
@@ -1276,13 +1280,39 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
 }
 
 /*
+ * An access-control refusal of a proxied request whose body is on its way
+ * is answered once the body has arrived (and been dropped unread): a client
+ * that sends its whole body before reading, as most do, would otherwise
+ * see its connection reset instead of the 401. With Expect: 100-continue,
+ * or a body over the limit, the answer goes at once and no body comes.
+ */
+static int refusal_waits_for_body(struct sol_daemon *d, struct MHD_Connection *conn,
+                                  const char *url, const char *method)
+{
+    const struct sol_route *route = sol_route_find(url);
+    if (!route || !(route->methods & sol_method_bit(method)) ||
+        (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
+         route->kind != SOL_ROUTE_PINNED) ||
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT))
+        return 0;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return 1;
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    return n > 0 && n <= d->cfg->max_body_bytes;
+}
+
+/*
  * Limits (limits.c: connections per client address, request target and
  * header sizes) and access control (auth.c: API key, admin routes, rate).
- * Returns 1 with *out set when the request was refused and answered, else
- * 0 with *key set to the caller's API key (NULL when none is needed).
+ * Returns 1 with *out set when the request was refused and answered; 2 with
+ * *held set when the refusal waits for the body (refusal_waits_for_body);
+ * else 0 with *key set to the caller's API key (NULL when none is needed).
  */
 static int security_gate(struct sol_daemon *d, struct MHD_Connection *conn, const char *url,
-                         const struct sol_auth_key **key, enum MHD_Result *out)
+                         const char *method, const struct sol_auth_key **key, enum MHD_Result *out,
+                         struct sol_auth_verdict *held)
 {
     int openai = strncmp(url, "/v1/", 4) == 0;
     char msg[160];
@@ -1300,6 +1330,10 @@ static int security_gate(struct sol_daemon *d, struct MHD_Connection *conn, cons
         sol_now_ms(d), &v);
     if (v.status) {
         SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
+        if (refusal_waits_for_body(d, conn, url, method)) {
+            *held = v;
+            return 2;
+        }
         *out = sol_auth_refuse(conn, &v, openai);
         return 1;
     }
@@ -1319,15 +1353,23 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
         /* Security gate (limits.c, auth.c), before anything else is read. */
         const struct sol_auth_key *key = NULL;
         enum MHD_Result refused;
-        if (security_gate(d, conn, url, &key, &refused))
+        struct sol_auth_verdict held = {0};
+        int gate = security_gate(d, conn, url, method, &key, &refused, &held);
+        if (gate == 1)
             return refused;
-        if (answered_locally_without_body(conn, url, method)) {
+        if (gate == 0 && answered_locally_without_body(conn, url, method)) {
             *con_cls = &answer_on_second_call;
             return MHD_YES;
         }
         enum MHD_Result ret = on_request_start(d, conn, url, method, con_cls);
-        if (*con_cls && *con_cls != (void *)&answer_on_second_call)
-            ((struct sol_request *)*con_cls)->auth_key = key;
+        if (*con_cls && *con_cls != (void *)&answer_on_second_call) {
+            struct sol_request *nr = *con_cls;
+            nr->auth_key = key;
+            if (held.status) {
+                nr->refusal = held;
+                nr->body_too_big = 1; /* drop the body as it arrives */
+            }
+        }
         return ret;
     }
     if ((void *)r == (void *)&answer_on_second_call)

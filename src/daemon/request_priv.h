@@ -7,6 +7,7 @@
 #define SOLLOL_REQUEST_PRIV_H
 
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/balancer.h"
 #include "sollol/buf.h"
 #include "sollol/curl_uv.h"
@@ -20,7 +21,6 @@
 #include <stdint.h>
 
 struct sol_daemon;
-struct sol_auth_key;
 struct sol_fanout_leg;
 struct sol_embed_split; /* embed.c */
 
@@ -44,6 +44,7 @@ struct sol_request {
     struct sol_daemon *d;
     struct MHD_Connection *conn;         /* NULL once MHD completed the request */
     const struct sol_auth_key *auth_key; /* caller's API key (auth.c); NULL when none needed */
+    struct sol_auth_verdict refusal;     /* auth.c: status != 0 = answer it once the body is in */
     int refs;
     struct sol_request *prev, *next; /* d->requests */
 

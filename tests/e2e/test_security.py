@@ -103,6 +103,30 @@ class Ollama401Test(unittest.TestCase):
             self.assert_openai_error(r, 401, "authentication_error", "missing API key")
             self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
 
+    def test_refusal_of_a_large_body(self):
+        # The client sends its whole body before reading (as http.client,
+        # requests and most SDKs do): it must get the 401, not a reset.
+        big = dict(chat("x" * 3000000))
+        r = h.post_json(self.d.url + "/api/chat", big)
+        self.assert_native_error(r, 401, "missing API key")
+        r = h.post_json(self.d.url + "/v1/chat/completions", dict(v1_chat(), pad="y" * 2000000),
+                        headers=bearer("wrong-key"))
+        self.assert_openai_error(r, 401, "authentication_error", "invalid API key")
+        r = h.post_json(self.d.url + "/api/pull", {"model": MODEL, "pad": "z" * 2000000},
+                        headers=bearer(USER_KEY))
+        self.assert_native_error(r, 403, "admin only")
+        # With Expect: 100-continue the answer comes at once and no body is asked for.
+        s = h.raw_connect(self.d.host, self.d.port)
+        try:
+            s.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+            s.settimeout(5)
+            head = s.recv(4096)
+        finally:
+            s.close()
+        self.assertTrue(head.startswith(b"HTTP/1.1 401 "), head[:200])
+        self.assertNotIn(b"100 Continue", head)
+
     def test_valid_keys_and_public_paths(self):
         r = h.request("GET", self.d.url + "/api/version")
         self.assertEqual(r.status, 200, "public path without a key")
