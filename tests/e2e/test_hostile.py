@@ -132,6 +132,36 @@ class HostileInputTest(unittest.TestCase):
         self.assertIn("invalid JSON", err["message"])
         self.assert_serving()
 
+    def test_malformed_http_answered_by_libmicrohttpd(self):
+        # Malformed HTTP never reaches sollold's handler: libmicrohttpd
+        # answers it itself (HTML body, connection closed) or just closes.
+        cases = [
+            (b"GARBAGE\r\n\r\n", (None,)),
+            (b"GET /api/version HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", (400,)),
+            (b"GET /api/version HTTP/2.0\r\nHost: x\r\n\r\n", (505,)),
+            (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"ZZZ\r\nabc\r\n0\r\n\r\n", (400,)),
+            # libmicrohttpd 0.9.75 sends its header block twice here; still a 400.
+            (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", (400,)),
+            (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", (400,)),
+        ]
+        for data, statuses in cases:
+            with self.subTest(data=data[:40]):
+                out = self.raw(data, timeout=3)
+                status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
+                self.assertIn(status, statuses, out[:200])
+        # Both Content-Length and chunked: the chunked framing wins (no smuggling);
+        # here it carries an empty body.
+        out = self.raw(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                       b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n")
+        self.assert_error(out, 400, "missing request body")
+        # A valid chunked body is read like any other.
+        body = json.dumps({"model": MODEL, "messages": [], "stream": False}).encode()
+        out = self.raw(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:200])
+        self.assert_serving()
+
     def test_huge_numbers_are_forwarded_as_ollama_would(self):
         # Ollama itself converts an out-of-range num_predict; sollold only
         # ignores it for routing and passes the body on unchanged.
