@@ -9,6 +9,7 @@
 #include "sollol/request.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -134,6 +135,34 @@ static void on_model_gone(void *ud, const struct sol_node *n)
     sol_health_refresh_tags(&d->health, n);
 }
 
+/*
+ * Every client connection and every upstream transfer holds a descriptor:
+ * raise the soft open-file limit to the hard one, and warn when the
+ * configured limits could still run out of descriptors (accept() would then
+ * fail instead of a limit answering clearly).
+ */
+static void check_fd_budget(const struct sol_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Health probes, the loop's own descriptors and logs: a fixed margin. */
+    unsigned long long need = (unsigned long long)cfg->max_connections +
+                              (unsigned long long)cfg->max_upstream_transfers + 64 +
+                              4 * (unsigned long long)cfg->n_nodes;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        SOL_WARN("limits.max_connections (%d) + limits.max_upstream_transfers (%d) may need "
+                 "%llu descriptors, more than the open-file limit (%llu): lower them or raise "
+                 "the limit (ulimit -n, LimitNOFILE=)",
+                 cfg->max_connections, cfg->max_upstream_transfers, need,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 static void announce(struct sol_daemon *d)
 {
     const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
@@ -221,6 +250,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     if (sol_auth_init(&d->auth, cfg->auth_keys, cfg->auth_keys_file, cfg->auth_public, err,
                       errlen) < 0)
         return -1;
+    check_fd_budget(cfg);
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
