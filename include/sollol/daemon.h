@@ -16,7 +16,9 @@
 #include "sollol/dashboard.h" /* GET /dashboard */
 #include "sollol/discovery.h"
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/health.h"
+#include "sollol/limits.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
@@ -54,6 +56,8 @@ struct sol_daemon {
     uint64_t retries_total;         /* attempts after the first, all requests */
     struct sol_metrics metrics;     /* GET /metrics: per-request counters (metrics.c) */
     struct sol_dashboard dashboard; /* GET /dashboard: per-second ring, decisions */
+    struct sol_auth auth;           /* API keys and rate limits (auth.c) */
+    struct sol_limits limits;       /* per-connection limits (limits.c) */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term, sig_hup;

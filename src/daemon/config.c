@@ -7,6 +7,7 @@
  */
 #include "sollol/config.h"
 #include "sollol/discovery.h"
+#include "sollol/auth.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -37,6 +38,9 @@ static int derive_listen(void *obj, char *why, size_t whylen);
 static int derive_node_url(void *obj, char *why, size_t whylen);
 static int check_node_name(void *obj, char *why, size_t whylen);
 static int check_discovery_cidrs(void *obj, char *why, size_t whylen);
+static int check_auth_keys(void *obj, char *why, size_t whylen);
+static int check_auth_keys_file(void *obj, char *why, size_t whylen);
+static int check_auth_public(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -412,6 +416,113 @@ const struct sol_config_key sol_config_keys[] = {
      .max = 1000,
      .offset = CFG(discovery_max_missed),
      .doc = "Scans in a row a discovered node may miss before it leaves the table"},
+    {.key = "auth.keys",
+     .env = "SOLLOL_AUTH_KEYS",
+     .flag = "auth-keys",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(auth_keys),
+     .after_set = check_auth_keys,
+     .doc = "API keys as a JSON array of {name, sha256, models, rate, admin} (none = open)"},
+    {.key = "auth.keys_file",
+     .env = "SOLLOL_AUTH_KEYS_FILE",
+     .flag = "auth-keys-file",
+     .metavar = "PATH",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(auth_keys_file),
+     .after_set = check_auth_keys_file,
+     .doc = "JSON file of API keys, plain keys allowed; must be mode 0600/0400, owned by sollold"},
+    {.key = "auth.public",
+     .env = "SOLLOL_AUTH_PUBLIC",
+     .flag = "auth-public",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(auth_public),
+     .after_set = check_auth_public,
+     .doc = "Paths open without a key when keys exist, e.g. [\"/metrics\", \"/api/version\"]"},
+    {.key = "limits.max_url_bytes",
+     .env = "SOLLOL_MAX_URL",
+     .flag = "max-url",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "8KiB",
+     .min = 256,
+     .max = 65536,
+     .offset = CFG(max_url_bytes),
+     .doc = "Longest request target (path and query) accepted: 414 beyond"},
+    {.key = "limits.max_header_bytes",
+     .env = "SOLLOL_MAX_HEADER",
+     .flag = "max-header",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "32KiB",
+     .min = 1024,
+     .max = 1048576,
+     .offset = CFG(max_header_bytes),
+     .doc = "Largest total size of a request's header fields: 431 beyond"},
+    {.key = "limits.max_connections",
+     .env = "SOLLOL_MAX_CONNECTIONS",
+     .flag = "max-connections",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .offset = CFG(max_connections),
+     .doc = "Client connections open at once; more are closed when accepted"},
+    {.key = "limits.max_connections_per_client",
+     .env = "SOLLOL_MAX_CONNECTIONS_PER_CLIENT",
+     .flag = "max-connections-per-client",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "256",
+     .min = 0,
+     .max = 1000000,
+     .offset = CFG(max_connections_per_client),
+     .doc = "Connections one client address may hold open (0 = no limit): 429 beyond"},
+    {.key = "limits.header_timeout_ms",
+     .env = "SOLLOL_HEADER_TIMEOUT",
+     .flag = "header-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30s",
+     .min = 100,
+     .max = 3600000,
+     .offset = CFG(header_timeout_ms),
+     .doc = "Time a client has to send a request's headers (cuts off slowloris clients)"},
+    {.key = "limits.client_idle_timeout_ms",
+     .env = "SOLLOL_CLIENT_IDLE_TIMEOUT",
+     .flag = "client-idle-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5m",
+     .min = 1000,
+     .max = 86400000,
+     .offset = CFG(client_idle_timeout_ms),
+     .doc = "A client connection silent this long is closed (not while waiting for a node)"},
+    {.key = "limits.max_upstream_transfers",
+     .env = "SOLLOL_MAX_UPSTREAM",
+     .flag = "max-upstream",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "1024",
+     .min = 1,
+     .max = 1000000,
+     .offset = CFG(max_upstream_transfers),
+     .doc = "Proxied requests in flight to all nodes together; more wait in the queue"},
+    {.key = "limits.json_max_depth",
+     .env = "SOLLOL_JSON_MAX_DEPTH",
+     .flag = "json-max-depth",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "128",
+     .min = 2,
+     .max = 4096,
+     .offset = CFG(json_max_depth),
+     .doc = "Deepest nesting of arrays and objects accepted in a request body: 400 beyond"},
     {.key = "log_level",
      .env = "SOLLOL_LOG_LEVEL",
      .flag = "log-level",
@@ -515,6 +626,12 @@ static void *field_at(void *obj, const struct sol_config_key *k)
 static const void *cfield_at(const void *obj, const struct sol_config_key *k)
 {
     return (const char *)obj + k->offset;
+}
+
+/* Rows whose field is a malloc'd char * (freed and copied with the config). */
+static int owns_text(const struct sol_config_key *k)
+{
+    return k->type == SOL_CONF_STRING || k->type == SOL_CONF_JSON;
 }
 
 /* Copies a value for display in a message: at most ~60 bytes, control
@@ -1215,6 +1332,23 @@ static int check_node_name(void *obj, char *why, size_t whylen)
 /* Storing values                                                      */
 /* ------------------------------------------------------------------ */
 
+/* auth.c checks its own sections, so --check-config reports them. */
+static int check_auth_keys(void *obj, char *why, size_t whylen)
+{
+    return sol_auth_check_keys_json(((struct sol_config *)obj)->auth_keys, why, whylen);
+}
+
+static int check_auth_keys_file(void *obj, char *why, size_t whylen)
+{
+    const char *path = ((struct sol_config *)obj)->auth_keys_file;
+    return path && *path ? sol_auth_check_keys_file(path, why, whylen) : 0;
+}
+
+static int check_auth_public(void *obj, char *why, size_t whylen)
+{
+    return sol_auth_check_public_json(((struct sol_config *)obj)->auth_public, why, whylen);
+}
+
 static int after(void *obj, const struct sol_config_key *k, char *why, size_t whylen)
 {
     return k->after_set ? k->after_set(obj, why, whylen) : 0;
@@ -1312,6 +1446,18 @@ static int set_text(void *obj, const struct sol_config_key *k, const char *text,
         double v;
         return parse_double(text, &v, why, whylen) ? -1 : store_double(obj, k, v, why, whylen);
     }
+    case SOL_CONF_JSON: {
+        cJSON *v = cJSON_Parse(text);
+        char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
+        cJSON_Delete(v);
+        if (!v) {
+            snprintf(why, whylen, "expected a JSON value");
+            return -1;
+        }
+        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
+        free(compact);
+        return rc;
+    }
     default:
         snprintf(why, whylen, "cannot be set from text");
         return -1;
@@ -1405,6 +1551,12 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
         if (!cJSON_IsObject(v))
             break;
         return set_headers(obj, v, why, whylen);
+    case SOL_CONF_JSON: {
+        char *compact = cJSON_PrintUnformatted(v);
+        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
+        free(compact);
+        return rc;
+    }
     default:
         snprintf(why, whylen, "cannot be set here");
         return -1;
@@ -1837,7 +1989,7 @@ void sol_config_free(struct sol_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (owns_text(&sol_config_keys[i]))
             free(*(char **)field_at(cfg, &sol_config_keys[i]));
     free(cfg->listen_host);
     nodes_free(cfg->nodes, cfg->n_nodes);
@@ -1894,7 +2046,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
 {
     *dst = *src;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (owns_text(&sol_config_keys[i]))
             *(char **)field_at(dst, &sol_config_keys[i]) = NULL;
     dst->listen_host = NULL;
     dst->nodes = NULL;
@@ -1902,7 +2054,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
     int rc = 0;
     for (size_t i = 0; i < sol_config_n_keys; i++) {
         const struct sol_config_key *k = &sol_config_keys[i];
-        if (k->type == SOL_CONF_STRING)
+        if (owns_text(k))
             rc |= dup_field(field_at(dst, k), *(char *const *)cfield_at(src, k));
     }
     rc |= dup_field(&dst->listen_host, src->listen_host);
@@ -2183,6 +2335,11 @@ static cJSON *value_json(const void *obj, const struct sol_config_key *k)
         return cJSON_CreateString(k->choices[*(const int *)f]);
     case SOL_CONF_DOUBLE:
         return cJSON_CreateNumber(*(const double *)f);
+    case SOL_CONF_JSON: {
+        const char *text = *(char *const *)f;
+        cJSON *v = text ? cJSON_Parse(text) : NULL;
+        return v ? v : cJSON_CreateNull();
+    }
     case SOL_CONF_HEADERS: {
         const struct sol_node_conf *n = obj;
         cJSON *h = cJSON_CreateObject();

@@ -18,6 +18,8 @@
 
 #include "sollol/access_log.h"
 #include "sollol/aggregate.h"
+#include "sollol/auth.h"
+#include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/daemon.h"
@@ -651,6 +653,15 @@ static int attempt_start(struct sol_request *r)
     return -1;
 }
 
+/* limits.max_upstream_transfers: proxied requests in flight to all nodes. */
+static int upstream_full(const struct sol_daemon *d)
+{
+    unsigned total = 0;
+    for (unsigned i = 0; i < d->table.count; i++)
+        total += d->table.nodes[i]->in_flight;
+    return total >= (unsigned)d->cfg->max_upstream_transfers;
+}
+
 /*
  * Admission: starts the request's next attempt at once when a node with a
  * free slot can take it, else leaves it waiting in the daemon's queue (a
@@ -670,8 +681,16 @@ static int admit(struct sol_request *r)
             explain_no_node(r);
         return -1;
     }
-    if (d->cfg->queue_max_length == 0) /* queue off: nodes queue themselves */
+    if (d->cfg->queue_max_length == 0) { /* queue off: nodes queue themselves */
+        if (upstream_full(d)) {
+            r->fail_status = 503;
+            snprintf(r->last_error, sizeof r->last_error,
+                     "server busy: %d requests in flight to the nodes (limit)",
+                     d->cfg->max_upstream_transfers);
+            return -1;
+        }
         return attempt_start(r) == 0 ? 0 : -1;
+    }
     if (sol_queue_push(&d->queue, &r->qe, sol_now_ms(d)) < 0) {
         r->fail_status = 503;
         snprintf(r->last_error, sizeof r->last_error,
@@ -715,6 +734,8 @@ static struct sol_request *from_entry(const struct sol_queue_entry *e)
 static int can_start_now(const struct sol_queue_entry *e, void *ud)
 {
     struct sol_daemon *d = ud;
+    if (upstream_full(d))
+        return 0;
     struct sol_score_req q = from_entry(e)->score;
     q.free_slot_only = 1;
     if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster)
@@ -1211,8 +1232,9 @@ static int pick_pinned_node(struct sol_request *r)
     return 0;
 }
 
-/* Fairness between clients: by client address (API keys, when they exist,
- * will take its place). The port is left out: one client, many sockets. */
+/* Fairness between unauthenticated clients: by client address (an API
+ * key's name takes its place, see auth.c). The port is left out: one
+ * client, many sockets. */
 static uint64_t client_key(struct sol_request *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -1255,6 +1277,10 @@ static void affinity_keys(struct sol_request *r)
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
+    if (r->refusal.status) { /* auth.c: refused before the body, answered after it */
+        r->status = r->refusal.status;
+        return sol_auth_refuse(r->conn, &r->refusal, r->openai);
+    }
     if (r->body_too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
@@ -1268,8 +1294,8 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
         int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0, JSON_MAX_DEPTH,
-                                      &r->info, err, sizeof err);
+                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
+                                      d->cfg->json_max_depth, &r->info, err, sizeof err);
         if (status)
             return reply_error(r, (unsigned)status, err);
     }
@@ -1282,6 +1308,13 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             return reply_error(r, 400, msg);
         }
         r->score.model_key = sol_model_key(r->model);
+        /* auth.c: the key's model list. */
+        if (!sol_auth_model_allowed(r->auth_key, r->info.model, r->model)) {
+            char msg[SOL_MODEL_NAME_MAX + 96];
+            snprintf(msg, sizeof msg, "API key '%s' may not use model '%.*s'", r->auth_key->name,
+                     200, r->info.model);
+            return reply_error(r, 403, msg);
+        }
     }
     r->score.affinity_node = -1;
     r->score.tried = &r->tried;
@@ -1320,7 +1353,9 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             return reply_error(r, 400, "X-Sollol-Priority must be an integer from 1 to 10");
         priority = (int)v;
     }
-    sol_queue_entry_init(&r->qe, client_key(r), priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
+    /* Fairness between clients: the API key's name when there is one (auth.c). */
+    uint64_t who = r->auth_key ? r->auth_key->fairness : client_key(r);
+    sol_queue_entry_init(&r->qe, who, priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
     affinity_keys(r);
     if (admit(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
@@ -1338,11 +1373,27 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;
     if (!r) {
-        if (answered_locally_without_body(conn, url, method)) {
+        /* Security gate (limits.c, auth.c), before anything else is read. */
+        const struct sol_auth_key *key = NULL;
+        enum MHD_Result refused;
+        struct sol_auth_verdict held = {0};
+        int gate = sol_gate_check(d, conn, url, method, &key, &refused, &held);
+        if (gate == 1)
+            return refused;
+        if (gate == 0 && answered_locally_without_body(conn, url, method)) {
             *con_cls = &answer_on_second_call;
             return MHD_YES;
         }
-        return start_request(d, conn, url, method, con_cls);
+        enum MHD_Result ret = start_request(d, conn, url, method, con_cls);
+        if (*con_cls && *con_cls != (void *)&answer_on_second_call) {
+            struct sol_request *nr = *con_cls;
+            nr->auth_key = key;
+            if (held.status) {
+                nr->refusal = held;
+                nr->body_too_big = 1; /* drop the body as it arrives */
+            }
+        }
+        return ret;
     }
     if ((void *)r == (void *)&answer_on_second_call)
         return start_request(d, conn, url, method, con_cls);
@@ -1381,7 +1432,8 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
 void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    struct sol_daemon *d = cls;
+    sol_limits_request_done(&d->limits, conn); /* next request's header deadline */
     struct sol_request *r = *con_cls;
     *con_cls = NULL;
     if (!r || (void *)r == (void *)&answer_on_second_call)
