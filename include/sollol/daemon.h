@@ -24,6 +24,7 @@
 #include <uv.h>
 
 struct sol_request;
+struct sol_coord;
 
 struct sol_daemon {
     uv_loop_t *loop;
@@ -50,6 +51,7 @@ struct sol_daemon {
     int dispatch_pending;
     uint64_t retries_total;     /* attempts after the first, all requests */
     struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
+    struct sol_coord *coord;    /* sharded path (coordinator.c); NULL when off */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term;

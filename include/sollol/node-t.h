@@ -115,6 +115,12 @@ struct sol_node {
     /* load (written by the balancer) */
     unsigned in_flight;
 
+    /* A virtual node (coordinator.c's "rpc"): its health is written by its
+     * owner module, never probed; held = routable, but no slot may start
+     * yet (llama-server is loading), so requests wait in the queue. */
+    int external;
+    int held;
+
     /* counters (monotonic, for stats) */
     uint64_t requests_total;
     uint64_t failures_total;

@@ -25,6 +25,7 @@ enum sol_route_kind {
     SOL_ROUTE_FANOUT,    /* pull/delete/copy: sent to every routable node */
     SOL_ROUTE_PINNED,    /* create/push/blobs: one node, named or first routable */
     SOL_ROUTE_METRICS,   /* GET /metrics: Prometheus text format (metrics.c) */
+    SOL_ROUTE_RPC_STATUS, /* GET /api/sollol/rpc: the sharded path (coordinator.c) */
 };
 
 /* Per-route properties the lifecycle relies on. */

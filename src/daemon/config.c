@@ -6,6 +6,8 @@
  * not parse or is out of bounds fails the unit test instead of shipping.
  */
 #include "sollol/config.h"
+
+#include "sollol/coordinator.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -35,6 +37,7 @@
 static int derive_listen(void *obj, char *why, size_t whylen);
 static int derive_node_url(void *obj, char *why, size_t whylen);
 static int check_node_name(void *obj, char *why, size_t whylen);
+static int check_rpc_backends(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -381,6 +384,164 @@ const struct sol_config_key sol_config_keys[] = {
      .def = "",
      .offset = CFG(sim_path),
      .doc = "ollama-sim binary for demo mode (empty = the one next to sollold)"},
+    {.key = "model_sharding_enabled",
+     .env = "SOLLOL_MODEL_SHARDING",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(model_sharding_enabled),
+     .doc = "Serve models too large for one node with llama-server over rpc-server backends"},
+    {.key = "rpc_backends",
+     .env = "RPC_BACKENDS",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(rpc_backends),
+     .after_set = check_rpc_backends,
+     .doc = "rpc-server backends: [{\"host\",\"port\"}] (env: host:port,host:port)"},
+    {.key = "rpc_backends_file",
+     .env = "SOLLOL_RPC_BACKENDS_FILE",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_backends_file),
+     .doc = "rpc_backends.conf file: host[:port] per line, # comments"},
+    {.key = "rpc_version",
+     .env = "SOLLOL_RPC_VERSION",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_version),
+     .doc = "Required RPC protocol version (empty = ask the rpc-server beside llama-server)"},
+    {.key = "rpc_probe_timeout_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "3s",
+     .min = 10,
+     .max = 600000,
+     .offset = CFG(rpc_probe_timeout_ms),
+     .doc = "Time allowed for one rpc-server probe"},
+    {.key = "sharded_models",
+     .env = "SOLLOL_SHARDED_MODELS",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(sharded_models),
+     .doc = "Models served by the sharded path (env: comma-separated names)"},
+    {.key = "sharding_auto",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(sharding_auto),
+     .doc = "Also shard a model that no node has installed but the Ollama store holds"},
+    {.key = "model_paths",
+     .type = SOL_CONF_JSON,
+     .def = "{}",
+     .offset = CFG(model_paths),
+     .doc = "Explicit GGUF path per model name (wins over the Ollama store)"},
+    {.key = "local_rpc_servers",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(local_rpc_servers),
+     .doc = "rpc-server processes to run and supervise on this machine"},
+    {.key = "llama_server.binary",
+     .env = "SOLLOL_LLAMA_SERVER",
+     .type = SOL_CONF_STRING,
+     .def = "llama-server",
+     .offset = CFG(llama_binary),
+     .doc = "llama-server program (PATH is searched)"},
+    {.key = "llama_server.rpc_server_binary",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_server_binary),
+     .doc = "rpc-server program (empty = the one beside llama-server)"},
+    {.key = "llama_server.extra_args",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(llama_extra_args),
+     .doc = "Extra llama-server arguments"},
+    {.key = "llama_server.ctx_size",
+     .type = SOL_CONF_INT,
+     .def = "4096",
+     .min = 0,
+     .max = 16777216,
+     .offset = CFG(llama_ctx_size),
+     .doc = "llama-server -c: context size shared by all slots (0 = the model's)"},
+    {.key = "llama_server.parallel",
+     .type = SOL_CONF_INT,
+     .def = "1",
+     .min = 1,
+     .max = 256,
+     .offset = CFG(llama_parallel),
+     .doc = "llama-server -np: slots, and requests in flight at most"},
+    {.key = "llama_server.embeddings",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(llama_embeddings),
+     .doc = "Start llama-server with --embeddings and serve /api/embed through it"},
+    {.key = "llama_server.startup_timeout_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "10m",
+     .min = 100,
+     .max = 86400000,
+     .offset = CFG(llama_startup_timeout_ms),
+     .doc = "Time allowed from launch to /health 200"},
+    {.key = "llama_server.idle_unload_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30m",
+     .min = 0,
+     .max = 604800000,
+     .offset = CFG(llama_idle_unload_ms),
+     .doc = "Idle time before llama-server is stopped (0 = never)"},
+    {.key = "llama_server.port_min",
+     .type = SOL_CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 65535,
+     .offset = CFG(llama_port_min),
+     .doc = "Lowest loopback port for llama-server (0 = any free port)"},
+    {.key = "llama_server.port_max",
+     .type = SOL_CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 65535,
+     .offset = CFG(llama_port_max),
+     .doc = "Highest loopback port for llama-server"},
+    {.key = "llama_server.restart_backoff_min_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "1s",
+     .min = 1,
+     .max = 3600000,
+     .offset = CFG(llama_backoff_min_ms),
+     .doc = "First restart delay after llama-server exits; doubles per exit"},
+    {.key = "llama_server.restart_backoff_max_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "60s",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_backoff_max_ms),
+     .doc = "Longest restart delay"},
+    {.key = "llama_server.healthy_reset_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5m",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_healthy_reset_ms),
+     .doc = "Healthy time after which the restart delay is back to its minimum"},
+    {.key = "llama_server.crash_window_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "10m",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_crash_window_ms),
+     .doc = "Window in which crash_limit exits mark the model failed"},
+    {.key = "llama_server.crash_limit",
+     .type = SOL_CONF_INT,
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     .offset = CFG(llama_crash_limit),
+     .doc = "Exits within crash_window_ms that mark the model failed"},
+    {.key = "llama_server.stop_grace_ms",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5s",
+     .min = 1,
+     .max = 600000,
+     .offset = CFG(llama_stop_grace_ms),
+     .doc = "Time between SIGTERM and SIGKILL when a child is stopped"},
     {.flag = "check-config",
      .type = SOL_CONF_ACTION,
      .doc = "Validate the configuration, print a summary and exit (non-zero on error)"},
@@ -1110,6 +1271,14 @@ static int derive_node_url(void *obj, char *why, size_t whylen)
     return 0;
 }
 
+/* rpc_backends: checked with the coordinator's own parser, so a typo is a
+ * start-up error and not a backend that is never probed. */
+static int check_rpc_backends(void *obj, char *why, size_t whylen)
+{
+    const struct sol_config *cfg = obj;
+    return sol_coord_parse_backends(cfg->rpc_backends, NULL, 0, NULL, why, whylen);
+}
+
 static int check_node_name(void *obj, char *why, size_t whylen)
 {
     const struct sol_node_conf *n = obj;
@@ -1202,6 +1371,7 @@ static int set_text(void *obj, const struct sol_config_key *k, const char *text,
 {
     switch (k->type) {
     case SOL_CONF_STRING:
+    case SOL_CONF_JSON:
         return store_string(obj, k, text, why, whylen);
     case SOL_CONF_INT: {
         long long v;
@@ -1291,6 +1461,16 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
         if (!cJSON_IsObject(v))
             break;
         return set_headers(obj, v, why, whylen);
+    case SOL_CONF_JSON: {
+        if (cJSON_IsString(v))
+            return store_string(obj, k, v->valuestring, why, whylen);
+        char *text = cJSON_PrintUnformatted(v);
+        if (!text)
+            return oom(why, whylen);
+        int rc = store_string(obj, k, text, why, whylen);
+        cJSON_free(text);
+        return rc;
+    }
     default:
         snprintf(why, whylen, "cannot be set here");
         return -1;
@@ -1304,6 +1484,7 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
         [SOL_CONF_ENUM] = "a string",
         [SOL_CONF_DOUBLE] = "a number",
         [SOL_CONF_HEADERS] = "an object of header names to string values",
+        [SOL_CONF_JSON] = "JSON",
     };
     snprintf(why, whylen, "expected %s, got %s", expected[k->type], json_type_name(v));
     return -1;
@@ -1723,7 +1904,7 @@ void sol_config_free(struct sol_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (sol_config_keys[i].type == SOL_CONF_STRING || sol_config_keys[i].type == SOL_CONF_JSON)
             free(*(char **)field_at(cfg, &sol_config_keys[i]));
     free(cfg->listen_host);
     nodes_free(cfg->nodes, cfg->n_nodes);
@@ -1780,7 +1961,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
 {
     *dst = *src;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (sol_config_keys[i].type == SOL_CONF_STRING || sol_config_keys[i].type == SOL_CONF_JSON)
             *(char **)field_at(dst, &sol_config_keys[i]) = NULL;
     dst->listen_host = NULL;
     dst->nodes = NULL;
@@ -1788,7 +1969,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
     int rc = 0;
     for (size_t i = 0; i < sol_config_n_keys; i++) {
         const struct sol_config_key *k = &sol_config_keys[i];
-        if (k->type == SOL_CONF_STRING)
+        if (k->type == SOL_CONF_STRING || k->type == SOL_CONF_JSON)
             rc |= dup_field(field_at(dst, k), *(char *const *)cfield_at(src, k));
     }
     rc |= dup_field(&dst->listen_host, src->listen_host);
@@ -2069,6 +2250,14 @@ static cJSON *value_json(const void *obj, const struct sol_config_key *k)
         return cJSON_CreateString(k->choices[*(const int *)f]);
     case SOL_CONF_DOUBLE:
         return cJSON_CreateNumber(*(const double *)f);
+    case SOL_CONF_JSON: {
+        const char *text = *(char *const *)f;
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        if (j && (cJSON_IsArray(j) || cJSON_IsObject(j)))
+            return j;
+        cJSON_Delete(j);
+        return text ? cJSON_CreateString(text) : cJSON_CreateNull();
+    }
     case SOL_CONF_HEADERS: {
         const struct sol_node_conf *n = obj;
         cJSON *h = cJSON_CreateObject();

@@ -317,6 +317,8 @@ static void check_first_round(struct sol_health *h)
      * that is up has also told what it has installed and loaded. */
     for (unsigned i = 0; i < h->n_probes; i++) {
         struct sol_health_probe *pr = &h->probes[i];
+        if (pr->node->external) /* coordinator.c writes its state */
+            continue;
         if (!pr->done_once && (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
             return;
     }
@@ -415,7 +417,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = now_ms(h);
     for (unsigned i = 0; i < h->n_probes; i++) {
         struct sol_health_probe *pr = &h->probes[i];
-        if (pr->running || now < pr->due_ms)
+        if (pr->running || now < pr->due_ms || pr->node->external)
             continue;
         unsigned interval =
             pr->kind == PROBE_TAGS ? h->conf.tags_interval_ms : h->conf.probe_interval_ms;
