@@ -126,7 +126,7 @@ struct sol_config {
     int llama_parallel;
     int llama_embeddings;
     unsigned llama_startup_timeout_ms;
-    unsigned llama_idle_unload_ms; /* 0 = never unload */
+    unsigned llama_idle_unload_ms;      /* 0 = never unload */
     int llama_port_min, llama_port_max; /* 0 = an ephemeral loopback port */
     unsigned llama_backoff_min_ms, llama_backoff_max_ms;
     unsigned llama_healthy_reset_ms, llama_crash_window_ms;

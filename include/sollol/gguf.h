@@ -17,14 +17,14 @@
 /* What the coordinator needs from a GGUF header. Strings are NUL-terminated
  * (truncated to fit); numbers are 0 / -1 when the key is absent. */
 struct sol_gguf_info {
-    uint32_t version;      /* 1..3 */
+    uint32_t version; /* 1..3 */
     uint64_t tensor_count;
     uint64_t kv_count;
     uint64_t file_size;
-    char architecture[64]; /* general.architecture (required) */
-    char name[128];        /* general.name ("" when absent) */
-    int64_t file_type;     /* general.file_type, -1 when absent */
-    uint64_t block_count;  /* <arch>.block_count (required, > 0) */
+    char architecture[64];     /* general.architecture (required) */
+    char name[128];            /* general.name ("" when absent) */
+    int64_t file_type;         /* general.file_type, -1 when absent */
+    uint64_t block_count;      /* <arch>.block_count (required, > 0) */
     uint64_t context_length;   /* <arch>.context_length, 0 when absent */
     uint64_t embedding_length; /* <arch>.embedding_length, 0 when absent */
 };

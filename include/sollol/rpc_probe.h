@@ -24,10 +24,10 @@
 struct sol_rpc_probe;
 
 struct sol_rpc_probe_result {
-    int connected;   /* a TCP connection was established */
-    int answered;    /* HELLO was answered (version valid) */
-    int v4_form;     /* the 4.x HELLO form was accepted */
-    int complete;    /* devices and memory were read too */
+    int connected; /* a TCP connection was established */
+    int answered;  /* HELLO was answered (version valid) */
+    int v4_form;   /* the 4.x HELLO form was accepted */
+    int complete;  /* devices and memory were read too */
     struct sol_rpc_version version;
     unsigned n_devices; /* at most SOL_RPC_MAX_DEVICES are read */
     uint64_t free_bytes[SOL_RPC_MAX_DEVICES];

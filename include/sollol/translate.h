@@ -44,20 +44,20 @@ enum sol_tr_kind {
 
 struct sol_translate {
     enum sol_tr_kind kind;
-    int stream;      /* the client asked for a stream */
-    int error_body;  /* upstream status >= 400: collect and convert the error */
-    char model[256]; /* echoed in every line, as the client spelled it */
+    int stream;                    /* the client asked for a stream */
+    int error_body;                /* upstream status >= 400: collect and convert the error */
+    char model[256];               /* echoed in every line, as the client spelled it */
     uint64_t (*wall_ns)(void *ud); /* Unix time in ns, for created_at */
     uint64_t (*mono_ns)(void *ud); /* monotonic ns, for total_duration */
     void *clock_ud;
     uint64_t started_ns; /* monotonic: when the client's request arrived */
     uint64_t load_ns;    /* load_duration to report */
 
-    struct sol_buf line;   /* partial SSE line / whole non-streamed body */
-    struct sol_buf text;   /* stream:false: generated text so far */
-    struct sol_buf think;  /* stream:false: reasoning text so far */
-    int done;              /* the final line (or an error line) was produced */
-    int failed;            /* an error line was produced */
+    struct sol_buf line;  /* partial SSE line / whole non-streamed body */
+    struct sol_buf text;  /* stream:false: generated text so far */
+    struct sol_buf think; /* stream:false: reasoning text so far */
+    int done;             /* the final line (or an error line) was produced */
+    int failed;           /* an error line was produced */
     char done_reason[16];
     uint64_t prompt_eval_count, prompt_eval_duration, eval_count, eval_duration;
     int have_timings;

@@ -36,29 +36,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_BACKENDS     64
-#define MAX_SHARDED      32
-#define LOG_LINES        200
-#define LOG_LINE_MAX     1000
-#define TICK_MS          100
-#define HEALTH_EVERY_MS  200
-#define LIVENESS_EVERY_MS 2000
-#define BACKEND_RETRY_MS 1000
+#define MAX_BACKENDS       64
+#define MAX_SHARDED        32
+#define LOG_LINES          200
+#define LOG_LINE_MAX       1000
+#define TICK_MS            100
+#define HEALTH_EVERY_MS    200
+#define LIVENESS_EVERY_MS  2000
+#define BACKEND_RETRY_MS   1000
 #define REF_PROBE_EVERY_MS 200
-#define REF_TIMEOUT_MS   10000
-#define MAX_ARGS         96
-#define MAX_CRASHES      64
+#define REF_TIMEOUT_MS     10000
+#define MAX_ARGS           96
+#define MAX_CRASHES        64
 
 enum cstate { CS_STOPPED, CS_STARTING, CS_READY, CS_RESTARTING, CS_FAILED };
 enum step {
     ST_IDLE,
-    ST_RESOLVING,  /* uv_work: store + GGUF header */
-    ST_REFERENCE,  /* learning the reference version from a local rpc-server */
-    ST_PROBING,    /* HELLO + devices + memory on every backend */
-    ST_LAUNCHED,   /* llama-server spawned, polling /health */
-    ST_BACKOFF,    /* waiting before a restart */
+    ST_RESOLVING,     /* uv_work: store + GGUF header */
+    ST_REFERENCE,     /* learning the reference version from a local rpc-server */
+    ST_PROBING,       /* HELLO + devices + memory on every backend */
+    ST_LAUNCHED,      /* llama-server spawned, polling /health */
+    ST_BACKOFF,       /* waiting before a restart */
     ST_WAIT_BACKENDS, /* a backend llama-server needs does not answer HELLO */
-    ST_STOPPING,   /* llama-server asked to exit (unload, switch, timeout) */
+    ST_STOPPING,      /* llama-server asked to exit (unload, switch, timeout) */
 };
 
 static const char *const state_names[] = {"stopped", "starting", "ready", "restarting", "failed"};
@@ -111,9 +111,9 @@ struct local_rpc {
 
 struct sol_coord_req {
     enum sol_tr_kind kind;
-    int passthrough; /* OpenAI routes: no translation */
-    int translating; /* the running attempt is on llama-server */
-    const char *path; /* llama-server's route (a literal) */
+    int passthrough;                /* OpenAI routes: no translation */
+    int translating;                /* the running attempt is on llama-server */
+    const char *path;               /* llama-server's route (a literal) */
     char model[SOL_MODEL_NAME_MAX]; /* canonical */
     struct sol_buf body;            /* llama-server's body */
     struct sol_buf out;             /* translated bytes handed to request.c */
@@ -336,8 +336,9 @@ int sol_coord_parse_backends(const char *text, struct sol_coord_addr *out, size_
                 const cJSON *h = cJSON_GetObjectItemCaseSensitive(it, "host");
                 const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "port");
                 if (!cJSON_IsString(h) || (p && !cJSON_IsNumber(p))) {
-                    snprintf(err, errlen, "a backend object needs \"host\" (string) and "
-                                          "\"port\" (number)");
+                    snprintf(err, errlen,
+                             "a backend object needs \"host\" (string) and "
+                             "\"port\" (number)");
                     rc = -1;
                 } else {
                     rc = parse_one(h->valuestring, strlen(h->valuestring), &a, err, errlen);
@@ -529,9 +530,8 @@ static void child_stop(struct child *ch)
     uv_timer_start(&ch->kill_timer, on_kill_timer, ch->c->cfg->llama_stop_grace_ms, 0);
 }
 
-static struct child *child_spawn(struct sol_coord *c, const char *label, char **argv,
-                                 int keep_log, child_exit_cb on_exit, void *ud, char *err,
-                                 size_t errlen)
+static struct child *child_spawn(struct sol_coord *c, const char *label, char **argv, int keep_log,
+                                 child_exit_cb on_exit, void *ud, char *err, size_t errlen)
 {
     struct child *ch = calloc(1, sizeof *ch);
     if (!ch) {
@@ -577,8 +577,8 @@ static struct child *child_spawn(struct sol_coord *c, const char *label, char **
     c->children_open++;
     int rc = uv_spawn(c->d->loop, &ch->proc, &o);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot start %.60s (%.150s via %.150s): %.60s", label, argv[0], c->exec_path,
-                 uv_strerror(rc));
+        snprintf(err, errlen, "cannot start %.60s (%.150s via %.150s): %.60s", label, argv[0],
+                 c->exec_path, uv_strerror(rc));
         /* The process handle is still initialised by a failed uv_spawn. */
         uv_close((uv_handle_t *)&ch->proc, child_handle_closed);
         uv_close((uv_handle_t *)&ch->kill_timer, child_handle_closed);
@@ -692,7 +692,7 @@ static void set_model_entry(struct sol_coord *c, const char *canonical, int load
     sol_buf_append_str(&b, ",\"families\":[");
     if (*fam)
         sol_buf_append_json_string(&b, fam, strlen(fam));
-    sol_buf_appendf(&b, "],\"parameter_size\":\"\",\"quantization_level\":\"%s\"}",
+    sol_buf_appendf(&b, "],\"parameter_size\":\"\",\"quantization_level\":\"%s\"}}",
                     same ? sol_gguf_file_type_name(c->info.file_type) : "");
     const char *tags = sol_buf_cstr(&b);
     free(m->tags_entry);
@@ -707,8 +707,8 @@ static void set_model_entry(struct sol_coord *c, const char *canonical, int load
         if (idle)
             sol_translate_rfc3339(((uint64_t)now.tv_sec * 1000ull + idle) * 1000000ull, exp,
                                   sizeof exp);
-        sol_buf_appendf(&b, ",\"expires_at\":\"%s\",\"size_vram\":%llu,\"context_length\":%d}",
-                        exp, (unsigned long long)c->info.file_size, c->cfg->llama_ctx_size);
+        sol_buf_appendf(&b, ",\"expires_at\":\"%s\",\"size_vram\":%llu,\"context_length\":%d}", exp,
+                        (unsigned long long)c->info.file_size, c->cfg->llama_ctx_size);
         const char *ps = sol_buf_cstr(&b);
         m->ps_entry = ps ? strdup(ps) : NULL;
     }
@@ -876,8 +876,7 @@ static void start_resolve(struct sol_coord *c)
     snprintf(w->model, sizeof w->model, "%s", c->model);
     explicit_path(c, c->model, w->explicit_path, sizeof w->explicit_path);
     w->have_root =
-        sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) ==
-        0;
+        sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) == 0;
     c->step = ST_RESOLVING;
     if (uv_queue_work(c->d->loop, &w->req, resolve_work, resolve_done) < 0) {
         free(w);
@@ -1065,9 +1064,9 @@ static void evaluate(struct sol_coord *c)
         if (b->excluded) {
             char full[300];
             snprintf(b->why, sizeof b->why, "%s", why);
-            snprintf(full, sizeof full, "rpc backend %s:%d excluded: %s (reference %u.%u.%u from %s)",
-                     b->addr.host, b->addr.port, why, c->ref.major, c->ref.minor, c->ref.patch,
-                     c->ref_source);
+            snprintf(full, sizeof full,
+                     "rpc backend %s:%d excluded: %s (reference %u.%u.%u from %s)", b->addr.host,
+                     b->addr.port, why, c->ref.major, c->ref.minor, c->ref.patch, c->ref_source);
             if (!was_excluded || !restarting)
                 SOL_WARN("%s", full);
             int w = snprintf(summary + off, sizeof summary - off, "%s%s:%d: %s", off ? "; " : "",
@@ -1102,8 +1101,7 @@ static void evaluate(struct sol_coord *c)
         snprintf(msg, sizeof msg,
                  "the usable rpc backends have %llu MiB free, model %s needs %llu MiB%s%s",
                  (unsigned long long)(free_sum >> 20), c->model,
-                 (unsigned long long)(c->info.file_size >> 20), off ? "; excluded: " : "",
-                 summary);
+                 (unsigned long long)(c->info.file_size >> 20), off ? "; excluded: " : "", summary);
         preflight_fail(c, 503, msg);
         return;
     }
@@ -1260,8 +1258,7 @@ static void on_llama_exit(struct child *ch)
     if (ch->term_signal)
         snprintf(c->last_exit, sizeof c->last_exit, "killed by signal %d", ch->term_signal);
     else
-        snprintf(c->last_exit, sizeof c->last_exit, "exit status %lld",
-                 (long long)ch->exit_status);
+        snprintf(c->last_exit, sizeof c->last_exit, "exit status %lld", (long long)ch->exit_status);
     if (c->stopping)
         return;
     uint64_t now = now_ms(c);
@@ -1302,8 +1299,8 @@ static void on_llama_exit(struct child *ch)
     c->restart_at = now + c->backoff_ms;
     snprintf(c->reason, sizeof c->reason, "restarting in %u ms after %s", c->backoff_ms,
              c->last_exit);
-    SOL_INFO("coordinator: restarting llama-server in %u ms (exit %u in the window)",
-             c->backoff_ms, k);
+    SOL_INFO("coordinator: restarting llama-server in %u ms (exit %u in the window)", c->backoff_ms,
+             k);
     c->backoff_ms = c->backoff_ms * 2 > c->cfg->llama_backoff_max_ms ? c->cfg->llama_backoff_max_ms
                                                                      : c->backoff_ms * 2;
     set_state(c, CS_RESTARTING, ST_BACKOFF);
@@ -1417,8 +1414,7 @@ static void on_tick(uv_timer_t *t)
             liveness_probes(c);
         }
         unsigned idle = c->cfg->llama_idle_unload_ms;
-        if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle &&
-            !queued_for_rpc(c))
+        if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle && !queued_for_rpc(c))
             stop_llama(c, "idle");
         else if (c->next_model[0] && c->node->in_flight == 0)
             stop_llama(c, "switching model");
@@ -1619,8 +1615,8 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
     if (cfg->rpc_backends_file && cfg->rpc_backends_file[0]) {
         char *text = NULL;
         if (read_small_file(cfg->rpc_backends_file, &text) < 0) {
-            snprintf(err, errlen, "rpc_backends_file: cannot read '%s': %s",
-                     cfg->rpc_backends_file, strerror(errno));
+            snprintf(err, errlen, "rpc_backends_file: cannot read '%s': %s", cfg->rpc_backends_file,
+                     strerror(errno));
             goto fail;
         }
         int rc = add_backends(c, text, cfg->rpc_backends_file, err, errlen);
@@ -1892,8 +1888,7 @@ static int answer_show(struct sol_request *r, struct sol_coord *c)
 int sol_coord_take(struct sol_request *r)
 {
     struct sol_coord *c = r->d->coord;
-    if (!c || !r->model[0] || r->route->kind != SOL_ROUTE_PROXY ||
-        (r->route->flags & SOL_RF_BATCH))
+    if (!c || !r->model[0] || r->route->kind != SOL_ROUTE_PROXY || (r->route->flags & SOL_RF_BATCH))
         return 0;
     int listed = is_listed(c, r->model);
     if (!listed && !(c->cfg->sharding_auto && no_node_has(c, r->score.model_key)))
@@ -1915,8 +1910,7 @@ int sol_coord_take(struct sol_request *r)
     } else if (strcmp(path, "/api/show") == 0) {
         return answer_show(r, c);
     } else {
-        return fail_req(r, 501, "%s is not served for sharded model '%s'%s", r->path,
-                        r->info.model,
+        return fail_req(r, 501, "%s is not served for sharded model '%s'%s", r->path, r->info.model,
                         strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)"
                                                            : "");
     }
@@ -1935,8 +1929,7 @@ int sol_coord_take(struct sol_request *r)
         } else if (c->node->in_flight == 0 && !queued_for_rpc(c) && c->state == CS_READY) {
             snprintf(c->next_model, sizeof c->next_model, "%s", r->model);
         } else {
-            return fail_req(r, 503,
-                            "the rpc backends are serving sharded model '%s'; retry later",
+            return fail_req(r, 503, "the rpc backends are serving sharded model '%s'; retry later",
                             c->model);
         }
     }
@@ -2116,16 +2109,15 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
         cJSON_AddNullToObject(co, "port");
     }
     cJSON_AddNumberToObject(co, "restarts", c->restarts);
-    cJSON_AddNumberToObject(co, "next_backoff_ms", c->backoff_ms ? c->backoff_ms
-                                                                 : c->cfg->llama_backoff_min_ms);
+    cJSON_AddNumberToObject(co, "next_backoff_ms",
+                            c->backoff_ms ? c->backoff_ms : c->cfg->llama_backoff_min_ms);
     cJSON_AddNumberToObject(co, "uptime_s",
                             c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
     cJSON_AddStringToObject(co, "last_exit", c->last_exit);
     cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
     unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;
     for (unsigned i = start; i < c->log_count; i++)
-        cJSON_AddItemToArray(lines,
-                             cJSON_CreateString(c->log_ring[(c->log_head + i) % LOG_LINES]));
+        cJSON_AddItemToArray(lines, cJSON_CreateString(c->log_ring[(c->log_head + i) % LOG_LINES]));
     cJSON *ls = cJSON_AddArrayToObject(root, "local_rpc_servers");
     for (unsigned i = 0; i < c->n_locals; i++) {
         const struct local_rpc *l = &c->locals[i];

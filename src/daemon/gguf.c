@@ -38,7 +38,7 @@ struct rd {
     int fd;
     uint64_t size, pos;
     unsigned char buf[16 * 1024]; /* on the caller's stack: reentrant */
-    uint64_t buf_at; /* file offset of buf[0] */
+    uint64_t buf_at;              /* file offset of buf[0] */
     size_t buf_len;
     const char *path;
     char *err;
@@ -94,10 +94,10 @@ static int get(struct rd *r, void *dst, size_t n)
 static int skip(struct rd *r, uint64_t n)
 {
     if (n > r->size - r->pos)
-        return fail(r, "truncated GGUF header: a value of %llu bytes at offset %llu runs past "
-                       "the end of the file (%llu bytes)",
-                    (unsigned long long)n, (unsigned long long)r->pos,
-                    (unsigned long long)r->size);
+        return fail(r,
+                    "truncated GGUF header: a value of %llu bytes at offset %llu runs past "
+                    "the end of the file (%llu bytes)",
+                    (unsigned long long)n, (unsigned long long)r->pos, (unsigned long long)r->size);
     r->pos += n;
     return 0;
 }

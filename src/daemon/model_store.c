@@ -248,8 +248,7 @@ int sol_model_store_resolve(const char *root, const char *name, struct sol_model
     }
     if (st.st_size <= 0 || st.st_size > MANIFEST_MAX) {
         close(fd);
-        snprintf(err, errlen, "%s: manifest size %lld out of range", path,
-                 (long long)st.st_size);
+        snprintf(err, errlen, "%s: manifest size %lld out of range", path, (long long)st.st_size);
         return -1;
     }
     char *text = malloc((size_t)st.st_size);

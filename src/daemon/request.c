@@ -62,8 +62,8 @@ static void req_free(struct sol_request *r)
     free(r->upstream_path);
     free(r->explain);
     sol_fanout_free(r);
-    sol_embed_free(r);      /* embed.c: distributed embedding batches */
-    sol_coord_req_free(r);  /* coordinator.c: the sharded path */
+    sol_embed_free(r);     /* embed.c: distributed embedding batches */
+    sol_coord_req_free(r); /* coordinator.c: the sharded path */
     free(r);
 }
 
@@ -253,7 +253,7 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
             r->status = code;
             r->headers_complete = 1;
             if (should_retry_status(r, code))
-                return 0; /* abort; attempt_finished() retries elsewhere */
+                return 0;            /* abort; attempt_finished() retries elsewhere */
             sol_coord_on_headers(r); /* coordinator.c: translated content type */
         } else {
             /* Interim 1xx block: the real headers follow. */

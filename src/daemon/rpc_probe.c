@@ -28,15 +28,15 @@ struct sol_rpc_probe {
     void *ud;
 
     enum step step;
-    int v4;             /* HELLO form of the current connection */
-    int tcp_open;       /* tcp handle initialised and not yet closed */
-    int reconnect;      /* a close is on the way to a second connection */
+    int v4;        /* HELLO form of the current connection */
+    int tcp_open;  /* tcp handle initialised and not yet closed */
+    int reconnect; /* a close is on the way to a second connection */
     int gai_running;
     int cancelled, finished;
-    int handles;        /* open handles (timer, tcp) */
-    int in_start;       /* inside sol_rpc_probe_start(): report later */
-    int deferred;       /* finished during start: the timer reports it */
-    unsigned device;    /* GET_DEVICE_MEMORY in progress for this device */
+    int handles;     /* open handles (timer, tcp) */
+    int in_start;    /* inside sol_rpc_probe_start(): report later */
+    int deferred;    /* finished during start: the timer reports it */
+    unsigned device; /* GET_DEVICE_MEMORY in progress for this device */
     unsigned char wbuf[SOL_RPC_REQ_MAX];
     unsigned char rbuf[64];
     size_t rlen;
@@ -71,7 +71,8 @@ static void close_tcp(struct sol_rpc_probe *p)
         uv_close((uv_handle_t *)&p->tcp, on_handle_closed);
 }
 
-static void finish(struct sol_rpc_probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void finish(struct sol_rpc_probe *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void on_timeout(uv_timer_t *t);
 static void report(struct sol_rpc_probe *p);
 static void finish(struct sol_rpc_probe *p, const char *fmt, ...)

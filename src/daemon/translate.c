@@ -22,11 +22,16 @@ static int copy_item(cJSON *dst, const char *name, const cJSON *v)
 /* Ollama option name -> llama-server field, numeric or stop. */
 static int map_options(cJSON *dst, const cJSON *opts, enum sol_tr_kind kind)
 {
-    static const char *const same[] = {"temperature",    "top_k",
-                                       "top_p",          "min_p",
-                                       "seed",           "repeat_penalty",
-                                       "presence_penalty", "frequency_penalty",
-                                       "repeat_last_n",  "typical_p",
+    static const char *const same[] = {"temperature",
+                                       "top_k",
+                                       "top_p",
+                                       "min_p",
+                                       "seed",
+                                       "repeat_penalty",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "repeat_last_n",
+                                       "typical_p",
                                        NULL};
     if (!cJSON_IsObject(opts))
         return 0;
@@ -102,8 +107,8 @@ static int chat_messages(cJSON *dst, const cJSON *msgs, char *err, size_t errlen
         }
         if (!cJSON_AddStringToObject(o, "role", role->valuestring))
             return -1;
-        if (!cJSON_AddStringToObject(o, "content", cJSON_IsString(content) ? content->valuestring
-                                                                           : ""))
+        if (!cJSON_AddStringToObject(o, "content",
+                                     cJSON_IsString(content) ? content->valuestring : ""))
             return -1;
         static const char *const extra[] = {"tool_calls", "tool_call_id", "name", NULL};
         for (int i = 0; extra[i]; i++) {
@@ -515,7 +520,8 @@ int sol_translate_finish(struct sol_translate *t, struct sol_buf *out)
         if (e)
             snprintf(msg, sizeof msg, "%s", error_message(e));
         else
-            snprintf(msg, sizeof msg, "llama-server: %.*s", (int)(t->line.len > 400 ? 400 : t->line.len),
+            snprintf(msg, sizeof msg, "llama-server: %.*s",
+                     (int)(t->line.len > 400 ? 400 : t->line.len),
                      t->line.data ? t->line.data : "");
         cJSON_Delete(doc);
         emit_error(t, out, msg);
