@@ -41,7 +41,7 @@
 #define LOG_LINES          200
 #define LOG_LINE_MAX       1000
 #define TICK_MS            100
-#define HEALTH_EVERY_MS    200
+#define HEALTH_EVERY_MS    50
 #define LIVENESS_EVERY_MS  2000
 #define BACKEND_RETRY_MS   1000
 #define REF_PROBE_EVERY_MS 200

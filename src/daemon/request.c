@@ -336,6 +336,12 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
          * line by line; the client gets the translated bytes. */
         if (sol_coord_on_body(r, p, n, &src, &n) < 0 && n == 0)
             return 0;
+        if (n == 0 && r->state == RS_UPSTREAM) {
+            /* Nothing for the client yet (stream:false collects the answer):
+             * stay uncommitted, so a failure can still be a clean error. */
+            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            return taken;
+        }
     }
     if (sol_buf_append(&r->stream, src, n) < 0)
         return 0;
