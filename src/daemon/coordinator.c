@@ -36,6 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Messages here combine several bounded parts (names, versions, log lines)
+ * into fixed buffers; cutting a long one short is the intended behaviour. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 #define MAX_BACKENDS       64
 #define MAX_SHARDED        32
 #define LOG_LINES          200
@@ -1926,8 +1930,14 @@ int sol_coord_take(struct sol_request *r)
             return fail_req(r, 503,
                             "the rpc backends are switching to sharded model '%s'; retry later",
                             c->next_model);
-        } else if (c->node->in_flight == 0 && !queued_for_rpc(c) && c->state == CS_READY) {
+        } else if (c->node->in_flight == 0 && !queued_for_rpc(c) && c->state == CS_READY &&
+                   c->step == ST_IDLE) {
+            /* Idle: switch. Nothing more may start on the old model meanwhile. */
             snprintf(c->next_model, sizeof c->next_model, "%s", r->model);
+            c->node->held = 1;
+            stop_llama(c, "switching model");
+        } else if (c->next_model[0] && strcmp(c->next_model, r->model) == 0) {
+            /* The switch to this model is under way: wait for it. */
         } else {
             return fail_req(r, 503, "the rpc backends are serving sharded model '%s'; retry later",
                             c->model);
