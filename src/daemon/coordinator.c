@@ -733,10 +733,16 @@ static void sync_node(struct sol_coord *c)
     for (unsigned i = 0; i < n->n_models; i++) {
         struct sol_node_model *m = &n->models[i];
         int current = strcmp(m->name, c->model) == 0;
-        if (current)
+        if (current) {
             set_model_entry(c, m->name, c->state == CS_READY);
-        else
-            m->loaded = 0;
+        } else {
+            /* Only the model the backends serve is listed and routable;
+             * sol_coord_take() makes a requested one routable again. */
+            m->installed = m->loaded = 0;
+            free(m->tags_entry);
+            free(m->ps_entry);
+            m->tags_entry = m->ps_entry = NULL;
+        }
     }
     if (c->state == CS_READY && !c->stopping && !uv_is_active((uv_handle_t *)&c->kick))
         uv_timer_start(&c->kick, on_kick, 0, 0);
@@ -1918,14 +1924,13 @@ int sol_coord_take(struct sol_request *r)
                         strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)"
                                                            : "");
     }
-    if (c->state == CS_FAILED) {
-        ensure_started(c); /* retries once the cool-down is over */
-        if (c->state == CS_FAILED)
-            return fail_req(r, c->fail_status ? c->fail_status : 503, "%s", c->reason);
-    }
     if (strcmp(c->model, r->model) != 0) {
-        if (c->state == CS_STOPPED && c->step == ST_IDLE) {
+        if ((c->state == CS_STOPPED && c->step == ST_IDLE) ||
+            (c->state == CS_FAILED && c->failed_preflight)) {
+            /* Nothing runs: the backends can take this model now. */
             snprintf(c->model, sizeof c->model, "%s", r->model);
+            if (c->state == CS_FAILED)
+                set_state(c, CS_STOPPED, ST_IDLE);
         } else if (c->next_model[0] && strcmp(c->next_model, r->model) != 0) {
             return fail_req(r, 503,
                             "the rpc backends are switching to sharded model '%s'; retry later",
@@ -1942,6 +1947,11 @@ int sol_coord_take(struct sol_request *r)
             return fail_req(r, 503, "the rpc backends are serving sharded model '%s'; retry later",
                             c->model);
         }
+    }
+    if (c->state == CS_FAILED) {
+        ensure_started(c); /* retries once the cool-down is over */
+        if (c->state == CS_FAILED)
+            return fail_req(r, c->fail_status ? c->fail_status : 503, "%s", c->reason);
     }
     struct sol_coord_req *q = calloc(1, sizeof *q);
     if (!q)

@@ -427,6 +427,83 @@ class Sharded(unittest.TestCase):
         self.assertNotEqual(self.status(d)["coordinator"]["pid"], pid)
         self.assertEqual(self.status(d)["coordinator"]["restarts"], 0)  # unloads are not crashes
 
+    def store_with(self, name, gguf_path):
+        """An OLLAMA_MODELS tree holding `name` (registry.ollama.ai/library)
+        whose model layer is the GGUF at gguf_path."""
+        import hashlib
+        root = os.path.join(self.tmp, "models")
+        with open(gguf_path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
+        os.link(gguf_path, os.path.join(root, "blobs", "sha256-" + digest))
+        model, _, tag = name.partition(":")
+        mdir = os.path.join(root, "manifests", "registry.ollama.ai", "library", model)
+        os.makedirs(mdir, exist_ok=True)
+        with open(os.path.join(mdir, tag or "latest"), "w") as f:
+            json.dump({"schemaVersion": 2, "config": {"digest": "sha256:" + "0" * 64, "size": 2},
+                       "layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                   "digest": "sha256:" + digest,
+                                   "size": os.path.getsize(gguf_path)}]}, f)
+        return root, digest
+
+    @unittest.skipIf(REAL, "writes its own GGUF")
+    def test_auto_policy_from_the_ollama_store(self):
+        b = self.backend()
+        root, digest = self.store_with("huge:1t", self.gguf)
+        d = self.daemon([b], env={"OLLAMA_MODELS": root}, sharded_models=[], model_paths={},
+                        sharding_auto=True)
+        # A model a node has goes to the node, untouched.
+        r = h.post_json(d.url + "/api/chat", {"model": "llama3.2:3b", "stream": False,
+                                              "messages": [{"role": "user", "content": "x"}]})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotEqual(r.headers.get("x-sollol-node"), "rpc")
+        # A model no node has, but the store does, is sharded.
+        r = h.post_json(d.url + "/api/generate", {"model": "huge:1t", "prompt": "hi",
+                                                  "stream": False})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.headers.get("x-sollol-node"), "rpc")
+        st = self.status(d)["coordinator"]
+        self.assertEqual(st["model"], "huge:1t")
+        self.assertTrue(st["gguf"].endswith("sha256-" + digest), st)
+        tags = {m["name"]: m for m in h.get_json(d.url + "/api/tags")["models"]}
+        self.assertEqual(tags["huge:1t"]["digest"], digest)
+        self.assertEqual(tags["huge:1t"]["details"]["family"], "llama")
+        r = h.post_json(d.url + "/api/show", {"model": "huge:1t"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["model_info"]["llama.block_count"], 16)
+        # A model found nowhere: 404 naming the store path, and the coordinator
+        # is free again for the next one.
+        r = h.post_json(d.url + "/api/chat", {"model": "nowhere:1b",
+                                              "messages": [{"role": "user", "content": "x"}]})
+        self.assertEqual(r.status, 404, r.body)
+        self.assertIn("manifests/registry.ollama.ai/library/nowhere/1b", r.json()["error"])
+        r = h.post_json(d.url + "/api/generate", {"model": "huge:1t", "prompt": "again",
+                                                  "stream": False})
+        self.assertEqual(r.status, 200, r.body)
+
+    @unittest.skipIf(REAL, "writes its own GGUF")
+    def test_backends_too_small_for_the_model(self):
+        b = self.backend(env={"SOLLOL_SIM_RPC_MEM_MB": "64"})
+        big = h.write_gguf(os.path.join(self.tmp, "huge.gguf"), size=512 << 20)
+        d = self.daemon([b], model_paths={MODEL: big})
+        r = h.post_json(d.url + "/api/chat", self.chat(d))
+        self.assertEqual(r.status, 503, r.body)
+        err = r.json()["error"]
+        self.assertIn("MiB free", err)
+        self.assertIn("needs 512 MiB", err)
+        self.assertNotIn("started llama-server", d.stderr_text())
+
+    def test_embed_through_llama_server(self):
+        b = self.backend()
+        d = self.daemon([b], llama_server={"embeddings": True})
+        r = h.post_json(d.url + "/api/embed", {"model": MODEL, "input": ["a", "bb", "ccc"]})
+        self.assertEqual(r.status, 200, r.body)
+        e = r.json()
+        self.assertEqual(e["model"], MODEL)
+        self.assertEqual(len(e["embeddings"]), 3)
+        self.assertTrue(all(isinstance(v, list) and v for v in e["embeddings"]))
+        self.assertIn("total_duration", e)
+
     def test_not_sharded_model_routes_normally(self):
         b = self.backend()
         d = self.daemon([b])
