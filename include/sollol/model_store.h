@@ -80,4 +80,15 @@ int sol_model_store_parse_manifest(const char *root, const char *json, size_t le
 int sol_model_store_resolve(const char *root, const char *name, struct sol_model_files *out,
                             char *err, size_t errlen);
 
+/*
+ * Lists the models of the store: every manifest file
+ * <root>/manifests/<host>/<ns>/<model>/<tag>, as a canonical name
+ * (model_name.h) passed to `each` (which returns nonzero to stop). At most
+ * `max` names; entries that are not valid names are skipped. Blocking (a
+ * directory walk). Returns the count, or -1 when there is no manifests
+ * directory.
+ */
+int sol_model_store_list(const char *root, size_t max, int (*each)(void *ud, const char *canonical),
+                         void *ud);
+
 #endif

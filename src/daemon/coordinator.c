@@ -12,6 +12,7 @@
 
 #include "request_priv.h"
 
+#include "sollol/breaker.h"
 #include "sollol/daemon.h"
 #include "sollol/gguf.h"
 #include "sollol/health.h"
@@ -150,6 +151,18 @@ struct probe_ud {
     int connect_only;
 };
 
+/* The auto policy's view of the Ollama store, refreshed off the loop. */
+#define MAX_STORE     4096
+#define STORE_SCAN_MS 30000
+struct scan_work {
+    uv_work_t req;
+    struct sol_coord *c;
+    char root[SOL_STORE_PATH_MAX];
+    uint64_t keys[MAX_STORE];
+    unsigned n;
+    int rc;
+};
+
 struct sol_coord {
     struct sol_daemon *d;
     const struct sol_config *cfg;
@@ -174,6 +187,10 @@ struct sol_coord {
     char digest[72];
     struct sol_gguf_info info;
     struct resolve_work *work; /* running uv_work item */
+    struct scan_work *scan;    /* running store scan (auto policy) */
+    uint64_t store_keys[MAX_STORE];
+    unsigned n_store;
+    uint64_t next_scan;
 
     int have_ref;
     struct sol_rpc_version ref;
@@ -1340,6 +1357,8 @@ static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
         c->ready_at = now;
         c->last_activity = now;
         c->reason[0] = '\0';
+        /* Failures of the process that died say nothing of this one. */
+        sol_breaker_init(&c->node->breaker);
         SOL_INFO("coordinator: llama-server ready after %llu ms (model %s)",
                  (unsigned long long)(now - c->launched_at), c->model);
         set_state(c, CS_READY, ST_IDLE);
@@ -1370,6 +1389,63 @@ static void poll_health(struct sol_coord *c)
         c->health_running = 1;
 }
 
+/* -- the auto policy: which models the store holds -- */
+
+static int scan_each(void *ud, const char *canonical)
+{
+    struct scan_work *w = ud;
+    if (w->n >= MAX_STORE)
+        return 1;
+    w->keys[w->n++] = sol_model_key(canonical);
+    return 0;
+}
+
+static void scan_work_fn(uv_work_t *req)
+{
+    struct scan_work *w = req->data;
+    w->rc = sol_model_store_list(w->root, MAX_STORE, scan_each, w);
+}
+
+static void scan_done(uv_work_t *req, int status)
+{
+    struct scan_work *w = req->data;
+    struct sol_coord *c = w->c;
+    c->scan = NULL;
+    if (status == 0 && !c->stopping) {
+        c->n_store = w->rc > 0 ? w->n : 0;
+        memcpy(c->store_keys, w->keys, c->n_store * sizeof *w->keys);
+    }
+    free(w);
+    maybe_stopped(c);
+}
+
+static void start_scan(struct sol_coord *c)
+{
+    if (c->scan || !c->cfg->sharding_auto)
+        return;
+    c->next_scan = now_ms(c) + STORE_SCAN_MS;
+    struct scan_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    w->c = c;
+    w->req.data = w;
+    if (sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) <
+            0 ||
+        uv_queue_work(c->d->loop, &w->req, scan_work_fn, scan_done) < 0) {
+        free(w);
+        return;
+    }
+    c->scan = w;
+}
+
+static int store_has(const struct sol_coord *c, uint64_t key)
+{
+    for (unsigned i = 0; i < c->n_store; i++)
+        if (c->store_keys[i] == key)
+            return 1;
+    return 0;
+}
+
 /* -- the tick: timeouts, restarts, idle unload, liveness -- */
 
 static void stop_llama(struct sol_coord *c, const char *why)
@@ -1387,6 +1463,8 @@ static void on_tick(uv_timer_t *t)
     if (c->stopping)
         return;
     uint64_t now = now_ms(c);
+    if (c->cfg->sharding_auto && now >= c->next_scan)
+        start_scan(c);
     for (unsigned i = 0; i < c->n_locals; i++) {
         struct local_rpc *l = &c->locals[i];
         if (!l->ch && l->restart_at && now >= l->restart_at)
@@ -1684,6 +1762,7 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
     n->external = 1;
     n->held = 1;
     n->state = SOL_NODE_UP;
+    n->tags_at_ms = uv_now(d->loop) + 1; /* its model list is the coordinator's: known */
     snprintf(n->version, sizeof n->version, "llama-server");
     d->table.nodes[d->table.count++] = n;
     d->node_ids[n->index] = sol_affinity_node_id("sollol-rpc-coordinator");
@@ -1699,6 +1778,7 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     d->coord = c;
     set_state(c, CS_STOPPED, ST_IDLE);
+    start_scan(c);
     for (unsigned i = 0; i < c->n_locals; i++)
         local_start(&c->locals[i]);
     SOL_INFO("model sharding on: %u rpc backend(s), %u sharded model(s)%s", c->n_backends,
@@ -1713,7 +1793,7 @@ fail:
 
 static void maybe_stopped(struct sol_coord *c)
 {
-    if (!c->stopping || c->timers_open || c->children_open || c->work || !c->on_stopped)
+    if (!c->stopping || c->timers_open || c->children_open || c->work || c->scan || !c->on_stopped)
         return;
     void (*cb)(struct sol_daemon *) = c->on_stopped;
     c->on_stopped = NULL;
@@ -1750,6 +1830,8 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
     }
     if (c->work)
         uv_cancel((uv_req_t *)&c->work->req); /* else its done callback ends it */
+    if (c->scan)
+        uv_cancel((uv_req_t *)&c->scan->req);
     child_stop(c->llama);
     child_stop(c->ref_child);
     for (unsigned i = 0; i < c->n_locals; i++)
@@ -1901,8 +1983,14 @@ int sol_coord_take(struct sol_request *r)
     if (!c || !r->model[0] || r->route->kind != SOL_ROUTE_PROXY || (r->route->flags & SOL_RF_BATCH))
         return 0;
     int listed = is_listed(c, r->model);
-    if (!listed && !(c->cfg->sharding_auto && no_node_has(c, r->score.model_key)))
-        return 0;
+    if (!listed) {
+        /* Auto policy: no node has it, and its GGUF can be found (the
+         * store's last scan, or an explicit path). */
+        char path[SOL_STORE_PATH_MAX];
+        if (!c->cfg->sharding_auto || !no_node_has(c, r->score.model_key) ||
+            !(store_has(c, r->score.model_key) || explicit_path(c, r->model, path, sizeof path)))
+            return 0;
+    }
     enum sol_tr_kind kind = SOL_TR_CHAT;
     int passthrough = 0;
     const char *path = r->path;

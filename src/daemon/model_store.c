@@ -281,3 +281,89 @@ int sol_model_store_resolve(const char *root, const char *name, struct sol_model
     }
     return 0;
 }
+
+/* Calls fn for each entry of dir that is a directory (want_dir) or a
+ * regular file, skipping dot entries. */
+static int walk(const char *dir, int want_dir, int (*fn)(void *, const char *, const char *),
+                void *ud)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    int stop = 0;
+    while (!stop && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[SOL_STORE_PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) < 0)
+            continue;
+        if (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode))
+            stop = fn(ud, path, e->d_name);
+    }
+    closedir(d);
+    return stop;
+}
+
+struct list_walk {
+    size_t max, count;
+    int (*each)(void *ud, const char *canonical);
+    void *ud;
+    const char *parts[3]; /* host, ns, model of the current level */
+    int stop;
+};
+
+static int on_tag(void *ud, const char *path, const char *tag)
+{
+    (void)path;
+    struct list_walk *w = ud;
+    char name[1200], canon[SOL_MODEL_NAME_MAX];
+    snprintf(name, sizeof name, "%s/%s/%s:%s", w->parts[0], w->parts[1], w->parts[2], tag);
+    if (sol_model_canonical(name, canon, sizeof canon) < 0)
+        return 0;
+    if (w->count >= w->max || w->each(w->ud, canon)) {
+        w->stop = 1;
+        return 1;
+    }
+    w->count++;
+    return 0;
+}
+
+static int on_model(void *ud, const char *path, const char *name)
+{
+    struct list_walk *w = ud;
+    w->parts[2] = name;
+    walk(path, 0, on_tag, w);
+    return w->stop;
+}
+
+static int on_ns(void *ud, const char *path, const char *name)
+{
+    struct list_walk *w = ud;
+    w->parts[1] = name;
+    walk(path, 1, on_model, w);
+    return w->stop;
+}
+
+static int on_host(void *ud, const char *path, const char *name)
+{
+    struct list_walk *w = ud;
+    w->parts[0] = name;
+    walk(path, 1, on_ns, w);
+    return w->stop;
+}
+
+int sol_model_store_list(const char *root, size_t max, int (*each)(void *ud, const char *canonical),
+                         void *ud)
+{
+    char dir[SOL_STORE_PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s/manifests", root);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return -1;
+    struct list_walk w = {.max = max, .each = each, .ud = ud};
+    if (walk(dir, 1, on_host, &w) < 0)
+        return -1;
+    return (int)w.count;
+}

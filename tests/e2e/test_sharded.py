@@ -471,15 +471,17 @@ class Sharded(unittest.TestCase):
         r = h.post_json(d.url + "/api/show", {"model": "huge:1t"})
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.json()["model_info"]["llama.block_count"], 16)
-        # A model found nowhere: 404 naming the store path, and the coordinator
-        # is free again for the next one.
+        # A model found nowhere is the router's plain 404, and the sharded
+        # model stays loaded (a typo does not unload it).
+        pid = st["pid"]
         r = h.post_json(d.url + "/api/chat", {"model": "nowhere:1b",
                                               "messages": [{"role": "user", "content": "x"}]})
         self.assertEqual(r.status, 404, r.body)
-        self.assertIn("manifests/registry.ollama.ai/library/nowhere/1b", r.json()["error"])
+        self.assertIn("not found", r.json()["error"])
         r = h.post_json(d.url + "/api/generate", {"model": "huge:1t", "prompt": "again",
                                                   "stream": False})
         self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.status(d)["coordinator"]["pid"], pid)
 
     @unittest.skipIf(REAL, "writes its own GGUF")
     def test_backends_too_small_for_the_model(self):

@@ -181,6 +181,37 @@ static void test_resolve(void)
     CHECK(sol_model_store_resolve(root, "bad name!", &f, err, sizeof err) == -1, "bad name");
 }
 
+static int collect(void *ud, const char *canonical)
+{
+    char *all = ud;
+    strcat(all, canonical);
+    strcat(all, ";");
+    return 0;
+}
+
+static int stop_at_first(void *ud, const char *canonical)
+{
+    (void)canonical;
+    (*(int *)ud)++;
+    return 1;
+}
+
+static void test_list(void)
+{
+    /* Run after test_resolve: its manifests are the store. */
+    char all[4096] = "";
+    int n = sol_model_store_list(root, 100, collect, all);
+    CHECK(n == 6, "%d models: %s", n, all);
+    CHECK(strstr(all, "big:70b;") && strstr(all, "hf.co/org/foo:q4;") &&
+              strstr(all, "noblob:latest;"),
+          "%s", all);
+    all[0] = '\0';
+    CHECK(sol_model_store_list(root, 2, collect, all) == 2, "bounded");
+    int calls = 0;
+    CHECK(sol_model_store_list(root, 100, stop_at_first, &calls) == 0 && calls == 1, "stops");
+    CHECK(sol_model_store_list("/nonexistent", 100, collect, all) == -1, "no store");
+}
+
 /* The rpc_backends forms (coordinator.c's parser). */
 static void test_backends(void)
 {
@@ -223,6 +254,7 @@ int main(int argc, char **argv)
     test_ref_parse();
     test_root();
     test_resolve();
+    test_list();
     test_backends();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
