@@ -19,6 +19,7 @@ numbers (time to first token, added latency per token) are printed.
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -44,6 +45,14 @@ def proc_alive(pid):
 
 def proc_exists(pid):
     return os.path.exists("/proc/%d" % pid)
+
+
+def connectable(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def children_of(pid):
@@ -384,6 +393,45 @@ class Sharded(unittest.TestCase):
         self.assertEqual(r.status, 503, r.body)
         self.assertIn("last log lines", r.json()["error"])
         self.assertEqual(r.headers.get("retry-after"), "1")
+
+    @unittest.skipIf(REAL, "needs SOLLOL_SIM_LOAD_FAIL")
+    def test_model_load_error_ends_failed_with_its_log(self):
+        b = self.backend()
+        d = self.daemon([b], env={"SOLLOL_SIM_LOAD_FAIL": "1"},
+                        llama_server={"restart_backoff_min_ms": 50, "restart_backoff_max_ms": 100,
+                                      "crash_limit": 3})
+        r = h.post_json(d.url + "/api/chat", self.chat(d), timeout=60)
+        self.assertEqual(r.status, 503, r.body)
+        err = r.json()["error"]
+        self.assertIn("exited 3 times", err)
+        self.assertIn("exiting due to model loading error", err)
+        st = self.status(d)["coordinator"]
+        self.assertEqual(st["state"], "failed")
+        self.assertIn("exit status 1", st["last_exit"])
+        self.assertTrue(any("model loading error" in l for l in st["last_log_lines"]))
+
+    @unittest.skipIf(REAL, "kills a stand-in")
+    def test_local_rpc_server_is_supervised(self):
+        port = h.free_port()
+        d = self.daemon([], local_rpc_servers=[{"port": port, "cache": False}],
+                        llama_server={"rpc_server_binary": h.standin("rpc-server"),
+                                      "restart_backoff_min_ms": 100})
+        h.wait_until(lambda: self.status(d)["local_rpc_servers"][0]["pid"], timeout=10)
+        pid = self.status(d)["local_rpc_servers"][0]["pid"]
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        self.assertIn(b"-p", argv)
+        self.assertNotIn(b"-c", argv)
+        os.kill(pid, signal.SIGKILL)
+        h.wait_until(lambda: (self.status(d)["local_rpc_servers"][0]["pid"] or pid) != pid,
+                     timeout=10, msg="local rpc-server restarted")
+        self.assertEqual(self.status(d)["local_rpc_servers"][0]["restarts"], 1)
+        h.wait_until(lambda: not proc_exists(pid), timeout=5, msg="old one reaped")
+        h.wait_until(lambda: connectable(port), timeout=10, msg="restarted one listening")
+        # It is a backend like the others.
+        s, lines = self.stream_chat(d)
+        self.assertTrue(lines[-1].json["done"])
+        self.assertEqual(self.status(d)["backends"][0]["address"], "127.0.0.1:%d" % port)
 
     def test_sigterm_leaves_no_child(self):
         b = self.backend()
