@@ -140,6 +140,8 @@ struct resolve_work {
     int not_found;
     char err[600];
     char path[SOL_STORE_PATH_MAX];
+    char projector[SOL_STORE_PATH_MAX]; /* --mmproj, or "" */
+    char adapter[SOL_STORE_PATH_MAX];   /* --lora, or "" */
     char digest[72];
     struct sol_gguf_info info;
 };
@@ -184,6 +186,8 @@ struct sol_coord {
     char next_model[SOL_MODEL_NAME_MAX]; /* switch to it once stopped */
     char resolved_for[SOL_MODEL_NAME_MAX];
     char gguf_path[SOL_STORE_PATH_MAX];
+    char projector[SOL_STORE_PATH_MAX]; /* the store's projector layer, or "" */
+    char adapter[SOL_STORE_PATH_MAX];   /* the store's adapter layer, or "" */
     char digest[72];
     struct sol_gguf_info info;
     struct resolve_work *work; /* running uv_work item */
@@ -830,6 +834,8 @@ static void resolve_work(uv_work_t *req)
         }
         path = files.model;
         snprintf(w->digest, sizeof w->digest, "%s", files.digest);
+        snprintf(w->projector, sizeof w->projector, "%s", files.projector);
+        snprintf(w->adapter, sizeof w->adapter, "%s", files.adapter);
     }
     snprintf(w->path, sizeof w->path, "%s", path);
     w->rc = sol_gguf_read_file(w->path, &w->info, w->err, sizeof w->err);
@@ -858,6 +864,8 @@ static void resolve_done(uv_work_t *req, int status)
     snprintf(c->resolved_for, sizeof c->resolved_for, "%s", c->model);
     snprintf(c->gguf_path, sizeof c->gguf_path, "%s", w->path);
     snprintf(c->digest, sizeof c->digest, "%s", w->digest);
+    snprintf(c->projector, sizeof c->projector, "%s", w->projector);
+    snprintf(c->adapter, sizeof c->adapter, "%s", w->adapter);
     c->info = w->info;
     free(w);
     SOL_INFO("coordinator: model %s is %s: GGUF v%u, %s, %llu blocks, %s, %llu MiB", c->model,
@@ -1205,6 +1213,15 @@ static void launch(struct sol_coord *c)
     append_arg(argv, &n, c->model);
     if (c->cfg->llama_embeddings)
         append_arg(argv, &n, "--embeddings");
+    /* The store's other layers, as Ollama passes them. */
+    if (c->projector[0]) {
+        append_arg(argv, &n, "--mmproj");
+        append_arg(argv, &n, c->projector);
+    }
+    if (c->adapter[0]) {
+        append_arg(argv, &n, "--lora");
+        append_arg(argv, &n, c->adapter);
+    }
     /* Extra arguments: a JSON array, or words separated by spaces. */
     const char *ex = c->cfg->llama_extra_args ? c->cfg->llama_extra_args : "";
     size_t eo = 0;

@@ -231,6 +231,13 @@ class Sharded(unittest.TestCase):
         d = self.daemon([b], env={"SOLLOL_SIM_TOKENS_PER_SECOND": "0"})
         self.stream_chat(d)
         port = self.status(d)["coordinator"]["port"]
+        warm = []
+        for _ in range(5):
+            t = time.monotonic()
+            s, lines = self.stream_chat(d)
+            warm.append(lines[0].t - t)
+        print("\n[measure] loaded model: request -> first token %.1f ms (best of 5)"
+              % (min(warm) * 1000), file=sys.stderr)
         n = 2000
         body = self.chat(d, options={"num_predict": n})
         direct = {"messages": body["messages"], "max_tokens": n, "stream": True}
@@ -530,6 +537,39 @@ class Sharded(unittest.TestCase):
                                                   "stream": False})
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(self.status(d)["coordinator"]["pid"], pid)
+
+    @unittest.skipIf(REAL, "reads the stand-in's argv")
+    def test_backend_sources_merge_and_store_layers(self):
+        b1, b2, b3 = self.backend(), self.backend(), self.backend()
+        conf = os.path.join(self.tmp, "rpc_backends.conf")
+        with open(conf, "w") as f:
+            f.write("# workers\n127.0.0.1:%d   # second\n\n127.0.0.1:%d\n" % (b2.port, b1.port))
+        root, digest = self.store_with("big:70b", self.gguf)
+        # A projector layer in the manifest becomes --mmproj.
+        proj = h.write_gguf(os.path.join(self.tmp, "proj.gguf"), arch="clip")
+        import hashlib
+        with open(proj, "rb") as f:
+            pd = hashlib.sha256(f.read()).hexdigest()
+        os.link(proj, os.path.join(root, "blobs", "sha256-" + pd))
+        mpath = os.path.join(root, "manifests", "registry.ollama.ai", "library", "big", "70b")
+        with open(mpath) as f:
+            m = json.load(f)
+        m["layers"].append({"mediaType": "application/vnd.ollama.image.projector",
+                            "digest": "sha256:" + pd, "size": 1})
+        with open(mpath, "w") as f:
+            json.dump(m, f)
+        d = self.daemon([b1], env={"RPC_BACKENDS": "127.0.0.1:%d" % b3.port, "OLLAMA_MODELS": root},
+                        rpc_backends_file=conf, model_paths={})
+        self.stream_chat(d)
+        st = self.status(d)
+        # The environment replaces the file's rpc_backends key; the conf file adds to it.
+        addrs = [b["address"] for b in st["backends"]]
+        self.assertEqual(addrs, ["127.0.0.1:%d" % p for p in (b3.port, b2.port, b1.port)])
+        sim = h.get_json("http://127.0.0.1:%d/_sim/stats" % st["coordinator"]["port"])
+        argv = sim["argv"]
+        self.assertEqual(argv[argv.index("--rpc") + 1], ",".join(addrs))
+        self.assertTrue(argv[argv.index("-m") + 1].endswith("sha256-" + digest))
+        self.assertTrue(argv[argv.index("--mmproj") + 1].endswith("sha256-" + pd))
 
     @unittest.skipIf(REAL, "writes its own GGUF")
     def test_backends_too_small_for_the_model(self):
