@@ -68,11 +68,18 @@ int sol_coord_parse_backends(const char *text, struct sol_coord_addr *out, size_
 /*
  * Creates the coordinator when d->cfg enables model sharding, and appends
  * its virtual node to d->table (the table must have room for one more
- * entry). Starts the configured local rpc-server children. Returns 0 (also
+ * entry). Nothing runs until sol_coord_start(). Returns 0 (also
  * when sharding is disabled: d->coord stays NULL), or -1 with a message in
  * err (bad rpc_backends entry, unreadable rpc_backends file, out of memory).
  */
 int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen);
+
+/*
+ * Starts the coordinator's timers, its store scan and the local rpc-server
+ * children. Called once the daemon has started everything else, so a
+ * failed start leaves nothing running. NULL is fine.
+ */
+void sol_coord_start(struct sol_coord *c);
 
 /*
  * Stops everything: probes and timers end, children get SIGTERM, then

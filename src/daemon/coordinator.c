@@ -1788,16 +1788,8 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
         sol_node_model_get(n, c->sharded[i]);
     if (c->n_sharded)
         snprintf(c->model, sizeof c->model, "%s", c->sharded[0]);
-    uv_timer_init(d->loop, &c->tick);
-    uv_timer_init(d->loop, &c->kick);
-    c->tick.data = c->kick.data = c;
-    c->timers_open = 2;
-    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     d->coord = c;
     set_state(c, CS_STOPPED, ST_IDLE);
-    start_scan(c);
-    for (unsigned i = 0; i < c->n_locals; i++)
-        local_start(&c->locals[i]);
     SOL_INFO("model sharding on: %u rpc backend(s), %u sharded model(s)%s", c->n_backends,
              c->n_sharded, cfg->sharding_auto ? ", auto policy" : "");
     return 0;
@@ -1806,6 +1798,20 @@ oom:
 fail:
     free(c);
     return -1;
+}
+
+void sol_coord_start(struct sol_coord *c)
+{
+    if (!c || c->timers_open)
+        return;
+    uv_timer_init(c->d->loop, &c->tick);
+    uv_timer_init(c->d->loop, &c->kick);
+    c->tick.data = c->kick.data = c;
+    c->timers_open = 2;
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    start_scan(c);
+    for (unsigned i = 0; i < c->n_locals; i++)
+        local_start(&c->locals[i]);
 }
 
 static void maybe_stopped(struct sol_coord *c)
@@ -1853,8 +1859,12 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
     child_stop(c->ref_child);
     for (unsigned i = 0; i < c->n_locals; i++)
         child_stop(c->locals[i].ch);
-    uv_close((uv_handle_t *)&c->tick, on_timer_closed);
-    uv_close((uv_handle_t *)&c->kick, on_timer_closed);
+    if (c->timers_open) {
+        uv_close((uv_handle_t *)&c->tick, on_timer_closed);
+        uv_close((uv_handle_t *)&c->kick, on_timer_closed);
+    } else {
+        maybe_stopped(c);
+    }
     return 1;
 }
 

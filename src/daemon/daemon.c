@@ -262,6 +262,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         return -1;
     }
     d->health_running = 1;
+    sol_coord_start(d->coord); /* coordinator.c: timers, local rpc-servers */
     return 0;
 }
 
