@@ -2095,6 +2095,14 @@ int sol_coord_take(struct sol_request *r)
         }
     }
     ensure_started(c);
+    if (c->state != CS_READY && r->d->cfg->queue_max_length == 0) {
+        /* Without the daemon's queue nothing can wait for the load. */
+        r->fail_status = 503;
+        snprintf(r->last_error, sizeof r->last_error,
+                 "sharded model '%.200s' is loading (queue.max_length is 0: retry later)",
+                 r->info.model);
+        return -1;
+    }
     return 0;
 }
 
