@@ -201,7 +201,7 @@ class LlamaServerTest(LlamaServerBase):
     @sim_llama_only
     def test_loading_then_ready(self):
         r = self.rpc()
-        p = self.llama("-ngl", "all", rpcs=[r], env={"SOLLOL_SIM_LOAD_MS": "1500"})
+        p = self.llama("-ngl", "all", rpcs=[r], env={"SOLLOL_SIM_LOAD_MS": "3000"})
         res = h.request("GET", p.url + "/health")
         self.assertEqual(res.status, 503)
         self.assertEqual(res.json(), {"error": {"code": 503, "message": "Loading model",
@@ -355,14 +355,52 @@ class LlamaServerTest(LlamaServerBase):
 
         def one(i):
             return lambda: h.request("POST", p.url + "/completion",
-                                     body={"prompt": "p%d" % i, "n_predict": 10}).json()
+                                     body={"prompt": "p%d" % i, "n_predict": 20}).json()
 
         results = h.run_parallel([one(i) for i in range(5)])
         self.assertEqual(len(results), 5)
         self.assertTrue(all(r["stop_type"] == "limit" for r in results))
+        # Pacing: 20 tokens at 50/s take at least 400 ms (a load only slows it).
+        for r in results:
+            self.assertGreaterEqual(r["timings"]["predicted_ms"], 395)
+            self.assertLessEqual(r["timings"]["predicted_per_second"], 51)
         st = h.get_json(p.url + "/_sim/stats")
         self.assertEqual(st["max_active"], 2)
         self.assertEqual(st["completed"], 5)
+
+    @sim_llama_only
+    def test_json_mode(self):
+        p = self.llama(env={"SOLLOL_SIM_TOKENS_PER_SECOND": "0"})
+        self.wait_ready(p)
+        res = h.request("POST", p.url + "/v1/chat/completions",
+                        body={"messages": [{"role": "user", "content": "json please"}],
+                              "response_format": {"type": "json_object"}}).json()
+        answer = json.loads(res["choices"][0]["message"]["content"])
+        self.assertIsInstance(answer["answer"], str)
+        self.assertEqual(res["choices"][0]["finish_reason"], "stop")
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        res = h.request("POST", p.url + "/completion",
+                        body={"prompt": "x", "json_schema": schema, "stream": True})
+        events = [json.loads(e[6:]) for e in res.text.split("\n\n") if e]
+        self.assertIn("answer", json.loads("".join(e["content"] for e in events)))
+
+    @sim_llama_only
+    def test_fail_after_tokens(self):
+        p = self.llama(env={"SOLLOL_SIM_FAIL_AFTER_TOKENS": "3"})
+        self.wait_ready(p)
+        res = h.request("POST", p.url + "/v1/chat/completions",
+                        body={"messages": [{"role": "user", "content": "x"}], "stream": True})
+        self.assertEqual(res.status, 200)
+        events = [e for e in res.text.split("\n\n") if e]
+        self.assertNotIn("data: [DONE]", events)
+        last = json.loads(events[-1][6:])
+        self.assertEqual(last["error"]["code"], 500)
+        self.assertEqual(last["error"]["type"], "server_error")
+        res = h.request("POST", p.url + "/completion", body={"prompt": "x"})
+        self.assertEqual(res.status, 500)
+        self.assertEqual(res.json()["error"]["code"], 500)
+        # The slot was freed: the server still answers.
+        self.assertEqual(h.get_json(p.url + "/_sim/stats")["active"], 0)
 
     @sim_llama_only
     def test_client_disconnect_frees_slot(self):
@@ -449,6 +487,26 @@ class LlamaServerFailureTest(LlamaServerBase):
         self.assertIn(b"Failed to connect to 127.0.0.1:%d" % port, res.stderr)
 
     @sim_llama_only
+    def test_busy_backend_blocks_start(self):
+        r = self.rpc()
+        _, holder = h.rpc_hello(r.host, r.port, form="v3")  # another client holds it
+        self.addCleanup(holder.close)
+        port = h.free_port()
+        child = subprocess.Popen([h.standin("llama-server"), "-m", self.gguf, "--port", str(port),
+                                  "--rpc", "%s:%d" % (r.host, r.port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        # Its HELLO is not answered: it waits inside the handshake, no port open yet.
+        time.sleep(0.5)
+        self.assertIsNone(child.poll())
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        # No signal handler yet (as the real one while parsing --rpc): SIGTERM kills it.
+        child.terminate()
+        self.assertEqual(child.wait(timeout=10), -signal.SIGTERM)
+
+    @sim_llama_only
     def test_backend_killed_aborts(self):
         r = self.rpc(check_exit=False)
         p = self.llama(rpcs=[r], test=False)
@@ -489,6 +547,17 @@ class LlamaServerFailureTest(LlamaServerBase):
         self.addCleanup(p.close)
         h.wait_until(lambda: not p.alive(), timeout=10, msg="simulated crash")
         self.assertEqual(p.popen.returncode, -signal.SIGABRT)
+
+    @sim_llama_only
+    def test_sigterm_while_loading(self):
+        r = self.rpc()
+        p = self.llama(rpcs=[r], env={"SOLLOL_SIM_LOAD_MS": "60000"})
+        self.assertEqual(h.request("GET", p.url + "/health").status, 503)
+        self.assertEqual(p.stop(), 0)
+        # Its backend connection is gone: the rpc-server serves the next client.
+        reply, s = h.rpc_hello(r.host, r.port, form="v3", timeout=10)
+        self.assertEqual(h.rpc_version_of(reply), (3, 0, 0))
+        s.close()
 
     @sim_llama_only
     def test_sigterm_mid_stream(self):

@@ -5,7 +5,9 @@
  *   rpc_wire.c      ggml RPC wire format: commands, HELLO in both forms,
  *                   protocol versions, blocking I/O helpers, environment knobs
  *   rpc_server.c    the rpc-server stand-in (serial accept loop, one client)
- *   llama_server.c  the llama-server stand-in (libuv loop + libmicrohttpd)
+ *   llama_server.c  the llama-server stand-in (libuv loop + libmicrohttpd),
+ *   llama_http.c    with its private header llama_sim.h
+ *   llama_gen.c
  *
  * Facts: /work/shared/PROTOCOLS.md sections 2 and 3; docs/simulator.md
  * ("llama.cpp stand-ins") documents the flags and SOLLOL_SIM_* knobs.
