@@ -2159,6 +2159,12 @@ int sol_coord_on_body(struct sol_request *r, const char *p, size_t n, const char
     int rc = sol_translate_feed(&q->tr, p, n, &q->out);
     *out = q->out.data ? q->out.data : "";
     *out_len = q->out.len;
+    if (q->tr.failed && r->state == RS_UPSTREAM) {
+        /* llama-server failed before the client saw anything: an error
+         * status, as Ollama answers a failure before streaming begins. */
+        r->status = 500;
+        snprintf(r->content_type, sizeof r->content_type, "application/json; charset=utf-8");
+    }
     if (r->d->coord)
         r->d->coord->last_activity = now_ms(r->d->coord);
     return rc;

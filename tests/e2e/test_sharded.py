@@ -440,6 +440,37 @@ class Sharded(unittest.TestCase):
         self.assertTrue(lines[-1].json["done"])
         self.assertEqual(self.status(d)["backends"][0]["address"], "127.0.0.1:%d" % port)
 
+    @unittest.skipIf(REAL, "needs SOLLOL_SIM_FAIL_AFTER_TOKENS")
+    def test_llama_server_errors_in_ollama_shape(self):
+        b = self.backend()
+        d = self.daemon([b], env={"SOLLOL_SIM_FAIL_AFTER_TOKENS": "3"})
+        # Mid-stream: the chunks so far, then one {"error": ...} line.
+        s = h.open_stream("POST", d.url + "/api/chat", self.chat(d), timeout=60)
+        self.assertEqual(s.status, 200)
+        lines = [e.json for e in s.lines()]
+        s.close()
+        self.assertGreaterEqual(len(lines), 2)
+        self.assertTrue(all("message" in x and not x["done"] for x in lines[:-1]))
+        self.assertIsInstance(lines[-1]["error"], str)
+        self.assertNotIn("done", lines[-1])
+        # Not streamed: llama-server's 500 with Ollama's error shape.
+        r = h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "x", "stream": False})
+        self.assertEqual(r.status, 500, r.body)
+        self.assertIsInstance(r.json()["error"], str)
+
+    @unittest.skipIf(REAL, "the stand-in's JSON mode")
+    def test_format_json_and_schema(self):
+        b = self.backend()
+        d = self.daemon([b])
+        r = h.post_json(d.url + "/api/chat", self.chat(d, stream=False, format="json"))
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIsInstance(json.loads(r.json()["message"]["content"]), dict)
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        r = h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "x", "stream": False,
+                                                  "format": schema})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn("answer", json.loads(r.json()["response"]))
+
     def test_sigterm_leaves_no_child(self):
         b = self.backend()
         local_port = h.free_port()
