@@ -110,9 +110,14 @@ struct local_rpc {
     int cache;
     struct child *ch;
     uint64_t restart_at;
+    uint64_t started_at; /* spawned: it may not listen yet */
     unsigned backoff_ms;
     unsigned restarts;
 };
+
+/* A local rpc-server spawned this recently may still be opening its port. */
+#define LOCAL_START_GRACE_MS 5000
+#define LOCAL_RETRY_MS       200
 
 struct sol_coord_req {
     enum sol_tr_kind kind;
@@ -1076,8 +1081,27 @@ static void liveness_probes(struct sol_coord *c)
     }
 }
 
+/* A local rpc-server spawned moments ago may not listen yet: probe it
+ * again shortly rather than exclude it. */
+static int local_still_starting(const struct sol_coord *c, const struct backend *b)
+{
+    if (!b->local || b->last.answered)
+        return 0;
+    const struct local_rpc *l = &c->locals[b->local - 1];
+    return l->ch && now_ms(c) - l->started_at < LOCAL_START_GRACE_MS;
+}
+
 static void evaluate(struct sol_coord *c)
 {
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        if (local_still_starting(c, &c->backends[i])) {
+            snprintf(c->reason, sizeof c->reason, "waiting for local rpc-server %s:%d to start",
+                     c->backends[i].addr.host, c->backends[i].addr.port);
+            c->step = ST_WAIT_BACKENDS;
+            c->restart_at = now_ms(c) + LOCAL_RETRY_MS;
+            return;
+        }
+    }
     char summary[600] = "";
     size_t off = 0;
     unsigned usable = 0;
@@ -1575,6 +1599,7 @@ static void local_start(struct local_rpc *l)
     char label[64];
     snprintf(label, sizeof label, "rpc-server :%d", l->port);
     l->restart_at = 0;
+    l->started_at = now_ms(c);
     l->ch = child_spawn(c, label, argv, 0, local_exit, l, err, sizeof err);
     if (!l->ch) {
         SOL_ERROR("%s", err);
@@ -1734,6 +1759,10 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
         snprintf(addr, sizeof addr, "%s:%d", c->locals[i].host, c->locals[i].port);
         if (add_backends(c, addr, "local_rpc_servers", err, errlen) < 0)
             goto fail;
+        for (unsigned j = 0; j < c->n_backends; j++)
+            if (c->backends[j].addr.port == c->locals[i].port &&
+                strcmp(c->backends[j].addr.host, c->locals[i].host) == 0)
+                c->backends[j].local = (int)i + 1;
     }
     if (cfg->rpc_version && cfg->rpc_version[0]) {
         struct sol_rpc_version v;

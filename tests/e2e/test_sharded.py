@@ -423,12 +423,16 @@ class Sharded(unittest.TestCase):
         d = self.daemon([], local_rpc_servers=[{"port": port, "cache": False}],
                         llama_server={"rpc_server_binary": h.standin("rpc-server"),
                                       "restart_backoff_min_ms": 100})
-        h.wait_until(lambda: self.status(d)["local_rpc_servers"][0]["pid"], timeout=10)
+        s, lines = self.stream_chat(d)  # at once: the local server may not listen yet
+        self.assertTrue(lines[-1].json["done"])
         pid = self.status(d)["local_rpc_servers"][0]["pid"]
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             argv = f.read().split(b"\0")
         self.assertIn(b"-p", argv)
         self.assertNotIn(b"-c", argv)
+        # The first request came right after start-up: the local server was
+        # waited for, not excluded.
+        self.assertFalse(self.status(d)["backends"][0]["excluded"])
         os.kill(pid, signal.SIGKILL)
         h.wait_until(lambda: (self.status(d)["local_rpc_servers"][0]["pid"] or pid) != pid,
                      timeout=10, msg="local rpc-server restarted")
