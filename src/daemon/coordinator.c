@@ -1974,8 +1974,30 @@ static void ensure_started(struct sol_coord *c)
     }
 }
 
-/* Ollama's answer to a load-only request (no messages / empty prompt). */
-static void answer_load(struct sol_request *r, struct sol_coord_req *q)
+/* keep_alive 0 (a number, or a duration string such as "0" or "0s"). */
+static int keep_alive_zero(const struct sol_request *r)
+{
+    const struct sol_json_span *ka = &r->info.keep_alive;
+    if (!ka->p)
+        return 0;
+    if (ka->type == SOL_JSON_NUMBER) {
+        double v;
+        return sol_json_number_double(ka, &v) == 0 && v == 0;
+    }
+    if (ka->type != SOL_JSON_STRING || ka->len < 3)
+        return 0;
+    const char *v = ka->p + 1; /* inside the quotes */
+    size_t n = ka->len - 2;
+    static const char *const zeros[] = {"0", "0s", "0ms", "0m", "0h"};
+    for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++)
+        if (n == strlen(zeros[i]) && memcmp(v, zeros[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Ollama's answer to a load-only request (no messages / empty prompt):
+ * done_reason "load", or "unload" with keep_alive 0. */
+static void answer_load(struct sol_request *r, struct sol_coord_req *q, const char *reason)
 {
     char ts[48];
     sol_translate_rfc3339(wall_ns(NULL), ts, sizeof ts);
@@ -1986,7 +2008,7 @@ static void answer_load(struct sol_request *r, struct sol_coord_req *q)
         sol_buf_append_str(&r->stream, "\"message\":{\"role\":\"assistant\",\"content\":\"\"},");
     else
         sol_buf_append_str(&r->stream, "\"response\":\"\",");
-    sol_buf_append_str(&r->stream, "\"done_reason\":\"load\",\"done\":true}");
+    sol_buf_appendf(&r->stream, "\"done_reason\":\"%s\",\"done\":true}", reason);
     if (q->stream)
         sol_buf_append_str(&r->stream, "\n");
     r->status = 200;
@@ -2117,9 +2139,17 @@ int sol_coord_take(struct sol_request *r)
                                        &q->body, err, sizeof err);
         if (rc < 0)
             return fail_req(r, 400, "%s", err);
+        if (rc == 1 && keep_alive_zero(r)) {
+            /* Unload now, if nothing else uses it (Ollama's keep_alive 0). */
+            if (c->llama && c->state == CS_READY && c->step == ST_IDLE && c->node->in_flight == 0 &&
+                !queued_for_rpc(c))
+                stop_llama(c, "unload requested");
+            answer_load(r, q, "unload");
+            return 1;
+        }
         if (rc == 1) {
             ensure_started(c);
-            answer_load(r, q);
+            answer_load(r, q, "load");
             return 1;
         }
     }

@@ -514,7 +514,19 @@ class Sharded(unittest.TestCase):
         self.assertNotIn(MODEL, ps)
         s, lines = self.stream_chat(d)
         self.assertTrue(lines[-1].json["done"])
-        self.assertNotEqual(self.status(d)["coordinator"]["pid"], pid)
+        pid2 = self.status(d)["coordinator"]["pid"]
+        self.assertNotEqual(pid2, pid)
+        # keep_alive 0 with no messages unloads at once, as Ollama does.
+        r = h.post_json(d.url + "/api/chat", {"model": MODEL, "messages": [], "keep_alive": 0,
+                                              "stream": False})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["done_reason"], "unload")
+        self.wait_state(d, "stopped", timeout=10)
+        h.wait_until(lambda: not proc_exists(pid2), timeout=5, msg="unloaded llama-server reaped")
+        # No messages: loads it ("load").
+        r = h.post_json(d.url + "/api/chat", {"model": MODEL, "messages": [], "stream": False})
+        self.assertEqual(r.json()["done_reason"], "load")
+        self.wait_state(d, "ready", timeout=20)
         self.assertEqual(self.status(d)["coordinator"]["restarts"], 0)  # unloads are not crashes
 
     def store_with(self, name, gguf_path):
