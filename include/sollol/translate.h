@@ -13,7 +13,10 @@
  * are fed as they arrive; every complete SSE event yields its Ollama NDJSON
  * line at once (nothing is held back beyond the current partial line).
  * stream:false accumulates the generated text (the answer itself) and
- * yields one object at the end. The final line carries done_reason and the
+ * yields one object at the end. Tool calls (chat) are collected from their
+ * fragments and sent whole, arguments parsed into an object, in one line
+ * before the final one (stream) or in the object's message. The final line
+ * carries done_reason and the
  * metrics Ollama derives from `timings`:
  *   prompt_eval_count = cache_n + prompt_n, prompt_eval_duration =
  *   prompt_ms * 1e6, eval_count = predicted_n, eval_duration =
@@ -39,8 +42,9 @@ enum sol_tr_kind {
 };
 
 /* Longest SSE line, and largest non-streamed body (errors, embeddings). */
-#define SOL_TR_MAX_LINE (4u << 20)
-#define SOL_TR_MAX_BODY (64u << 20)
+#define SOL_TR_MAX_LINE       (4u << 20)
+#define SOL_TR_MAX_BODY       (64u << 20)
+#define SOL_TR_MAX_TOOL_CALLS 16 /* per answer; more are an error */
 
 struct sol_translate {
     enum sol_tr_kind kind;
@@ -56,8 +60,14 @@ struct sol_translate {
     struct sol_buf line;  /* partial SSE line / whole non-streamed body */
     struct sol_buf text;  /* stream:false: generated text so far */
     struct sol_buf think; /* stream:false: reasoning text so far */
-    int done;             /* the final line (or an error line) was produced */
-    int failed;           /* an error line was produced */
+    /* Tool calls stream in fragments (OpenAI deltas by index); Ollama sends
+     * each whole, with arguments as an object: kept until the end. */
+    struct sol_buf tool_names[SOL_TR_MAX_TOOL_CALLS];
+    struct sol_buf tool_args[SOL_TR_MAX_TOOL_CALLS];
+    unsigned n_tools;
+    size_t tool_bytes;
+    int done;   /* the final line (or an error line) was produced */
+    int failed; /* an error line was produced */
     char done_reason[16];
     uint64_t prompt_eval_count, prompt_eval_duration, eval_count, eval_duration;
     int have_timings;

@@ -266,6 +266,33 @@ static void line_start(struct sol_translate *t, struct sol_buf *out)
     sol_buf_appendf(out, ",\"created_at\":\"%s\",", ts);
 }
 
+/* ,"tool_calls":[{"function":{"name":..,"arguments":{..}}}] from the
+ * collected fragments; arguments that are not a JSON object stay a string. */
+static void tool_calls_field(struct sol_translate *t, struct sol_buf *out)
+{
+    if (!t->n_tools)
+        return;
+    sol_buf_append_str(out, ",\"tool_calls\":[");
+    for (unsigned i = 0; i < t->n_tools; i++) {
+        struct sol_buf *nm = &t->tool_names[i], *ar = &t->tool_args[i];
+        sol_buf_append_str(out, i ? ",{\"function\":{\"name\":" : "{\"function\":{\"name\":");
+        sol_buf_append_json_string(out, nm->data ? nm->data : "", nm->len);
+        sol_buf_append_str(out, ",\"arguments\":");
+        cJSON *args = cJSON_ParseWithLength(ar->data ? ar->data : "", ar->len);
+        char *norm = cJSON_IsObject(args) ? cJSON_PrintUnformatted(args) : NULL;
+        if (norm)
+            sol_buf_append_str(out, norm);
+        else if (ar->len)
+            sol_buf_append_json_string(out, ar->data, ar->len);
+        else
+            sol_buf_append_str(out, "{}");
+        cJSON_free(norm);
+        cJSON_Delete(args);
+        sol_buf_append_str(out, "}}");
+    }
+    sol_buf_append_str(out, "]");
+}
+
 static void text_field(struct sol_translate *t, struct sol_buf *out, const char *text, size_t tlen,
                        const char *thinking, size_t klen)
 {
@@ -276,6 +303,8 @@ static void text_field(struct sol_translate *t, struct sol_buf *out, const char 
             sol_buf_append_str(out, ",\"thinking\":");
             sol_buf_append_json_string(out, thinking, klen);
         }
+        if (!t->stream)
+            tool_calls_field(t, out);
         sol_buf_append_str(out, "}");
     } else {
         sol_buf_append_str(out, "\"response\":");
@@ -330,6 +359,13 @@ static void take_timings(struct sol_translate *t, const cJSON *tm)
 
 static void emit_final(struct sol_translate *t, struct sol_buf *out)
 {
+    if (t->stream && t->n_tools) {
+        /* The collected tool calls, whole, in their own line first. */
+        line_start(t, out);
+        sol_buf_append_str(out, "\"message\":{\"role\":\"assistant\",\"content\":\"\"");
+        tool_calls_field(t, out);
+        sol_buf_append_str(out, "},\"done\":false}\n");
+    }
     line_start(t, out);
     if (t->stream)
         text_field(t, out, "", 0, NULL, 0);
@@ -373,6 +409,37 @@ static const char *str_or_empty(const cJSON *v, size_t *len)
     return "";
 }
 
+/* Appends one delta's tool-call fragments. Returns -1 past the bounds. */
+static int take_tool_calls(struct sol_translate *t, const cJSON *calls)
+{
+    const cJSON *list = cJSON_IsArray(calls) ? calls : NULL;
+    const cJSON *c;
+    int pos = 0;
+    cJSON_ArrayForEach(c, list)
+    {
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(c, "index");
+        double idx = cJSON_IsNumber(ix) ? ix->valuedouble : pos;
+        pos++;
+        if (!(idx >= 0 && idx < SOL_TR_MAX_TOOL_CALLS))
+            return -1;
+        unsigned i = (unsigned)idx;
+        if (i >= t->n_tools)
+            t->n_tools = i + 1;
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *ar = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        size_t a = cJSON_IsString(nm) ? strlen(nm->valuestring) : 0;
+        size_t b = cJSON_IsString(ar) ? strlen(ar->valuestring) : 0;
+        if (t->tool_bytes + a + b > SOL_TR_MAX_LINE)
+            return -1;
+        t->tool_bytes += a + b;
+        if ((a && sol_buf_append(&t->tool_names[i], nm->valuestring, a) < 0) ||
+            (b && sol_buf_append(&t->tool_args[i], ar->valuestring, b) < 0))
+            return -1;
+    }
+    return 0;
+}
+
 /* One complete `data:` payload. */
 static void on_event(struct sol_translate *t, const char *data, size_t n, struct sol_buf *out)
 {
@@ -404,6 +471,11 @@ static void on_event(struct sol_translate *t, const char *data, size_t n, struct
         const char *th =
             str_or_empty(cJSON_GetObjectItemCaseSensitive(delta, "reasoning_content"), &kl);
         emit_text(t, out, txt, tl, th, kl);
+        if (take_tool_calls(t, cJSON_GetObjectItemCaseSensitive(delta, "tool_calls")) < 0) {
+            emit_error(t, out, "llama-server sent too many or too large tool calls");
+            cJSON_Delete(ev);
+            return;
+        }
         const cJSON *fr = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
         if (cJSON_IsString(fr))
             snprintf(t->done_reason, sizeof t->done_reason, "%s",
@@ -542,6 +614,10 @@ int sol_translate_finish(struct sol_translate *t, struct sol_buf *out)
 
 void sol_translate_free(struct sol_translate *t)
 {
+    for (unsigned i = 0; i < SOL_TR_MAX_TOOL_CALLS; i++) {
+        sol_buf_free(&t->tool_names[i]);
+        sol_buf_free(&t->tool_args[i]);
+    }
     sol_buf_free(&t->line);
     sol_buf_free(&t->text);
     sol_buf_free(&t->think);

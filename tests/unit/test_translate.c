@@ -336,6 +336,61 @@ static void test_errors(void)
     sol_translate_free(&t);
 }
 
+static void test_tool_calls(void)
+{
+    static const char TOOLS[] =
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+        "{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+        "{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":"
+        "{\"name\":\"noop\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+        "data: [DONE]\n\n";
+    for (int stream = 0; stream <= 1; stream++) {
+        struct sol_translate t;
+        struct sol_buf out = {0};
+        sol_translate_init(&t, SOL_TR_CHAT, stream, "m", wall, mono, NULL);
+        run(&t, TOOLS, sizeof TOOLS - 1, 11, &out);
+        CHECK(count_lines(&out) == (stream ? 2 : 0), "stream %d: %.*s", stream, (int)out.len,
+              out.data);
+        cJSON *o = stream ? line_at(&out, 0) : cJSON_ParseWithLength(out.data, out.len);
+        const cJSON *calls = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "message"), "tool_calls");
+        CHECK(cJSON_GetArraySize(calls) == 2, "two calls");
+        const cJSON *f0 = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 0), "function");
+        const cJSON *f1 = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 1), "function");
+        CHECK(f0 && strcmp(cJSON_GetObjectItem(f0, "name")->valuestring, "get_weather") == 0,
+              "name");
+        CHECK(f0 && strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(f0, "arguments"), "city")
+                               ->valuestring,
+                           "Paris") == 0,
+              "arguments joined and parsed into an object");
+        CHECK(f1 && cJSON_IsObject(cJSON_GetObjectItem(f1, "arguments")), "no arguments: {}");
+        if (stream) {
+            cJSON *fin = line_at(&out, 1);
+            CHECK(fin && cJSON_IsTrue(cJSON_GetObjectItem(fin, "done")) &&
+                      strcmp(cJSON_GetObjectItem(fin, "done_reason")->valuestring, "stop") == 0,
+                  "final line after the calls");
+            cJSON_Delete(fin);
+        }
+        cJSON_Delete(o);
+        sol_buf_free(&out);
+        sol_translate_free(&t);
+    }
+    /* An index past the bound ends the translation with an error. */
+    struct sol_translate t;
+    struct sol_buf out = {0};
+    sol_translate_init(&t, SOL_TR_CHAT, 1, "m", wall, mono, NULL);
+    static const char BAD[] =
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":99}]}}]}\n\n";
+    run(&t, BAD, sizeof BAD - 1, 100, &out);
+    CHECK(strstr(out.data, "tool calls") != NULL, "%.*s", (int)out.len, out.data);
+    sol_buf_free(&out);
+    sol_translate_free(&t);
+}
+
 static void test_embed(void)
 {
     struct sol_translate t;
@@ -416,6 +471,7 @@ int main(int argc, char **argv)
     test_incremental();
     test_non_stream_and_generate();
     test_errors();
+    test_tool_calls();
     test_embed();
     test_random();
     return check_summary();
