@@ -1390,6 +1390,9 @@ static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
     long code = 0;
     if (rc == CURLE_OK)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (c->state == CS_READY && code != c->health_status)
+        SOL_WARN("coordinator: llama-server /health answered %ld (was %ld)", code,
+                 c->health_status);
     c->health_status = code;
     if (c->stopping || c->step != ST_LAUNCHED || !c->llama)
         return;
@@ -1539,8 +1542,11 @@ static void on_tick(uv_timer_t *t)
         if (now - c->ready_at >= c->cfg->llama_healthy_reset_ms)
             c->backoff_ms = 0; /* healthy long enough: the next restart is quick */
         if (now >= c->next_liveness) {
+            /* rpc-server answers no HELLO while llama-server holds it: a TCP
+             * connect per backend, and llama-server's own /health. */
             c->next_liveness = now + LIVENESS_EVERY_MS;
             liveness_probes(c);
+            poll_health(c);
         }
         unsigned idle = c->cfg->llama_idle_unload_ms;
         if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle && !queued_for_rpc(c))
@@ -2322,6 +2328,7 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     cJSON_AddNumberToObject(co, "uptime_s",
                             c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
     cJSON_AddStringToObject(co, "last_exit", c->last_exit);
+    cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
     cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
     unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;
     for (unsigned i = start; i < c->log_count; i++)
