@@ -13,10 +13,10 @@
 #include "request_priv.h"
 
 #include "sollol/breaker.h"
+#include "sollol/child.h"
 #include "sollol/daemon.h"
 #include "sollol/gguf.h"
 #include "sollol/health.h"
-#include "sollol/http_reply.h"
 #include "sollol/log.h"
 #include "sollol/model_name.h"
 #include "sollol/model_store.h"
@@ -24,16 +24,12 @@
 #include "sollol/rpc_probe.h"
 #include "sollol/translate.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,27 +76,6 @@ struct backend {
     int required; /* llama-server was launched with it */
 };
 
-struct child;
-typedef void (*child_exit_cb)(struct child *ch);
-
-struct child {
-    struct sol_coord *c;
-    char label[64];
-    uv_process_t proc;
-    uv_pipe_t pipes[2];
-    uv_timer_t kill_timer;
-    int handles; /* open among proc, pipes, kill_timer */
-    int running; /* exit callback not yet run */
-    int pid;
-    int stop_requested;
-    int64_t exit_status;
-    int term_signal;
-    struct sol_buf partial[2];
-    int keep_log; /* lines go to the coordinator's ring too */
-    child_exit_cb on_exit;
-    void *ud;
-};
-
 struct local_rpc {
     struct sol_coord *c;
     int port;
@@ -108,7 +83,7 @@ struct local_rpc {
     char device[64];
     long mem_mb;
     int cache;
-    struct child *ch;
+    struct sol_child *ch;
     uint64_t restart_at;
     uint64_t started_at; /* spawned: it may not listen yet */
     unsigned backoff_ms;
@@ -204,7 +179,7 @@ struct sol_coord {
     int have_ref;
     struct sol_rpc_version ref;
     char ref_source[64];
-    struct child *ref_child;
+    struct sol_child *ref_child;
     int ref_port;
     uint64_t ref_deadline;
     uint64_t ref_next_probe;
@@ -213,7 +188,7 @@ struct sol_coord {
     unsigned probes_pending;
     struct probe_ud uds[MAX_BACKENDS * 2]; /* full probes, then connect-only ones */
 
-    struct child *llama;
+    struct sol_child *llama;
     int port;
     char base_url[64];
     uint64_t launched_at, ready_at, last_activity;
@@ -455,197 +430,48 @@ static void ring_tail(const struct sol_coord *c, unsigned k, char *out, size_t o
     }
 }
 
-/* ---- children ------------------------------------------------------------ */
+/* ---- children (child.c) --------------------------------------------------- */
 
 static void maybe_stopped(struct sol_coord *c);
 static void local_start(struct local_rpc *l);
 
-static void child_handle_closed(uv_handle_t *h)
+static void child_closed(void *owner)
 {
-    struct child *ch = h->data;
-    if (--ch->handles > 0)
-        return;
-    struct sol_coord *c = ch->c;
-    sol_buf_free(&ch->partial[0]);
-    sol_buf_free(&ch->partial[1]);
-    free(ch);
+    struct sol_coord *c = owner;
     c->children_open--;
     maybe_stopped(c);
 }
 
-static void child_line(struct child *ch, const char *s, size_t n)
+static void ring_line(void *owner, const char *line, size_t len)
 {
-    while (n && (s[n - 1] == '\r' || s[n - 1] == '\n'))
-        n--;
-    SOL_INFO("[%s] %.*s", ch->label, (int)(n > LOG_LINE_MAX ? LOG_LINE_MAX : n), s);
-    if (ch->keep_log)
-        ring_add(ch->c, s, n);
+    ring_add(owner, line, len);
 }
 
-static void child_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Every child is counted from here to its on_closed, so shutdown waits for
+ * each to be reaped. keep_log: its lines go to the status's log ring. */
+static struct sol_child *spawn(struct sol_coord *c, const char *label, char **argv, int keep_log,
+                               void (*on_exit)(struct sol_child *), void *ud, char *err,
+                               size_t errlen)
 {
-    (void)h;
-    static char scratch[16384]; /* one read at a time on the loop thread */
-    (void)suggested;
-    buf->base = scratch;
-    buf->len = sizeof scratch;
-}
-
-static void child_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct child *ch = s->data;
-    int i = s == (uv_stream_t *)&ch->pipes[1];
-    struct sol_buf *part = &ch->partial[i];
-    if (n < 0) {
-        if (sol_buf_pending(part))
-            child_line(ch, part->data + part->off, sol_buf_pending(part));
-        sol_buf_clear(part);
-        uv_read_stop(s);
-        if (!uv_is_closing((uv_handle_t *)s))
-            uv_close((uv_handle_t *)s, child_handle_closed);
-        return;
-    }
-    const char *p = buf->base;
-    size_t left = (size_t)n;
-    while (left) {
-        const char *nl = memchr(p, '\n', left);
-        size_t take = nl ? (size_t)(nl - p) + 1 : left;
-        if (nl && sol_buf_pending(part) == 0) {
-            child_line(ch, p, take);
-        } else {
-            sol_buf_append(part, p, take);
-            if (nl || sol_buf_pending(part) > 4 * LOG_LINE_MAX) {
-                child_line(ch, part->data + part->off, sol_buf_pending(part));
-                sol_buf_clear(part);
-            }
-        }
-        p += take;
-        left -= take;
-    }
-}
-
-static void on_child_exit(uv_process_t *p, int64_t status, int sig)
-{
-    struct child *ch = p->data;
-    ch->running = 0;
-    ch->exit_status = status;
-    ch->term_signal = sig;
-    uv_timer_stop(&ch->kill_timer);
-    if (!uv_is_closing((uv_handle_t *)&ch->kill_timer))
-        uv_close((uv_handle_t *)&ch->kill_timer, child_handle_closed);
-    uv_close((uv_handle_t *)&ch->proc, child_handle_closed);
-    if (ch->on_exit)
-        ch->on_exit(ch);
-}
-
-static void on_kill_timer(uv_timer_t *t)
-{
-    struct child *ch = t->data;
-    if (ch->running && ch->pid > 0) {
-        SOL_WARN("[%s] did not exit %u ms after SIGTERM: SIGKILL", ch->label,
-                 ch->c->cfg->llama_stop_grace_ms);
-        kill(-ch->pid, SIGKILL);
-        kill(ch->pid, SIGKILL);
-    }
-}
-
-/* SIGTERM to the child's process group, SIGKILL after the grace period. */
-static void child_stop(struct child *ch)
-{
-    if (!ch || !ch->running || ch->stop_requested)
-        return;
-    ch->stop_requested = 1;
-    kill(-ch->pid, SIGTERM);
-    kill(ch->pid, SIGTERM);
-    uv_timer_start(&ch->kill_timer, on_kill_timer, ch->c->cfg->llama_stop_grace_ms, 0);
-}
-
-static struct child *child_spawn(struct sol_coord *c, const char *label, char **argv, int keep_log,
-                                 child_exit_cb on_exit, void *ud, char *err, size_t errlen)
-{
-    struct child *ch = calloc(1, sizeof *ch);
-    if (!ch) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    ch->c = c;
-    snprintf(ch->label, sizeof ch->label, "%s", label);
-    ch->keep_log = keep_log;
-    ch->on_exit = on_exit;
-    ch->ud = ud;
-    /* sollol-exec PPID PROGRAM ARGS...: PDEATHSIG, then exec. */
-    char ppid[24];
-    snprintf(ppid, sizeof ppid, "%d", (int)getpid());
-    char *args[MAX_ARGS + 3];
-    size_t na = 0;
-    args[na++] = c->exec_path;
-    args[na++] = ppid;
-    for (size_t i = 0; argv[i] && na < MAX_ARGS + 2; i++)
-        args[na++] = argv[i];
-    args[na] = NULL;
-    for (int i = 0; i < 2; i++) {
-        uv_pipe_init(c->d->loop, &ch->pipes[i], 0);
-        ch->pipes[i].data = ch;
-    }
-    uv_timer_init(c->d->loop, &ch->kill_timer);
-    ch->kill_timer.data = ch;
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&ch->pipes[0]},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&ch->pipes[1]},
+    struct sol_child_opts o = {
+        .loop = c->d->loop,
+        .exec_path = c->exec_path,
+        .label = label,
+        .argv = argv,
+        .grace_ms = c->cfg->llama_stop_grace_ms,
+        .on_line = keep_log ? ring_line : NULL,
+        .on_exit = on_exit,
+        .on_closed = child_closed,
+        .owner = c,
+        .ud = ud,
     };
-    uv_process_options_t o = {
-        .exit_cb = on_child_exit,
-        .file = c->exec_path,
-        .args = args,
-        .flags = UV_PROCESS_DETACHED,
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
-    ch->proc.data = ch;
-    ch->handles = 3 + 1; /* pipes, kill timer, process (when spawned) */
     c->children_open++;
-    int rc = uv_spawn(c->d->loop, &ch->proc, &o);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot start %.60s (%.150s via %.150s): %.60s", label, argv[0],
-                 c->exec_path, uv_strerror(rc));
-        /* The process handle is still initialised by a failed uv_spawn. */
-        uv_close((uv_handle_t *)&ch->proc, child_handle_closed);
-        uv_close((uv_handle_t *)&ch->kill_timer, child_handle_closed);
-        uv_close((uv_handle_t *)&ch->pipes[0], child_handle_closed);
-        uv_close((uv_handle_t *)&ch->pipes[1], child_handle_closed);
-        return NULL;
-    }
-    ch->running = 1;
-    ch->pid = ch->proc.pid;
-    uv_read_start((uv_stream_t *)&ch->pipes[0], child_alloc, child_read);
-    uv_read_start((uv_stream_t *)&ch->pipes[1], child_alloc, child_read);
-    SOL_INFO("started %s (pid %d): %s", label, ch->pid, argv[0]);
-    return ch;
+    return sol_child_spawn(&o, err, errlen);
 }
 
-/* A free loopback port: the configured range, else an ephemeral one. */
 static int pick_port(const struct sol_config *cfg, int *out)
 {
-    int lo = cfg->llama_port_min, hi = cfg->llama_port_max;
-    if (lo <= 0 || hi < lo)
-        lo = hi = 0;
-    for (int p = lo; p <= hi; p++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -1;
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-                 getsockname(fd, (struct sockaddr *)&a, &len) == 0;
-        close(fd);
-        if (ok) {
-            *out = ntohs(a.sin_port);
-            return 0;
-        }
-    }
-    return -1;
+    return sol_child_free_port(cfg->llama_port_min, cfg->llama_port_max, out);
 }
 
 /* The program beside llama-server (or the one configured). */
@@ -928,9 +754,9 @@ static void start_resolve(struct sol_coord *c)
 
 /* -- the reference version: a short run of the local rpc-server -- */
 
-static void ref_child_exit(struct child *ch)
+static void ref_child_exit(struct sol_child *ch)
 {
-    struct sol_coord *c = ch->c;
+    struct sol_coord *c = ch->ud;
     if (c->ref_child == ch)
         c->ref_child = NULL;
 }
@@ -941,7 +767,7 @@ static void ref_finish(struct sol_coord *c, const char *error)
         sol_rpc_probe_cancel(c->ref_probe);
         c->ref_probe = NULL;
     }
-    child_stop(c->ref_child);
+    sol_child_stop(c->ref_child);
     if (error) {
         char msg[600];
         snprintf(msg, sizeof msg,
@@ -992,7 +818,7 @@ static void start_reference(struct sol_coord *c)
     snprintf(port, sizeof port, "%d", c->ref_port);
     char *argv[] = {prog, "-H", "127.0.0.1", "-p", port, NULL};
     c->step = ST_REFERENCE;
-    c->ref_child = child_spawn(c, "rpc-server ref", argv, 0, ref_child_exit, NULL, err, sizeof err);
+    c->ref_child = spawn(c, "rpc-server ref", argv, 0, ref_child_exit, c, err, sizeof err);
     if (!c->ref_child) {
         ref_finish(c, err);
         return;
@@ -1169,7 +995,7 @@ static void evaluate(struct sol_coord *c)
 
 /* -- llama-server -- */
 
-static void on_llama_exit(struct child *ch);
+static void on_llama_exit(struct sol_child *ch);
 
 static void append_arg(char **argv, size_t *n, char *s)
 {
@@ -1272,7 +1098,7 @@ static void launch(struct sol_coord *c)
     }
     argv[n] = NULL;
     char err[1024];
-    c->llama = child_spawn(c, "llama-server", argv, 1, on_llama_exit, NULL, err, sizeof err);
+    c->llama = spawn(c, "llama-server", argv, 1, on_llama_exit, c, err, sizeof err);
     if (!c->llama) {
         preflight_fail(c, 503, err);
         return;
@@ -1309,9 +1135,9 @@ static unsigned crashes_in_window(const struct sol_coord *c, uint64_t now)
     return k;
 }
 
-static void on_llama_exit(struct child *ch)
+static void on_llama_exit(struct sol_child *ch)
 {
-    struct sol_coord *c = ch->c;
+    struct sol_coord *c = ch->ud;
     if (c->llama == ch)
         c->llama = NULL;
     if (c->health_running) {
@@ -1498,7 +1324,7 @@ static void stop_llama(struct sol_coord *c, const char *why)
         return;
     SOL_INFO("coordinator: stopping llama-server: %s", why);
     c->step = ST_STOPPING;
-    child_stop(c->llama);
+    sol_child_stop(c->llama);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1523,7 +1349,7 @@ static void on_tick(uv_timer_t *t)
             SOL_ERROR("coordinator: llama-server not healthy %u ms after launch",
                       c->cfg->llama_startup_timeout_ms);
             /* Counts as a crash: it is killed and restarted with backoff. */
-            child_stop(c->llama);
+            sol_child_stop(c->llama);
             c->launched_at = now; /* one stop request per timeout */
         } else if (now >= c->next_health) {
             c->next_health = now + HEALTH_EVERY_MS;
@@ -1561,7 +1387,7 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- local rpc-servers --------------------------------------------------- */
 
-static void local_exit(struct child *ch)
+static void local_exit(struct sol_child *ch)
 {
     struct local_rpc *l = ch->ud;
     l->ch = NULL;
@@ -1606,7 +1432,7 @@ static void local_start(struct local_rpc *l)
     snprintf(label, sizeof label, "rpc-server :%d", l->port);
     l->restart_at = 0;
     l->started_at = now_ms(c);
-    l->ch = child_spawn(c, label, argv, 0, local_exit, l, err, sizeof err);
+    l->ch = spawn(c, label, argv, 0, local_exit, l, err, sizeof err);
     if (!l->ch) {
         SOL_ERROR("%s", err);
         l->restart_at = now_ms(c) + (l->backoff_ms ? l->backoff_ms : 1000);
@@ -1890,10 +1716,10 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
         uv_cancel((uv_req_t *)&c->work->req); /* else its done callback ends it */
     if (c->scan)
         uv_cancel((uv_req_t *)&c->scan->req);
-    child_stop(c->llama);
-    child_stop(c->ref_child);
+    sol_child_stop(c->llama);
+    sol_child_stop(c->ref_child);
     for (unsigned i = 0; i < c->n_locals; i++)
-        child_stop(c->locals[i].ch);
+        sol_child_stop(c->locals[i].ch);
     if (c->timers_open) {
         uv_close((uv_handle_t *)&c->tick, on_timer_closed);
         uv_close((uv_handle_t *)&c->kick, on_timer_closed);
