@@ -475,6 +475,53 @@ class Sharded(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertIn("answer", json.loads(r.json()["response"]))
 
+    @unittest.skipIf(REAL, "writes its own GGUFs")
+    def test_switch_between_sharded_models(self):
+        b = self.backend()
+        other = h.write_gguf(os.path.join(self.tmp, "other.gguf"), arch="qwen2", blocks=40)
+        d = self.daemon([b], sharded_models=[MODEL, "other:7b"],
+                        model_paths={MODEL: self.gguf, "other:7b": other},
+                        env={"SOLLOL_SIM_TOKENS_PER_SECOND": "20"})
+        self.stream_chat(d, options={"num_predict": 2})
+        pid_a = self.status(d)["coordinator"]["pid"]
+        # While the first model streams, the other one cannot take the backends.
+        s = h.open_stream("POST", d.url + "/api/chat", self.chat(d, options={"num_predict": 40}))
+        first = next(s.lines())
+        self.assertFalse(first.json["done"])
+        r = h.post_json(d.url + "/api/chat", {"model": "other:7b", "messages": [
+            {"role": "user", "content": "x"}]})
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("serving sharded model 'big:70b'", r.json()["error"])
+        list(s.lines())
+        s.close()
+        # Idle: the backends switch to it.
+        r = h.post_json(d.url + "/api/chat", {"model": "other:7b", "stream": False,
+                                              "messages": [{"role": "user", "content": "x"}],
+                                              "options": {"num_predict": 2}}, timeout=60)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["model"], "other:7b")
+        st = self.status(d)["coordinator"]
+        self.assertEqual(st["model"], "other:7b")
+        self.assertNotEqual(st["pid"], pid_a)
+        self.assertEqual(st["restarts"], 0)
+        h.wait_until(lambda: not proc_exists(pid_a), timeout=5, msg="first llama-server reaped")
+        sim = h.get_json("http://127.0.0.1:%d/_sim/stats" % st["port"])
+        self.assertEqual(sim["argv"][sim["argv"].index("-m") + 1], other)
+        tags = [m["name"] for m in h.get_json(d.url + "/api/tags")["models"]]
+        self.assertIn("other:7b", tags)
+        self.assertNotIn(MODEL, tags)  # only the served model is listed
+
+    @unittest.skipIf(REAL, "needs SOLLOL_SIM_LOAD_MS")
+    def test_startup_timeout_counts_as_a_crash(self):
+        b = self.backend()
+        d = self.daemon([b], env={"SOLLOL_SIM_LOAD_MS": "5000"},
+                        llama_server={"startup_timeout_ms": 300, "restart_backoff_min_ms": 50,
+                                      "crash_limit": 2, "stop_grace_ms": 500})
+        r = h.post_json(d.url + "/api/chat", self.chat(d), timeout=60)
+        self.assertEqual(r.status, 503, r.body)
+        self.assertIn("exited 2 times", r.json()["error"])
+        self.assertIn("not healthy 300 ms after launch", d.stderr_text())
+
     def test_sigterm_leaves_no_child(self):
         b = self.backend()
         local_port = h.free_port()
