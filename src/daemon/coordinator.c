@@ -10,6 +10,7 @@
  */
 #include "sollol/coordinator.h"
 
+#include "coordinator_priv.h"
 #include "request_priv.h"
 
 #include "sollol/breaker.h"
@@ -37,191 +38,20 @@
  * into fixed buffers; cutting a long one short is the intended behaviour. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#define MAX_BACKENDS       64
-#define MAX_SHARDED        32
-#define LOG_LINES          200
-#define LOG_LINE_MAX       1000
-#define TICK_MS            100
-#define HEALTH_EVERY_MS    50
-#define LIVENESS_EVERY_MS  2000
-#define BACKEND_RETRY_MS   1000
-#define REF_PROBE_EVERY_MS 200
-#define REF_TIMEOUT_MS     10000
-#define MAX_ARGS           96
-#define MAX_CRASHES        64
-
-enum cstate { CS_STOPPED, CS_STARTING, CS_READY, CS_RESTARTING, CS_FAILED };
-enum step {
-    ST_IDLE,
-    ST_RESOLVING,     /* uv_work: store + GGUF header */
-    ST_REFERENCE,     /* learning the reference version from a local rpc-server */
-    ST_PROBING,       /* HELLO + devices + memory on every backend */
-    ST_LAUNCHED,      /* llama-server spawned, polling /health */
-    ST_BACKOFF,       /* waiting before a restart */
-    ST_WAIT_BACKENDS, /* a backend llama-server needs does not answer HELLO */
-    ST_STOPPING,      /* llama-server asked to exit (unload, switch, timeout) */
-};
-
-static const char *const state_names[] = {"stopped", "starting", "ready", "restarting", "failed"};
-
-struct backend {
-    struct sol_coord_addr addr;
-    int local; /* one of local_rpc_servers */
-    struct sol_rpc_probe *probe;
-    int probed; /* a full probe result is recorded */
-    struct sol_rpc_probe_result last;
-    int reachable; /* last probe (full or connect-only) connected */
-    int excluded;
-    char why[300];
-    int required; /* llama-server was launched with it */
-};
-
-struct local_rpc {
-    struct sol_coord *c;
-    int port;
-    char host[64];
-    char device[64];
-    long mem_mb;
-    int cache;
-    struct sol_child *ch;
-    uint64_t restart_at;
-    uint64_t started_at; /* spawned: it may not listen yet */
-    unsigned backoff_ms;
-    unsigned restarts;
-};
-
-/* A local rpc-server spawned this recently may still be opening its port. */
-#define LOCAL_START_GRACE_MS 5000
-#define LOCAL_RETRY_MS       200
-
-struct sol_coord_req {
-    enum sol_tr_kind kind;
-    int passthrough;                /* OpenAI routes: no translation */
-    int translating;                /* the running attempt is on llama-server */
-    const char *path;               /* llama-server's route (a literal) */
-    char model[SOL_MODEL_NAME_MAX]; /* canonical */
-    struct sol_buf body;            /* llama-server's body */
-    struct sol_buf out;             /* translated bytes handed to request.c */
-    struct sol_translate tr;
-    int tr_init;
-    int stream;
-    uint64_t arrived_ms;
-};
-
-struct resolve_work {
-    uv_work_t req;
-    struct sol_coord *c;
-    char model[SOL_MODEL_NAME_MAX];
-    char explicit_path[SOL_STORE_PATH_MAX];
-    char root[SOL_STORE_PATH_MAX];
-    int have_root;
-    /* results */
-    int rc;
-    int not_found;
-    char err[600];
-    char path[SOL_STORE_PATH_MAX];
-    char projector[SOL_STORE_PATH_MAX]; /* --mmproj, or "" */
-    char adapter[SOL_STORE_PATH_MAX];   /* --lora, or "" */
-    char digest[72];
-    struct sol_gguf_info info;
-};
-
-/* A probe's user data: which backend of which coordinator. */
-struct probe_ud {
-    struct sol_coord *c;
-    unsigned index;
-    int connect_only;
-};
-
-/* The auto policy's view of the Ollama store, refreshed off the loop. */
-#define MAX_STORE     4096
-#define STORE_SCAN_MS 30000
-struct scan_work {
-    uv_work_t req;
-    struct sol_coord *c;
-    char root[SOL_STORE_PATH_MAX];
-    uint64_t keys[MAX_STORE];
-    unsigned n;
-    int rc;
-};
-
-struct sol_coord {
-    struct sol_daemon *d;
-    const struct sol_config *cfg;
-    struct sol_node *node;
-
-    struct backend backends[MAX_BACKENDS];
-    unsigned n_backends;
-    char sharded[MAX_SHARDED][SOL_MODEL_NAME_MAX]; /* canonical names */
-    unsigned n_sharded;
-
-    enum cstate state;
-    enum step step;
-    char reason[600]; /* why failed / what it waits for */
-    int failed_preflight;
-    unsigned fail_status;
-    uint64_t failed_at;
-
-    char model[SOL_MODEL_NAME_MAX];      /* canonical name being served */
-    char next_model[SOL_MODEL_NAME_MAX]; /* switch to it once stopped */
-    char resolved_for[SOL_MODEL_NAME_MAX];
-    char gguf_path[SOL_STORE_PATH_MAX];
-    char projector[SOL_STORE_PATH_MAX]; /* the store's projector layer, or "" */
-    char adapter[SOL_STORE_PATH_MAX];   /* the store's adapter layer, or "" */
-    char digest[72];
-    struct sol_gguf_info info;
-    struct resolve_work *work; /* running uv_work item */
-    struct scan_work *scan;    /* running store scan (auto policy) */
-    uint64_t store_keys[MAX_STORE];
-    unsigned n_store;
-    uint64_t next_scan;
-
-    int have_ref;
-    struct sol_rpc_version ref;
-    char ref_source[64];
-    struct sol_child *ref_child;
-    int ref_port;
-    uint64_t ref_deadline;
-    uint64_t ref_next_probe;
-    struct sol_rpc_probe *ref_probe;
-
-    unsigned probes_pending;
-    struct probe_ud uds[MAX_BACKENDS * 2]; /* full probes, then connect-only ones */
-
-    struct sol_child *llama;
-    int port;
-    char base_url[64];
-    uint64_t launched_at, ready_at, last_activity;
-    uint64_t next_health, next_liveness, restart_at;
-    unsigned backoff_ms;
-    unsigned restarts;
-    uint64_t crashes[MAX_CRASHES];
-    unsigned n_crashes;
-    char last_exit[160];
-
-    /* /health poll through the daemon's curl multi */
-    struct sol_curl_xfer health;
-    int health_running;
-    long health_status;
-
-    char *log_ring[LOG_LINES];
-    unsigned log_head, log_count;
-
-    struct local_rpc locals[MAX_BACKENDS];
-    unsigned n_locals;
-
-    uv_timer_t tick;
-    uv_timer_t kick; /* runs the daemon's queue after the node opened */
-    int timers_open;
-    unsigned children_open;
-    int stopping;
-    void (*on_stopped)(struct sol_daemon *d);
-    char exec_path[4096];
-};
+const char *coord_state_name(enum cstate s)
+{
+    static const char *const names[] = {"stopped", "starting", "ready", "restarting", "failed"};
+    return names[s];
+}
 
 static uint64_t now_ms(const struct sol_coord *c)
 {
     return uv_now(c->d->loop);
+}
+
+uint64_t coord_now_ms(const struct sol_coord *c)
+{
+    return now_ms(c);
 }
 
 /* ---- backend lists ------------------------------------------------------- */
@@ -491,7 +321,7 @@ static void rpc_server_path(const struct sol_config *cfg, char *out, size_t outl
 
 /* ---- the virtual node ---------------------------------------------------- */
 
-static unsigned queued_for_rpc(struct sol_coord *c)
+unsigned coord_queued(struct sol_coord *c)
 {
     unsigned n = 0;
     for (struct sol_request *r = c->d->requests; r; r = r->next)
@@ -600,11 +430,11 @@ static void sync_node(struct sol_coord *c)
         uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
-static void set_state(struct sol_coord *c, enum cstate s, enum step st)
+void coord_set_state(struct sol_coord *c, enum cstate s, enum step st)
 {
     if (c->state != s)
-        SOL_INFO("coordinator: %s -> %s (model %s)", state_names[c->state], state_names[s],
-                 c->model[0] ? c->model : "-");
+        SOL_INFO("coordinator: %s -> %s (model %s)", coord_state_name(c->state),
+                 coord_state_name(s), c->model[0] ? c->model : "-");
     c->state = s;
     c->step = st;
     sync_node(c);
@@ -626,15 +456,15 @@ static void preflight_fail(struct sol_coord *c, unsigned status, const char *msg
     c->failed_preflight = 1;
     c->fail_status = status;
     c->failed_at = now_ms(c);
-    set_state(c, CS_FAILED, ST_IDLE);
+    coord_set_state(c, CS_FAILED, ST_IDLE);
     fail_waiting(c, status, msg);
 }
 
-static void begin(struct sol_coord *c, enum cstate s)
+void coord_begin(struct sol_coord *c, enum cstate s)
 {
     c->failed_preflight = 0;
     c->reason[0] = '\0';
-    set_state(c, s, ST_IDLE);
+    coord_set_state(c, s, ST_IDLE);
     if (strcmp(c->resolved_for, c->model) != 0)
         start_resolve(c);
     else if (!c->have_ref)
@@ -681,7 +511,7 @@ static void resolve_done(uv_work_t *req, int status)
         free(w);
         maybe_stopped(c);
         if (!c->stopping && c->state == CS_STARTING)
-            begin(c, CS_STARTING); /* the model changed meanwhile */
+            coord_begin(c, CS_STARTING); /* the model changed meanwhile */
         return;
     }
     if (w->rc < 0) {
@@ -710,7 +540,7 @@ static void resolve_done(uv_work_t *req, int status)
 }
 
 /* The explicit path configured for a model, if any. */
-static int explicit_path(const struct sol_coord *c, const char *canonical, char *out, size_t len)
+int coord_explicit_path(const struct sol_coord *c, const char *canonical, char *out, size_t len)
 {
     cJSON *paths = cJSON_Parse(c->cfg->model_paths ? c->cfg->model_paths : "{}");
     const cJSON *obj = cJSON_IsObject(paths) ? paths : NULL;
@@ -740,7 +570,7 @@ static void start_resolve(struct sol_coord *c)
     w->c = c;
     w->req.data = w;
     snprintf(w->model, sizeof w->model, "%s", c->model);
-    explicit_path(c, c->model, w->explicit_path, sizeof w->explicit_path);
+    coord_explicit_path(c, c->model, w->explicit_path, sizeof w->explicit_path);
     w->have_root =
         sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) == 0;
     c->step = ST_RESOLVING;
@@ -1163,9 +993,9 @@ static void on_llama_exit(struct sol_child *ch)
             snprintf(c->model, sizeof c->model, "%s", c->next_model);
             c->next_model[0] = '\0';
         }
-        set_state(c, CS_STOPPED, ST_IDLE);
-        if (queued_for_rpc(c))
-            begin(c, CS_STARTING);
+        coord_set_state(c, CS_STOPPED, ST_IDLE);
+        if (coord_queued(c))
+            coord_begin(c, CS_STARTING);
         return;
     }
     SOL_WARN("coordinator: llama-server exited unexpectedly (%s)", c->last_exit);
@@ -1184,7 +1014,7 @@ static void on_llama_exit(struct sol_child *ch)
         c->failed_preflight = 0;
         c->fail_status = 503;
         c->failed_at = now;
-        set_state(c, CS_FAILED, ST_IDLE);
+        coord_set_state(c, CS_FAILED, ST_IDLE);
         fail_waiting(c, 503, msg);
         return;
     }
@@ -1197,7 +1027,7 @@ static void on_llama_exit(struct sol_child *ch)
              k);
     c->backoff_ms = c->backoff_ms * 2 > c->cfg->llama_backoff_max_ms ? c->cfg->llama_backoff_max_ms
                                                                      : c->backoff_ms * 2;
-    set_state(c, CS_RESTARTING, ST_BACKOFF);
+    coord_set_state(c, CS_RESTARTING, ST_BACKOFF);
 }
 
 /* -- /health -- */
@@ -1231,7 +1061,7 @@ static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
         sol_breaker_init(&c->node->breaker);
         SOL_INFO("coordinator: llama-server ready after %llu ms (model %s)",
                  (unsigned long long)(now - c->launched_at), c->model);
-        set_state(c, CS_READY, ST_IDLE);
+        coord_set_state(c, CS_READY, ST_IDLE);
         c->next_liveness = now + LIVENESS_EVERY_MS;
     }
 }
@@ -1308,7 +1138,7 @@ static void start_scan(struct sol_coord *c)
     c->scan = w;
 }
 
-static int store_has(const struct sol_coord *c, uint64_t key)
+int coord_store_has(const struct sol_coord *c, uint64_t key)
 {
     for (unsigned i = 0; i < c->n_store; i++)
         if (c->store_keys[i] == key)
@@ -1318,7 +1148,7 @@ static int store_has(const struct sol_coord *c, uint64_t key)
 
 /* -- the tick: timeouts, restarts, idle unload, liveness -- */
 
-static void stop_llama(struct sol_coord *c, const char *why)
+void coord_stop_llama(struct sol_coord *c, const char *why)
 {
     if (!c->llama)
         return;
@@ -1375,10 +1205,10 @@ static void on_tick(uv_timer_t *t)
             poll_health(c);
         }
         unsigned idle = c->cfg->llama_idle_unload_ms;
-        if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle && !queued_for_rpc(c))
-            stop_llama(c, "idle");
+        if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle && !coord_queued(c))
+            coord_stop_llama(c, "idle");
         else if (c->next_model[0] && c->node->in_flight == 0)
-            stop_llama(c, "switching model");
+            coord_stop_llama(c, "switching model");
     }
     if (c->state == CS_FAILED && !c->failed_preflight &&
         now - c->failed_at >= c->cfg->llama_crash_window_ms)
@@ -1650,7 +1480,7 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
     if (c->n_sharded)
         snprintf(c->model, sizeof c->model, "%s", c->sharded[0]);
     d->coord = c;
-    set_state(c, CS_STOPPED, ST_IDLE);
+    coord_set_state(c, CS_STOPPED, ST_IDLE);
     SOL_INFO("model sharding on: %u rpc backend(s), %u sharded model(s)%s", c->n_backends,
              c->n_sharded, cfg->sharding_auto ? ", auto policy" : "");
     return 0;
@@ -1738,439 +1568,4 @@ void sol_coord_free(struct sol_coord *c)
     for (unsigned i = 0; i < c->log_count; i++)
         free(c->log_ring[(c->log_head + i) % LOG_LINES]);
     free(c);
-}
-
-/* ---- request hooks ------------------------------------------------------- */
-
-static int is_listed(const struct sol_coord *c, const char *canonical)
-{
-    for (unsigned i = 0; i < c->n_sharded; i++)
-        if (strcmp(c->sharded[i], canonical) == 0)
-            return 1;
-    return 0;
-}
-
-/* Auto policy: no Ollama node has it (every node's list is known). */
-static int no_node_has(const struct sol_coord *c, uint64_t key)
-{
-    const struct sol_node_table *t = &c->d->table;
-    for (unsigned i = 0; i < t->count; i++) {
-        const struct sol_node *n = t->nodes[i];
-        if (n->external)
-            continue;
-        const struct sol_node_model *m = sol_node_find_model(n, key);
-        if ((m && m->installed) || n->tags_at_ms == 0)
-            return 0;
-    }
-    return 1;
-}
-
-static uint64_t wall_ns(void *ud)
-{
-    (void)ud;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t mono_ns(void *ud)
-{
-    (void)ud;
-    return uv_hrtime();
-}
-
-static int fail_req(struct sol_request *r, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_req(struct sol_request *r, unsigned status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
-    va_end(ap);
-    r->fail_status = status;
-    return -1;
-}
-
-static void ensure_started(struct sol_coord *c)
-{
-    c->last_activity = now_ms(c);
-    if (c->state == CS_STOPPED && c->step == ST_IDLE)
-        begin(c, CS_STARTING);
-    else if (c->state == CS_FAILED) {
-        uint64_t since = now_ms(c) - c->failed_at;
-        if ((c->failed_preflight && since >= c->cfg->llama_backoff_min_ms) ||
-            (!c->failed_preflight && since >= c->cfg->llama_crash_window_ms)) {
-            c->n_crashes = 0;
-            begin(c, CS_STARTING);
-        }
-    }
-}
-
-/* keep_alive 0 (a number, or a duration string such as "0" or "0s"). */
-static int keep_alive_zero(const struct sol_request *r)
-{
-    const struct sol_json_span *ka = &r->info.keep_alive;
-    if (!ka->p)
-        return 0;
-    if (ka->type == SOL_JSON_NUMBER) {
-        double v;
-        return sol_json_number_double(ka, &v) == 0 && v == 0;
-    }
-    if (ka->type != SOL_JSON_STRING || ka->len < 3)
-        return 0;
-    const char *v = ka->p + 1; /* inside the quotes */
-    size_t n = ka->len - 2;
-    static const char *const zeros[] = {"0", "0s", "0ms", "0m", "0h"};
-    for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++)
-        if (n == strlen(zeros[i]) && memcmp(v, zeros[i], n) == 0)
-            return 1;
-    return 0;
-}
-
-/* Ollama's answer to a load-only request (no messages / empty prompt):
- * done_reason "load", or "unload" with keep_alive 0. */
-static void answer_load(struct sol_request *r, struct sol_coord_req *q, const char *reason)
-{
-    char ts[48];
-    sol_translate_rfc3339(wall_ns(NULL), ts, sizeof ts);
-    sol_buf_append_str(&r->stream, "{\"model\":");
-    sol_buf_append_json_string(&r->stream, r->info.model, strlen(r->info.model));
-    sol_buf_appendf(&r->stream, ",\"created_at\":\"%s\",", ts);
-    if (q->kind == SOL_TR_CHAT)
-        sol_buf_append_str(&r->stream, "\"message\":{\"role\":\"assistant\",\"content\":\"\"},");
-    else
-        sol_buf_append_str(&r->stream, "\"response\":\"\",");
-    sol_buf_appendf(&r->stream, "\"done_reason\":\"%s\",\"done\":true}", reason);
-    if (q->stream)
-        sol_buf_append_str(&r->stream, "\n");
-    r->status = 200;
-    snprintf(r->content_type, sizeof r->content_type, "%s",
-             q->stream ? "application/x-ndjson" : "application/json; charset=utf-8");
-    snprintf(r->node_name, sizeof r->node_name, "%s", SOL_COORD_NODE_NAME);
-    r->upstream_done = 1;
-    r->state = RS_COMMITTED;
-}
-
-/* /api/show for a sharded model: what the GGUF header says. */
-static int answer_show(struct sol_request *r, struct sol_coord *c)
-{
-    if (strcmp(c->resolved_for, r->model) != 0)
-        return fail_req(r, 503,
-                        "sharded model '%s' has not been loaded yet: its details are known "
-                        "after its first request",
-                        r->info.model);
-    const struct sol_gguf_info *g = &c->info;
-    sol_buf_append_str(&r->stream, "{\"modelfile\":\"\",\"parameters\":\"\",\"template\":\"\","
-                                   "\"details\":{\"parent_model\":\"\",\"format\":\"gguf\","
-                                   "\"family\":");
-    sol_buf_append_json_string(&r->stream, g->architecture, strlen(g->architecture));
-    sol_buf_append_str(&r->stream, ",\"families\":[");
-    sol_buf_append_json_string(&r->stream, g->architecture, strlen(g->architecture));
-    sol_buf_appendf(&r->stream,
-                    "],\"parameter_size\":\"\",\"quantization_level\":\"%s\"},"
-                    "\"model_info\":{\"general.architecture\":",
-                    sol_gguf_file_type_name(g->file_type));
-    sol_buf_append_json_string(&r->stream, g->architecture, strlen(g->architecture));
-    sol_buf_append_str(&r->stream, ",\"general.name\":");
-    sol_buf_append_json_string(&r->stream, g->name, strlen(g->name));
-    sol_buf_appendf(&r->stream,
-                    ",\"general.file_type\":%lld,\"%s.block_count\":%llu,"
-                    "\"%s.context_length\":%llu,\"%s.embedding_length\":%llu}}",
-                    (long long)g->file_type, g->architecture, (unsigned long long)g->block_count,
-                    g->architecture, (unsigned long long)g->context_length, g->architecture,
-                    (unsigned long long)g->embedding_length);
-    r->status = 200;
-    snprintf(r->content_type, sizeof r->content_type, "application/json; charset=utf-8");
-    snprintf(r->node_name, sizeof r->node_name, "%s", SOL_COORD_NODE_NAME);
-    r->upstream_done = 1;
-    r->state = RS_COMMITTED;
-    return 1;
-}
-
-int sol_coord_take(struct sol_request *r)
-{
-    struct sol_coord *c = r->d->coord;
-    if (!c || !r->model[0] || r->route->kind != SOL_ROUTE_PROXY || (r->route->flags & SOL_RF_BATCH))
-        return 0;
-    int listed = is_listed(c, r->model);
-    if (!listed) {
-        /* Auto policy: no node has it, and its GGUF can be found (the
-         * store's last scan, or an explicit path). */
-        char path[SOL_STORE_PATH_MAX];
-        if (!c->cfg->sharding_auto || !no_node_has(c, r->score.model_key) ||
-            !(store_has(c, r->score.model_key) || explicit_path(c, r->model, path, sizeof path)))
-            return 0;
-    }
-    enum sol_tr_kind kind = SOL_TR_CHAT;
-    int passthrough = 0;
-    const char *path = r->path;
-    if (strcmp(path, "/api/chat") == 0) {
-        kind = SOL_TR_CHAT;
-        path = "/v1/chat/completions";
-    } else if (strcmp(path, "/api/generate") == 0) {
-        kind = SOL_TR_GENERATE;
-        path = "/completion";
-    } else if (strcmp(path, "/api/embed") == 0 && c->cfg->llama_embeddings) {
-        kind = SOL_TR_EMBED;
-        path = "/v1/embeddings";
-    } else if (strncmp(path, "/v1/", 4) == 0) {
-        passthrough = 1;
-    } else if (strcmp(path, "/api/show") == 0) {
-        return answer_show(r, c);
-    } else {
-        return fail_req(r, 501, "%s is not served for sharded model '%s'%s", r->path, r->info.model,
-                        strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)"
-                                                           : "");
-    }
-    if (strcmp(c->model, r->model) != 0) {
-        if ((c->state == CS_STOPPED && c->step == ST_IDLE) ||
-            (c->state == CS_FAILED && c->failed_preflight)) {
-            /* Nothing runs: the backends can take this model now. */
-            snprintf(c->model, sizeof c->model, "%s", r->model);
-            if (c->state == CS_FAILED)
-                set_state(c, CS_STOPPED, ST_IDLE);
-        } else if (c->next_model[0] && strcmp(c->next_model, r->model) != 0) {
-            return fail_req(r, 503,
-                            "the rpc backends are switching to sharded model '%s'; retry later",
-                            c->next_model);
-        } else if (c->node->in_flight == 0 && !queued_for_rpc(c) && c->state == CS_READY &&
-                   c->step == ST_IDLE) {
-            /* Idle: switch. Nothing more may start on the old model meanwhile. */
-            snprintf(c->next_model, sizeof c->next_model, "%s", r->model);
-            c->node->held = 1;
-            stop_llama(c, "switching model");
-        } else if (c->next_model[0] && strcmp(c->next_model, r->model) == 0) {
-            /* The switch to this model is under way: wait for it. */
-        } else {
-            return fail_req(r, 503, "the rpc backends are serving sharded model '%s'; retry later",
-                            c->model);
-        }
-    }
-    if (c->state == CS_FAILED) {
-        ensure_started(c); /* retries once the cool-down is over */
-        if (c->state == CS_FAILED)
-            return fail_req(r, c->fail_status ? c->fail_status : 503, "%s", c->reason);
-    }
-    struct sol_coord_req *q = calloc(1, sizeof *q);
-    if (!q)
-        return fail_req(r, 500, "out of memory");
-    r->coord = q;
-    q->kind = kind;
-    q->passthrough = passthrough;
-    q->arrived_ms = now_ms(c);
-    q->stream = sol_body_streams(&r->info, !r->openai);
-    q->path = passthrough ? "" : path;
-    snprintf(q->model, sizeof q->model, "%s", r->model);
-    /* The model is routable on the virtual node (and held until ready). */
-    struct sol_node_model *m = sol_node_model_get(c->node, r->model);
-    if (m)
-        m->installed = 1;
-    if (!passthrough) {
-        char err[256];
-        int rc = sol_translate_request(kind, r->body.data ? r->body.data : "", r->body.len,
-                                       &q->body, err, sizeof err);
-        if (rc < 0)
-            return fail_req(r, 400, "%s", err);
-        if (rc == 1 && keep_alive_zero(r)) {
-            /* Unload now, if nothing else uses it (Ollama's keep_alive 0). */
-            if (c->llama && c->state == CS_READY && c->step == ST_IDLE && c->node->in_flight == 0 &&
-                !queued_for_rpc(c))
-                stop_llama(c, "unload requested");
-            answer_load(r, q, "unload");
-            return 1;
-        }
-        if (rc == 1) {
-            ensure_started(c);
-            answer_load(r, q, "load");
-            return 1;
-        }
-    }
-    ensure_started(c);
-    if (c->state != CS_READY && r->d->cfg->queue_max_length == 0) {
-        /* Without the daemon's queue nothing can wait for the load. */
-        r->fail_status = 503;
-        snprintf(r->last_error, sizeof r->last_error,
-                 "sharded model '%.200s' is loading (queue.max_length is 0: retry later)",
-                 r->info.model);
-        return -1;
-    }
-    return 0;
-}
-
-void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n)
-{
-    struct sol_coord_req *q = r->coord;
-    struct sol_coord *c = r->d->coord;
-    if (!q)
-        return;
-    q->translating = 0;
-    if (!c || n != c->node)
-        return;
-    const char *path = q->passthrough ? r->upstream_path : q->path;
-    char url[512];
-    snprintf(url, sizeof url, "%s%s", c->base_url, path);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    if (q->passthrough)
-        return;
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body.data ? q->body.data : "");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body.len);
-    if (q->tr_init)
-        sol_translate_free(&q->tr);
-    sol_translate_init(&q->tr, q->kind, q->stream, r->info.model, wall_ns, mono_ns, NULL);
-    q->tr_init = 1;
-    /* Measured by the daemon: total from the request's arrival; load is the
-     * time it waited for llama-server to become ready. */
-    uint64_t waited_ms = now_ms(c) - q->arrived_ms;
-    q->tr.started_ns -= waited_ms * 1000000ull;
-    q->tr.load_ns = c->ready_at > q->arrived_ms ? (c->ready_at - q->arrived_ms) * 1000000ull : 0;
-    q->translating = 1;
-    sol_buf_clear(&q->out);
-}
-
-int sol_coord_translating(const struct sol_request *r)
-{
-    return r->coord && r->coord->translating;
-}
-
-void sol_coord_on_headers(struct sol_request *r)
-{
-    struct sol_coord_req *q = r->coord;
-    if (!q || !q->translating)
-        return;
-    sol_translate_status(&q->tr, r->status);
-    snprintf(r->content_type, sizeof r->content_type, "%s", sol_translate_content_type(&q->tr));
-    r->content_length = -1;
-}
-
-int sol_coord_on_body(struct sol_request *r, const char *p, size_t n, const char **out,
-                      size_t *out_len)
-{
-    struct sol_coord_req *q = r->coord;
-    sol_buf_clear(&q->out);
-    int rc = sol_translate_feed(&q->tr, p, n, &q->out);
-    *out = q->out.data ? q->out.data : "";
-    *out_len = q->out.len;
-    if (q->tr.failed && r->state == RS_UPSTREAM) {
-        /* llama-server failed before the client saw anything: an error
-         * status, as Ollama answers a failure before streaming begins. */
-        r->status = 500;
-        snprintf(r->content_type, sizeof r->content_type, "application/json; charset=utf-8");
-    }
-    if (r->d->coord)
-        r->d->coord->last_activity = now_ms(r->d->coord);
-    return rc;
-}
-
-void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len)
-{
-    struct sol_coord_req *q = r->coord;
-    *out = "";
-    *out_len = 0;
-    if (!q || !q->translating)
-        return;
-    sol_buf_clear(&q->out);
-    sol_translate_finish(&q->tr, &q->out);
-    *out = q->out.data ? q->out.data : "";
-    *out_len = q->out.len;
-}
-
-void sol_coord_req_free(struct sol_request *r)
-{
-    struct sol_coord_req *q = r->coord;
-    if (!q)
-        return;
-    if (r->d->coord)
-        r->d->coord->last_activity = now_ms(r->d->coord);
-    if (q->tr_init)
-        sol_translate_free(&q->tr);
-    sol_buf_free(&q->body);
-    sol_buf_free(&q->out);
-    free(q);
-    r->coord = NULL;
-}
-
-/* ---- status -------------------------------------------------------------- */
-
-cJSON *sol_coord_status_json(const struct sol_coord *c)
-{
-    cJSON *root = cJSON_CreateObject();
-    if (!root)
-        return NULL;
-    cJSON_AddBoolToObject(root, "enabled", c != NULL);
-    if (!c)
-        return root;
-    uint64_t now = uv_now(c->d->loop);
-    char v[32];
-    if (c->have_ref) {
-        snprintf(v, sizeof v, "%u.%u.%u", c->ref.major, c->ref.minor, c->ref.patch);
-        cJSON_AddStringToObject(root, "reference_version", v);
-        cJSON_AddStringToObject(root, "reference_source", c->ref_source);
-    } else {
-        cJSON_AddNullToObject(root, "reference_version");
-    }
-    cJSON *bs = cJSON_AddArrayToObject(root, "backends");
-    for (unsigned i = 0; i < c->n_backends; i++) {
-        const struct backend *b = &c->backends[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(bs, o);
-        char addr[300];
-        snprintf(addr, sizeof addr, "%s:%d", b->addr.host, b->addr.port);
-        cJSON_AddStringToObject(o, "address", addr);
-        cJSON_AddBoolToObject(o, "local", b->local);
-        if (b->probed)
-            cJSON_AddBoolToObject(o, "reachable", b->reachable);
-        else
-            cJSON_AddNullToObject(o, "reachable");
-        if (b->probed && b->last.answered) {
-            snprintf(v, sizeof v, "%u.%u.%u", b->last.version.major, b->last.version.minor,
-                     b->last.version.patch);
-            cJSON_AddStringToObject(o, "version", v);
-            cJSON_AddStringToObject(o, "hello_form", b->last.v4_form ? "v4" : "v1-v3");
-        } else {
-            cJSON_AddNullToObject(o, "version");
-        }
-        cJSON_AddNumberToObject(o, "devices", b->last.n_devices);
-        cJSON_AddNumberToObject(o, "free_bytes", (double)b->last.free_sum);
-        cJSON_AddNumberToObject(o, "total_bytes", (double)b->last.total_sum);
-        cJSON_AddBoolToObject(o, "excluded", b->excluded);
-        cJSON_AddStringToObject(o, "excluded_why", b->why);
-        cJSON_AddBoolToObject(o, "in_use", b->required && c->llama != NULL);
-    }
-    cJSON *co = cJSON_AddObjectToObject(root, "coordinator");
-    cJSON_AddStringToObject(co, "state", state_names[c->state]);
-    cJSON_AddStringToObject(co, "model", c->model);
-    cJSON_AddStringToObject(co, "gguf", c->gguf_path);
-    cJSON_AddStringToObject(co, "reason", c->reason);
-    if (c->llama) {
-        cJSON_AddNumberToObject(co, "pid", c->llama->pid);
-        cJSON_AddNumberToObject(co, "port", c->port);
-    } else {
-        cJSON_AddNullToObject(co, "pid");
-        cJSON_AddNullToObject(co, "port");
-    }
-    cJSON_AddNumberToObject(co, "restarts", c->restarts);
-    cJSON_AddNumberToObject(co, "next_backoff_ms",
-                            c->backoff_ms ? c->backoff_ms : c->cfg->llama_backoff_min_ms);
-    cJSON_AddNumberToObject(co, "uptime_s",
-                            c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
-    cJSON_AddStringToObject(co, "last_exit", c->last_exit);
-    cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
-    cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
-    unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;
-    for (unsigned i = start; i < c->log_count; i++)
-        cJSON_AddItemToArray(lines, cJSON_CreateString(c->log_ring[(c->log_head + i) % LOG_LINES]));
-    cJSON *ls = cJSON_AddArrayToObject(root, "local_rpc_servers");
-    for (unsigned i = 0; i < c->n_locals; i++) {
-        const struct local_rpc *l = &c->locals[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(ls, o);
-        cJSON_AddNumberToObject(o, "port", l->port);
-        if (l->ch)
-            cJSON_AddNumberToObject(o, "pid", l->ch->pid);
-        else
-            cJSON_AddNullToObject(o, "pid");
-        cJSON_AddNumberToObject(o, "restarts", l->restarts);
-        cJSON_AddBoolToObject(o, "cache", l->cache);
-    }
-    return root;
 }
