@@ -1,7 +1,7 @@
 /*
  * coordinator.c - llama-server over rpc-server backends: pre-flight,
- * launch, supervision, idle unload, and the request hooks of the sharded
- * path (see coordinator.h).
+ * launch, supervision, idle unload, local rpc-servers (see coordinator.h;
+ * what requests see is in coordinator_serve.c).
  *
  * Everything runs on the loop. Blocking work (reading the Ollama store and
  * the GGUF header) runs in a uv_work item. Children are started through
