@@ -4,6 +4,7 @@
 #include "sollol/daemon.h"
 
 #include "sollol/breaker.h"
+#include "sollol/coordinator.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
 #include "sollol/notify.h"
@@ -265,7 +266,9 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 static int build_table(struct sol_daemon *d, char *err, size_t errlen)
 {
     struct sol_config *cfg = d->cfg;
-    unsigned slots = cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8;
+    /* Room to grow (reload, discovery: reload.c) and one more for the sharded
+     * path's virtual node (coordinator.c). */
+    unsigned slots = (cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8) + 1;
     d->table.nodes = calloc(slots, sizeof *d->table.nodes);
     d->node_ids = calloc(slots, sizeof *d->node_ids);
     d->eligible = calloc(slots, 1);
@@ -381,6 +384,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
+        return -1;
+    if (sol_coord_create(d, err, errlen) < 0) /* coordinator.c: the sharded path */
         return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
@@ -502,6 +507,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     }
     d->health_running = 1;
     sol_daemon_discovery_update(d);
+    sol_coord_start(d->coord); /* coordinator.c: timers, local rpc-servers */
     return 0;
 }
 
@@ -509,6 +515,13 @@ static void maybe_stopped(struct sol_daemon *d)
 {
     if (d->handles_open == 0 && d->on_stopped)
         d->on_stopped(d);
+}
+
+/* coordinator.c: every child reaped, every handle closed. */
+static void on_coord_stopped(struct sol_daemon *d)
+{
+    d->handles_open--;
+    maybe_stopped(d);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -593,6 +606,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
     uv_close((uv_handle_t *)&d->watchdog_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->dispatch_timer, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
+    if (sol_coord_stop(d->coord, on_coord_stopped)) /* children: SIGTERM, then SIGKILL */
+        d->handles_open++;
     if (d->mhd_attached)
         sol_mhd_uv_run(&d->mhd_glue);
     uv_timer_stop(&d->sweep_timer);
@@ -602,6 +617,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
 
 void sol_daemon_free(struct sol_daemon *d)
 {
+    sol_coord_free(d->coord);
+    d->coord = NULL;
     for (unsigned i = 0; i < d->table.count; i++)
         sol_node_free(d->table.nodes[i]);
     free(d->table.nodes);

@@ -22,6 +22,7 @@
 #include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/coordinator.h"
 #include "sollol/daemon.h"
 #include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
@@ -65,7 +66,8 @@ static void req_free(struct sol_request *r)
     free(r->upstream_path);
     free(r->explain);
     sol_fanout_free(r);
-    sol_embed_free(r); /* embed.c: distributed embedding batches */
+    sol_embed_free(r);     /* embed.c: distributed embedding batches */
+    sol_coord_req_free(r); /* coordinator.c: the sharded path */
     free(r);
 }
 
@@ -256,7 +258,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
             r->status = code;
             r->headers_complete = 1;
             if (should_retry_status(r, code))
-                return 0; /* abort; attempt_finished() retries elsewhere */
+                return 0;            /* abort; attempt_finished() retries elsewhere */
+            sol_coord_on_headers(r); /* coordinator.c: translated content type */
         } else {
             /* Interim 1xx block: the real headers follow. */
             curl_slist_free_all(r->response_headers);
@@ -331,17 +334,31 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         r->deadline_ms = 0;
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (sol_buf_append(&r->stream, p, n) < 0)
+    size_t taken = n;
+    const char *src = p;
+    if (sol_coord_translating(r)) {
+        /* coordinator.c: llama-server's SSE becomes Ollama's NDJSON here,
+         * line by line; the client gets the translated bytes. */
+        if (sol_coord_on_body(r, p, n, &src, &n) < 0 && n == 0)
+            return 0;
+        if (n == 0 && r->state == RS_UPSTREAM) {
+            /* Nothing for the client yet (stream:false collects the answer):
+             * stay uncommitted, so a failure can still be a clean error. */
+            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            return taken;
+        }
+    }
+    if (sol_buf_append(&r->stream, src, n) < 0)
         return 0;
     if (r->ttfb_ms == 0)
         r->ttfb_ms = (double)(now_ms(r) - r->attempt_started_ms) + 0.001;
-    keep_tail(r, p, n);
+    keep_tail(r, src, n);
     if (n)
-        r->last_byte = p[n - 1];
+        r->last_byte = src[n - 1];
     r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
     sol_req_commit(r);
     sol_req_resume(r);
-    return n;
+    return taken;
 }
 
 static int is_hop_by_hop_request_header(const char *k)
@@ -618,6 +635,7 @@ static int attempt_start(struct sol_request *r)
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
         }
+        sol_coord_prepare(r, e, n); /* coordinator.c: llama-server route and body */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -748,7 +766,7 @@ static int can_start_now(const struct sol_queue_entry *e, void *ud)
     struct sol_node *best = sol_scorer_pick(sc, &d->table, &q, now, NULL);
     if (!best)
         return 0;
-    if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
+    if (!best->held && best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
         return 1;
     if (best_free) {
         double cost_free = sol_scorer_cost(sc, best_free, &q, now);
@@ -817,6 +835,13 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
     if (rc == CURLE_OK) {
+        const char *tp;
+        size_t tn;
+        sol_coord_on_done(r, &tp, &tn); /* coordinator.c: the translated final line */
+        if (tn && sol_buf_append(&r->stream, tp, tn) == 0) {
+            keep_tail(r, tp, tn);
+            r->last_byte = tp[tn - 1];
+        }
         attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
         sol_req_commit(r);
@@ -1221,7 +1246,7 @@ static int pick_pinned_node(struct sol_request *r)
     }
     if (r->route->kind == SOL_ROUTE_PINNED && r->pinned_node < 0) {
         for (unsigned i = 0; i < t->count && r->pinned_node < 0; i++)
-            if (t->nodes[i]->state == SOL_NODE_UP)
+            if (t->nodes[i]->state == SOL_NODE_UP && !t->nodes[i]->external)
                 r->pinned_node = (int)i;
         if (r->pinned_node < 0) {
             r->fail_status = 503;
@@ -1325,6 +1350,12 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
     r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
+    /* coordinator.c: models served by llama-server over rpc-server backends. */
+    int coord_taken = sol_coord_take(r);
+    if (coord_taken < 0)
+        return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
+    if (coord_taken > 0)
+        return queue_stream_response(r);
     /* embed.c: large /api/embed batches split over nodes, and the batch-job
      * API (batch.c). */
     int embed_taken = sol_embed_take(r);
