@@ -2339,7 +2339,7 @@ int sol_config_keep_keys(struct sol_config *next, const struct sol_config *cur,
     int n = 0;
     for (size_t i = 0; i < sol_config_n_keys; i++) {
         const struct sol_config_key *k = &sol_config_keys[i];
-        if (k->type == SOL_CONF_HEADERS || !has_prefix(k->key, prefixes))
+        if (!k->key || k->type == SOL_CONF_HEADERS || !has_prefix(k->key, prefixes))
             continue;
         if (owns_text(k)) {
             char **dst = field_at(next, k);
