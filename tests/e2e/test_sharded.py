@@ -211,6 +211,13 @@ class Sharded(unittest.TestCase):
         self.assertEqual(ps[0]["node"], "rpc")
         self.assertIn("rpc", h.get_json(d.url + "/api/stats"))
 
+        # /metrics carries the backends and the coordinator (metrics.c).
+        m = h.request("GET", d.url + "/metrics").body.decode()
+        self.assertIn('sollol_coordinator_state{state="ready"} 1', m)
+        for b in (b1, b2):
+            self.assertIn('sollol_rpc_backend_up{backend="127.0.0.1:%d"} 1' % b.port, m)
+            self.assertIn('sollol_rpc_backend_in_use{backend="127.0.0.1:%d"} 1' % b.port, m)
+
         # An OpenAI route passes through untranslated.
         r = h.post_json(d.url + "/v1/chat/completions", self.chat(d))
         self.assertEqual(r.status, 200, r.body)
