@@ -64,22 +64,40 @@ void sol_mhd_uv_close(struct sol_mhd_uv *glue, void (*on_closed)(struct sol_mhd_
  * libmicrohttpd 0.9.75 does not poll suspended connections, so without this a
  * client that goes away while waiting for tokens would never be noticed.
  *
- * Lifecycle: init once (the watch holds a uv handle), start/stop any number
- * of times, close exactly once before the connection's fd is closed by MHD
- * (i.e. from the request-completed callback at the latest). on_hangup runs at
- * most once per start; on_closed runs when the handle is closed and the memory
- * holding the watch may be freed.
+ * Lifecycle: init once, start/stop any number of times, close exactly once
+ * before the connection's fd is closed by MHD (i.e. from the
+ * request-completed callback at the latest). on_hangup runs at most once per
+ * start, never while stopped; on_closed runs when the watch's handles are
+ * closed and the memory holding the watch may be freed.
+ *
+ * Cost: a hang-up is reported within SOL_HANGUP_ARM_MS (plus loop latency)
+ * of a start. The socket is only put under watch when a start lasts that
+ * long: most requests are suspended for less than a millisecond, and arming
+ * a poll handle costs five system calls (libuv checks the descriptor, sets
+ * it non-blocking, adds it, removes it). Once armed, the poll keeps running
+ * across stop/start (a stream suspends between every two tokens); a hang-up
+ * seen while stopped is reported at the next start.
  */
+#define SOL_HANGUP_ARM_MS 10
+
 struct sol_hangup_watch {
     uv_poll_t poll;
-    int initialized;
-    int active;
+    uv_timer_t arm_timer; /* arms the poll SOL_HANGUP_ARM_MS after a start */
+    uv_loop_t *loop;
+    int fd;
+    int initialized; /* init succeeded and close has not been called */
+    int active;      /* started, not stopped: on_hangup may run */
+    int polling;     /* poll handle initialized */
+    int poll_running;
+    int hung_up; /* seen while stopped; reported at the next start */
+    int handles_open;
     void (*on_hangup)(struct sol_hangup_watch *w);
     void (*on_closed)(struct sol_hangup_watch *w);
     void *data;
 };
 
-/* Returns 0 or a negative libuv error (then nothing needs closing). */
+/* Returns 0 (no system call is made yet) or a negative libuv error (then
+ * nothing needs closing). */
 int sol_hangup_watch_init(struct sol_hangup_watch *w, uv_loop_t *loop, int fd,
                           void (*on_hangup)(struct sol_hangup_watch *w), void *data);
 void sol_hangup_watch_start(struct sol_hangup_watch *w);
