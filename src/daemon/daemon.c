@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SWEEP_INTERVAL_MS 100
@@ -228,12 +229,24 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
         return -1;
+    /* MHD's default is FD_SETSIZE - 4 connections even with epoll: a
+     * 1021st client would be refused. Half the descriptors go to clients,
+     * the rest to node connections, probes and the loop. */
+    struct rlimit nofile;
+    unsigned conn_limit = 1020;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        if (nofile.rlim_cur == RLIM_INFINITY)
+            conn_limit = 1u << 20;
+        else if (nofile.rlim_cur / 2 > conn_limit + 64)
+            conn_limit = (unsigned)(nofile.rlim_cur / 2 - 64);
+    }
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SOL_MHD_POOL_BYTES, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SOL_MHD_POOL_BYTES, MHD_OPTION_CONNECTION_LIMIT,
+        conn_limit, MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);

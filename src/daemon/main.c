@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -67,6 +68,23 @@ static void on_demo_ready(struct sol_demo *demo, int status, void *ud)
     start_daemon();
 }
 
+/* Every stream holds two sockets (client and node): the usual soft limit of
+ * 1024 descriptors would cap sollold at ~500 streams although the hard
+ * limit allows many more. Raise the soft limit to the hard one, as nginx
+ * (worker_rlimit_nofile) and haproxy do; the HTTP server's connection limit
+ * is derived from the result (daemon.c). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        SOL_WARN("cannot raise the open file limit from %llu to %llu", (unsigned long long)was,
+                 (unsigned long long)rl.rlim_max);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -88,6 +106,7 @@ int main(int argc, char **argv)
         return 0;
     }
     sol_log_set_level((enum sol_log_level)cfg->log_level);
+    raise_fd_limit();
     sol_log_set_json(cfg->log_format_json);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "sollold: libcurl failed to initialise\n");
