@@ -22,7 +22,8 @@ struct sol_mhd_uv {
     uv_poll_t poll;   /* MHD's epoll fd */
     uv_timer_t timer; /* MHD's next timeout */
     int handles_open; /* handles not yet through their close callback */
-    int kick_pending; /* an MHD_run() is due on the next iteration */
+    int kick_pending; /* an MHD_run() is due (resumed connections) */
+    uint64_t run_ns;  /* recent cost of an MHD_run() that served resumes (EWMA) */
     void (*on_closed)(struct sol_mhd_uv *glue);
 };
 
@@ -47,12 +48,27 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
  * is not itself called from inside MHD_run(). */
 void sol_mhd_uv_run(struct sol_mhd_uv *glue);
 
-/* Resumes a suspended connection and makes sure MHD runs on the next loop
- * iteration to serve it. Safe from any loop callback, including MHD's own
- * callbacks (the run happens after the current one returns). */
+/* Resumes a suspended connection and makes sure MHD runs soon to serve it:
+ * on the next loop iteration, or up to SOL_MHD_KICK_MAX_MS later when runs
+ * that serve resumes have become expensive (see sol_mhd_uv_kick). Safe from
+ * any loop callback, including MHD's own callbacks (the run happens after
+ * the current one returns). */
 void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
 
-/* Schedules an MHD_run() on the next loop iteration. */
+/*
+ * Schedules an MHD_run(): on the next loop iteration while such runs are
+ * cheap. libmicrohttpd 0.9.75 walks its whole list of suspended connections
+ * in every run that follows a resume, so with thousands of open streams
+ * (each suspended between tokens) a run per token costs O(streams) and the
+ * loop drowned in it (64% of sollold's CPU at 4,000 streams, seconds of
+ * added latency). When the recent cost of such runs exceeds 250 us, runs
+ * are spaced so they take at most a fifth of the time: one run then serves
+ * every resume of its window. Runs for socket activity are not delayed
+ * (they also serve the resumes pending then): MHD accepts at most ten
+ * connections per run, so spacing them would cap the accept rate. The window is capped at
+ * SOL_MHD_KICK_MAX_MS and is zero for a few hundred streams.
+ */
+#define SOL_MHD_KICK_MAX_MS 8
 void sol_mhd_uv_kick(struct sol_mhd_uv *glue);
 
 /* Closes the glue's handles; on_closed (may be NULL) runs once both are

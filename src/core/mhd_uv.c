@@ -65,12 +65,26 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
 }
 
 static void arm_timer(struct sol_mhd_uv *glue);
+static uint64_t kick_delay_ms(const struct sol_mhd_uv *glue);
 
 static void run_mhd(struct sol_mhd_uv *glue)
 {
+    int serves_resumes = glue->kick_pending;
     glue->kick_pending = 0;
+    uint64_t t0 = serves_resumes ? uv_hrtime() : 0;
     MHD_run(glue->daemon);
+    if (serves_resumes) /* EWMA, weight 1/4: follows the number of streams */
+        glue->run_ns = (glue->run_ns * 3 + (uv_hrtime() - t0)) / 4;
     arm_timer(glue);
+}
+
+/* Milliseconds to wait before a run that serves resumes (see the header). */
+static uint64_t kick_delay_ms(const struct sol_mhd_uv *glue)
+{
+    if (glue->run_ns < 250000)
+        return 0;
+    uint64_t ms = (glue->run_ns * 4 + 999999) / 1000000;
+    return ms < SOL_MHD_KICK_MAX_MS ? ms : SOL_MHD_KICK_MAX_MS;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -88,20 +102,21 @@ static void on_poll(uv_poll_t *p, int status, int events)
 static void arm_timer(struct sol_mhd_uv *glue)
 {
     MHD_UNSIGNED_LONG_LONG ms;
-    if (glue->kick_pending) {
-        /* A resume happened during MHD_run(): run again next iteration. */
-        uv_timer_start(&glue->timer, on_timer, 0, 0);
-        return;
-    }
-    if (MHD_get_timeout(glue->daemon, &ms) == MHD_YES) {
+    uint64_t due = UINT64_MAX;
+    if (MHD_get_timeout(glue->daemon, &ms) == MHD_YES)
         /* Cap so that a long idle timeout never defers MHD's housekeeping
          * (closing timed-out connections) by more than a second. */
-        if (ms > 1000)
-            ms = 1000;
-        uv_timer_start(&glue->timer, on_timer, (uint64_t)ms, 0);
-    } else {
-        uv_timer_stop(&glue->timer);
+        due = ms > 1000 ? 1000 : (uint64_t)ms;
+    if (glue->kick_pending) {
+        /* A resume happened during MHD_run(): run again soon. */
+        uint64_t k = kick_delay_ms(glue);
+        if (k < due)
+            due = k;
     }
+    if (due == UINT64_MAX)
+        uv_timer_stop(&glue->timer);
+    else
+        uv_timer_start(&glue->timer, on_timer, due, 0);
 }
 
 int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemon *daemon)
@@ -113,6 +128,7 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
     glue->daemon = daemon;
     glue->handles_open = 0;
     glue->kick_pending = 0;
+    glue->run_ns = 0;
     glue->on_closed = NULL;
     int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
     if (rc < 0)
@@ -139,7 +155,11 @@ void sol_mhd_uv_kick(struct sol_mhd_uv *glue)
     if (glue->kick_pending)
         return;
     glue->kick_pending = 1;
-    uv_timer_start(&glue->timer, on_timer, 0, 0);
+    uint64_t k = kick_delay_ms(glue);
+    /* Never push back a run the timer already has due sooner. */
+    if (k && uv_is_active((uv_handle_t *)&glue->timer) && uv_timer_get_due_in(&glue->timer) <= k)
+        return;
+    uv_timer_start(&glue->timer, on_timer, k, 0);
 }
 
 void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn)
