@@ -19,11 +19,11 @@
 struct sol_mhd_uv {
     uv_loop_t *loop;
     struct MHD_Daemon *daemon;
-    uv_poll_t poll;   /* MHD's epoll fd */
-    uv_timer_t timer; /* MHD's next timeout */
-    int handles_open; /* handles not yet through their close callback */
-    int kick_pending; /* an MHD_run() is due (resumed connections) */
-    uint64_t run_ns;  /* recent cost of an MHD_run() that served resumes (EWMA) */
+    uv_poll_t poll;     /* MHD's epoll fd */
+    uv_timer_t timer;   /* MHD's next timeout */
+    int handles_open;   /* handles not yet through their close callback */
+    int kick_pending;   /* an MHD_run() is due (resumed connections) */
+    unsigned suspended; /* connections suspended with sol_mhd_uv_suspend, not resumed */
     void (*on_closed)(struct sol_mhd_uv *glue);
 };
 
@@ -48,26 +48,31 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
  * is not itself called from inside MHD_run(). */
 void sol_mhd_uv_run(struct sol_mhd_uv *glue);
 
+/* MHD_suspend_connection(), counted for sol_mhd_uv_kick's spacing. */
+void sol_mhd_uv_suspend(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
+
 /* Resumes a suspended connection and makes sure MHD runs soon to serve it:
- * on the next loop iteration, or up to SOL_MHD_KICK_MAX_MS later when runs
- * that serve resumes have become expensive (see sol_mhd_uv_kick). Safe from
+ * on the next loop iteration, or up to SOL_MHD_KICK_MAX_MS later when many
+ * connections are suspended (see sol_mhd_uv_kick). Safe from
  * any loop callback, including MHD's own callbacks (the run happens after
  * the current one returns). */
 void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
 
 /*
- * Schedules an MHD_run(): on the next loop iteration while such runs are
- * cheap. libmicrohttpd 0.9.75 walks its whole list of suspended connections
- * in every run that follows a resume, so with thousands of open streams
- * (each suspended between tokens) a run per token costs O(streams) and the
- * loop drowned in it (64% of sollold's CPU at 4,000 streams, seconds of
- * added latency). When the recent cost of such runs exceeds 250 us, runs
- * are spaced so they take at most a fifth of the time: one run then serves
- * every resume of its window. Runs for socket activity are not delayed
- * (they also serve the resumes pending then): MHD accepts at most ten
- * connections per run, so spacing them would cap the accept rate. The window is capped at
- * SOL_MHD_KICK_MAX_MS and is zero for a few hundred streams.
+ * Schedules an MHD_run(): on the next loop iteration while few connections
+ * are suspended. libmicrohttpd 0.9.75 walks its whole list of suspended
+ * connections in every run that follows a resume, so with thousands of
+ * open streams (each suspended between tokens) a run per token costs
+ * O(streams): perf showed 64% of sollold's CPU in that walk at 4,000
+ * streams. From SOL_MHD_KICK_PER_MS suspended connections on, the run
+ * after a resume waits one millisecond per SOL_MHD_KICK_PER_MS of them (at
+ * most SOL_MHD_KICK_MAX_MS), so one walk serves every resume of its window.
+ * Runs for socket activity are not delayed (they serve the resumes pending
+ * then): MHD accepts at most ten connections per run, so spacing them would
+ * cap the accept rate (tried: TTFT p99 doubled). Suspensions are counted
+ * only when they go through sol_mhd_uv_suspend().
  */
+#define SOL_MHD_KICK_PER_MS 1500
 #define SOL_MHD_KICK_MAX_MS 8
 void sol_mhd_uv_kick(struct sol_mhd_uv *glue);
 

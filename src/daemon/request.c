@@ -92,7 +92,7 @@ void sol_req_suspend(struct sol_request *r)
             sol_hangup_watch_init(&r->watch, r->d->loop, ci->connect_fd, on_client_hangup, r) == 0)
             r->refs++;
     }
-    MHD_suspend_connection(r->conn);
+    sol_mhd_uv_suspend(&r->d->mhd_glue, r->conn);
     r->suspended = 1;
     sol_hangup_watch_start(&r->watch);
 }
