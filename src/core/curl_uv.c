@@ -21,15 +21,14 @@ struct sol_curl_sock {
  * when its connection goes back to the cache, and the next transfer on that
  * connection asks for the same socket again. Making and closing a uv_poll_t
  * each time cost an allocation, an ioctl and four epoll_ctl calls per
- * request (uv_poll_start and uv_poll_stop each change the epoll set). So:
- *  - a watch is found again by descriptor (cu->by_fd);
- *  - CURL_POLL_REMOVE only marks it unwanted; its poll keeps running, and
- *    is stopped the first time it reports an event nobody wants (a cached
- *    connection the node closed), which costs one epoll_ctl then;
- *  - the poll is stopped before libcurl closes the socket (the close
- *    callback set in sol_curl_uv_add, the only way transfers are added), so
- *    no running poll ever refers to a closed descriptor, and a new socket
- *    (sockopt callback) never inherits a running poll.
+ * request; a watch is now found again by descriptor (cu->by_fd) and only
+ * stopped and started (two epoll_ctl). REMOVE stops the poll at once:
+ * keeping it running until the socket's next use saved those two calls too,
+ * but some libcurl path closes sockets without the close callback, and a
+ * poll left on a closed, reused descriptor made libuv abort (epoll_ctl
+ * MOD/ADD failing; tests/e2e/test_embed.py, about one run in two). The close
+ * and sockopt callbacks set in sol_curl_uv_add still stop a watch before its
+ * socket goes or when its number is reborn.
  */
 static struct sol_curl_sock *by_fd_get(struct sol_curl_uv *cu, curl_socket_t fd)
 {
@@ -101,7 +100,7 @@ static void on_sock_event(uv_poll_t *p, int status, int events)
     struct sol_curl_sock *w = p->data;
     struct sol_curl_uv *cu = w->cu;
     if (!w->wanted) {
-        watch_stop(w); /* libcurl will look at it when it reuses it */
+        watch_stop(w); /* an event queued before the stop */
         return;
     }
     int flags = 0;
@@ -165,7 +164,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     if (what == CURL_POLL_REMOVE) {
         if (w) {
             curl_multi_assign(cu->multi, fd, NULL);
-            w->wanted = 0; /* the poll keeps running: see above */
+            w->wanted = 0;
+            watch_stop(w); /* at once: see above */
         }
         return 0;
     }
