@@ -50,7 +50,9 @@ class FdLimitTest(unittest.TestCase):
         cfg = os.path.join(cls.tmp.name, "sollol.json")
         with open(cfg, "w") as f:
             json.dump({"listen": "127.0.0.1:0",
-                       "nodes": [{"url": cls.sim.url, "max_concurrent": 1024}]}, f)
+                       "nodes": [{"url": cls.sim.url, "max_concurrent": 1024}],
+                       # every stream comes from this one address
+                       "limits": {"max_connections_per_client": 0}}, f)
         # Lower the soft limit in the child only, then exec sollold.
         launcher = ("import resource, os, sys\n"
                     "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
