@@ -39,28 +39,9 @@ static const char *const VOCAB[64] = {
 
 /* ---- deterministic text ---- */
 
-static size_t next_token(struct sim_req *r, char *out)
+static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX])
 {
-    uint64_t x = mix64(r->prng);
-    r->prng += 0x9e3779b97f4a7c15ULL;
-    const char *w = VOCAB[x & 63];
-    size_t n;
-    if (r->n_done == 0) {
-        n = strlen(w);
-        memcpy(out, w, n);
-        if (out[0] >= 'a' && out[0] <= 'z')
-            out[0] = (char)(out[0] - 'a' + 'A');
-    } else if (((x >> 6) & 15) == 0) {
-        out[0] = '.';
-        n = 1;
-    } else {
-        out[0] = ' ';
-        n = strlen(w);
-        memcpy(out + 1, w, n);
-        n++;
-    }
-    out[n] = 0;
-    return n;
+    return simgen_token(&r->prng, VOCAB, r->n_done == 0, out);
 }
 
 /* ---- small JSON pieces ---- */
@@ -316,7 +297,7 @@ static void oai_finish(struct sbuf *b, struct sim_req *r)
 
 static void finish_nonstream(struct sim_req *r)
 {
-    char tok[32];
+    char tok[SIMGEN_TOKEN_MAX];
     r->text.len = 0;
     while (r->n_done < r->n_predict) {
         size_t n = next_token(r, tok);
@@ -361,7 +342,7 @@ static void gen_step(struct sim_req *r)
 {
     uint64_t now = now_ns();
     struct sbuf line = {0};
-    char tok[32];
+    char tok[SIMGEN_TOKEN_MAX];
     int stopped = 0;
     while (r->n_done < r->n_predict) {
         uint64_t due = r->t_prompt_done + (uint64_t)(r->n_done + 1) * r->interval_ns;

@@ -26,40 +26,18 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sbuf.h"
+#include "simgen.h"
 #include "sollol/mhd_uv.h"
 
 /* ---------------------------------------------------------------- util.c */
 
-struct sbuf {
-    char *p;
-    size_t len;
-    size_t cap;
-};
-
-void sb_reserve(struct sbuf *b, size_t extra);
-void sb_put(struct sbuf *b, const void *d, size_t n);
-void sb_puts(struct sbuf *b, const char *s);
-void sb_putc(struct sbuf *b, char c);
-void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_i64(struct sbuf *b, int64_t v);
-void sb_u64(struct sbuf *b, uint64_t v);
-/* A JSON string literal, escaped exactly as Go's encoding/json does (HTML-safe
- * <, >, & and U+2028/9 escapes; invalid UTF-8 becomes U+FFFD). */
-void sb_json_strn(struct sbuf *b, const char *s, size_t n);
-void sb_json_str(struct sbuf *b, const char *s);
 /* Shortest round-trip decimal, formatted as Go's encoding/json formats a
  * float32 (f32 != 0) or float64. */
 void sb_json_float(struct sbuf *b, double v, int f32);
 /* RFC 3339 with nanoseconds (trailing zeros trimmed, as Go's RFC3339Nano). */
 void sb_rfc3339(struct sbuf *b, int64_t sec, long nsec);
 void sb_now_rfc3339(struct sbuf *b);
-void sb_free(struct sbuf *b);
-/* strlcpy: copies what fits, always terminated (truncation is intended). */
-void str_copy(char *dst, size_t n, const char *src);
-
-uint64_t fnv1a64(uint64_t h, const void *data, size_t n);
-#define FNV64_INIT 0xcbf29ce484222325ULL
-uint64_t mix64(uint64_t x);
 
 struct sha256 {
     uint32_t h[8];
@@ -76,7 +54,6 @@ int go_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 /* Parses a size with an optional k/m/g suffix ("2019393189", "4g"). */
 int parse_u64(const char *s, uint64_t *out);
 
-uint64_t now_ns(void);      /* monotonic */
 double sim_ms(uint64_t ns); /* monotonic ms since start */
 void wall_now(int64_t *sec, long *nsec);
 

@@ -1,203 +1,17 @@
 /*
- * util.c - small helpers for ollama-sim: growable buffers, JSON output that
- * matches Go's encoding/json byte for byte (string escaping, float format),
- * RFC 3339 timestamps, FNV-1a and SHA-256, and Go's duration syntax.
+ * util.c - ollama-sim's Go-flavoured helpers: numbers as Go's encoding/json
+ * formats them, RFC 3339 timestamps, SHA-256 and Go's duration syntax.
+ * (Buffers, JSON strings and hashes shared with the stand-ins are in
+ * common/sbuf.c and common/simgen.c.)
  */
 #include "sim.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-void sb_reserve(struct sbuf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        abort(); /* out of memory in a test tool: nothing sensible to do */
-    b->p = p;
-    b->cap = cap;
-}
-
-void sb_put(struct sbuf *b, const void *d, size_t n)
-{
-    sb_reserve(b, n);
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-void sb_putc(struct sbuf *b, char c)
-{
-    sb_reserve(b, 1);
-    b->p[b->len++] = c;
-    b->p[b->len] = 0;
-}
-
-void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[256];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    sb_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void sb_u64(struct sbuf *b, uint64_t v)
-{
-    char tmp[24];
-    int i = 24;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    sb_put(b, tmp + i, (size_t)(24 - i));
-}
-
-void sb_i64(struct sbuf *b, int64_t v)
-{
-    if (v < 0) {
-        sb_putc(b, '-');
-        sb_u64(b, (uint64_t)0 - (uint64_t)v);
-    } else {
-        sb_u64(b, (uint64_t)v);
-    }
-}
-
-void str_copy(char *dst, size_t n, const char *src)
-{
-    size_t len = strlen(src);
-    if (len >= n)
-        len = n - 1;
-    memcpy(dst, src, len);
-    dst[len] = 0;
-}
-
-void sb_free(struct sbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-/* Length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    if (c < 0xC2 || c > 0xF4)
-        return 0;
-    size_t len = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (len > n)
-        return 0;
-    uint32_t v = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) ||
-        (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-void sb_json_strn(struct sbuf *b, const char *str, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = (const unsigned char *)str;
-    sb_reserve(b, n + 2);
-    sb_putc(b, '"');
-    size_t start = 0, i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
-            i++;
-            continue;
-        }
-        if (c < 0x80) {
-            sb_put(b, s + start, i - start);
-            switch (c) {
-            case '"':
-                sb_put(b, "\\\"", 2);
-                break;
-            case '\\':
-                sb_put(b, "\\\\", 2);
-                break;
-            case '\n':
-                sb_put(b, "\\n", 2);
-                break;
-            case '\r':
-                sb_put(b, "\\r", 2);
-                break;
-            case '\t':
-                sb_put(b, "\\t", 2);
-                break;
-            case '\b':
-                sb_put(b, "\\b", 2);
-                break;
-            case '\f':
-                sb_put(b, "\\f", 2);
-                break;
-            default: {
-                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                sb_put(b, e, 6);
-            }
-            }
-            i++;
-            start = i;
-            continue;
-        }
-        uint32_t cp = 0;
-        size_t len = utf8_len(s + i, n - i, &cp);
-        if (len == 0) {
-            sb_put(b, s + start, i - start);
-            sb_put(b, "\\ufffd", 6);
-            i++;
-            start = i;
-            continue;
-        }
-        if (cp == 0x2028 || cp == 0x2029) {
-            sb_put(b, s + start, i - start);
-            sb_put(b, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
-            i += len;
-            start = i;
-            continue;
-        }
-        i += len;
-    }
-    sb_put(b, s + start, n - start);
-    sb_putc(b, '"');
-}
-
-void sb_json_str(struct sbuf *b, const char *s)
-{
-    sb_json_strn(b, s ? s : "", s ? strlen(s) : 0);
-}
 
 void sb_json_float(struct sbuf *b, double v, int f32)
 {
@@ -307,35 +121,11 @@ void sb_now_rfc3339(struct sbuf *b)
     sb_rfc3339(b, s, ns);
 }
 
-uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
-
 double sim_ms(uint64_t ns)
 {
     if (ns < g_sim.start_ns)
         return 0;
     return (double)(ns - g_sim.start_ns) / 1e6;
-}
-
-uint64_t fnv1a64(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-uint64_t mix64(uint64_t x)
-{
-    /* splitmix64 finaliser */
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
 }
 
 /* ---- SHA-256 (FIPS 180-4), for POST /api/blobs verification ---- */
