@@ -28,7 +28,7 @@
 
 #include "sbuf.h"
 #include "simgen.h"
-#include "sollol/mhd_uv.h"
+#include "simhttp.h"
 
 /* ---------------------------------------------------------------- util.c */
 
@@ -233,47 +233,27 @@ enum route {
     R_OPTIONS,
 };
 
-enum req_phase {
-    PH_RECEIVING = 0, /* headers and body arriving */
-    PH_WAITING,       /* suspended in the access handler */
-    PH_READY,         /* a response is prepared, waiting to be queued */
-    PH_STREAMING,     /* a callback response is queued */
-    PH_SENT,          /* a buffered response is queued */
-};
-
 enum infer_kind { IK_NONE = 0, IK_GENERATE, IK_CHAT, IK_EMBED, IK_EMBEDDINGS, IK_STREAM_LINES };
 enum out_fmt { OF_OLLAMA = 0, OF_V1_CHAT, OF_V1_COMPLETION, OF_V1_EMBED };
 
+/* A request: the HTTP core's part first (simhttp.h: connection, phase,
+ * body, response), then ollama-sim's. */
 struct sim_req {
-    struct sim_req *next, *prev; /* live list, or freelist via next */
+    struct simhttp_req h;
     struct sim_req *q_next, *q_prev;
     struct sim_model *q_model; /* queued on this model */
-    struct MHD_Connection *conn;
     uint64_t id;
     int rec;        /* stats ring index, -1 when not recorded */
     int is_control; /* /_sim/ route: no stats, no faults */
     enum route route;
-    unsigned method;
-    enum req_phase phase;
-    int suspended;    /* we suspended the connection */
-    int cancelled;    /* client went away or shutdown */
     int finished;     /* outcome recorded */
     int work_done;    /* left the in_flight count (stats_work_done) */
     int outcome_kind; /* 0 completed, 1 cancelled, 2 fault, 3 error */
-    int mhd_done;     /* completion callback ran */
-    int handles_open;
-    int timer_init, timer_active;
-    int watch_init;
-    uv_timer_t timer;
     void (*timer_cb)(struct sim_req *r);
-    struct sol_hangup_watch watch;
     uint64_t t_recv;
 
     /* request */
-    char path[512];
     char param[SIM_NAME_MAX]; /* :digest or :model */
-    struct sbuf body;
-    int body_too_large;
     uint64_t body_fnv;
     uint64_t body_total;
     struct sha256 sha; /* blob uploads */
@@ -287,17 +267,7 @@ struct sim_req {
     enum fault_mode fault;
     int64_t fault_arg;
 
-    /* response */
-    int cb_resp; /* stream with a callback response */
-    int drop;    /* close the connection instead of answering */
-    int status;
-    const char *ctype;
-    const char *extra_hdr_name;
-    char extra_hdr_val[SIM_NAME_MAX];
-    struct sbuf out;
-    size_t out_off;
-    int out_done;    /* streaming: no more data will be appended */
-    int out_cut;     /* streaming: end with an error once drained */
+    /* response (the rest is in h) */
     int lines_out;   /* streamed chunks appended so far */
     int lines_limit; /* close/stall: chunk budget, -1 none */
 
@@ -343,16 +313,14 @@ struct sim_req {
 struct sim {
     struct sim_config cfg;
     uv_loop_t loop;
-    struct sol_mhd_uv glue;
-    struct MHD_Daemon *daemon;
+    struct simhttp http;
     uv_signal_t sigint, sigterm, sigusr1;
     uv_pipe_t stdin_pipe; /* --exit-on-stdin-eof: the parent's end of our stdin */
     int watch_stdin;
     int shutting_down;
     int host_is_loopback;
     char hostname[256];
-    struct sim_req *live;
-    struct sim_req *freelist;
+    struct sim_req *freelist; /* linked through h.next */
     int nfree;
     uint64_t next_id;
     uint64_t start_ns;
@@ -361,13 +329,30 @@ struct sim {
 
 extern struct sim g_sim;
 
+/* The sim_req that embeds the core's request h (NULL stays NULL). */
+#define SIM_REQ(hp)         SIMHTTP_OWNER(hp, struct sim_req, h)
+#define SIM_REQ_OR_NULL(hp) ((hp) ? SIM_REQ(hp) : NULL)
+
+/* Starts the HTTP side on a listening socket (closed on failure). */
 int http_start(int listen_fd);
 void http_shutdown(void (*done)(void));
-void http_free(void);              /* the request free list, after the loop ended */
-void req_ready(struct sim_req *r); /* response prepared: resume if needed */
-void req_wake(struct sim_req *r);  /* streaming data appended */
+void http_free(void); /* the request free list, after the loop ended */
+/* Response prepared: send it (see simhttp_ready; faults may hold it back). */
+static inline void req_ready(struct sim_req *r)
+{
+    simhttp_ready(&r->h);
+}
+/* Streaming data appended. */
+static inline void req_wake(struct sim_req *r)
+{
+    simhttp_wake(&r->h);
+}
+/* The request's one timer: cb(r) after delay_ns unless cancelled first. */
 void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r));
-void req_timer_stop(struct sim_req *r);
+static inline void req_timer_stop(struct sim_req *r)
+{
+    simhttp_timer_stop(&r->h);
+}
 /* Prepares a JSON error response in the shape of the request's route. */
 void req_error(struct sim_req *r, int status, const char *msg);
 void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl);
