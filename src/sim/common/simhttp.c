@@ -164,22 +164,24 @@ void simhttp_wake(struct simhttp_req *r)
         resume(r);
 }
 
-void simhttp_text(struct simhttp_req *r, int status, const char *ctype, const char *body)
+void simhttp_send(struct simhttp_req *r, int status, const char *ctype)
 {
-    r->out.len = 0;
-    sb_puts(&r->out, body);
     r->cb_resp = 0;
     r->status = status;
     r->ctype = ctype;
     simhttp_ready(r);
 }
 
+void simhttp_text(struct simhttp_req *r, int status, const char *ctype, const char *body)
+{
+    r->out.len = 0;
+    sb_puts(&r->out, body);
+    simhttp_send(r, status, ctype);
+}
+
 void simhttp_json(struct simhttp_req *r, int status)
 {
-    r->cb_resp = 0;
-    r->status = status;
-    r->ctype = SIMHTTP_JSON;
-    simhttp_ready(r);
+    simhttp_send(r, status, SIMHTTP_JSON);
 }
 
 void simhttp_stream(struct simhttp_req *r, int status, const char *ctype)

@@ -194,8 +194,10 @@ void simhttp_wake(struct simhttp_req *r);
 /* Replaces r->out with `body` and sends it, buffered, with status and ctype. */
 void simhttp_text(struct simhttp_req *r, int status, const char *ctype, const char *body);
 
-/* r->out holds a JSON document: sends it, buffered, with status and
- * SIMHTTP_JSON. */
+/* r->out holds the whole body: sends it, buffered, with status and ctype. */
+void simhttp_send(struct simhttp_req *r, int status, const char *ctype);
+
+/* r->out holds a JSON document: simhttp_send with SIMHTTP_JSON. */
 void simhttp_json(struct simhttp_req *r, int status);
 
 /* Starts a stream: headers go out with status and ctype; the body is what
