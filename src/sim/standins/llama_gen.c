@@ -153,81 +153,61 @@ static void completion_final_fields(struct sbuf *b, struct req *r)
     timings_json(b, r);
 }
 
+/* The end of an OpenAI-style object: id and model fields, usage, timings. */
+static void oai_tail(struct sbuf *b, struct req *r, const char *object)
+{
+    oai_head(b, r, object);
+    sb_puts(b, ",");
+    usage_json(b, r);
+    sb_puts(b, ",");
+    timings_json(b, r);
+    sb_puts(b, "}");
+}
+
+/* The final answer (not streamed), or a stream's last event; a stream's
+ * text went out piece by piece already, so its final event has none. */
 static void finish_output(struct req *r)
 {
-    const char *text = r->text.p ? r->text.p : "";
-    size_t tlen = r->sent; /* the text up to the cut */
-    struct sbuf b = {0};
-    if (r->stream) {
-        if (r->route == RT_CHAT) {
-            sb_printf(&b, "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"delta\":{}}],",
-                      finish_reason(r));
-            oai_head(&b, r, "chat.completion.chunk");
-            sb_puts(&b, ",");
-            usage_json(&b, r);
-            sb_puts(&b, ",");
-            timings_json(&b, r);
-            sb_puts(&b, "}");
-            sse(r, &b);
-            sb_puts(&r->h.out, "data: [DONE]\n\n");
-        } else if (r->route == RT_V1_COMPLETIONS) {
-            sb_printf(
-                &b,
-                "{\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%"
-                "s\"}],",
-                finish_reason(r));
-            oai_head(&b, r, "text_completion");
-            sb_puts(&b, ",");
-            usage_json(&b, r);
-            sb_puts(&b, ",");
-            timings_json(&b, r);
-            sb_puts(&b, "}");
-            sse(r, &b);
-            sb_puts(&r->h.out, "data: [DONE]\n\n");
-        } else {
-            sb_puts(&b, "{\"index\":0,\"content\":\"\"");
-            completion_final_fields(&b, r);
-            sb_puts(&b, "}");
-            sse(r, &b);
-        }
-        sb_free(&b);
-        r->h.out_done = 1;
-        simhttp_wake(&r->h);
-        return;
-    }
-    struct sbuf *o = &r->h.out;
+    const char *text = sb_cstr(&r->text);
+    size_t tlen = r->stream ? 0 : r->sent; /* the text up to the cut */
+    struct sbuf event = {0};
+    struct sbuf *o = r->stream ? &event : &r->h.out;
     o->len = 0;
     if (r->route == RT_CHAT) {
-        sb_printf(o,
-                  "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"message\":{\"role\":"
-                  "\"assistant\",\"content\":",
-                  finish_reason(r));
-        sb_json_plain(o, text, tlen);
-        sb_puts(o, "}}],");
-        oai_head(o, r, "chat.completion");
-        sb_puts(o, ",");
-        usage_json(o, r);
-        sb_puts(o, ",");
-        timings_json(o, r);
-        sb_puts(o, "}");
+        if (r->stream) {
+            sb_printf(o, "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"delta\":{}}],",
+                      finish_reason(r));
+        } else {
+            sb_printf(o,
+                      "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"message\":{\"role\":"
+                      "\"assistant\",\"content\":",
+                      finish_reason(r));
+            sb_json_plain(o, text, tlen);
+            sb_puts(o, "}}],");
+        }
+        oai_tail(o, r, r->stream ? "chat.completion.chunk" : "chat.completion");
     } else if (r->route == RT_V1_COMPLETIONS) {
         sb_puts(o, "{\"choices\":[{\"text\":");
         sb_json_plain(o, text, tlen);
         sb_printf(o, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],",
                   finish_reason(r));
-        oai_head(o, r, "text_completion");
-        sb_puts(o, ",");
-        usage_json(o, r);
-        sb_puts(o, ",");
-        timings_json(o, r);
-        sb_puts(o, "}");
+        oai_tail(o, r, "text_completion");
     } else {
         sb_puts(o, "{\"index\":0,\"content\":");
         sb_json_plain(o, text, tlen);
         completion_final_fields(o, r);
         sb_puts(o, "}");
     }
-    simhttp_json(&r->h, 200);
+    if (!r->stream) {
+        simhttp_json(&r->h, 200);
+        return;
+    }
+    sse(r, &event);
+    sb_free(&event);
+    if (r->route == RT_CHAT || r->route == RT_V1_COMPLETIONS)
+        sb_puts(&r->h.out, "data: [DONE]\n\n"); /* OpenAI's end; /completion has none */
+    r->h.out_done = 1;
+    simhttp_wake(&r->h);
 }
 
 /* ---------------------------------------------------------------- generation */
