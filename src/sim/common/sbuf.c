@@ -124,6 +124,10 @@ static size_t utf8_len(const unsigned char *s, size_t n, uint32_t *cp)
     return len;
 }
 
+/* ASCII that Go's encoder escapes with a backslash and one letter. */
+static const char SHORT_FROM[] = "\"\\\n\r\t\b\f";
+static const char SHORT_TO[] = "\"\\nrtbf";
+
 void sb_json_strn(struct sbuf *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -133,60 +137,41 @@ void sb_json_strn(struct sbuf *b, const char *str, size_t n)
     size_t start = 0, i = 0;
     while (i < n) {
         unsigned c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
-            i++;
-            continue;
-        }
+        char e[6];
+        size_t elen = 6, adv = 1; /* escape written, input bytes replaced */
         if (c < 0x80) {
-            sb_put(b, s + start, i - start);
-            switch (c) {
-            case '"':
-                sb_put(b, "\\\"", 2);
-                break;
-            case '\\':
-                sb_put(b, "\\\\", 2);
-                break;
-            case '\n':
-                sb_put(b, "\\n", 2);
-                break;
-            case '\r':
-                sb_put(b, "\\r", 2);
-                break;
-            case '\t':
-                sb_put(b, "\\t", 2);
-                break;
-            case '\b':
-                sb_put(b, "\\b", 2);
-                break;
-            case '\f':
-                sb_put(b, "\\f", 2);
-                break;
-            default: {
-                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                sb_put(b, e, 6);
+            if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+                i++;
+                continue;
             }
+            const char *q = memchr(SHORT_FROM, (int)c, sizeof SHORT_FROM - 1);
+            if (q) {
+                e[0] = '\\';
+                e[1] = SHORT_TO[q - SHORT_FROM];
+                elen = 2;
+            } else {
+                /* control characters, and <, >, & for HTML safety */
+                memcpy(e, "\\u00", 4);
+                e[4] = hex[c >> 4];
+                e[5] = hex[c & 15];
             }
-            i++;
-            start = i;
-            continue;
+        } else {
+            uint32_t cp = 0;
+            adv = utf8_len(s + i, n - i, &cp);
+            if (adv == 0) {
+                memcpy(e, "\\ufffd", 6); /* one invalid byte */
+                adv = 1;
+            } else if (cp == 0x2028 || cp == 0x2029) {
+                memcpy(e, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
+            } else {
+                i += adv;
+                continue;
+            }
         }
-        uint32_t cp = 0;
-        size_t len = utf8_len(s + i, n - i, &cp);
-        if (len == 0) {
-            sb_put(b, s + start, i - start);
-            sb_put(b, "\\ufffd", 6);
-            i++;
-            start = i;
-            continue;
-        }
-        if (cp == 0x2028 || cp == 0x2029) {
-            sb_put(b, s + start, i - start);
-            sb_put(b, cp == 0x2028 ? "\\u2028" : "\\u2029", 6);
-            i += len;
-            start = i;
-            continue;
-        }
-        i += len;
+        sb_put(b, s + start, i - start);
+        sb_put(b, e, elen);
+        i += adv;
+        start = i;
     }
     sb_put(b, s + start, n - start);
     sb_putc(b, '"');
