@@ -3,15 +3,16 @@
  *
  * ollama-sim is one libuv loop on one thread: libmicrohttpd runs in external
  * epoll mode (driven by sollol/mhd_uv.h), token pacing uses uv timers, and
- * requests that wait are suspended MHD connections watched for hang-up.
+ * requests that wait are suspended MHD connections watched for hang-up. The
+ * request lifecycle, byte buffers and the token step are shared with the
+ * llama-server stand-in (common/simhttp.h, sbuf.h, simgen.h).
  *
  *   main.c     CLI, start-up, signals, shutdown
- *   util.c     byte buffers, Go-compatible JSON/number/time formatting,
- *              hashes (FNV-1a, SHA-256), Go duration parsing
+ *   util.c     Go-compatible number/time formatting, SHA-256, Go durations
  *   models.c   installed models, name normalisation, load/unload/evict,
  *              keep-alive expiry, per-model slots, FIFO queue, prompt cache
- *   http.c     MHD daemon, routing, host check, request lifecycle
- *              (suspend/resume, hang-up watch, completion), responses
+ *   http.c     gin's routing, host check, faults before a handler, request
+ *              free list, error shapes; the simhttp hooks
  *   api.c      non-inference Ollama routes (tags, ps, show, pull, ...)
  *   infer.c    generate/chat/embed and OpenAI routes: parsing, deterministic
  *              text and vectors, timing, NDJSON/SSE/JSON output
