@@ -257,6 +257,8 @@ static void shrink(struct sbuf *b)
         sb_free(b);
 }
 
+_Static_assert(offsetof(struct sim_req, h) == 0, "simhttp_req comes first (simhttp.h)");
+
 static struct simhttp_req *on_alloc(void)
 {
     struct sim_req *r = g_sim.freelist;

@@ -341,10 +341,12 @@ static void dispatch(struct req *r, const char *url)
 
 /* ---------------------------------------------------------------- HTTP core hooks */
 
+_Static_assert(offsetof(struct req, h) == 0, "simhttp_req comes first (simhttp.h)");
+
 static struct simhttp_req *on_alloc(void)
 {
-    struct req *r = calloc(1, sizeof *r);
-    return r ? &r->h : NULL;
+    /* The same address as &r->h: its first member. */
+    return (struct simhttp_req *)calloc(1, sizeof(struct req));
 }
 
 static void on_begin(struct simhttp_req *h, const char *url)
