@@ -57,23 +57,24 @@ const char *model_id(void)
     return g_ls.alias ? g_ls.alias : g_ls.model;
 }
 
+/* "<p>_n", "<p>_ms", "<p>_per_token_ms", "<p>_per_second" of one phase. */
+static void phase_timings(struct sbuf *b, const char *p, int n, double ms)
+{
+    sb_printf(b, "\"%s_n\":%d,\"%s_ms\":", p, n, p);
+    put_double(b, ms);
+    sb_printf(b, ",\"%s_per_token_ms\":", p);
+    put_double(b, n ? ms / n : 0);
+    sb_printf(b, ",\"%s_per_second\":", p);
+    put_double(b, ms > 0 ? 1e3 * n / ms : 0);
+}
+
 static void timings_json(struct sbuf *b, struct req *r)
 {
-    double pms = ms_between(r->t_start, r->t_prompt_done);
-    double gms = ms_between(r->t_prompt_done, r->t_end ? r->t_end : now_ns());
-    sb_puts(b, "\"timings\":{");
-    sb_printf(b, "\"cache_n\":%d,\"prompt_n\":%d,\"prompt_ms\":", r->cache_n, r->prompt_n);
-    put_double(b, pms);
-    sb_puts(b, ",\"prompt_per_token_ms\":");
-    put_double(b, r->prompt_n ? pms / r->prompt_n : 0);
-    sb_puts(b, ",\"prompt_per_second\":");
-    put_double(b, pms > 0 ? 1e3 * r->prompt_n / pms : 0);
-    sb_printf(b, ",\"predicted_n\":%d,\"predicted_ms\":", r->n_done);
-    put_double(b, gms);
-    sb_puts(b, ",\"predicted_per_token_ms\":");
-    put_double(b, r->n_done ? gms / r->n_done : 0);
-    sb_puts(b, ",\"predicted_per_second\":");
-    put_double(b, gms > 0 ? 1e3 * r->n_done / gms : 0);
+    sb_printf(b, "\"timings\":{\"cache_n\":%d,", r->cache_n);
+    phase_timings(b, "prompt", r->prompt_n, ms_between(r->t_start, r->t_prompt_done));
+    sb_puts(b, ",");
+    phase_timings(b, "predicted", r->n_done,
+                  ms_between(r->t_prompt_done, r->t_end ? r->t_end : now_ns()));
     sb_puts(b, "}");
 }
 

@@ -129,6 +129,16 @@ static void handle_metrics(struct req *r)
     simhttp_send(&r->h, 200, "text/plain; version=0.0.4");
 }
 
+/* ,"key":"value" (null when value is NULL). */
+static void str_field(struct sbuf *o, const char *key, const char *value)
+{
+    sb_printf(o, ",\"%s\":", key);
+    if (value)
+        sb_json_plain(o, value, strlen(value));
+    else
+        sb_puts(o, "null");
+}
+
 static void handle_sim_stats(struct req *r)
 {
     struct sbuf *o = &r->h.out;
@@ -148,37 +158,21 @@ static void handle_sim_stats(struct req *r)
         (unsigned long long)g_ls.completed, g_ls.active, g_ls.waiting, g_ls.max_active,
         (unsigned long long)g_ls.predicted_total);
     put_argv(o);
-    sb_puts(o, ",\"model\":");
-    sb_json_plain(o, g_ls.model, strlen(g_ls.model));
-    sb_puts(o, ",\"alias\":");
-    if (g_ls.alias)
-        sb_json_plain(o, g_ls.alias, strlen(g_ls.alias));
-    else
-        sb_puts(o, "null");
-    sb_printf(o, ",\"host\":\"%s\",\"port\":%d,\"ctx_size\":%d,\"parallel\":%d,\"n_gpu_layers\":",
-              g_ls.host, g_ls.port, g_ls.ctx, g_ls.np);
-    sb_json_plain(o, g_ls.ngl ? g_ls.ngl : "auto", strlen(g_ls.ngl ? g_ls.ngl : "auto"));
+    str_field(o, "model", g_ls.model);
+    str_field(o, "alias", g_ls.alias);
+    sb_printf(o, ",\"host\":\"%s\",\"port\":%d,\"ctx_size\":%d,\"parallel\":%d", g_ls.host,
+              g_ls.port, g_ls.ctx, g_ls.np);
+    str_field(o, "n_gpu_layers", g_ls.ngl ? g_ls.ngl : "auto");
     sb_puts(o, ",\"tensor_split\":[");
     for (int i = 0; i < g_ls.nts; i++) {
         if (i)
             sb_puts(o, ",");
         put_double(o, g_ls.ts[i]);
     }
-    sb_puts(o, "],\"split_mode\":");
-    if (g_ls.split_mode)
-        sb_json_plain(o, g_ls.split_mode, strlen(g_ls.split_mode));
-    else
-        sb_puts(o, "null");
-    sb_puts(o, ",\"mmproj\":");
-    if (g_ls.mmproj)
-        sb_json_plain(o, g_ls.mmproj, strlen(g_ls.mmproj));
-    else
-        sb_puts(o, "null");
-    sb_puts(o, ",\"lora\":");
-    if (g_ls.lora)
-        sb_json_plain(o, g_ls.lora, strlen(g_ls.lora));
-    else
-        sb_puts(o, "null");
+    sb_puts(o, "]");
+    str_field(o, "split_mode", g_ls.split_mode);
+    str_field(o, "mmproj", g_ls.mmproj);
+    str_field(o, "lora", g_ls.lora);
     sb_printf(o, ",\"timeout\":%d,\"no_webui\":%s", g_ls.timeout, g_ls.no_webui ? "true" : "false");
     sb_printf(o,
               ",\"embeddings\":%s,\"metrics\":%s,\"api_key\":%s,\"rpc_version\":\"%u.%u.%u\","
