@@ -109,6 +109,20 @@ struct sol_config {
     unsigned discovery_timeout_ms;  /* per scanned address */
     int discovery_concurrency;      /* addresses probed at once */
     int discovery_max_missed;       /* missed scans before a found node leaves */
+    /* Access control (auth.h): JSON texts, parsed by sol_auth_init(). */
+    char *auth_keys;      /* JSON array of key objects ("[]" = none) */
+    char *auth_keys_file; /* "" = none; plain keys allowed there */
+    char *auth_public;    /* JSON array of paths open without a key */
+
+    /* Limits on what clients may send and hold (docs/security.md). */
+    unsigned long long max_url_bytes;    /* request target: 414 beyond */
+    unsigned long long max_header_bytes; /* header fields together: 431 beyond */
+    int max_connections;                 /* client connections at once */
+    int max_connections_per_client;      /* per client address; 0 = no limit */
+    unsigned header_timeout_ms;          /* headers of one request must arrive in this time */
+    unsigned client_idle_timeout_ms;     /* silent client connections are closed */
+    int max_upstream_transfers;          /* proxied requests in flight to all nodes */
+    int json_max_depth;                  /* nesting of request bodies: 400 beyond */
 
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */
@@ -116,6 +130,31 @@ struct sol_config {
     int demo;       /* start demo_nodes simulated nodes (ollama-sim) */
     int demo_nodes; /* 1..8 */
     char *sim_path; /* ollama-sim binary; "" = auto (next to sollold) */
+
+    /* The sharded path (coordinator.c; docs/distributed-inference.md). JSON
+     * rows hold JSON text or, from env/flags, plain text ("h:p,h:p"). */
+    int model_sharding_enabled;
+    char *rpc_backends;      /* [{"host","port"}] or ["h:p"], or "h:p,h:p" */
+    char *rpc_backends_file; /* rpc_backends.conf (host[:port] per line); "" = none */
+    char *rpc_version;       /* reference protocol "MAJ.MIN[.PATCH]"; "" = ask rpc-server */
+    unsigned rpc_probe_timeout_ms;
+    char *sharded_models;    /* ["name", ...] or "a,b" */
+    int sharding_auto;       /* also shard models no node has but the Ollama store does */
+    char *model_paths;       /* {"name": "/path/model.gguf"}: explicit paths win */
+    char *local_rpc_servers; /* [{"port", "host"?, "mem"?, "device"?, "cache"?}] */
+    char *llama_binary;      /* llama-server program */
+    char *rpc_server_binary; /* "" = the rpc-server beside llama-server */
+    char *llama_extra_args;  /* ["--flag", ...] or "a b c" */
+    int llama_ctx_size;
+    int llama_parallel;
+    int llama_embeddings;
+    unsigned llama_startup_timeout_ms;
+    unsigned llama_idle_unload_ms;      /* 0 = never unload */
+    int llama_port_min, llama_port_max; /* 0 = an ephemeral loopback port */
+    unsigned llama_backoff_min_ms, llama_backoff_max_ms;
+    unsigned llama_healthy_reset_ms, llama_crash_window_ms;
+    int llama_crash_limit;
+    unsigned llama_stop_grace_ms;
 };
 
 enum sol_routing_mode {
@@ -203,6 +242,15 @@ int sol_config_parse_host(const char *text, int default_port, char **scheme, cha
 int sol_config_add_node(struct sol_config *cfg, const char *name, const char *url, char *err,
                         size_t errlen);
 
+/*
+ * For a reload: sets every key of `next` whose name starts with one of
+ * `prefixes` (NULL-terminated) back to its value in `cur` (text duplicated),
+ * calling changed(key) for each that differed. Returns how many differed,
+ * or -1 when memory ran out (next is then partly restored but valid).
+ */
+int sol_config_keep_keys(struct sol_config *next, const struct sol_config *cur,
+                         const char *const *prefixes, void (*changed)(const char *key));
+
 /* Frees everything cfg owns and zeroes it. Safe on a zeroed struct. */
 void sol_config_free(struct sol_config *cfg);
 
@@ -230,6 +278,8 @@ enum sol_config_type {
     SOL_CONF_NODES,       /* the node list (struct sol_config.nodes/n_nodes) */
     SOL_CONF_HEADERS,     /* a node's header_lines/n_headers; JSON object of strings */
     SOL_CONF_ACTION,      /* a command-line action (--help...): no value, no field */
+    SOL_CONF_JSON,        /* char *; any JSON value kept as its text (lists, objects), or the
+                             text of an env/flag value as given; the owner module parses it */
 };
 
 /* Row flags. */

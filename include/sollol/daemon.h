@@ -13,9 +13,12 @@
 #include "sollol/balancer.h"
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
+#include "sollol/dashboard.h" /* GET /dashboard */
 #include "sollol/discovery.h"
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/health.h"
+#include "sollol/limits.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
@@ -25,6 +28,7 @@
 #include <uv.h>
 
 struct sol_request;
+struct sol_coord;
 
 struct sol_daemon {
     uv_loop_t *loop;
@@ -50,8 +54,12 @@ struct sol_daemon {
     unsigned *reserved;        /* scratch: queued requests waiting for each node */
     uv_timer_t dispatch_timer; /* runs the queue after slots free */
     int dispatch_pending;
-    uint64_t retries_total;     /* attempts after the first, all requests */
-    struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
+    uint64_t retries_total;         /* attempts after the first, all requests */
+    struct sol_metrics metrics;     /* GET /metrics: per-request counters (metrics.c) */
+    struct sol_dashboard dashboard; /* GET /dashboard: per-second ring, decisions */
+    struct sol_auth auth;           /* API keys and rate limits (auth.c) */
+    struct sol_limits limits;       /* per-connection limits (limits.c) */
+    struct sol_coord *coord;        /* sharded path (coordinator.c); NULL when off */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term, sig_hup;

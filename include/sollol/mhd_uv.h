@@ -36,6 +36,10 @@ struct sol_mhd_uv {
 int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, char *err,
                       size_t errlen);
 
+/* Nonzero when socket fd is bound to a loopback address (127.0.0.0/8 or
+ * ::1) only; 0 for any other address, an unbound socket or an error. */
+int sol_socket_is_loopback(int fd);
+
 /*
  * Starts watching `daemon` on `loop`. Returns 0, or a negative libuv error.
  * The glue does not own the daemon: stop it only after sol_mhd_uv_close()

@@ -1,5 +1,6 @@
 #include "sollol/mhd_uv.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -59,12 +60,39 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
     return fd;
 }
 
+int sol_socket_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    return 0;
+}
+
 static void arm_timer(struct sol_mhd_uv *glue);
+
+static unsigned connections(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return i ? i->num_connections : 0;
+}
 
 static void run_mhd(struct sol_mhd_uv *glue)
 {
     glue->kick_pending = 0;
+    unsigned before = connections(glue->daemon);
     MHD_run(glue->daemon);
+    /* At its connection limit MHD stops watching the listening socket and
+     * puts it back only at the start of a later run. Connections that closed
+     * in this run may have freed a slot: run again, or a client waiting in
+     * the backlog would wait for an unrelated event. */
+    if (connections(glue->daemon) < before)
+        glue->kick_pending = 1;
     arm_timer(glue);
 }
 

@@ -4,6 +4,7 @@
 #include "sollol/daemon.h"
 
 #include "sollol/breaker.h"
+#include "sollol/coordinator.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
 #include "sollol/notify.h"
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,7 +60,9 @@ static void on_sweep(uv_timer_t *t)
         return;
     }
     sol_request_sweep(d, sol_now_ms(d));
+    sol_limits_sweep(&d->limits, sol_now_ms(d)); /* slow headers (limits.c) */
     sol_request_expire_queue(d, sol_now_ms(d));
+    sol_dashboard_tick(&d->dashboard, sol_now_ms(d), sol_queue_length(&d->queue), d->requests_live);
     /* A node that came up or a breaker that closed can take waiting work:
      * nothing else signals those, so look at every sweep. */
     if (sol_queue_length(&d->queue))
@@ -262,7 +266,9 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 static int build_table(struct sol_daemon *d, char *err, size_t errlen)
 {
     struct sol_config *cfg = d->cfg;
-    unsigned slots = cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8;
+    /* Room to grow (reload, discovery: reload.c) and one more for the sharded
+     * path's virtual node (coordinator.c). */
+    unsigned slots = (cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8) + 1;
     d->table.nodes = calloc(slots, sizeof *d->table.nodes);
     d->node_ids = calloc(slots, sizeof *d->node_ids);
     d->eligible = calloc(slots, 1);
@@ -295,6 +301,34 @@ static void on_model_gone(void *ud, const struct sol_node *n)
     sol_health_refresh_tags(&d->health, n);
 }
 
+/*
+ * Every client connection and every upstream transfer holds a descriptor:
+ * raise the soft open-file limit to the hard one, and warn when the
+ * configured limits could still run out of descriptors (accept() would then
+ * fail instead of a limit answering clearly).
+ */
+static void check_fd_budget(const struct sol_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Health probes, the loop's own descriptors and logs: a fixed margin. */
+    unsigned long long need = (unsigned long long)cfg->max_connections +
+                              (unsigned long long)cfg->max_upstream_transfers + 64 +
+                              4 * (unsigned long long)cfg->n_nodes;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        SOL_WARN("limits.max_connections (%d) + limits.max_upstream_transfers (%d) may need "
+                 "%llu descriptors, more than the open-file limit (%llu): lower them or raise "
+                 "the limit (ulimit -n, LimitNOFILE=)",
+                 cfg->max_connections, cfg->max_upstream_transfers, need,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 static void announce(struct sol_daemon *d)
 {
     const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
@@ -305,6 +339,14 @@ static void announce(struct sol_daemon *d)
     sol_daemon_node_counts(d, &up, &total);
     SOL_INFO("sollold %s ready on %s%s%s:%d: %u of %u node(s) up", SOLLOL_VERSION, v6 ? "[" : "",
              host, v6 ? "]" : "", d->listen_port, up, total);
+    /* Nodes start as down, so set_state() never logs one that never came
+     * up: name them once here. */
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (n->state == SOL_NODE_DOWN && !n->removed)
+            SOL_WARN("node %s is down at start: %s", n->name,
+                     n->last_error[0] ? n->last_error : "no answer yet");
+    }
     /* The listener accepts and the first probe round is in: ready. */
     char msg[160];
     snprintf(msg, sizeof msg, "READY=1\nMAINPID=%ld", (long)getpid());
@@ -343,8 +385,14 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
+    if (sol_coord_create(d, err, errlen) < 0) /* coordinator.c: the sharded path */
+        return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
+        return -1;
+    }
+    if (sol_dashboard_init(&d->dashboard) < 0) { /* GET /dashboard (dashboard.c) */
+        snprintf(err, errlen, "out of memory for the dashboard");
         return -1;
     }
     struct sol_scorer_conf sc = {
@@ -383,16 +431,36 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         d->affinity_on = 1;
     }
 
+    if (sol_auth_init(&d->auth, cfg->auth_keys, cfg->auth_keys_file, cfg->auth_public, err,
+                      errlen) < 0)
+        return -1;
+    check_fd_budget(cfg);
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
         return -1;
+    if (!sol_auth_enabled(&d->auth) && !sol_socket_is_loopback(d->listen_fd))
+        SOL_WARN("no API keys configured and listening on a non-loopback address: anyone who "
+                 "can reach this port can use every node (see docs/security.md)");
+    /* Limits (docs/security.md): MHD enforces the hard ones itself. */
+    struct sol_limits_conf lc = {
+        .max_url_bytes = cfg->max_url_bytes,
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_per_client = (unsigned)cfg->max_connections_per_client,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .idle_timeout_ms = cfg->client_idle_timeout_ms,
+    };
+    sol_limits_init(&d->limits, loop, &lc);
+    unsigned idle_s = (cfg->client_idle_timeout_ms + 999) / 1000;
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
+        sol_limits_on_connection, &d->limits, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);
@@ -439,6 +507,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     }
     d->health_running = 1;
     sol_daemon_discovery_update(d);
+    sol_coord_start(d->coord); /* coordinator.c: timers, local rpc-servers */
     return 0;
 }
 
@@ -446,6 +515,13 @@ static void maybe_stopped(struct sol_daemon *d)
 {
     if (d->handles_open == 0 && d->on_stopped)
         d->on_stopped(d);
+}
+
+/* coordinator.c: every child reaped, every handle closed. */
+static void on_coord_stopped(struct sol_daemon *d)
+{
+    d->handles_open--;
+    maybe_stopped(d);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -530,6 +606,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
     uv_close((uv_handle_t *)&d->watchdog_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->dispatch_timer, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
+    if (sol_coord_stop(d->coord, on_coord_stopped)) /* children: SIGTERM, then SIGKILL */
+        d->handles_open++;
     if (d->mhd_attached)
         sol_mhd_uv_run(&d->mhd_glue);
     uv_timer_stop(&d->sweep_timer);
@@ -539,6 +617,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
 
 void sol_daemon_free(struct sol_daemon *d)
 {
+    sol_coord_free(d->coord);
+    d->coord = NULL;
     for (unsigned i = 0; i < d->table.count; i++)
         sol_node_free(d->table.nodes[i]);
     free(d->table.nodes);
@@ -550,7 +630,9 @@ void sol_daemon_free(struct sol_daemon *d)
     d->node_ids = NULL;
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);
-    sol_metrics_free(&d->metrics); /* GET /metrics (metrics.c) */
+    sol_metrics_free(&d->metrics);     /* GET /metrics (metrics.c) */
+    sol_dashboard_free(&d->dashboard); /* GET /dashboard (dashboard.c) */
+    sol_auth_free(&d->auth);
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

@@ -7,6 +7,7 @@
 #define SOLLOL_REQUEST_PRIV_H
 
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/balancer.h"
 #include "sollol/buf.h"
 #include "sollol/curl_uv.h"
@@ -22,13 +23,13 @@
 struct sol_daemon;
 struct sol_fanout_leg;
 struct sol_embed_split; /* embed.c */
+struct sol_coord_req;   /* coordinator.c */
 
 /* Backpressure: past HIGH bytes buffered for a slow client the upstream
  * transfer is paused; it resumes once the client has drained below LOW. */
 #define STREAM_HIGH_WATER (256 * 1024)
 #define STREAM_LOW_WATER  (64 * 1024)
 #define MHD_BLOCK_SIZE    (32 * 1024)
-#define JSON_MAX_DEPTH    128
 #define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
 #define EXPLAIN_HEADER    1024
 
@@ -42,7 +43,9 @@ enum req_state {
 
 struct sol_request {
     struct sol_daemon *d;
-    struct MHD_Connection *conn; /* NULL once MHD completed the request */
+    struct MHD_Connection *conn;         /* NULL once MHD completed the request */
+    const struct sol_auth_key *auth_key; /* caller's API key (auth.c); NULL when none needed */
+    struct sol_auth_verdict refusal;     /* auth.c: status != 0 = answer it once the body is in */
     int refs;
     struct sol_request *prev, *next; /* d->requests */
 
@@ -100,6 +103,9 @@ struct sol_request {
     struct sol_queue_entry qe;
     uint64_t queue_ms; /* time spent waiting for a slot, all waits */
     char queue_ms_text[24];
+    char timing_text[112];     /* Server-Timing header value */
+    struct MHD_Response *resp; /* the queued stream response (borrowed: valid while
+                                  MHD calls its reader), for the Server-Timing trailer */
     struct sol_affinity_keys aff;
     int has_aff;
     int aff_remembered; /* affinity_node is the node that served the prefix */
@@ -111,6 +117,10 @@ struct sol_request {
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;
+
+    /* Sharded path (coordinator.c): translation state when the request is
+     * for a model served by llama-server over rpc-server backends. */
+    struct sol_coord_req *coord;
 
     /* Suspension and client hang-up. */
     int suspended;
