@@ -908,8 +908,10 @@ static void handle_blob(struct sim_req *r)
         empty_ok(r);
         return;
     }
+    unsigned char digest[SOL_SHA256_LEN];
     char got[65];
-    sha256_hex(&r->sha, got);
+    sol_sha256_final(&r->sha, digest);
+    sol_sha256_to_hex(digest, got);
     char want[80], have[80];
     str_copy(want, sizeof want, r->param);
     snprintf(have, sizeof have, "sha256:%s", got);

@@ -336,7 +336,7 @@ static void on_begin(struct simhttp_req *h, const char *url)
         (r->route == R_SIM_STATS || r->route == R_SIM_RESET || r->route == R_SIM_FAULT ||
          r->route == R_SIM_MODELS || r->route == R_NOT_ALLOWED || r->route == R_NOT_FOUND);
     if (r->route == R_BLOB_POST)
-        sha256_init(&r->sha);
+        sol_sha256_init(&r->sha);
     if (!r->is_control)
         stats_begin(r);
     if (r->route == R_NOT_ALLOWED) {
@@ -362,7 +362,7 @@ static int on_body(struct simhttp_req *h, const char *data, size_t n)
     r->body_total += n;
     if (r->route != R_BLOB_POST)
         return 0;
-    sha256_update(&r->sha, data, n);
+    sol_sha256_update(&r->sha, data, n);
     return 1;
 }
 

@@ -8,7 +8,7 @@
  * llama-server stand-in (common/simhttp.h, sbuf.h, simgen.h).
  *
  *   main.c     CLI, start-up, signals, shutdown
- *   util.c     Go-compatible number/time formatting, SHA-256, Go durations
+ *   util.c     Go-compatible number/time formatting, Go durations
  *   models.c   installed models, name normalisation, load/unload/evict,
  *              keep-alive expiry, per-model slots, FIFO queue, prompt cache
  *   http.c     gin's routing, host check, faults before a handler, request
@@ -30,6 +30,7 @@
 #include "sbuf.h"
 #include "simgen.h"
 #include "simhttp.h"
+#include "sollol/sha256.h"
 
 /* ---------------------------------------------------------------- util.c */
 
@@ -39,16 +40,6 @@ void sb_json_float(struct sbuf *b, double v, int f32);
 /* RFC 3339 with nanoseconds (trailing zeros trimmed, as Go's RFC3339Nano). */
 void sb_rfc3339(struct sbuf *b, int64_t sec, long nsec);
 void sb_now_rfc3339(struct sbuf *b);
-
-struct sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t nbuf;
-};
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t n);
-void sha256_hex(struct sha256 *s, char out[65]);
 
 /* Go's time.ParseDuration. Returns 0 and ns, or -1 with a Go-like message. */
 int go_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
@@ -257,7 +248,7 @@ struct sim_req {
     char param[SIM_NAME_MAX]; /* :digest or :model */
     uint64_t body_fnv;
     uint64_t body_total;
-    struct sha256 sha; /* blob uploads */
+    struct sol_sha256 sha; /* blob uploads */
     cJSON *json;
     char model_name[SIM_NAME_MAX]; /* as sent */
     struct sim_model *model;
