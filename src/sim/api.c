@@ -270,7 +270,7 @@ static int only_space(const char *p, size_t n)
 
 cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai)
 {
-    if (r->body.len == 0 || only_space(r->body.p, r->body.len)) {
+    if (r->h.body.len == 0 || only_space(r->h.body.p, r->h.body.len)) {
         if (oai)
             req_error_oai(r, 400, "invalid_request_error", "EOF", 0);
         else
@@ -280,7 +280,7 @@ cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai)
     /* Go's decoder decides what is valid (cJSON is more lenient: "1.",
      * raw control characters in strings), and what the error says. */
     char msg[160];
-    if (!go_json_valid(r->body.p, r->body.len, msg, sizeof msg)) {
+    if (!go_json_valid(r->h.body.p, r->h.body.len, msg, sizeof msg)) {
         if (oai)
             req_error_oai(r, 400, "invalid_request_error", msg, 0);
         else
@@ -288,7 +288,7 @@ cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai)
         return NULL;
     }
     if (!r->json)
-        r->json = cJSON_ParseWithLength(r->body.p, r->body.len);
+        r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
     if (!r->json) {
         if (oai)
             req_error_oai(r, 400, "invalid_request_error", "invalid JSON", 0);
@@ -394,7 +394,7 @@ static void handle_tags(struct sim_req *r)
 {
     struct sim_model **v;
     size_t n = sorted_models(&v);
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     sb_puts(b, "{\"models\":[");
     for (size_t i = 0; i < n; i++) {
         struct sim_model *m = v[i];
@@ -464,7 +464,7 @@ static void handle_ps(struct sim_req *r)
             ens[b] = ens[b - 1];
             ens[b - 1] = tn;
         }
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     sb_puts(b, "{\"models\":[");
     for (size_t i = 0; i < n; i++) {
         struct sim_model *m = v[i];
@@ -629,7 +629,7 @@ static void handle_show(struct sim_req *r)
         req_error(r, 404, msg);
         return;
     }
-    show_json(&r->out, m);
+    show_json(&r->h.out, m);
     req_json_ok(r);
     req_ready(r);
 }
@@ -675,10 +675,10 @@ static void finish_progress(struct sim_req *r, int stream)
     size_t start = n;
     while (start > 0 && p[start - 1] != '\n')
         start--;
-    r->out.len = 0;
-    sb_put(&r->out, p + start, n - start);
-    r->status = 200;
-    r->ctype = "application/json";
+    r->h.out.len = 0;
+    sb_put(&r->h.out, p + start, n - start);
+    r->h.status = 200;
+    r->h.ctype = "application/json";
     req_ready(r);
 }
 
@@ -805,9 +805,9 @@ static void handle_create(struct sim_req *r)
 
 static void empty_ok(struct sim_req *r)
 {
-    r->out.len = 0;
-    r->status = 200;
-    r->ctype = NULL;
+    r->h.out.len = 0;
+    r->h.status = 200;
+    r->h.ctype = NULL;
     req_ready(r);
 }
 
@@ -908,8 +908,10 @@ static void handle_blob(struct sim_req *r)
         empty_ok(r);
         return;
     }
+    unsigned char digest[SOL_SHA256_LEN];
     char got[65];
-    sha256_hex(&r->sha, got);
+    sol_sha256_final(&r->sha, digest);
+    sol_sha256_to_hex(digest, got);
     char want[80], have[80];
     str_copy(want, sizeof want, r->param);
     snprintf(have, sizeof have, "sha256:%s", got);
@@ -929,9 +931,9 @@ static void handle_blob(struct sim_req *r)
         g_blob_cap = cap;
     }
     memcpy(g_blobs[g_nblobs++], hex, 65);
-    r->out.len = 0;
-    r->status = 201;
-    r->ctype = NULL;
+    r->h.out.len = 0;
+    r->h.status = 201;
+    r->h.ctype = NULL;
     req_ready(r);
 }
 
@@ -945,7 +947,7 @@ void api_free(void)
 /* OpenAI: GET /v1/models and /v1/models/:model. */
 static void handle_v1_models(struct sim_req *r)
 {
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     if (r->route == R_V1_MODEL) {
         struct sim_model *m = model_find(r->param);
         if (!m) {
@@ -989,25 +991,25 @@ static void handle_v1_models(struct sim_req *r)
         sb_puts(b, "}\n");
         free(v);
     }
-    r->status = 200;
-    r->ctype = "application/json";
+    r->h.status = 200;
+    r->h.ctype = "application/json";
     req_ready(r);
 }
 
 void api_handle(struct sim_req *r)
 {
-    r->out.len = 0;
+    r->h.out.len = 0;
     switch (r->route) {
     case R_ROOT:
-        sb_puts(&r->out, "Ollama is running");
-        r->status = 200;
-        r->ctype = "text/plain; charset=utf-8";
+        sb_puts(&r->h.out, "Ollama is running");
+        r->h.status = 200;
+        r->h.ctype = "text/plain; charset=utf-8";
         req_ready(r);
         break;
     case R_VERSION:
-        sb_puts(&r->out, "{\"version\":");
-        sb_json_str(&r->out, g_sim.cfg.version);
-        sb_putc(&r->out, '}');
+        sb_puts(&r->h.out, "{\"version\":");
+        sb_json_str(&r->h.out, g_sim.cfg.version);
+        sb_putc(&r->h.out, '}');
         req_json_ok(r);
         req_ready(r);
         break;

@@ -186,7 +186,7 @@ static struct rec *rec_of(struct sim_req *r)
 
 static void copy_hdr(struct sim_req *r, const char *name, char *dst, size_t n)
 {
-    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    const char *v = MHD_lookup_connection_value(r->h.conn, MHD_HEADER_KIND, name);
     if (v)
         snprintf(dst, n, "%s", v);
     else
@@ -205,21 +205,16 @@ void stats_begin(struct sim_req *r)
     x->id = r->id;
     r->rec = idx;
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_PROTOCOL);
+        MHD_get_connection_info(r->h.conn, MHD_CONNECTION_INFO_PROTOCOL);
     (void)ci;
-    static const char *const mn[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    const char *m = "OTHER";
-    for (int i = 0; i < 7; i++)
-        if (r->method == (1u << i))
-            m = mn[i];
-    str_copy(x->method, sizeof x->method, m);
-    str_copy(x->path, sizeof x->path, r->path);
+    str_copy(x->method, sizeof x->method, simhttp_method_name(r->h.method));
+    str_copy(x->path, sizeof x->path, r->h.path);
     copy_hdr(r, "Host", x->host, sizeof x->host);
     copy_hdr(r, "User-Agent", x->ua, sizeof x->ua);
     copy_hdr(r, "Content-Type", x->ctype, sizeof x->ctype);
     copy_hdr(r, "Accept", x->accept, sizeof x->accept);
     copy_hdr(r, "X-Request-Id", x->xrid, sizeof x->xrid);
-    x->auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization") != NULL;
+    x->auth = MHD_lookup_connection_value(r->h.conn, MHD_HEADER_KIND, "Authorization") != NULL;
     x->stream = -1;
     x->received_ms = sim_ms(r->t_recv);
     x->first_byte_ms = x->ended_ms = -1;
@@ -452,25 +447,25 @@ static void stats_json(struct sbuf *b, uint64_t since)
 
 static void control_ok(struct sim_req *r)
 {
-    r->status = 200;
-    r->ctype = "application/json";
+    r->h.status = 200;
+    r->h.ctype = "application/json";
     req_ready(r);
 }
 
 static void control_err(struct sim_req *r, int status, const char *msg)
 {
-    r->out.len = 0;
-    sb_puts(&r->out, "{\"error\":");
-    sb_json_str(&r->out, msg);
-    sb_putc(&r->out, '}');
-    r->status = status;
-    r->ctype = "application/json";
+    r->h.out.len = 0;
+    sb_puts(&r->h.out, "{\"error\":");
+    sb_json_str(&r->h.out, msg);
+    sb_putc(&r->h.out, '}');
+    r->h.status = status;
+    r->h.ctype = "application/json";
     req_ready(r);
 }
 
 static uint64_t query_u64(struct sim_req *r, const char *key)
 {
-    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    const char *v = MHD_lookup_connection_value(r->h.conn, MHD_GET_ARGUMENT_KIND, key);
     return v ? strtoull(v, NULL, 10) : 0;
 }
 
@@ -503,7 +498,7 @@ static void models_json(struct sbuf *b)
  * returns NULL. */
 static cJSON *control_object(struct sim_req *r)
 {
-    cJSON *j = cJSON_ParseWithLength(r->body.p ? r->body.p : "", r->body.len);
+    cJSON *j = cJSON_ParseWithLength(r->h.body.p ? r->h.body.p : "", r->h.body.len);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         control_err(r, 400, "expected a JSON object");
@@ -514,9 +509,9 @@ static cJSON *control_object(struct sim_req *r)
 
 static void handle_fault(struct sim_req *r)
 {
-    if (r->method == 1 /* GET */) {
-        r->out.len = 0;
-        fault_json(&r->out);
+    if (r->h.method == SIMHTTP_GET) {
+        r->h.out.len = 0;
+        fault_json(&r->h.out);
         control_ok(r);
         return;
     }
@@ -579,16 +574,16 @@ static void handle_fault(struct sim_req *r)
         g_sim.fault = f;
     SOL_INFO("fault set: %s arg=%lld count=%lld scope=%s", FAULT_NAMES[f.mode], (long long)f.arg,
              (long long)f.count, f.scope_all ? "all" : "inference");
-    r->out.len = 0;
-    fault_json(&r->out);
+    r->h.out.len = 0;
+    fault_json(&r->h.out);
     control_ok(r);
 }
 
 static void handle_models(struct sim_req *r)
 {
-    if (r->method == 1 /* GET */) {
-        r->out.len = 0;
-        models_json(&r->out);
+    if (r->h.method == SIMHTTP_GET) {
+        r->h.out.len = 0;
+        models_json(&r->h.out);
         control_ok(r);
         return;
     }
@@ -631,22 +626,22 @@ static void handle_models(struct sim_req *r)
         control_err(r, status, err);
         return;
     }
-    r->out.len = 0;
-    models_json(&r->out);
+    r->h.out.len = 0;
+    models_json(&r->h.out);
     control_ok(r);
 }
 
 void control_handle(struct sim_req *r)
 {
-    r->out.len = 0;
+    r->h.out.len = 0;
     switch (r->route) {
     case R_SIM_STATS:
-        stats_json(&r->out, query_u64(r, "since"));
+        stats_json(&r->h.out, query_u64(r, "since"));
         control_ok(r);
         break;
     case R_SIM_RESET:
         stats_reset();
-        sb_puts(&r->out, "{\"status\":\"ok\"}");
+        sb_puts(&r->h.out, "{\"status\":\"ok\"}");
         control_ok(r);
         break;
     case R_SIM_FAULT:

@@ -1,20 +1,13 @@
 /*
- * http.c - the simulator's HTTP side: libmicrohttpd in external epoll mode
- * on the libuv loop, Ollama's (gin's) routing rules, the loopback Host
- * check, and each request's lifecycle.
+ * http.c - ollama-sim's HTTP side on the shared core (common/simhttp.h):
+ * Ollama's (gin's) routing rules, the loopback Host check, faults applied
+ * before a handler runs, and the request object's recycling.
  *
- * Lifecycle of a request (struct sim_req):
- *   - created on the first access-handler call, body collected on the next
- *     ones, dispatched on the final call (PH_RECEIVING -> ...);
- *   - a handler either prepares a response at once (PH_READY, queued before
- *     the access handler returns) or leaves the request waiting (PH_WAITING):
- *     the connection is then suspended and a hang-up watch is started on its
- *     socket, because MHD 0.9.75 does not poll suspended connections;
- *   - streams use a callback response whose reader suspends the connection
- *     when it has nothing buffered; producers resume it (req_wake);
- *   - per-request state is released only from MHD's request-completed
- *     callback; uv handles are closed there and the memory goes back to a
- *     free list when the last close callback has run.
+ * The request lifecycle (suspend/resume, hang-up watch, per-request timer,
+ * streaming reader, completion, deferred release) is simhttp's; this file
+ * gives it ollama-sim's hooks: statistics at each step, the stall/close
+ * faults when an answer is ready, and a free list of request objects
+ * (benchmarks run many thousands of requests a second).
  */
 #include "sim.h"
 
@@ -32,17 +25,6 @@
 #define MAX_BODY  (64u << 20)
 #define FREE_KEEP 256
 
-enum {
-    MB_GET = 1,
-    MB_HEAD = 2,
-    MB_POST = 4,
-    MB_PUT = 8,
-    MB_DELETE = 16,
-    MB_OPTIONS = 32,
-    MB_PATCH = 64,
-    MB_OTHER = 128,
-};
-
 struct route_def {
     const char *path;
     enum route id;
@@ -51,34 +33,34 @@ struct route_def {
 };
 
 static const struct route_def ROUTES[] = {
-    {"/", R_ROOT, MB_GET | MB_HEAD, 0},
-    {"/api/version", R_VERSION, MB_GET | MB_HEAD, 0},
-    {"/api/tags", R_TAGS, MB_GET | MB_HEAD, 0},
-    {"/api/ps", R_PS, MB_GET, 0},
-    {"/api/show", R_SHOW, MB_POST, 0},
-    {"/api/generate", R_GENERATE, MB_POST, 0},
-    {"/api/chat", R_CHAT, MB_POST, 0},
-    {"/api/embed", R_EMBED, MB_POST, 0},
-    {"/api/embeddings", R_EMBEDDINGS, MB_POST, 0},
-    {"/api/pull", R_PULL, MB_POST, 0},
-    {"/api/push", R_PUSH, MB_POST, 0},
-    {"/api/create", R_CREATE, MB_POST, 0},
-    {"/api/copy", R_COPY, MB_POST, 0},
-    {"/api/delete", R_DELETE, MB_DELETE, 0},
-    {"/api/me", R_ME, MB_POST, 0},
-    {"/api/signout", R_SIGNOUT, MB_POST, 0},
-    {"/api/user/keys/", R_USER_KEYS, MB_DELETE, 1},
-    {"/api/blobs/", R_BLOB_HEAD, MB_HEAD, 1},
-    {"/api/blobs/", R_BLOB_POST, MB_POST, 1},
-    {"/v1/chat/completions", R_V1_CHAT, MB_POST, 0},
-    {"/v1/completions", R_V1_COMPLETIONS, MB_POST, 0},
-    {"/v1/embeddings", R_V1_EMBEDDINGS, MB_POST, 0},
-    {"/v1/models", R_V1_MODELS, MB_GET, 0},
-    {"/v1/models/", R_V1_MODEL, MB_GET, 1},
-    {"/_sim/stats", R_SIM_STATS, MB_GET, 0},
-    {"/_sim/reset", R_SIM_RESET, MB_POST, 0},
-    {"/_sim/fault", R_SIM_FAULT, MB_GET | MB_POST, 0},
-    {"/_sim/models", R_SIM_MODELS, MB_GET | MB_POST, 0},
+    {"/", R_ROOT, SIMHTTP_GET | SIMHTTP_HEAD, 0},
+    {"/api/version", R_VERSION, SIMHTTP_GET | SIMHTTP_HEAD, 0},
+    {"/api/tags", R_TAGS, SIMHTTP_GET | SIMHTTP_HEAD, 0},
+    {"/api/ps", R_PS, SIMHTTP_GET, 0},
+    {"/api/show", R_SHOW, SIMHTTP_POST, 0},
+    {"/api/generate", R_GENERATE, SIMHTTP_POST, 0},
+    {"/api/chat", R_CHAT, SIMHTTP_POST, 0},
+    {"/api/embed", R_EMBED, SIMHTTP_POST, 0},
+    {"/api/embeddings", R_EMBEDDINGS, SIMHTTP_POST, 0},
+    {"/api/pull", R_PULL, SIMHTTP_POST, 0},
+    {"/api/push", R_PUSH, SIMHTTP_POST, 0},
+    {"/api/create", R_CREATE, SIMHTTP_POST, 0},
+    {"/api/copy", R_COPY, SIMHTTP_POST, 0},
+    {"/api/delete", R_DELETE, SIMHTTP_DELETE, 0},
+    {"/api/me", R_ME, SIMHTTP_POST, 0},
+    {"/api/signout", R_SIGNOUT, SIMHTTP_POST, 0},
+    {"/api/user/keys/", R_USER_KEYS, SIMHTTP_DELETE, 1},
+    {"/api/blobs/", R_BLOB_HEAD, SIMHTTP_HEAD, 1},
+    {"/api/blobs/", R_BLOB_POST, SIMHTTP_POST, 1},
+    {"/v1/chat/completions", R_V1_CHAT, SIMHTTP_POST, 0},
+    {"/v1/completions", R_V1_COMPLETIONS, SIMHTTP_POST, 0},
+    {"/v1/embeddings", R_V1_EMBEDDINGS, SIMHTTP_POST, 0},
+    {"/v1/models", R_V1_MODELS, SIMHTTP_GET, 0},
+    {"/v1/models/", R_V1_MODEL, SIMHTTP_GET, 1},
+    {"/_sim/stats", R_SIM_STATS, SIMHTTP_GET, 0},
+    {"/_sim/reset", R_SIM_RESET, SIMHTTP_POST, 0},
+    {"/_sim/fault", R_SIM_FAULT, SIMHTTP_GET | SIMHTTP_POST, 0},
+    {"/_sim/models", R_SIM_MODELS, SIMHTTP_GET | SIMHTTP_POST, 0},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -86,25 +68,6 @@ static const struct route_def ROUTES[] = {
 static struct in6_addr *g_local_ips;
 static int g_nlocal;
 static void (*g_shutdown_done)(void);
-static uv_timer_t g_kick;
-static int g_kick_init;
-
-static void on_kick(uv_timer_t *t)
-{
-    (void)t;
-    if (g_sim.daemon && !g_sim.shutting_down)
-        sol_mhd_uv_run(&g_sim.glue);
-}
-
-/* MHD 0.9.75 drops its inter-thread channel when polled externally, so
- * MHD_resume_connection() does not make MHD's epoll fd readable: run MHD on
- * the next loop iteration ourselves. A separate timer, because this may be
- * called from inside MHD_run(), after which the glue re-arms its own. */
-static void kick(void)
-{
-    if (g_kick_init && !uv_is_active((uv_handle_t *)&g_kick))
-        uv_timer_start(&g_kick, on_kick, 0, 0);
-}
 
 int route_is_inference(enum route rt)
 {
@@ -116,25 +79,6 @@ int route_is_v1(enum route rt)
 {
     return rt == R_V1_CHAT || rt == R_V1_COMPLETIONS || rt == R_V1_EMBEDDINGS ||
            rt == R_V1_MODELS || rt == R_V1_MODEL;
-}
-
-static unsigned method_bit(const char *m)
-{
-    if (strcmp(m, "GET") == 0)
-        return MB_GET;
-    if (strcmp(m, "POST") == 0)
-        return MB_POST;
-    if (strcmp(m, "HEAD") == 0)
-        return MB_HEAD;
-    if (strcmp(m, "DELETE") == 0)
-        return MB_DELETE;
-    if (strcmp(m, "PUT") == 0)
-        return MB_PUT;
-    if (strcmp(m, "OPTIONS") == 0)
-        return MB_OPTIONS;
-    if (strcmp(m, "PATCH") == 0)
-        return MB_PATCH;
-    return MB_OTHER;
 }
 
 static int route_matches(const struct route_def *d, const char *path, const char **param)
@@ -305,42 +249,7 @@ static void load_local_ips(void)
     }
     freeifaddrs(ifa);
 }
-
-/* ---- request objects ---- */
-
-static struct sim_req *req_new(struct MHD_Connection *conn)
-{
-    struct sim_req *r = g_sim.freelist;
-    if (r) {
-        g_sim.freelist = r->next;
-        g_sim.nfree--;
-        /* Keep the buffers (their capacity), reset everything else. */
-        struct sbuf body = r->body, out = r->out, text = r->text, lines = r->lines;
-        memset(r, 0, sizeof *r);
-        r->body = body;
-        r->out = out;
-        r->text = text;
-        r->lines = lines;
-        r->body.len = r->out.len = r->text.len = r->lines.len = 0;
-    } else {
-        r = calloc(1, sizeof *r);
-        if (!r)
-            abort();
-    }
-    r->conn = conn;
-    r->id = ++g_sim.next_id;
-    r->rec = -1;
-    r->slot = -1;
-    r->lines_limit = -1;
-    r->stream_given = -1;
-    r->body_fnv = FNV64_INIT;
-    r->t_recv = now_ns();
-    r->next = g_sim.live;
-    if (g_sim.live)
-        g_sim.live->prev = r;
-    g_sim.live = r;
-    return r;
-}
+/* ---- request objects: recycled through a free list ---- */
 
 static void shrink(struct sbuf *b)
 {
@@ -348,8 +257,42 @@ static void shrink(struct sbuf *b)
         sb_free(b);
 }
 
-static void req_free(struct sim_req *r)
+_Static_assert(offsetof(struct sim_req, h) == 0, "simhttp_req comes first (simhttp.h)");
+
+static struct simhttp_req *on_alloc(void)
 {
+    struct sim_req *r = g_sim.freelist;
+    if (r) {
+        g_sim.freelist = SIM_REQ_OR_NULL(r->h.next);
+        g_sim.nfree--;
+        /* Keep the buffers (their capacity), reset everything else. */
+        struct sbuf body = r->h.body, out = r->h.out, text = r->text, lines = r->lines;
+        memset(r, 0, sizeof *r);
+        r->h.body = body;
+        r->h.out = out;
+        r->text = text;
+        r->lines = lines;
+        r->h.body.len = r->h.out.len = r->text.len = r->lines.len = 0;
+    } else {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            abort();
+    }
+    return &r->h;
+}
+
+static void free_buffers(struct sim_req *r)
+{
+    sb_free(&r->h.body);
+    sb_free(&r->h.out);
+    sb_free(&r->text);
+    sb_free(&r->lines);
+    free(r);
+}
+
+static void on_destroy(struct simhttp_req *h)
+{
+    struct sim_req *r = SIM_REQ(h);
     if (r->json) {
         cJSON_Delete(r->json);
         r->json = NULL;
@@ -361,151 +304,168 @@ static void req_free(struct sim_req *r)
     r->msg_hash = NULL;
     r->msg_len = NULL;
     if (g_sim.nfree >= FREE_KEEP || g_sim.shutting_down) {
-        sb_free(&r->body);
-        sb_free(&r->out);
-        sb_free(&r->text);
-        sb_free(&r->lines);
-        free(r);
+        free_buffers(r);
         return;
     }
-    shrink(&r->body);
-    shrink(&r->out);
+    shrink(&r->h.body);
+    shrink(&r->h.out);
     shrink(&r->text);
     shrink(&r->lines);
-    r->next = g_sim.freelist;
+    r->h.next = g_sim.freelist ? &g_sim.freelist->h : NULL;
     g_sim.freelist = r;
     g_sim.nfree++;
 }
 
-static void on_req_handle_closed(struct sim_req *r)
+static void on_begin(struct simhttp_req *h, const char *url)
 {
-    if (--r->handles_open == 0)
-        req_free(r);
+    struct sim_req *r = SIM_REQ(h);
+    r->id = ++g_sim.next_id;
+    r->rec = -1;
+    r->slot = -1;
+    r->lines_limit = -1;
+    r->stream_given = -1;
+    r->body_fnv = FNV64_INIT;
+    r->t_recv = now_ns();
+    const char *param = NULL;
+    unsigned allowed = 0;
+    r->route = route_lookup(url, h->method, &param, &allowed);
+    if (param)
+        str_copy(r->param, sizeof r->param, param);
+    r->is_control =
+        strncmp(url, "/_sim/", 6) == 0 &&
+        (r->route == R_SIM_STATS || r->route == R_SIM_RESET || r->route == R_SIM_FAULT ||
+         r->route == R_SIM_MODELS || r->route == R_NOT_ALLOWED || r->route == R_NOT_FOUND);
+    if (r->route == R_BLOB_POST)
+        sol_sha256_init(&r->sha);
+    if (!r->is_control)
+        stats_begin(r);
+    if (r->route == R_NOT_ALLOWED) {
+        h->hdr_name = "Allow";
+        struct sbuf a = {0};
+        for (unsigned bit = SIMHTTP_GET; bit <= SIMHTTP_PATCH; bit <<= 1)
+            if (allowed & bit) {
+                if (a.len)
+                    sb_puts(&a, ", ");
+                sb_puts(&a, simhttp_method_name(bit));
+            }
+        str_copy(h->hdr_val, sizeof h->hdr_val, a.p ? a.p : "");
+        sb_free(&a);
+    }
 }
 
-static void on_timer_closed(uv_handle_t *h)
+/* Every byte counts for the body hash in the stats; a blob upload is
+ * hashed (SHA-256) instead of kept. */
+static int on_body(struct simhttp_req *h, const char *data, size_t n)
 {
-    on_req_handle_closed(h->data);
+    struct sim_req *r = SIM_REQ(h);
+    r->body_fnv = fnv1a64(r->body_fnv, data, n);
+    r->body_total += n;
+    if (r->route != R_BLOB_POST)
+        return 0;
+    sol_sha256_update(&r->sha, data, n);
+    return 1;
 }
 
-static void on_watch_closed(struct sol_hangup_watch *w)
-{
-    on_req_handle_closed(w->data);
-}
+/* ---- timer, responses ---- */
 
-static void on_req_timer(uv_timer_t *t)
+static void on_sim_timer(struct simhttp_req *h)
 {
-    struct sim_req *r = t->data;
-    r->timer_active = 0;
-    if (r->timer_cb && !r->mhd_done && !r->cancelled)
-        r->timer_cb(r);
+    struct sim_req *r = SIM_REQ(h);
+    r->timer_cb(r);
 }
 
 void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r))
 {
-    if (!r->timer_init) {
-        uv_timer_init(&g_sim.loop, &r->timer);
-        r->timer.data = r;
-        r->timer_init = 1;
-        r->handles_open++;
-    }
     r->timer_cb = cb;
-    r->timer_active = 1;
-    /* uv timers count whole milliseconds: round up so a token is never
-     * early; callers catch up by emitting everything that is due. */
-    uv_timer_start(&r->timer, on_req_timer, (delay_ns + 999999) / 1000000, 0);
+    simhttp_timer_start(&r->h, delay_ns, on_sim_timer);
 }
 
-void req_timer_stop(struct sim_req *r)
+/* The stall and close faults act on a non-streamed answer when it is ready. */
+static int on_before_ready(struct simhttp_req *h)
 {
-    if (r->timer_init && r->timer_active) {
-        uv_timer_stop(&r->timer);
-        r->timer_active = 0;
-    }
-}
-
-static void resume(struct sim_req *r)
-{
-    if (r->suspended) {
-        r->suspended = 0;
-        MHD_resume_connection(r->conn);
-        kick();
-    }
-}
-
-static void on_hangup(struct sol_hangup_watch *w)
-{
-    struct sim_req *r = w->data;
-    if (r->mhd_done || r->cancelled)
-        return;
-    SOL_INFO("request %llu: client went away", (unsigned long long)r->id);
-    r->cancelled = 1;
-    stats_outcome(r, "cancelled");
-    infer_cancel(r);
-    resume(r); /* MHD then closes it: the handler/reader report an error */
-}
-
-static void suspend(struct sim_req *r)
-{
-
-    if (r->suspended)
-        return;
-    MHD_suspend_connection(r->conn);
-    r->suspended = 1;
-    if (!r->watch_init) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci &&
-            sol_hangup_watch_init(&r->watch, &g_sim.loop, ci->connect_fd, on_hangup, r) == 0) {
-            r->watch_init = 1;
-            r->handles_open++;
-        }
-    }
-    if (r->watch_init)
-        sol_hangup_watch_start(&r->watch);
-}
-
-void req_ready(struct sim_req *r)
-{
-    if (r->phase == PH_STREAMING || r->phase == PH_SENT)
-        return;
-    if (!r->cb_resp && r->fault == F_STALL)
-        return; /* a stalled non-streamed answer never comes */
-    if (!r->cb_resp && r->fault == F_CLOSE) {
-        r->drop = 1;
+    struct sim_req *r = SIM_REQ(h);
+    if (!h->cb_resp && r->fault == F_STALL)
+        return 0; /* a stalled non-streamed answer never comes */
+    if (!h->cb_resp && r->fault == F_CLOSE) {
+        h->drop = 1;
         stats_outcome(r, "fault:close");
     }
-    r->phase = PH_READY;
-    resume(r);
+    return 1;
 }
 
-void req_wake(struct sim_req *r)
+static void on_sent(struct simhttp_req *h)
 {
-    if (r->phase == PH_STREAMING)
-        resume(r);
+    struct sim_req *r = SIM_REQ(h);
+    if (r->is_control)
+        return;
+    stats_first_byte(r);
+    if (!h->cb_resp)
+        stats_work_done(r); /* the whole answer is handed over */
+}
+
+static void on_stream_end(struct simhttp_req *h)
+{
+    struct sim_req *r = SIM_REQ(h);
+    if (!r->is_control)
+        stats_work_done(r);
+}
+
+static void on_end(struct simhttp_req *h, enum simhttp_end why)
+{
+    struct sim_req *r = SIM_REQ(h);
+    switch (why) {
+    case SIMHTTP_HANGUP:
+        SOL_INFO("request %llu: client went away", (unsigned long long)r->id);
+        stats_outcome(r, "cancelled");
+        infer_cancel(r);
+        break;
+    case SIMHTTP_SHUTDOWN:
+        infer_cancel(r);
+        break;
+    case SIMHTTP_DONE_OK:
+    case SIMHTTP_DONE_ERROR:
+        if (!r->is_control && !r->finished) {
+            if (why == SIMHTTP_DONE_OK && h->status >= 400) {
+                char o[32];
+                snprintf(o, sizeof o, "error:%d", h->status);
+                stats_outcome(r, o);
+            } else {
+                stats_outcome(r, why == SIMHTTP_DONE_OK ? "completed" : "cancelled");
+            }
+        }
+        infer_cancel(r); /* frees the slot / queue place if still held */
+        if (!r->is_control)
+            stats_end(r, why != SIMHTTP_DONE_OK);
+        break;
+    }
+}
+
+static int on_accept(void)
+{
+    return !fault_refuse_connection();
 }
 
 void req_json_ok(struct sim_req *r)
 {
-    r->status = MHD_HTTP_OK;
-    r->ctype = "application/json; charset=utf-8";
+    r->h.status = MHD_HTTP_OK;
+    r->h.ctype = SIMHTTP_JSON;
 }
 
 void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl)
 {
-    r->out.len = 0;
-    r->cb_resp = 0;
-    sb_puts(&r->out, "{\"error\":{\"message\":");
-    sb_json_str(&r->out, msg);
-    sb_puts(&r->out, ",\"type\":");
-    sb_json_str(&r->out, type);
-    sb_puts(&r->out, ",\"param\":null,\"code\":null}}");
+    r->h.out.len = 0;
+    r->h.cb_resp = 0;
+    sb_puts(&r->h.out, "{\"error\":{\"message\":");
+    sb_json_str(&r->h.out, msg);
+    sb_puts(&r->h.out, ",\"type\":");
+    sb_json_str(&r->h.out, type);
+    sb_puts(&r->h.out, ",\"param\":null,\"code\":null}}");
     if (nl)
-        sb_putc(&r->out, '\n');
-    r->status = status;
+        sb_putc(&r->h.out, '\n');
+    r->h.status = status;
     /* Handler errors go through Ollama's OpenAI writer (plain JSON type and
      * a newline); middleware errors through gin's c.JSON. */
-    r->ctype = nl ? "application/json" : "application/json; charset=utf-8";
+    r->h.ctype = nl ? "application/json" : SIMHTTP_JSON;
     req_ready(r);
 }
 
@@ -516,92 +476,17 @@ void req_error(struct sim_req *r, int status, const char *msg)
         req_error_oai(r, status, "api_error", msg, 1);
         return;
     }
-    r->out.len = 0;
-    r->cb_resp = 0;
-    sb_puts(&r->out, "{\"error\":");
-    sb_json_str(&r->out, msg);
-    sb_putc(&r->out, '}');
-    r->status = status;
-    r->ctype = "application/json; charset=utf-8";
-    req_ready(r);
+    r->h.out.len = 0;
+    r->h.cb_resp = 0;
+    sb_puts(&r->h.out, "{\"error\":");
+    sb_json_str(&r->h.out, msg);
+    sb_putc(&r->h.out, '}');
+    simhttp_json(&r->h, status);
 }
 
 static void req_text(struct sim_req *r, int status, const char *ctype, const char *body)
 {
-    r->out.len = 0;
-    sb_puts(&r->out, body);
-    r->status = status;
-    r->ctype = ctype;
-    req_ready(r);
-}
-
-/* ---- MHD callbacks ---- */
-
-/* MHD 0.9.75 marks a connection closed when a content reader returns
- * END_WITH_ERROR but leaves its idle loop without cleaning it up, so the
- * socket would stay open until shutdown. Connections with a non-default
- * timeout are visited on every MHD run (which cleans closed ones up): give
- * this one such a timeout and make sure MHD runs again. */
-static ssize_t reader_error(struct sim_req *r)
-{
-    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 86400u);
-    kick();
-    return MHD_CONTENT_READER_END_WITH_ERROR;
-}
-
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct sim_req *r = cls;
-    (void)pos;
-    if (r->cancelled)
-        return reader_error(r);
-    size_t avail = r->out.len - r->out_off;
-    if (avail) {
-        size_t n = avail < max ? avail : max;
-        memcpy(buf, r->out.p + r->out_off, n);
-        r->out_off += n;
-        if (r->out_off == r->out.len)
-            r->out_off = r->out.len = 0;
-        return (ssize_t)n;
-    }
-    if (r->out_cut)
-        return reader_error(r);
-    if (r->out_done) {
-        if (!r->is_control)
-            stats_work_done(r);
-        return MHD_CONTENT_READER_END_OF_STREAM;
-    }
-    suspend(r); /* resumed by req_wake when a producer appends */
-    return 0;
-}
-
-static enum MHD_Result respond(struct sim_req *r)
-{
-    struct MHD_Response *resp;
-    if (r->cb_resp) {
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
-        r->phase = PH_STREAMING;
-    } else {
-        /* The body lives in the request, which outlives the response: it is
-         * released only after MHD's completion callback. */
-        resp = MHD_create_response_from_buffer(r->out.len, r->out.len ? r->out.p : (void *)"",
-                                               MHD_RESPMEM_PERSISTENT);
-        r->phase = PH_SENT;
-    }
-    if (!resp)
-        return MHD_NO;
-    if (r->ctype)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
-    if (r->extra_hdr_name)
-        MHD_add_response_header(resp, r->extra_hdr_name, r->extra_hdr_val);
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
-    MHD_destroy_response(resp);
-    if (!r->is_control) {
-        stats_first_byte(r);
-        if (!r->cb_resp)
-            stats_work_done(r); /* the whole answer is handed over */
-    }
-    return ret;
+    simhttp_text(&r->h, status, ctype, body);
 }
 
 static void apply_fault(struct sim_req *r)
@@ -627,8 +512,8 @@ static void apply_fault(struct sim_req *r)
         break;
     case F_429:
         if (arg > 0) {
-            r->extra_hdr_name = "Retry-After";
-            snprintf(r->extra_hdr_val, sizeof r->extra_hdr_val, "%lld", (long long)arg);
+            r->h.hdr_name = "Retry-After";
+            snprintf(r->h.hdr_val, sizeof r->h.hdr_val, "%lld", (long long)arg);
         }
         req_error(r, 429, "too many requests, please try again later");
         break;
@@ -639,7 +524,7 @@ static void apply_fault(struct sim_req *r)
         break;
     }
     case F_HANG:
-        r->phase = PH_WAITING; /* never ready: held until the client goes */
+        r->h.phase = SIMHTTP_WAITING; /* never ready: held until the client goes */
         break;
     default:
         break; /* stall, close, slow: applied while answering */
@@ -653,11 +538,11 @@ static void peek_request(struct sim_req *r)
         str_copy(r->model_name, sizeof r->model_name, r->param);
         return;
     }
-    if (r->method != MB_POST && r->method != MB_DELETE)
+    if (r->h.method != SIMHTTP_POST && r->h.method != SIMHTTP_DELETE)
         return;
-    if (r->route == R_BLOB_POST || r->body.len == 0)
+    if (r->route == R_BLOB_POST || r->h.body.len == 0)
         return;
-    r->json = cJSON_ParseWithLength(r->body.p, r->body.len);
+    r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
     if (!cJSON_IsObject(r->json))
         return;
     const char *keys[] = {"model", "name", "source"};
@@ -673,44 +558,44 @@ static void peek_request(struct sim_req *r)
         r->stream_given = cJSON_IsTrue(st) ? 1 : 0;
 }
 
-static void dispatch(struct sim_req *r, const char *method)
+static void on_dispatch(struct simhttp_req *h)
 {
-    r->phase = PH_WAITING;
+    struct sim_req *r = SIM_REQ(h);
     if (!r->is_control) {
         peek_request(r);
         stats_request_info(r);
     }
     if (r->route == R_REDIRECT) {
         /* gin redirects before any middleware runs */
-        size_t len = strlen(r->path);
-        if (r->path[len - 1] == '/')
-            r->path[len - 1] = 0;
+        size_t len = strlen(r->h.path);
+        if (r->h.path[len - 1] == '/')
+            r->h.path[len - 1] = 0;
         else
-            snprintf(r->path + len, sizeof r->path - len, "/");
-        r->extra_hdr_name = "Location";
-        str_copy(r->extra_hdr_val, sizeof r->extra_hdr_val, r->path);
-        r->out.len = 0;
-        if (r->method == MB_GET) {
-            sb_printf(&r->out, "<a href=\"%s\">Moved Permanently</a>.\n\n", r->path);
-            r->ctype = "text/html; charset=utf-8";
+            snprintf(r->h.path + len, sizeof r->h.path - len, "/");
+        r->h.hdr_name = "Location";
+        str_copy(r->h.hdr_val, sizeof r->h.hdr_val, r->h.path);
+        r->h.out.len = 0;
+        if (r->h.method == SIMHTTP_GET) {
+            sb_printf(&r->h.out, "<a href=\"%s\">Moved Permanently</a>.\n\n", r->h.path);
+            r->h.ctype = "text/html; charset=utf-8";
         }
-        r->status = r->method == MB_GET ? 301 : 307;
+        r->h.status = r->h.method == SIMHTTP_GET ? 301 : 307;
         req_ready(r);
         return;
     }
     if (!r->is_control) {
-        const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+        const char *host = MHD_lookup_connection_value(r->h.conn, MHD_HEADER_KIND, "Host");
         if (!host_allowed(host)) {
-            r->out.len = 0;
-            r->status = 403;
-            r->ctype = NULL;
+            r->h.out.len = 0;
+            r->h.status = 403;
+            r->h.ctype = NULL;
             req_ready(r);
             return;
         }
-        if (r->method == MB_OPTIONS) {
-            r->out.len = 0;
-            r->status = 204;
-            r->ctype = NULL;
+        if (r->h.method == SIMHTTP_OPTIONS) {
+            r->h.out.len = 0;
+            r->h.status = 204;
+            r->h.ctype = NULL;
             req_ready(r);
             return;
         }
@@ -723,174 +608,46 @@ static void dispatch(struct sim_req *r, const char *method)
         req_text(r, 405, "text/plain", "405 method not allowed");
         return;
     }
-    (void)method;
     if (r->is_control) {
         control_handle(r);
         return;
     }
-    if (r->body_too_large) {
+    if (r->h.body_too_large) {
         req_error(r, 413, "http: request body too large");
         return;
     }
     apply_fault(r);
-    if (r->phase != PH_WAITING || r->fault == F_HANG)
+    if (r->h.phase != SIMHTTP_WAITING || r->fault == F_HANG)
         return;
     if (r->fault == F_CLOSE && !route_is_inference(r->route) && r->route != R_PULL &&
         r->route != R_PUSH && r->route != R_CREATE) {
-        r->drop = 1; /* nothing streams here: cut before any byte */
+        r->h.drop = 1; /* nothing streams here: cut before any byte */
         return;
     }
     if (route_is_inference(r->route) && r->route != R_V1_MODELS && r->route != R_V1_MODEL)
         infer_handle(r);
     else
         api_handle(r);
-    if (r->fault == F_SLOW && r->phase == PH_READY && !r->cb_resp &&
+    if (r->fault == F_SLOW && r->h.phase == SIMHTTP_READY && !r->h.cb_resp &&
         !route_is_inference(r->route)) {
         /* slow on a plain route: hold the prepared answer for arg ms */
-        r->phase = PH_WAITING;
+        r->h.phase = SIMHTTP_WAITING;
         req_timer_start(r, (uint64_t)(r->fault_arg > 0 ? r->fault_arg : 0) * 1000000ULL, req_ready);
     }
 }
 
-static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size,
-                                      void **con_cls)
-{
-    (void)cls;
-    (void)version;
-    struct sim_req *r = *con_cls;
-    if (!r) {
-        if (g_sim.shutting_down)
-            return MHD_NO;
-        r = req_new(conn);
-        *con_cls = r;
-        r->method = method_bit(method);
-        str_copy(r->path, sizeof r->path, url);
-        const char *param = NULL;
-        unsigned allowed = 0;
-        r->route = route_lookup(url, r->method, &param, &allowed);
-        if (param)
-            str_copy(r->param, sizeof r->param, param);
-        r->is_control =
-            strncmp(url, "/_sim/", 6) == 0 &&
-            (r->route == R_SIM_STATS || r->route == R_SIM_RESET || r->route == R_SIM_FAULT ||
-             r->route == R_SIM_MODELS || r->route == R_NOT_ALLOWED || r->route == R_NOT_FOUND);
-        if (r->route == R_BLOB_POST)
-            sha256_init(&r->sha);
-        if (!r->is_control)
-            stats_begin(r);
-        if (r->route == R_NOT_ALLOWED) {
-            r->extra_hdr_name = "Allow";
-            struct sbuf a = {0};
-            static const char *const mn[] = {"GET",    "HEAD",    "POST", "PUT",
-                                             "DELETE", "OPTIONS", "PATCH"};
-            for (int i = 0; i < 7; i++)
-                if (allowed & (1u << i)) {
-                    if (a.len)
-                        sb_puts(&a, ", ");
-                    sb_puts(&a, mn[i]);
-                }
-            str_copy(r->extra_hdr_val, sizeof r->extra_hdr_val, a.p ? a.p : "");
-            sb_free(&a);
-        }
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        r->body_fnv = fnv1a64(r->body_fnv, upload_data, n);
-        r->body_total += n;
-        if (r->route == R_BLOB_POST)
-            sha256_update(&r->sha, upload_data, n);
-        else if (r->body.len + n <= MAX_BODY)
-            sb_put(&r->body, upload_data, n);
-        else
-            r->body_too_large = 1;
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (r->cancelled || g_sim.shutting_down)
-        return MHD_NO;
-    if (r->phase == PH_RECEIVING)
-        dispatch(r, method);
-    if (r->drop || r->cancelled)
-        return MHD_NO;
-    if (r->phase == PH_READY)
-        return respond(r);
-    if (r->phase == PH_WAITING)
-        suspend(r);
-    return MHD_YES;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)cls;
-    (void)conn;
-    struct sim_req *r = *con_cls;
-    if (!r)
-        return;
-    *con_cls = NULL;
-    r->mhd_done = 1;
-    r->suspended = 0;
-    if (!r->is_control && !r->finished) {
-        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-            if (r->status >= 400) {
-                char o[32];
-                snprintf(o, sizeof o, "error:%d", r->status);
-                stats_outcome(r, o);
-            } else {
-                stats_outcome(r, "completed");
-            }
-        } else {
-            stats_outcome(r, "cancelled");
-        }
-    }
-    infer_cancel(r); /* frees the slot / queue place if still held */
-    req_timer_stop(r);
-    if (!r->is_control)
-        stats_end(r, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        g_sim.live = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->next = r->prev = NULL;
-    if (r->timer_init) {
-        r->timer_init = 0;
-        uv_close((uv_handle_t *)&r->timer, on_timer_closed);
-    }
-    if (r->watch_init) {
-        r->watch_init = 0;
-        sol_hangup_watch_close(&r->watch, on_watch_closed);
-    }
-    if (r->handles_open == 0)
-        req_free(r);
-}
-
-static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
-{
-    (void)cls;
-    (void)addr;
-    (void)len;
-    if (g_sim.shutting_down)
-        return MHD_NO;
-    return fault_refuse_connection() ? MHD_NO : MHD_YES;
-}
-
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    if (!sol_log_enabled(SOL_LOG_INFO))
-        return;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = 0;
-    SOL_INFO("mhd: %s", line);
-}
+static const struct simhttp_ops OPS = {
+    .alloc = on_alloc,
+    .begin = on_begin,
+    .body = on_body,
+    .dispatch = on_dispatch,
+    .before_ready = on_before_ready,
+    .sent = on_sent,
+    .stream_end = on_stream_end,
+    .end = on_end,
+    .destroy = on_destroy,
+    .accept = on_accept,
+};
 
 int http_start(int listen_fd)
 {
@@ -905,39 +662,27 @@ int http_start(int listen_fd)
             g_sim.host_is_loopback = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
     }
     load_local_ips();
-    g_sim.daemon = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_policy, NULL,
-        access_handler, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16384, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+    static const struct simhttp_config cfg = {
+        .ops = &OPS,
+        .max_body = MAX_BODY,
+        .connection_limit = 16384,
         /* MHD zeroes the whole pool between keep-alive requests: 16 KiB
          * (default 32) halves that cost and still fits large headers. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
-    if (!g_sim.daemon) {
-        SOL_ERROR("cannot start libmicrohttpd");
-        return -1;
-    }
-    uv_timer_init(&g_sim.loop, &g_kick);
-    g_kick_init = 1;
-    int rc = sol_mhd_uv_attach(&g_sim.glue, &g_sim.loop, g_sim.daemon);
-    if (rc < 0) {
-        SOL_ERROR("cannot attach libmicrohttpd to the loop: %s", uv_strerror(rc));
-        MHD_stop_daemon(g_sim.daemon);
-        g_sim.daemon = NULL;
-        uv_close((uv_handle_t *)&g_kick, NULL);
-        g_kick_init = 0;
+        .connection_memory = 16384,
+        .log_errors = 1,
+    };
+    if (simhttp_start(&g_sim.http, &g_sim.loop, &cfg, listen_fd) < 0) {
+        SOL_ERROR("cannot start libmicrohttpd on the loop");
+        free(g_local_ips);
+        g_local_ips = NULL;
         return -1;
     }
     return 0;
 }
 
-static void on_glue_closed(struct sol_mhd_uv *glue)
+static void on_http_stopped(struct simhttp *s)
 {
-    (void)glue;
-    /* Every suspended connection was resumed before the glue was closed, as
-     * MHD_stop_daemon requires; completion callbacks run from in here. */
-    MHD_stop_daemon(g_sim.daemon);
-    g_sim.daemon = NULL;
+    (void)s;
     free(g_local_ips);
     g_local_ips = NULL;
     if (g_shutdown_done)
@@ -949,36 +694,21 @@ void http_shutdown(void (*done)(void))
     g_sim.shutting_down = 1;
     g_shutdown_done = done;
     /* Leave the queues first so that freeing slots starts nobody. */
-    for (struct sim_req *r = g_sim.live; r; r = r->next) {
-        r->cancelled = 1;
+    for (struct simhttp_req *h = g_sim.http.live; h; h = h->next) {
+        struct sim_req *r = SIM_REQ(h);
+        h->cancelled = 1;
         if (r->q_model)
             model_release(r);
     }
-    for (struct sim_req *r = g_sim.live; r; r = r->next) {
-        infer_cancel(r);
-        req_timer_stop(r);
-        resume(r);
-    }
-    if (g_kick_init) {
-        uv_close((uv_handle_t *)&g_kick, NULL);
-        g_kick_init = 0;
-    }
-    if (g_sim.daemon)
-        sol_mhd_uv_close(&g_sim.glue, on_glue_closed);
-    else if (done)
-        done();
+    simhttp_shutdown(&g_sim.http, on_http_stopped);
 }
 
 void http_free(void)
 {
     while (g_sim.freelist) {
         struct sim_req *r = g_sim.freelist;
-        g_sim.freelist = r->next;
-        sb_free(&r->body);
-        sb_free(&r->out);
-        sb_free(&r->text);
-        sb_free(&r->lines);
-        free(r);
+        g_sim.freelist = SIM_REQ_OR_NULL(r->h.next);
+        free_buffers(r);
     }
     g_sim.nfree = 0;
 }

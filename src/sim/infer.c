@@ -39,28 +39,9 @@ static const char *const VOCAB[64] = {
 
 /* ---- deterministic text ---- */
 
-static size_t next_token(struct sim_req *r, char *out)
+static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX])
 {
-    uint64_t x = mix64(r->prng);
-    r->prng += 0x9e3779b97f4a7c15ULL;
-    const char *w = VOCAB[x & 63];
-    size_t n;
-    if (r->n_done == 0) {
-        n = strlen(w);
-        memcpy(out, w, n);
-        if (out[0] >= 'a' && out[0] <= 'z')
-            out[0] = (char)(out[0] - 'a' + 'A');
-    } else if (((x >> 6) & 15) == 0) {
-        out[0] = '.';
-        n = 1;
-    } else {
-        out[0] = ' ';
-        n = strlen(w);
-        memcpy(out + 1, w, n);
-        n++;
-    }
-    out[n] = 0;
-    return n;
+    return simgen_token(&r->prng, VOCAB, r->n_done == 0, out);
 }
 
 /* ---- small JSON pieces ---- */
@@ -222,18 +203,18 @@ static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_
 
 int stream_emit(struct sim_req *r, const char *data, size_t n)
 {
-    if (r->out_done || r->out_cut || r->cancelled)
+    if (r->h.out_done || r->h.out_cut || r->h.cancelled)
         return 0;
     if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
         if (r->fault == F_CLOSE)
-            r->out_cut = 1;
+            r->h.out_cut = 1;
         return 0;
     }
-    sb_put(&r->out, data, n);
+    sb_put(&r->h.out, data, n);
     r->lines_out++;
     if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
         if (r->fault == F_CLOSE)
-            r->out_cut = 1; /* cut once this chunk is out */
+            r->h.out_cut = 1; /* cut once this chunk is out */
         return 0;
     }
     return 1;
@@ -243,11 +224,11 @@ int stream_emit(struct sim_req *r, const char *data, size_t n)
  * Like Ollama, no header goes out before there is something to send. */
 static void stream_flush(struct sim_req *r)
 {
-    if (r->phase == PH_WAITING) {
-        if (r->out.len == 0 && !r->out_done && !r->out_cut && r->lines_out == 0 &&
+    if (r->h.phase == SIMHTTP_WAITING) {
+        if (r->h.out.len == 0 && !r->h.out_done && !r->h.out_cut && r->lines_out == 0 &&
             !((r->fault == F_STALL || r->fault == F_CLOSE) && r->fault_arg == 0))
             return;
-        r->cb_resp = 1;
+        r->h.cb_resp = 1;
         req_ready(r);
     } else {
         req_wake(r);
@@ -275,15 +256,15 @@ static void lines_step(struct sim_req *r)
         }
     }
     if (r->lines_off >= r->lines.len && !stopped)
-        r->out_done = 1;
+        r->h.out_done = 1;
     stream_flush(r);
 }
 
 void stream_lines_start(struct sim_req *r)
 {
     r->ik = IK_STREAM_LINES;
-    r->status = 200;
-    r->ctype = "application/x-ndjson";
+    r->h.status = 200;
+    r->h.ctype = "application/x-ndjson";
     r->lines_off = 0;
     lines_step(r);
 }
@@ -310,13 +291,13 @@ static void oai_finish(struct sbuf *b, struct sim_req *r)
     sb_puts(b, "}],");
     usage_json(b, r->prompt_tokens, r->n_done);
     sb_puts(b, "}\n");
-    r->status = 200;
-    r->ctype = "application/json";
+    r->h.status = 200;
+    r->h.ctype = "application/json";
 }
 
 static void finish_nonstream(struct sim_req *r)
 {
-    char tok[32];
+    char tok[SIMGEN_TOKEN_MAX];
     r->text.len = 0;
     while (r->n_done < r->n_predict) {
         size_t n = next_token(r, tok);
@@ -325,7 +306,7 @@ static void finish_nonstream(struct sim_req *r)
     }
     r->t_end = now_ns();
     finish_generation(r);
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     b->len = 0;
     const char *text = r->text.p ? r->text.p : "";
     switch (r->of) {
@@ -361,7 +342,7 @@ static void gen_step(struct sim_req *r)
 {
     uint64_t now = now_ns();
     struct sbuf line = {0};
-    char tok[32];
+    char tok[SIMGEN_TOKEN_MAX];
     int stopped = 0;
     while (r->n_done < r->n_predict) {
         uint64_t due = r->t_prompt_done + (uint64_t)(r->n_done + 1) * r->interval_ns;
@@ -411,11 +392,11 @@ static void gen_step(struct sim_req *r)
                 more = stream_emit(r, "data: [DONE]\n\n", 14);
         }
         finish_generation(r);
-        if (more || (!r->out_cut && r->fault != F_STALL))
-            r->out_done = 1;
+        if (more || (!r->h.out_cut && r->fault != F_STALL))
+            r->h.out_done = 1;
     } else if (stopped) {
         req_timer_stop(r);
-        if (r->out_cut)
+        if (r->h.out_cut)
             finish_generation(r); /* cut: the generation is abandoned */
         /* stall: the slot stays busy until the client goes away */
     }
@@ -427,14 +408,14 @@ static void embed_finish(struct sim_req *r);
 
 void infer_slot_ready(struct sim_req *r)
 {
-    if (r->cancelled || r->mhd_done) {
+    if (r->h.cancelled || r->h.mhd_done) {
         model_release(r);
         return;
     }
     stats_infer(r);
     if (r->want_load_only) {
         model_release(r); /* nothing to compute: the slot is free again */
-        struct sbuf *b = &r->out;
+        struct sbuf *b = &r->h.out;
         b->len = 0;
         switch (r->ik) {
         case IK_GENERATE:
@@ -443,8 +424,8 @@ void infer_slot_ready(struct sim_req *r)
                     r->n_done = 0;
                     chunk_json(b, r, "", 0, "load");
                     sb_puts(b, "data: [DONE]\n\n");
-                    r->status = 200;
-                    r->ctype = "text/event-stream";
+                    r->h.status = 200;
+                    r->h.ctype = "text/event-stream";
                     break;
                 }
                 oai_head(b, r, "text_completion");
@@ -453,8 +434,8 @@ void infer_slot_ready(struct sim_req *r)
                         ",\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"load\"}],");
                 usage_json(b, 0, 0);
                 sb_puts(b, "}\n");
-                r->status = 200;
-                r->ctype = "application/json";
+                r->h.status = 200;
+                r->h.ctype = "application/json";
                 break;
             }
             model_created(b, r);
@@ -509,8 +490,8 @@ void infer_slot_ready(struct sim_req *r)
     if (r->fault == F_SLOW && r->fault_arg > 0)
         r->interval_ns += (uint64_t)r->fault_arg * 1000000ULL;
     if (r->stream) {
-        r->ctype = r->of == OF_OLLAMA ? "application/x-ndjson" : "text/event-stream";
-        r->status = 200;
+        r->h.ctype = r->of == OF_OLLAMA ? "application/x-ndjson" : "text/event-stream";
+        r->h.status = 200;
         gen_step(r);
         return;
     }
@@ -559,7 +540,7 @@ static void embed_finish(struct sim_req *r)
     model_release(r);
     struct sim_model *m = r->model;
     int dims = r->dims > 0 ? r->dims : m->dim;
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     b->len = 0;
     const cJSON *in =
         cJSON_GetObjectItemCaseSensitive(r->json, r->ik == IK_EMBEDDINGS ? "prompt" : "input");
@@ -594,8 +575,8 @@ static void embed_finish(struct sim_req *r)
         sb_json_str(b, r->model_name);
         sb_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"total_tokens\":%d}}\n", r->prompt_tokens,
                   r->prompt_tokens);
-        r->status = 200;
-        r->ctype = "application/json";
+        r->h.status = 200;
+        r->h.ctype = "application/json";
     } else {
         sb_putc(b, ']');
         metrics_json(b, r);
@@ -732,7 +713,7 @@ static void not_found(struct sim_req *r, const char *name, int quoted)
 static void unload_answer(struct sim_req *r, struct sim_model *m, int chat)
 {
     model_request_unload(m);
-    struct sbuf *b = &r->out;
+    struct sbuf *b = &r->h.out;
     b->len = 0;
     model_created(b, r);
     if (chat)
@@ -1033,7 +1014,7 @@ static void handle_embed(struct sim_req *r)
 
 void infer_handle(struct sim_req *r)
 {
-    r->out.len = 0;
+    r->h.out.len = 0;
     switch (r->route) {
     case R_GENERATE:
     case R_V1_COMPLETIONS:

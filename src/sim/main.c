@@ -463,10 +463,12 @@ int main(int argc, char **argv)
             status = 1;
         }
     }
-    if (status == 0 && http_start(fd) < 0)
+    if (status == 0 && http_start(fd) < 0) {
+        fd = -1; /* closed by http_start */
         status = 1;
+    }
     if (status != 0) {
-        if (fd >= 0 && !g_sim.daemon)
+        if (fd >= 0)
             close(fd);
         models_shutdown();
         uv_run(&g_sim.loop, UV_RUN_DEFAULT);

@@ -3,15 +3,16 @@
  *
  * ollama-sim is one libuv loop on one thread: libmicrohttpd runs in external
  * epoll mode (driven by sollol/mhd_uv.h), token pacing uses uv timers, and
- * requests that wait are suspended MHD connections watched for hang-up.
+ * requests that wait are suspended MHD connections watched for hang-up. The
+ * request lifecycle, byte buffers and the token step are shared with the
+ * llama-server stand-in (common/simhttp.h, sbuf.h, simgen.h).
  *
  *   main.c     CLI, start-up, signals, shutdown
- *   util.c     byte buffers, Go-compatible JSON/number/time formatting,
- *              hashes (FNV-1a, SHA-256), Go duration parsing
+ *   util.c     Go-compatible number/time formatting, Go durations
  *   models.c   installed models, name normalisation, load/unload/evict,
  *              keep-alive expiry, per-model slots, FIFO queue, prompt cache
- *   http.c     MHD daemon, routing, host check, request lifecycle
- *              (suspend/resume, hang-up watch, completion), responses
+ *   http.c     gin's routing, host check, faults before a handler, request
+ *              free list, error shapes; the simhttp hooks
  *   api.c      non-inference Ollama routes (tags, ps, show, pull, ...)
  *   infer.c    generate/chat/embed and OpenAI routes: parsing, deterministic
  *              text and vectors, timing, NDJSON/SSE/JSON output
@@ -26,57 +27,25 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "sollol/mhd_uv.h"
+#include "sbuf.h"
+#include "simgen.h"
+#include "simhttp.h"
+#include "sollol/sha256.h"
 
 /* ---------------------------------------------------------------- util.c */
 
-struct sbuf {
-    char *p;
-    size_t len;
-    size_t cap;
-};
-
-void sb_reserve(struct sbuf *b, size_t extra);
-void sb_put(struct sbuf *b, const void *d, size_t n);
-void sb_puts(struct sbuf *b, const char *s);
-void sb_putc(struct sbuf *b, char c);
-void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_i64(struct sbuf *b, int64_t v);
-void sb_u64(struct sbuf *b, uint64_t v);
-/* A JSON string literal, escaped exactly as Go's encoding/json does (HTML-safe
- * <, >, & and U+2028/9 escapes; invalid UTF-8 becomes U+FFFD). */
-void sb_json_strn(struct sbuf *b, const char *s, size_t n);
-void sb_json_str(struct sbuf *b, const char *s);
 /* Shortest round-trip decimal, formatted as Go's encoding/json formats a
  * float32 (f32 != 0) or float64. */
 void sb_json_float(struct sbuf *b, double v, int f32);
 /* RFC 3339 with nanoseconds (trailing zeros trimmed, as Go's RFC3339Nano). */
 void sb_rfc3339(struct sbuf *b, int64_t sec, long nsec);
 void sb_now_rfc3339(struct sbuf *b);
-void sb_free(struct sbuf *b);
-/* strlcpy: copies what fits, always terminated (truncation is intended). */
-void str_copy(char *dst, size_t n, const char *src);
-
-uint64_t fnv1a64(uint64_t h, const void *data, size_t n);
-#define FNV64_INIT 0xcbf29ce484222325ULL
-uint64_t mix64(uint64_t x);
-
-struct sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t nbuf;
-};
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t n);
-void sha256_hex(struct sha256 *s, char out[65]);
 
 /* Go's time.ParseDuration. Returns 0 and ns, or -1 with a Go-like message. */
 int go_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 /* Parses a size with an optional k/m/g suffix ("2019393189", "4g"). */
 int parse_u64(const char *s, uint64_t *out);
 
-uint64_t now_ns(void);      /* monotonic */
 double sim_ms(uint64_t ns); /* monotonic ms since start */
 void wall_now(int64_t *sec, long *nsec);
 
@@ -256,50 +225,30 @@ enum route {
     R_OPTIONS,
 };
 
-enum req_phase {
-    PH_RECEIVING = 0, /* headers and body arriving */
-    PH_WAITING,       /* suspended in the access handler */
-    PH_READY,         /* a response is prepared, waiting to be queued */
-    PH_STREAMING,     /* a callback response is queued */
-    PH_SENT,          /* a buffered response is queued */
-};
-
 enum infer_kind { IK_NONE = 0, IK_GENERATE, IK_CHAT, IK_EMBED, IK_EMBEDDINGS, IK_STREAM_LINES };
 enum out_fmt { OF_OLLAMA = 0, OF_V1_CHAT, OF_V1_COMPLETION, OF_V1_EMBED };
 
+/* A request: the HTTP core's part first (simhttp.h: connection, phase,
+ * body, response), then ollama-sim's. */
 struct sim_req {
-    struct sim_req *next, *prev; /* live list, or freelist via next */
+    struct simhttp_req h;
     struct sim_req *q_next, *q_prev;
     struct sim_model *q_model; /* queued on this model */
-    struct MHD_Connection *conn;
     uint64_t id;
     int rec;        /* stats ring index, -1 when not recorded */
     int is_control; /* /_sim/ route: no stats, no faults */
     enum route route;
-    unsigned method;
-    enum req_phase phase;
-    int suspended;    /* we suspended the connection */
-    int cancelled;    /* client went away or shutdown */
     int finished;     /* outcome recorded */
     int work_done;    /* left the in_flight count (stats_work_done) */
     int outcome_kind; /* 0 completed, 1 cancelled, 2 fault, 3 error */
-    int mhd_done;     /* completion callback ran */
-    int handles_open;
-    int timer_init, timer_active;
-    int watch_init;
-    uv_timer_t timer;
     void (*timer_cb)(struct sim_req *r);
-    struct sol_hangup_watch watch;
     uint64_t t_recv;
 
     /* request */
-    char path[512];
     char param[SIM_NAME_MAX]; /* :digest or :model */
-    struct sbuf body;
-    int body_too_large;
     uint64_t body_fnv;
     uint64_t body_total;
-    struct sha256 sha; /* blob uploads */
+    struct sol_sha256 sha; /* blob uploads */
     cJSON *json;
     char model_name[SIM_NAME_MAX]; /* as sent */
     struct sim_model *model;
@@ -310,17 +259,7 @@ struct sim_req {
     enum fault_mode fault;
     int64_t fault_arg;
 
-    /* response */
-    int cb_resp; /* stream with a callback response */
-    int drop;    /* close the connection instead of answering */
-    int status;
-    const char *ctype;
-    const char *extra_hdr_name;
-    char extra_hdr_val[SIM_NAME_MAX];
-    struct sbuf out;
-    size_t out_off;
-    int out_done;    /* streaming: no more data will be appended */
-    int out_cut;     /* streaming: end with an error once drained */
+    /* response (the rest is in h) */
     int lines_out;   /* streamed chunks appended so far */
     int lines_limit; /* close/stall: chunk budget, -1 none */
 
@@ -366,16 +305,14 @@ struct sim_req {
 struct sim {
     struct sim_config cfg;
     uv_loop_t loop;
-    struct sol_mhd_uv glue;
-    struct MHD_Daemon *daemon;
+    struct simhttp http;
     uv_signal_t sigint, sigterm, sigusr1;
     uv_pipe_t stdin_pipe; /* --exit-on-stdin-eof: the parent's end of our stdin */
     int watch_stdin;
     int shutting_down;
     int host_is_loopback;
     char hostname[256];
-    struct sim_req *live;
-    struct sim_req *freelist;
+    struct sim_req *freelist; /* linked through h.next */
     int nfree;
     uint64_t next_id;
     uint64_t start_ns;
@@ -384,13 +321,30 @@ struct sim {
 
 extern struct sim g_sim;
 
+/* The sim_req that embeds the core's request h (NULL stays NULL). */
+#define SIM_REQ(hp)         SIMHTTP_OWNER(hp, struct sim_req, h)
+#define SIM_REQ_OR_NULL(hp) ((hp) ? SIM_REQ(hp) : NULL)
+
+/* Starts the HTTP side on a listening socket (closed on failure). */
 int http_start(int listen_fd);
 void http_shutdown(void (*done)(void));
-void http_free(void);              /* the request free list, after the loop ended */
-void req_ready(struct sim_req *r); /* response prepared: resume if needed */
-void req_wake(struct sim_req *r);  /* streaming data appended */
+void http_free(void); /* the request free list, after the loop ended */
+/* Response prepared: send it (see simhttp_ready; faults may hold it back). */
+static inline void req_ready(struct sim_req *r)
+{
+    simhttp_ready(&r->h);
+}
+/* Streaming data appended. */
+static inline void req_wake(struct sim_req *r)
+{
+    simhttp_wake(&r->h);
+}
+/* The request's one timer: cb(r) after delay_ns unless cancelled first. */
 void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r));
-void req_timer_stop(struct sim_req *r);
+static inline void req_timer_stop(struct sim_req *r)
+{
+    simhttp_timer_stop(&r->h);
+}
 /* Prepares a JSON error response in the shape of the request's route. */
 void req_error(struct sim_req *r, int status, const char *msg);
 void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl);

@@ -24,56 +24,24 @@ static const char *const VOCAB[64] = {
     "cache", "hits",  "save",  "time",    "for",    "every",    "turn",   "bright",
     "small", "fast",  "quiet", "shards",  "join",   "into",     "whole",  "answers"};
 
-uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* Appends the next deterministic token to r->text. */
 static void next_token(struct req *r)
 {
     /* JSON mode (a grammar-constrained answer): {"answer": "<words>"}, the
      * braces and quotes being tokens of their own; a limit can cut it. */
     if (r->json_mode && r->n_done == 0) {
-        put(&r->text, "{\"answer\": \"");
+        sb_puts(&r->text, "{\"answer\": \"");
         r->n_done++;
         return;
     }
     if (r->json_mode && !r->limit_given && r->n_done == r->n_target - 1) {
-        put(&r->text, "\"}");
+        sb_puts(&r->text, "\"}");
         r->n_done++;
         return;
     }
-    uint64_t x = mix64(r->prng);
-    r->prng += 0x9e3779b97f4a7c15ULL;
-    const char *w = VOCAB[x & 63];
-    if (r->n_done == (r->json_mode ? 1 : 0)) {
-        char first[32];
-        snprintf(first, sizeof first, "%s", w);
-        if (first[0] >= 'a' && first[0] <= 'z')
-            first[0] = (char)(first[0] - 'a' + 'A');
-        put(&r->text, first);
-    } else if (((x >> 6) & 15) == 0) {
-        put(&r->text, ".");
-    } else {
-        put(&r->text, " ");
-        put(&r->text, w);
-    }
+    char tok[SIMGEN_TOKEN_MAX];
+    size_t n = simgen_token(&r->prng, VOCAB, r->n_done == (r->json_mode ? 1 : 0), tok);
+    sb_put(&r->text, tok, n);
     r->n_done++;
 }
 
@@ -89,38 +57,39 @@ const char *model_id(void)
     return g_ls.alias ? g_ls.alias : g_ls.model;
 }
 
-static void timings_json(struct sol_buf *b, struct req *r)
+/* "<p>_n", "<p>_ms", "<p>_per_token_ms", "<p>_per_second" of one phase. */
+static void phase_timings(struct sbuf *b, const char *p, int n, double ms)
 {
-    double pms = ms_between(r->t_start, r->t_prompt_done);
-    double gms = ms_between(r->t_prompt_done, r->t_end ? r->t_end : now_ns());
-    put(b, "\"timings\":{");
-    PUTF(b, "\"cache_n\":%d,\"prompt_n\":%d,\"prompt_ms\":", r->cache_n, r->prompt_n);
-    put_double(b, pms);
-    put(b, ",\"prompt_per_token_ms\":");
-    put_double(b, r->prompt_n ? pms / r->prompt_n : 0);
-    put(b, ",\"prompt_per_second\":");
-    put_double(b, pms > 0 ? 1e3 * r->prompt_n / pms : 0);
-    PUTF(b, ",\"predicted_n\":%d,\"predicted_ms\":", r->n_done);
-    put_double(b, gms);
-    put(b, ",\"predicted_per_token_ms\":");
-    put_double(b, r->n_done ? gms / r->n_done : 0);
-    put(b, ",\"predicted_per_second\":");
-    put_double(b, gms > 0 ? 1e3 * r->n_done / gms : 0);
-    put(b, "}");
+    sb_printf(b, "\"%s_n\":%d,\"%s_ms\":", p, n, p);
+    put_double(b, ms);
+    sb_printf(b, ",\"%s_per_token_ms\":", p);
+    put_double(b, n ? ms / n : 0);
+    sb_printf(b, ",\"%s_per_second\":", p);
+    put_double(b, ms > 0 ? 1e3 * n / ms : 0);
 }
 
-static void usage_json(struct sol_buf *b, struct req *r)
+static void timings_json(struct sbuf *b, struct req *r)
+{
+    sb_printf(b, "\"timings\":{\"cache_n\":%d,", r->cache_n);
+    phase_timings(b, "prompt", r->prompt_n, ms_between(r->t_start, r->t_prompt_done));
+    sb_puts(b, ",");
+    phase_timings(b, "predicted", r->n_done,
+                  ms_between(r->t_prompt_done, r->t_end ? r->t_end : now_ns()));
+    sb_puts(b, "}");
+}
+
+static void usage_json(struct sbuf *b, struct req *r)
 {
     int p = r->prompt_n + r->cache_n;
-    PUTF(b, "\"usage\":{\"completion_tokens\":%d,\"prompt_tokens\":%d,\"total_tokens\":%d}",
-         r->n_done, p, p + r->n_done);
+    sb_printf(b, "\"usage\":{\"completion_tokens\":%d,\"prompt_tokens\":%d,\"total_tokens\":%d}",
+              r->n_done, p, p + r->n_done);
 }
 
-static void oai_head(struct sol_buf *b, struct req *r, const char *object)
+static void oai_head(struct sbuf *b, struct req *r, const char *object)
 {
-    PUTF(b, "\"created\":%lld,\"id\":\"%s\",\"model\":", r->created, r->id);
-    put_json_str(b, model_id(), strlen(model_id()));
-    PUTF(b, ",\"system_fingerprint\":\"b0000-sollol-sim\",\"object\":\"%s\"", object);
+    sb_printf(b, "\"created\":%lld,\"id\":\"%s\",\"model\":", r->created, r->id);
+    sb_json_plain(b, model_id(), strlen(model_id()));
+    sb_printf(b, ",\"system_fingerprint\":\"b0000-sollol-sim\",\"object\":\"%s\"", object);
 }
 
 static const char *finish_reason(struct req *r)
@@ -128,11 +97,11 @@ static const char *finish_reason(struct req *r)
     return strcmp(r->stop_type, "limit") == 0 ? "length" : "stop";
 }
 
-static void sse(struct req *r, const struct sol_buf *payload)
+static void sse(struct req *r, const struct sbuf *payload)
 {
-    put(&r->out, "data: ");
-    putn(&r->out, payload->data + payload->off, sol_buf_pending(payload));
-    put(&r->out, "\n\n");
+    sb_puts(&r->h.out, "data: ");
+    sb_put(&r->h.out, payload->p, payload->len);
+    sb_puts(&r->h.out, "\n\n");
 }
 
 /* One streamed piece of text in the route's format. */
@@ -140,122 +109,106 @@ static void emit_piece(struct req *r, const char *s, size_t n)
 {
     if (!r->stream || n == 0)
         return;
-    struct sol_buf b = {0};
+    struct sbuf b = {0};
     if (r->route == RT_CHAT) {
-        put(&b, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":");
-        put_json_str(&b, s, n);
-        put(&b, "}}],");
+        sb_puts(&b, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":");
+        sb_json_plain(&b, s, n);
+        sb_puts(&b, "}}],");
         oai_head(&b, r, "chat.completion.chunk");
-        put(&b, "}");
+        sb_puts(&b, "}");
     } else if (r->route == RT_V1_COMPLETIONS) {
-        put(&b, "{\"choices\":[{\"text\":");
-        put_json_str(&b, s, n);
-        put(&b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],");
+        sb_puts(&b, "{\"choices\":[{\"text\":");
+        sb_json_plain(&b, s, n);
+        sb_puts(&b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],");
         oai_head(&b, r, "text_completion");
-        put(&b, "}");
+        sb_puts(&b, "}");
     } else {
-        put(&b, "{\"index\":0,\"content\":");
-        put_json_str(&b, s, n);
-        PUTF(&b,
-             ",\"tokens\":[],\"stop\":false,\"id_slot\":%d,\"tokens_predicted\":%d,"
-             "\"tokens_evaluated\":%d}",
-             r->slot_id, r->n_done, r->prompt_n + r->cache_n);
+        sb_puts(&b, "{\"index\":0,\"content\":");
+        sb_json_plain(&b, s, n);
+        sb_printf(&b,
+                  ",\"tokens\":[],\"stop\":false,\"id_slot\":%d,\"tokens_predicted\":%d,"
+                  "\"tokens_evaluated\":%d}",
+                  r->slot_id, r->n_done, r->prompt_n + r->cache_n);
     }
     sse(r, &b);
-    sol_buf_free(&b);
-    req_wake(r);
+    sb_free(&b);
+    simhttp_wake(&r->h);
 }
 
-static void completion_final_fields(struct sol_buf *b, struct req *r)
+static void completion_final_fields(struct sbuf *b, struct req *r)
 {
-    PUTF(b, ",\"tokens\":[],\"id_slot\":%d,\"stop\":true,\"model\":", r->slot_id);
-    put_json_str(b, model_id(), strlen(model_id()));
-    PUTF(b,
-         ",\"tokens_predicted\":%d,\"tokens_evaluated\":%d,\"generation_settings\":{\"n_predict\":%"
-         "d,"
-         "\"seed\":%llu},\"prompt\":",
-         r->n_done, r->prompt_n + r->cache_n, r->n_predict, (unsigned long long)r->seed);
-    put_json_str(b, r->prompt.data ? r->prompt.data : "", r->prompt.len);
-    PUTF(b, ",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"%s\",\"stopping_word\":",
-         r->stop_type);
-    put_json_str(b, r->stopping_word, strlen(r->stopping_word));
-    PUTF(b, ",\"tokens_cached\":%d,", r->cache_n + r->prompt_n + r->n_done);
+    sb_printf(b, ",\"tokens\":[],\"id_slot\":%d,\"stop\":true,\"model\":", r->slot_id);
+    sb_json_plain(b, model_id(), strlen(model_id()));
+    sb_printf(
+        b,
+        ",\"tokens_predicted\":%d,\"tokens_evaluated\":%d,\"generation_settings\":{\"n_predict\":%"
+        "d,"
+        "\"seed\":%llu},\"prompt\":",
+        r->n_done, r->prompt_n + r->cache_n, r->n_predict, (unsigned long long)r->seed);
+    sb_json_plain(b, r->prompt.p ? r->prompt.p : "", r->prompt.len);
+    sb_printf(b,
+              ",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"%s\",\"stopping_word\":",
+              r->stop_type);
+    sb_json_plain(b, r->stopping_word, strlen(r->stopping_word));
+    sb_printf(b, ",\"tokens_cached\":%d,", r->cache_n + r->prompt_n + r->n_done);
     timings_json(b, r);
 }
 
+/* The end of an OpenAI-style object: id and model fields, usage, timings. */
+static void oai_tail(struct sbuf *b, struct req *r, const char *object)
+{
+    oai_head(b, r, object);
+    sb_puts(b, ",");
+    usage_json(b, r);
+    sb_puts(b, ",");
+    timings_json(b, r);
+    sb_puts(b, "}");
+}
+
+/* The final answer (not streamed), or a stream's last event; a stream's
+ * text went out piece by piece already, so its final event has none. */
 static void finish_output(struct req *r)
 {
-    const char *text = r->text.data ? r->text.data : "";
-    size_t tlen = r->sent; /* the text up to the cut */
-    struct sol_buf b = {0};
-    if (r->stream) {
-        if (r->route == RT_CHAT) {
-            PUTF(&b, "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"delta\":{}}],",
-                 finish_reason(r));
-            oai_head(&b, r, "chat.completion.chunk");
-            put(&b, ",");
-            usage_json(&b, r);
-            put(&b, ",");
-            timings_json(&b, r);
-            put(&b, "}");
-            sse(r, &b);
-            put(&r->out, "data: [DONE]\n\n");
-        } else if (r->route == RT_V1_COMPLETIONS) {
-            PUTF(&b,
-                 "{\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%"
-                 "s\"}],",
-                 finish_reason(r));
-            oai_head(&b, r, "text_completion");
-            put(&b, ",");
-            usage_json(&b, r);
-            put(&b, ",");
-            timings_json(&b, r);
-            put(&b, "}");
-            sse(r, &b);
-            put(&r->out, "data: [DONE]\n\n");
+    const char *text = sb_cstr(&r->text);
+    size_t tlen = r->stream ? 0 : r->sent; /* the text up to the cut */
+    struct sbuf event = {0};
+    struct sbuf *o = r->stream ? &event : &r->h.out;
+    o->len = 0;
+    if (r->route == RT_CHAT) {
+        if (r->stream) {
+            sb_printf(o, "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"delta\":{}}],",
+                      finish_reason(r));
         } else {
-            put(&b, "{\"index\":0,\"content\":\"\"");
-            completion_final_fields(&b, r);
-            put(&b, "}");
-            sse(r, &b);
+            sb_printf(o,
+                      "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"message\":{\"role\":"
+                      "\"assistant\",\"content\":",
+                      finish_reason(r));
+            sb_json_plain(o, text, tlen);
+            sb_puts(o, "}}],");
         }
-        sol_buf_free(&b);
-        r->out_done = 1;
-        req_wake(r);
+        oai_tail(o, r, r->stream ? "chat.completion.chunk" : "chat.completion");
+    } else if (r->route == RT_V1_COMPLETIONS) {
+        sb_puts(o, "{\"choices\":[{\"text\":");
+        sb_json_plain(o, text, tlen);
+        sb_printf(o, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                  finish_reason(r));
+        oai_tail(o, r, "text_completion");
+    } else {
+        sb_puts(o, "{\"index\":0,\"content\":");
+        sb_json_plain(o, text, tlen);
+        completion_final_fields(o, r);
+        sb_puts(o, "}");
+    }
+    if (!r->stream) {
+        simhttp_json(&r->h, 200);
         return;
     }
-    struct sol_buf *o = &r->out;
-    sol_buf_clear(o);
-    if (r->route == RT_CHAT) {
-        PUTF(o,
-             "{\"choices\":[{\"finish_reason\":\"%s\",\"index\":0,\"message\":{\"role\":"
-             "\"assistant\",\"content\":",
-             finish_reason(r));
-        put_json_str(o, text, tlen);
-        put(o, "}}],");
-        oai_head(o, r, "chat.completion");
-        put(o, ",");
-        usage_json(o, r);
-        put(o, ",");
-        timings_json(o, r);
-        put(o, "}");
-    } else if (r->route == RT_V1_COMPLETIONS) {
-        put(o, "{\"choices\":[{\"text\":");
-        put_json_str(o, text, tlen);
-        PUTF(o, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(r));
-        oai_head(o, r, "text_completion");
-        put(o, ",");
-        usage_json(o, r);
-        put(o, ",");
-        timings_json(o, r);
-        put(o, "}");
-    } else {
-        put(o, "{\"index\":0,\"content\":");
-        put_json_str(o, text, tlen);
-        completion_final_fields(o, r);
-        put(o, "}");
-    }
-    req_json(r, 200);
+    sse(r, &event);
+    sb_free(&event);
+    if (r->route == RT_CHAT || r->route == RT_V1_COMPLETIONS)
+        sb_puts(&r->h.out, "data: [DONE]\n\n"); /* OpenAI's end; /completion has none */
+    r->h.out_done = 1;
+    simhttp_wake(&r->h);
 }
 
 /* ---------------------------------------------------------------- generation */
@@ -265,9 +218,7 @@ static void finish_output(struct req *r)
  * become a stop word, as llama-server holds partial matches back. */
 static int emit_safe(struct req *r, int final)
 {
-    const char *t = sol_buf_cstr(&r->text);
-    if (!t)
-        die_oom();
+    const char *t = sb_cstr(&r->text);
     size_t len = r->text.len;
     /* A match always starts at or after `sent`: earlier text was checked. */
     for (int i = 0; i < r->nstops; i++) {
@@ -324,17 +275,22 @@ static void fail_generation(struct req *r)
         req_error(r, 500, "server_error", msg);
         return;
     }
-    PUTF(&r->out,
-         "data: {\"error\":{\"code\":500,\"message\":\"%s\",\"type\":\"server_error\"}}\n\n", msg);
-    r->out_done = 1;
-    req_wake(r);
+    sb_printf(&r->h.out,
+              "data: {\"error\":{\"code\":500,\"message\":\"%s\",\"type\":\"server_error\"}}\n\n",
+              msg);
+    r->h.out_done = 1;
+    simhttp_wake(&r->h);
 }
 
-static void on_token_timer(uv_timer_t *t)
+/* Arms the request's timer for `ms` milliseconds (rounded up). */
+static void after_ms(struct req *r, double ms, void (*cb)(struct simhttp_req *h))
 {
-    struct req *r = t->data;
-    if (r->cancelled || r->mhd_done)
-        return;
+    simhttp_timer_start(&r->h, ms > 0 ? (uint64_t)ceil(ms * 1e6) : 0, cb);
+}
+
+static void on_token_timer(struct simhttp_req *h)
+{
+    struct req *r = LREQ(h);
     /* Emit every token that is due (timers fire late under load). */
     uint64_t now = now_ns();
     for (;;) {
@@ -359,40 +315,38 @@ static void on_token_timer(uv_timer_t *t)
         double due_ms = 1e3 * (r->n_done + 1) / g_ls.tps; /* the next token's time */
         double elapsed = ms_between(r->t_prompt_done, now);
         if (due_ms > elapsed) {
-            req_timer(r, due_ms - elapsed, on_token_timer);
+            after_ms(r, due_ms - elapsed, on_token_timer);
             return;
         }
     }
 }
 
-static void on_prompt_done(uv_timer_t *t)
+static void on_prompt_done(struct simhttp_req *h)
 {
-    struct req *r = t->data;
-    if (r->cancelled || r->mhd_done)
-        return;
+    struct req *r = LREQ(h);
     r->t_prompt_done = now_ns();
     if (r->route == RT_EMBEDDINGS) {
         r->t_end = r->t_prompt_done;
         slot_release(r);
-        req_json(r, 200); /* the answer was prepared before the slot */
+        simhttp_json(&r->h, 200); /* the answer was prepared before the slot */
         return;
     }
     if (r->stream && r->route == RT_CHAT) {
-        struct sol_buf b = {0};
-        put(&b, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":"
-                "\"assistant\",\"content\":null}}],");
+        struct sbuf b = {0};
+        sb_puts(&b, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":"
+                    "\"assistant\",\"content\":null}}],");
         oai_head(&b, r, "chat.completion.chunk");
-        put(&b, "}");
+        sb_puts(&b, "}");
         sse(r, &b);
-        sol_buf_free(&b);
-        req_wake(r);
+        sb_free(&b);
+        simhttp_wake(&r->h);
     }
     if (r->n_target == 0) {
         r->stop_type = r->limit_given ? "limit" : "eos";
         finish_generation(r);
         return;
     }
-    req_timer(r, g_ls.tps > 0 ? 1e3 / g_ls.tps : 0, on_token_timer);
+    after_ms(r, g_ls.tps > 0 ? 1e3 / g_ls.tps : 0, on_token_timer);
 }
 
 /* Starts the request on slot `i`: prompt cache, then prompt evaluation. */
@@ -408,24 +362,20 @@ static void slot_start(struct req *r, int i)
     r->t_start = now_ns();
     size_t common = 0;
     size_t plen = r->prompt.len;
-    while (common < plen && common < s->cache.len &&
-           r->prompt.data[common] == s->cache.data[common])
+    while (common < plen && common < s->cache.len && r->prompt.p[common] == s->cache.p[common])
         common++;
     int total = tokens_of(plen);
     r->cache_n = (int)(common / 4);
     if (r->cache_n >= total)
         r->cache_n = total - 1; /* the last token is always evaluated again */
     r->prompt_n = total - r->cache_n;
-    sol_buf_clear(&s->cache);
+    s->cache.len = 0;
     if (plen <= SLOT_CACHE_MAX)
-        putn(&s->cache, r->prompt.data ? r->prompt.data : "", plen);
+        sb_put(&s->cache, r->prompt.p ? r->prompt.p : "", plen);
     if (r->stream && r->route != RT_EMBEDDINGS) {
-        r->cb_resp = 1;
-        r->status = 200;
-        r->ctype = "text/event-stream";
-        req_ready(r);
+        simhttp_stream(&r->h, 200, "text/event-stream");
     }
-    req_timer(r, g_ls.prompt_tps > 0 ? 1e3 * r->prompt_n / g_ls.prompt_tps : 0, on_prompt_done);
+    after_ms(r, g_ls.prompt_tps > 0 ? 1e3 * r->prompt_n / g_ls.prompt_tps : 0, on_prompt_done);
 }
 
 void slot_release(struct req *r)
@@ -489,10 +439,10 @@ static const cJSON *field(const cJSON *o, const char *k)
 }
 
 /* Appends the text of a message content (string, or array of text parts). */
-static int content_text(struct sol_buf *b, const cJSON *c)
+static int content_text(struct sbuf *b, const cJSON *c)
 {
     if (cJSON_IsString(c)) {
-        put(b, c->valuestring);
+        sb_puts(b, c->valuestring);
         return 0;
     }
     if (cJSON_IsArray(c)) {
@@ -501,7 +451,7 @@ static int content_text(struct sol_buf *b, const cJSON *c)
         {
             const cJSON *t = field(p, "text");
             if (cJSON_IsString(t))
-                put(b, t->valuestring);
+                sb_puts(b, t->valuestring);
         }
         return 0;
     }
@@ -510,10 +460,10 @@ static int content_text(struct sol_buf *b, const cJSON *c)
 
 /* A prompt for /completion or /v1/completions: a string, or an array whose
  * strings are joined and whose numbers count as one token each. */
-static int prompt_text(struct sol_buf *b, const cJSON *p)
+static int prompt_text(struct sbuf *b, const cJSON *p)
 {
     if (cJSON_IsString(p)) {
-        put(b, p->valuestring);
+        sb_puts(b, p->valuestring);
         return 0;
     }
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0) {
@@ -521,9 +471,9 @@ static int prompt_text(struct sol_buf *b, const cJSON *p)
         cJSON_ArrayForEach(e, p)
         {
             if (cJSON_IsString(e))
-                put(b, e->valuestring);
+                sb_puts(b, e->valuestring);
             else if (cJSON_IsNumber(e))
-                PUTF(b, "<%d>", e->valueint);
+                sb_printf(b, "<%d>", e->valueint);
             else
                 return -1;
         }
@@ -581,14 +531,14 @@ void handle_generate(struct req *r)
                 req_error(r, 400, "invalid_request_error", "'role' is required in each message");
                 return;
             }
-            PUTF(&r->prompt, "<|%s|>", role->valuestring);
+            sb_printf(&r->prompt, "<|%s|>", role->valuestring);
             if (content_text(&r->prompt, field(m, "content")) < 0) {
                 req_error(r, 400, "invalid_request_error", "invalid 'content' in a message");
                 return;
             }
-            put(&r->prompt, "\n");
+            sb_puts(&r->prompt, "\n");
         }
-        put(&r->prompt, "<|assistant|>");
+        sb_puts(&r->prompt, "<|assistant|>");
     } else {
         const cJSON *p = field(j, "prompt");
         if (!p) {
@@ -622,9 +572,11 @@ void handle_generate(struct req *r)
     if (cJSON_IsNumber(sd) && sd->valuedouble >= 0)
         seed = (uint64_t)sd->valuedouble;
     r->seed = seed;
+    /* The text starts at fmix64 of this state: simgen_token mixes state +
+     * SIMGEN_GAMMA, hence the offset. */
     r->prng =
-        mix64(fnv1a(0xcbf29ce484222325ULL, r->prompt.data ? r->prompt.data : "", r->prompt.len) ^
-              mix64(seed));
+        fmix64(fnv1a64(FNV64_INIT, r->prompt.p ? r->prompt.p : "", r->prompt.len) ^ fmix64(seed)) -
+        SIMGEN_GAMMA;
     int ctx_slot = g_ls.ctx / g_ls.np;
     int ptok = tokens_of(r->prompt.len);
     if (ptok >= ctx_slot) {
@@ -653,23 +605,23 @@ void handle_generate(struct req *r)
 }
 
 /* Deterministic unit vector of the text (dimension 64). */
-static void embed_vector(struct sol_buf *b, const char *s, size_t n)
+static void embed_vector(struct sbuf *b, const char *s, size_t n)
 {
     double v[64], norm = 0;
-    uint64_t h = fnv1a(0xcbf29ce484222325ULL, s, n);
+    uint64_t h = fnv1a64(FNV64_INIT, s, n);
     for (int i = 0; i < 64; i++) {
-        h = mix64(h + (uint64_t)i);
+        h = fmix64(h + (uint64_t)i);
         v[i] = ((double)(h >> 11) / 9007199254740992.0) * 2 - 1;
         norm += v[i] * v[i];
     }
     norm = sqrt(norm);
-    put(b, "[");
+    sb_puts(b, "[");
     for (int i = 0; i < 64; i++) {
         if (i)
-            put(b, ",");
-        PUTF(b, "%.6f", norm > 0 ? v[i] / norm : 0);
+            sb_puts(b, ",");
+        sb_printf(b, "%.6f", norm > 0 ? v[i] / norm : 0);
     }
-    put(b, "]");
+    sb_puts(b, "]");
 }
 
 void handle_embeddings(struct req *r)
@@ -687,10 +639,10 @@ void handle_embeddings(struct req *r)
         req_error(r, 400, "invalid_request_error", "\"input\" must be provided");
         return;
     }
-    struct sol_buf *o = &r->out;
-    put(o, "{\"model\":");
-    put_json_str(o, model_id(), strlen(model_id()));
-    put(o, ",\"object\":\"list\",\"data\":[");
+    struct sbuf *o = &r->h.out;
+    sb_puts(o, "{\"model\":");
+    sb_json_plain(o, model_id(), strlen(model_id()));
+    sb_puts(o, ",\"object\":\"list\",\"data\":[");
     int tokens = 0;
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_IsString(in) ? in : cJSON_GetArrayItem(in, i);
@@ -699,12 +651,12 @@ void handle_embeddings(struct req *r)
             return;
         }
         size_t len = strlen(e->valuestring);
-        put_json_str(&r->prompt, e->valuestring, len);
+        sb_json_plain(&r->prompt, e->valuestring, len);
         tokens += tokens_of(len);
-        PUTF(o, "%s{\"embedding\":", i ? "," : "");
+        sb_printf(o, "%s{\"embedding\":", i ? "," : "");
         embed_vector(o, e->valuestring, len);
-        PUTF(o, ",\"index\":%d,\"object\":\"embedding\"}", i);
+        sb_printf(o, ",\"index\":%d,\"object\":\"embedding\"}", i);
     }
-    PUTF(o, "],\"usage\":{\"prompt_tokens\":%d,\"total_tokens\":%d}}", tokens, tokens);
+    sb_printf(o, "],\"usage\":{\"prompt_tokens\":%d,\"total_tokens\":%d}}", tokens, tokens);
     slot_acquire(r);
 }

@@ -34,11 +34,6 @@
 
 struct llama_sim g_ls;
 
-uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
-
 double ms_between(uint64_t a, uint64_t b)
 {
     return b > a ? (double)(b - a) / 1e6 : 0.0;
@@ -66,29 +61,11 @@ void die_oom(void)
     standin_abort();
 }
 
-void put(struct sol_buf *b, const char *s)
-{
-    if (sol_buf_append_str(b, s) < 0)
-        die_oom();
-}
-
-void putn(struct sol_buf *b, const char *s, size_t n)
-{
-    if (sol_buf_append(b, s, n) < 0)
-        die_oom();
-}
-
-void put_json_str(struct sol_buf *b, const char *s, size_t n)
-{
-    if (sol_buf_append_json_string(b, s, n) < 0)
-        die_oom();
-}
-
-void put_double(struct sol_buf *b, double v)
+void put_double(struct sbuf *b, double v)
 {
     if (!isfinite(v))
         v = 0;
-    PUTF(b, "%.17g", v);
+    sb_printf(b, "%.17g", v);
 }
 
 /* ---------------------------------------------------------------- RPC backends */
@@ -548,7 +525,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < g_ls.nbe; i++)
         close(g_ls.be[i].fd);
     for (int i = 0; i < g_ls.np; i++)
-        sol_buf_free(&g_ls.slots[i].cache);
+        sb_free(&g_ls.slots[i].cache);
     free(g_ls.slots);
     for (int i = 0; i < RECENT_MAX; i++)
         free(g_ls.recent[i].body);

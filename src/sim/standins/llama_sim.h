@@ -4,8 +4,8 @@
  *
  *   llama_server.c  command line, RPC backends, start-up, signals, shutdown,
  *                   small output helpers
- *   llama_http.c    libmicrohttpd plumbing (suspend/resume, streaming reader,
- *                   hang-up watch), routing, the non-generating routes
+ *   llama_http.c    routing, API key, errors, the non-generating routes, on
+ *                   the simulators' HTTP core (src/sim/common/simhttp.h)
  *   llama_gen.c     deterministic text, slots and their FIFO queue, token
  *                   pacing, the chat/completion/embedding formats
  *
@@ -21,8 +21,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "sollol/buf.h"
-#include "sollol/mhd_uv.h"
+#include "sbuf.h"
+#include "simgen.h"
+#include "simhttp.h"
 #include "standin.h"
 
 #define MAX_BACKENDS   16
@@ -63,31 +64,14 @@ enum route {
     RT_COUNT
 };
 
-enum phase { PH_RECEIVING = 0, PH_WAITING, PH_READY, PH_STREAMING, PH_SENT };
-
+/* A request: the HTTP core's part first (connection, phase, body, response
+ * in h.out), then the stand-in's. */
 struct req {
-    struct req *next, *prev; /* live requests */
-    struct req *q_next;      /* waiting for a slot */
-    struct MHD_Connection *conn;
+    struct simhttp_req h;
+    struct req *q_next; /* waiting for a slot */
     enum route route;
-    int is_post;
-    enum phase phase;
-    int suspended, cancelled, mhd_done, queued;
-    int handles_open;
-    int timer_init;
-    uv_timer_t timer;
-    int watch_init;
-    struct sol_hangup_watch watch;
-    struct sol_buf body;
-    int body_too_large;
+    int queued;
     cJSON *json;
-
-    /* response */
-    int status;
-    const char *ctype;
-    int cb_resp;
-    int out_done;
-    struct sol_buf out;
 
     /* generation */
     int slot;    /* held now, -1 none */
@@ -100,11 +84,11 @@ struct req {
     int nstops;
     uint64_t prng;
     uint64_t seed;
-    struct sol_buf prompt; /* what the slot cache compares */
+    struct sbuf prompt; /* what the slot cache compares */
     int prompt_n, cache_n;
     int n_done, n_target;
-    struct sol_buf text; /* generated, before stop-word cutting */
-    size_t sent;         /* bytes of text already emitted */
+    struct sbuf text; /* generated, before stop-word cutting */
+    size_t sent;      /* bytes of text already emitted */
     const char *stop_type;
     char stopping_word[128];
     uint64_t t_start, t_prompt_done, t_end;
@@ -114,7 +98,7 @@ struct req {
 
 struct slot {
     int busy;
-    struct sol_buf cache; /* the prompt it processed last */
+    struct sbuf cache; /* the prompt it processed last */
 };
 
 struct recent {
@@ -125,9 +109,8 @@ struct recent {
 /* The whole program state: one instance, g_ls, defined in llama_server.c. */
 struct llama_sim {
     uv_loop_t loop;
-    struct MHD_Daemon *daemon;
-    struct sol_mhd_uv glue;
-    uv_timer_t kick, load_timer, crash_timer;
+    struct simhttp http;
+    uv_timer_t load_timer, crash_timer;
     uv_signal_t sigterm, sigint;
     int stopping;
     int ready;
@@ -148,7 +131,6 @@ struct llama_sim {
 
     /* scheduling */
     struct slot *slots;
-    struct req *live;
     struct req *q_head, *q_tail;
     int waiting, active, max_active;
 
@@ -164,47 +146,31 @@ extern struct llama_sim g_ls;
 
 /* ---------------------------------------------------------------- llama_server.c */
 
-uint64_t now_ns(void);                     /* monotonic */
 double ms_between(uint64_t a, uint64_t b); /* 0 when b <= a */
 /* One line to stderr in a single write(2) (lines never interleave). */
 void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Out of memory: logs and aborts (a stand-in has no better answer). */
 void die_oom(void) __attribute__((noreturn));
-/* Appending helpers that cannot fail (they die_oom instead). */
-void put(struct sol_buf *b, const char *s);
-void putn(struct sol_buf *b, const char *s, size_t n);
-void put_json_str(struct sol_buf *b, const char *s, size_t n); /* quoted, escaped */
-void put_double(struct sol_buf *b, double v);                  /* non-finite as 0 */
-#define PUTF(b, ...)                                                                               \
-    do {                                                                                           \
-        if (sol_buf_appendf((b), __VA_ARGS__) < 0)                                                 \
-            die_oom();                                                                             \
-    } while (0)
+/* %.17g, non-finite as 0. */
+void put_double(struct sbuf *b, double v);
 
 /* ---------------------------------------------------------------- llama_http.c */
 
-/* Starts libmicrohttpd on the listening socket (owned from then on) and
+/* The req that embeds the core's request h. */
+#define LREQ(hp) SIMHTTP_OWNER(hp, struct req, h)
+
+/* Starts the HTTP side on the listening socket (closed on failure) and
  * attaches it to g_ls.loop. Returns 0, or -1 after logging. */
 int http_start(int listen_fd);
 /* Cancels every live request and closes the HTTP side; the loop ends once
  * MHD stopped and every request handle is closed. */
 void http_shutdown(void);
-/* A response is prepared in r->out (or a stream set up): send it. */
-void req_ready(struct req *r);
-/* Streaming: data was appended to r->out. */
-void req_wake(struct req *r);
-/* r->out holds a JSON body: send it with `status`. */
-void req_json(struct req *r, int status);
-/* Replaces r->out with llama-server's error {"error":{"code","message","type"}}. */
+/* Replaces r->h.out with llama-server's error {"error":{"code","message","type"}}
+ * and sends it. */
 void req_error(struct req *r, int status, const char *type, const char *msg);
-/* (Re)arms the request's one timer; `cb` gets the uv_timer_t whose data is r. */
-void req_timer(struct req *r, double ms, uv_timer_cb cb);
-/* Client gone or shutdown: stops its timer and gives back its slot or queue place. */
-void req_cancel(struct req *r);
 
 /* ---------------------------------------------------------------- llama_gen.c */
 
-uint64_t mix64(uint64_t x);  /* splitmix64 finaliser */
 int tokens_of(size_t bytes); /* prompt tokens: 1 per 4 bytes, at least 1 */
 const char *model_id(void);  /* the alias, else the -m path */
 /* Parses r->json (chat, /completion, /v1/completions) and starts or queues

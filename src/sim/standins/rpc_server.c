@@ -69,6 +69,14 @@ static void usage(FILE *f)
                "environment variables, see docs/simulator.md.\n");
 }
 
+/* An argument the real rpc-server would not take: complain, exit status 1. */
+static int unknown_argument(const char *arg)
+{
+    fprintf(stderr, "error: unknown argument: %s\n", arg);
+    usage(stderr);
+    return 1;
+}
+
 /* Serves one client until it disconnects, sends something invalid, or a
  * stop signal arrives. */
 static void serve_client(struct rpcsim *s, int fd)
@@ -249,16 +257,11 @@ int main(int argc, char **argv)
             cache = 1;
             break;
         default:
-            fprintf(stderr, "error: unknown argument: %s\n", argv[optind - 1]);
-            usage(stderr);
-            return 1;
+            return unknown_argument(argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "error: unknown argument: %s\n", argv[optind]);
-        usage(stderr);
-        return 1;
-    }
+    if (optind < argc)
+        return unknown_argument(argv[optind]);
 
     struct rpcsim s = {0};
     double env_mem, frac, env_ndev;

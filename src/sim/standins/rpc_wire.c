@@ -90,45 +90,51 @@ uint64_t rpc_get_u64(const uint8_t *p)
     return v;
 }
 
-int rpc_read_full(int fd, void *buf, size_t n, int stop_fd)
+/* 1 when fd is readable, 0 to wait again (EINTR, spurious wake-up), -1 on
+ * error or when stop_fd (if >= 0) became readable. */
+static int wait_readable(int fd, int stop_fd)
 {
-    uint8_t *p = buf;
-    while (n) {
-        struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
-        int rc = poll(pf, stop_fd >= 0 ? 2 : 1, -1);
-        if (rc < 0) {
-            if (errno == EINTR)
+    struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+    int rc = poll(pf, stop_fd >= 0 ? 2 : 1, -1);
+    if (rc < 0)
+        return errno == EINTR ? 0 : -1;
+    if (stop_fd >= 0 && pf[1].revents)
+        return -1;
+    return pf[0].revents ? 1 : 0;
+}
+
+/* Moves n bytes into rd (recv) or out of wr (send), whichever is not NULL;
+ * reads wait for readability first so that stop_fd can interrupt them. */
+static int io_full(int fd, uint8_t *rd, const uint8_t *wr, size_t n, int stop_fd)
+{
+    size_t done = 0;
+    while (done < n) {
+        if (rd) {
+            int w = wait_readable(fd, stop_fd);
+            if (w < 0)
+                return -1;
+            if (w == 0)
                 continue;
-            return -1;
         }
-        if (stop_fd >= 0 && pf[1].revents)
-            return -1;
-        if (!pf[0].revents)
+        ssize_t k =
+            rd ? recv(fd, rd + done, n - done, 0) : send(fd, wr + done, n - done, MSG_NOSIGNAL);
+        if (k < 0 && (errno == EINTR || (rd && errno == EAGAIN)))
             continue;
-        ssize_t got = recv(fd, p, n, 0);
-        if (got < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (got <= 0)
+        if (k <= 0)
             return -1;
-        p += got;
-        n -= (size_t)got;
+        done += (size_t)k;
     }
     return 0;
 }
 
+int rpc_read_full(int fd, void *buf, size_t n, int stop_fd)
+{
+    return io_full(fd, buf, NULL, n, stop_fd);
+}
+
 int rpc_write_full(int fd, const void *buf, size_t n)
 {
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t put = send(fd, p, n, MSG_NOSIGNAL);
-        if (put < 0 && errno == EINTR)
-            continue;
-        if (put <= 0)
-            return -1;
-        p += put;
-        n -= (size_t)put;
-    }
-    return 0;
+    return io_full(fd, NULL, buf, n, -1);
 }
 
 int env_double(const char *name, double def, double min, double *out)

@@ -6,8 +6,8 @@
  *                   protocol versions, blocking I/O helpers, environment knobs
  *   rpc_server.c    the rpc-server stand-in (serial accept loop, one client)
  *   llama_server.c  the llama-server stand-in (libuv loop + libmicrohttpd),
- *   llama_http.c    with its private header llama_sim.h
- *   llama_gen.c
+ *   llama_http.c    with its private header llama_sim.h, on the simulators'
+ *   llama_gen.c     HTTP core and buffers (src/sim/common)
  *
  * Facts: /work/shared/PROTOCOLS.md sections 2 and 3; docs/simulator.md
  * ("llama.cpp stand-ins") documents the flags and SOLLOL_SIM_* knobs.
