@@ -1557,6 +1557,14 @@ static int finish_nodes(struct sol_node_conf *nodes, size_t n, const struct src 
             if (!nodes[i].name)
                 return fail(err, errlen, NULL, src, "out of memory");
             defaulted = 1;
+            /* The default must obey the rules a given name obeys, or
+             * --print-config would write a file that --config refuses. */
+            char why[256];
+            if (check_node_name(&nodes[i], why, sizeof why)) {
+                snprintf(key, sizeof key, "nodes[%zu].name", i);
+                return fail(err, errlen, key, src,
+                            "%s; it defaults to host:port, give the node a name", why);
+            }
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(nodes[i].base_url, nodes[j].base_url) == 0) {

@@ -215,9 +215,14 @@ static int should_retry_status(struct sol_request *r, long code)
     else
         return 0;
     struct sol_daemon *d = r->d;
+    /* A node that is only busy is an alternative too: the retry waits for
+     * its slot in the queue (admit()). r->score still has free_slot_only
+     * set from the dispatch that started this attempt. */
+    struct sol_score_req q = r->score;
+    q.free_slot_only = 0;
     if (r->tried.count >= (unsigned)d->max_attempts ||
         sol_now_ms(d) - r->started_ms >= d->cfg->retry_deadline_ms ||
-        !sol_balancer_has_alternative(&d->balancer, &r->score))
+        !sol_balancer_has_alternative(&d->balancer, &q))
         return 0;
     r->retry_result = why;
     return 1;
