@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -61,9 +62,69 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
 
 static void arm_timer(struct sol_mhd_uv *glue);
 
+struct sol_mhd_conn {
+    struct sol_mhd_conn *prev, *next;
+    struct MHD_Connection *conn;
+    int fd;
+    int closing; /* its 1 s timeout is set */
+};
+
+void sol_mhd_uv_notify_connection(void *cls, struct MHD_Connection *connection,
+                                  void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+    struct sol_mhd_uv *glue = cls;
+    struct sol_mhd_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = info ? calloc(1, sizeof *c) : NULL;
+        if (!c)
+            return; /* untracked: MHD's own timeout still applies */
+        c->conn = connection;
+        c->fd = info->connect_fd;
+        c->next = glue->conns;
+        if (c->next)
+            c->next->prev = c;
+        glue->conns = c;
+        *socket_context = c;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            glue->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+/* See sol_mhd_uv_notify_connection() in the header. */
+static void sweep_hangups(struct sol_mhd_uv *glue)
+{
+    uint64_t now = uv_now(glue->loop);
+    if (!glue->conns || now - glue->last_sweep_ms < 1000)
+        return;
+    glue->last_sweep_ms = now;
+    for (struct sol_mhd_conn *c = glue->conns; c; c = c->next) {
+        if (c->closing)
+            continue;
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_SUSPENDED);
+        if (info && info->suspended)
+            continue;
+        char byte;
+        if (recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+            MHD_set_connection_option(c->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+            c->closing = 1;
+        }
+    }
+}
+
 static void run_mhd(struct sol_mhd_uv *glue)
 {
     glue->kick_pending = 0;
+    sweep_hangups(glue);
     MHD_run(glue->daemon);
     arm_timer(glue);
 }
@@ -109,6 +170,8 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
     glue->handles_open = 0;
     glue->kick_pending = 0;
     glue->on_closed = NULL;
+    glue->conns = NULL;
+    glue->last_sweep_ms = 0;
     int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
     if (rc < 0)
         return rc;

@@ -224,9 +224,10 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
+        sol_mhd_uv_notify_connection, &d->mhd_glue, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(128 * 1024), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);

@@ -406,6 +406,26 @@ def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def fd_kinds(pid, node_ports):
+    """(descriptors other than connections to nodes, connections to nodes).
+    libcurl keeps idle keep-alive connections to nodes for reuse; those are
+    bounded by the nodes' slots and are not a leak."""
+    socks = sockets(pid)
+    own, upstream = 0, 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        info = socks.get(target[8:-1], "") if target.startswith("socket:[") else ""
+        peer = info.split("->:", 1)[1].split(" ")[0] if "->:" in info else ""
+        if peer.isdigit() and int(peer) in node_ports:
+            upstream += 1
+        else:
+            own += 1
+    return own, upstream
+
+
 def sockets(pid):
     """inode -> "local->remote" for the process's TCP sockets."""
     out = {}
@@ -478,7 +498,8 @@ def main():
         for m in GEN_MODELS:  # warm every path once
             h.request("POST", d.url + "/api/generate", {"model": m, "prompt": "x", "stream": False})
         time.sleep(1.5)
-        fd_base = fds(pid)
+        node_ports = {n.port for n in nodes}
+        fd_base, _ = fd_kinds(pid, node_ports)
         fd_base_list = fd_list(pid)
         log("daemon pid %d on port %d: %d fds, %d kB resident before traffic; nodes on %s"
             % (pid, d.port, fd_base, rss_kb(pid), [n.port for n in nodes]))
@@ -529,12 +550,17 @@ def main():
         # Resources after the run.
         if d.alive():
             try:
-                h.wait_until(lambda: fds(pid) <= fd_base, timeout=20, interval=0.5,
-                             msg="descriptors back to %d" % fd_base)
+                h.wait_until(lambda: fd_kinds(pid, node_ports)[0] <= fd_base, timeout=20,
+                             interval=0.5, msg="descriptors back to %d" % fd_base)
             except AssertionError:
                 extra = sorted(set(fd_list(pid)) - set(fd_base_list))
                 violations.append("descriptors: %d after the run, %d before; new: %s"
-                                  % (fds(pid), fd_base, extra[:20]))
+                                  % (fd_kinds(pid, node_ports)[0], fd_base, extra[:20]))
+            pool = fd_kinds(pid, node_ports)[1]
+            pool_max = sum(c["max_concurrent"] for c in cfg["nodes"]) + 2 * len(nodes)
+            if pool > pool_max:
+                violations.append("%d connections to nodes after the run (more than %d)"
+                                  % (pool, pool_max))
             rss_after = rss_kb(pid)
             window = [s[1] for s in samples if a.duration * 0.25 <= s[0] <= a.duration * 0.5]
             plateau = max(window) if window else max(s[1] for s in samples)
@@ -544,8 +570,9 @@ def main():
             if rss_after > plateau * 1.10:
                 violations.append("resident memory %d kB after the run > plateau %d kB + 10%%"
                                   % (rss_after, plateau))
-            log("descriptors: %d before, %d after, peak %d"
-                % (fd_base, fds(pid), max(s[2] for s in samples)))
+            log("descriptors (without idle connections to nodes): %d before, %d after; "
+                "%d idle connections to nodes; peak of all descriptors %d"
+                % (fd_base, fd_kinds(pid, node_ports)[0], pool, max(s[2] for s in samples)))
             # Still serving after all that.
             for m in GEN_MODELS:
                 r = h.request("POST", d.url + "/api/generate", {"model": m, "prompt": "x",
