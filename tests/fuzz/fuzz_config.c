@@ -21,10 +21,16 @@
 
 static char path[64];
 
+static void remove_file(void)
+{
+    unlink(path);
+}
+
 static void write_file(const char *p, size_t n)
 {
     if (!path[0]) {
         snprintf(path, sizeof path, "/tmp/sollol-fuzz-config-%ld.json", (long)getpid());
+        atexit(remove_file);
     }
     FILE *f = fopen(path, "wb");
     REQUIRE(f);
