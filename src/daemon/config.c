@@ -851,9 +851,12 @@ static int is_host_char(unsigned char c)
     return isalnum(c) || c == '-' || c == '.' || c == '_';
 }
 
+/* RFC 3986 path characters except the quote: surrounding quotes are
+ * stripped from a URL (shell habits), so a path ending in one would not
+ * survive --print-config and --config. */
 static int is_path_char(unsigned char c)
 {
-    return isalnum(c) || (c && strchr("-._~!$&'()*+,;=:@%/", c));
+    return isalnum(c) || (c && strchr("-._~!$&()*+,;=:@%/", c));
 }
 
 /* Parses an IP literal (v6 first, then v4) and writes its canonical text. */

@@ -25,7 +25,8 @@ Slow runs (``tests/run --valgrind``)
     that command (only sollold: the simulators stay fast); a valgrind error
     makes it exit 99, which the checked stop reports. SOLLOL_TIME_SCALE=N
     multiplies the harness's waits (readiness, stop, wait_until, request and
-    stream timeouts) by N; tests scale their own waits with :func:`scaled`.
+    stream timeouts) by N, and sollold's timeouts a test passes
+    (_SCALED_FLAGS); tests scale their own waits with :func:`scaled`.
 """
 
 import http.client
@@ -227,8 +228,10 @@ class Proc:
 
 
 # Timeouts a slowed-down sollold (valgrind) cannot keep when a test sets them
-# tight: its own probes would time out and mark healthy nodes down.
-_SCALED_FLAGS = ("--probe-timeout", "--connect-timeout")
+# tight: its probes would time out and mark healthy nodes down, and its
+# transfers would time out on nodes that answer in time.
+_SCALED_FLAGS = ("--probe-timeout", "--connect-timeout", "--first-byte-timeout",
+                 "--idle-timeout")
 
 
 def _scale_daemon_timeouts(args):

@@ -210,9 +210,13 @@ def _traced_create_connection(*args, **kwargs):
 socket.create_connection = _traced_create_connection
 
 
+PACE_S = 0.02  # mean pause between a client's requests (--pace)
+
+
 def worker(fn, stop, res, rng):
     def run():
         while not stop.is_set():
+            time.sleep(rng.uniform(0, 2 * PACE_S))
             try:
                 fn(res, rng)
             except Exception as e:  # noqa: BLE001 - a client-side failure is a finding
@@ -470,6 +474,9 @@ def main():
     ap.add_argument("--clients", type=int, default=4, help="non-streamed client threads (4)")
     ap.add_argument("--streams", type=int, default=3, help="streaming client threads (3)")
     ap.add_argument("--slowloris", type=int, default=4, help="slowloris connections (4)")
+    ap.add_argument("--pace", type=float, default=PACE_S,
+                    help="mean pause between a client's requests in seconds (0.02): the soak is "
+                    "about time under faults, not peak load, which bench/ measures")
     ap.add_argument("--log-level", default="warn", help="the daemon's (warn); its log is shown "
                     "on failure")
     ap.add_argument("--probe", nargs=3, metavar=("URL", "STOP", "OUT"), help=argparse.SUPPRESS)
@@ -477,6 +484,8 @@ def main():
     if a.probe:
         probe_main(*a.probe)
         return 0
+    global PACE_S
+    PACE_S = a.pace
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     log("seed %d, %.0f s of traffic" % (seed, a.duration))
     rng = random.Random(seed)
