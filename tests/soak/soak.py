@@ -166,7 +166,7 @@ class Chaos(threading.Thread):
             node.kill()
             self.pending.append((now + length, node.restart))
         else:
-            mode = {"stall": "stall:%d" % self.rng.randint(0, 4), "refuse": "refuse"}.get(what, what)
+            mode = "stall:%d" % self.rng.randint(0, 4) if what == "stall" else what
             node.fault(mode, scope="all" if what == "refuse" else "inference")
             self.pending.append((now + length, lambda: node.fault("none")))
 
@@ -332,7 +332,8 @@ MALFORMED = [  # (request, expected status or None = any 4xx or a closed connect
     (b"GET /api/nothing HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n", 404),
     (b"DELETE /api/chat HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n", 405),
     (b"\x00\x01garbage\r\n\r\n", None),
-    (b"GET / HTTP/1.1\r\nHost: s\r\nX-Big: " + b"a" * 70000 + b"\r\nConnection: close\r\n\r\n", None),
+    (b"GET / HTTP/1.1\r\nHost: s\r\nX-Big: " + b"a" * 70000
+     + b"\r\nConnection: close\r\n\r\n", None),
 ]
 
 
@@ -410,7 +411,7 @@ def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def fd_kinds(pid, node_ports):
+def fd_kinds(pid, node_ports, own_port):
     """(descriptors other than connections to nodes, connections to nodes).
     libcurl keeps idle keep-alive connections to nodes for reuse; those are
     bounded by the nodes' slots and are not a leak."""
@@ -422,8 +423,9 @@ def fd_kinds(pid, node_ports):
         except OSError:
             continue
         info = socks.get(target[8:-1], "") if target.startswith("socket:[") else ""
-        peer = info.split("->:", 1)[1].split(" ")[0] if "->:" in info else ""
-        if peer.isdigit() and int(peer) in node_ports:
+        local, _, rest = info.partition("->:")
+        peer = rest.split(" ")[0]
+        if peer.isdigit() and int(peer) in node_ports and local != ":%d" % own_port:
             upstream += 1
         else:
             own += 1
@@ -505,10 +507,11 @@ def main():
                                  h.get_json(d.url + "/api/stats")["nodes"]), timeout=15,
                      msg="all nodes up")
         for m in GEN_MODELS:  # warm every path once
-            h.request("POST", d.url + "/api/generate", {"model": m, "prompt": "x", "stream": False})
+            h.request("POST", d.url + "/api/generate",
+                      {"model": m, "prompt": "x", "stream": False})
         time.sleep(1.5)
         node_ports = {n.port for n in nodes}
-        fd_base, _ = fd_kinds(pid, node_ports)
+        fd_base, _ = fd_kinds(pid, node_ports, d.port)
         fd_base_list = fd_list(pid)
         log("daemon pid %d on port %d: %d fds, %d kB resident before traffic; nodes on %s"
             % (pid, d.port, fd_base, rss_kb(pid), [n.port for n in nodes]))
@@ -559,13 +562,13 @@ def main():
         # Resources after the run.
         if d.alive():
             try:
-                h.wait_until(lambda: fd_kinds(pid, node_ports)[0] <= fd_base, timeout=20,
+                h.wait_until(lambda: fd_kinds(pid, node_ports, d.port)[0] <= fd_base, timeout=20,
                              interval=0.5, msg="descriptors back to %d" % fd_base)
             except AssertionError:
                 extra = sorted(set(fd_list(pid)) - set(fd_base_list))
                 violations.append("descriptors: %d after the run, %d before; new: %s"
-                                  % (fd_kinds(pid, node_ports)[0], fd_base, extra[:20]))
-            pool = fd_kinds(pid, node_ports)[1]
+                                  % (fd_kinds(pid, node_ports, d.port)[0], fd_base, extra[:20]))
+            pool = fd_kinds(pid, node_ports, d.port)[1]
             pool_max = sum(c["max_concurrent"] for c in cfg["nodes"]) + 2 * len(nodes)
             if pool > pool_max:
                 violations.append("%d connections to nodes after the run (more than %d)"
@@ -581,7 +584,8 @@ def main():
                                   % (rss_after, plateau))
             log("descriptors (without idle connections to nodes): %d before, %d after; "
                 "%d idle connections to nodes; peak of all descriptors %d"
-                % (fd_base, fd_kinds(pid, node_ports)[0], pool, max(s[2] for s in samples)))
+                % (fd_base, fd_kinds(pid, node_ports, d.port)[0], pool,
+                   max(s[2] for s in samples)))
             # Still serving after all that.
             for m in GEN_MODELS:
                 r = h.request("POST", d.url + "/api/generate", {"model": m, "prompt": "x",
