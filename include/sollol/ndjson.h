@@ -54,8 +54,10 @@ uint64_t sol_ndjson_tail_number(const char *tail, size_t len, const char *key);
 
 /* What a fan-out progress line says (sol_ndjson_progress). */
 struct sol_ndjson_progress {
-    size_t len;    /* the line without trailing CR and spaces; 0 = skip it */
-    int is_object; /* starts with '{' and ends with '}' */
+    size_t start;  /* offset of the first byte that is not a space or tab */
+    size_t len;    /* end of the line without trailing whitespace (CR, LF, space, tab);
+                      len == start: a blank line, skip it */
+    int is_object; /* line[start] is '{' and line[len - 1] is '}' */
     int success;   /* {"status":"success"} */
     int has_error; /* an "error" string member; its decoding is in error */
 };

@@ -53,7 +53,8 @@ static void forward_line(void *ud, const char *line, size_t len)
     struct sol_request *r = leg->r;
     struct sol_ndjson_progress st;
     sol_ndjson_progress(line, len, &st, leg->error, sizeof leg->error);
-    len = st.len;
+    line += st.start;
+    len = st.len - st.start;
     if (len == 0)
         return;
     if (st.success) {

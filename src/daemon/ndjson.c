@@ -106,16 +106,20 @@ static void cut_decode(const struct sol_json_span *v, char *error, size_t errlen
 void sol_ndjson_progress(const char *line, size_t len, struct sol_ndjson_progress *out, char *error,
                          size_t errlen)
 {
-    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+    size_t start = 0;
+    while (len && strchr(" \t\r\n", line[len - 1]))
         len--;
+    while (start < len && (line[start] == ' ' || line[start] == '\t'))
+        start++;
     memset(out, 0, sizeof *out);
+    out->start = start;
     out->len = len;
-    if (len == 0)
+    if (len - start < 2)
         return;
-    out->is_object = line[0] == '{' && line[len - 1] == '}';
+    out->is_object = line[start] == '{' && line[len - 1] == '}';
     if (!out->is_object)
         return;
-    struct sol_json_span sp = {line, len, SOL_JSON_OBJECT}, v;
+    struct sol_json_span sp = {line + start, len - start, SOL_JSON_OBJECT}, v;
     if (sol_json_object_get(&sp, "status", &v) && v.type == SOL_JSON_STRING && v.len == 9 &&
         memcmp(v.p, "\"success\"", 9) == 0)
         out->success = 1;

@@ -210,13 +210,10 @@ def _traced_create_connection(*args, **kwargs):
 socket.create_connection = _traced_create_connection
 
 
-PACE_S = 0.02  # mean pause between a client's requests (--pace)
-
-
-def worker(fn, stop, res, rng):
+def worker(fn, stop, res, rng, pace):
     def run():
         while not stop.is_set():
-            time.sleep(rng.uniform(0, 2 * PACE_S))
+            time.sleep(rng.uniform(0, 2 * pace))
             try:
                 fn(res, rng)
             except Exception as e:  # noqa: BLE001 - a client-side failure is a finding
@@ -476,7 +473,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4, help="non-streamed client threads (4)")
     ap.add_argument("--streams", type=int, default=3, help="streaming client threads (3)")
     ap.add_argument("--slowloris", type=int, default=4, help="slowloris connections (4)")
-    ap.add_argument("--pace", type=float, default=PACE_S,
+    ap.add_argument("--pace", type=float, default=0.02,
                     help="mean pause between a client's requests in seconds (0.02): the soak is "
                     "about time under faults, not peak load, which bench/ measures")
     ap.add_argument("--log-level", default="warn", help="the daemon's (warn); its log is shown "
@@ -486,8 +483,6 @@ def main():
     if a.probe:
         probe_main(*a.probe)
         return 0
-    global PACE_S
-    PACE_S = a.pace
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     log("seed %d, %.0f s of traffic" % (seed, a.duration))
     rng = random.Random(seed)
@@ -525,13 +520,16 @@ def main():
         res = Results()
         threads = []
         for i in range(a.clients):
-            threads.append(worker(non_streamed(d.url), stop, res, random.Random(seed + 1 + i)))
+            threads.append(worker(non_streamed(d.url), stop, res, random.Random(seed + 1 + i),
+                                  a.pace))
         for i in range(a.streams):
-            threads.append(worker(streamed(d.url), stop, res, random.Random(seed + 100 + i)))
+            threads.append(worker(streamed(d.url), stop, res, random.Random(seed + 100 + i),
+                                  a.pace))
         for i in range(a.slowloris):
             threads.append(worker(slowloris(d.host, d.port), stop, res,
-                                  random.Random(seed + 200 + i)))
-        threads.append(worker(malformed(d.host, d.port), stop, res, random.Random(seed + 300)))
+                                  random.Random(seed + 200 + i), a.pace))
+        threads.append(worker(malformed(d.host, d.port), stop, res, random.Random(seed + 300),
+                              a.pace))
         chaos = Chaos(nodes, stop, random.Random(seed + 400))
         chaos.start()
 

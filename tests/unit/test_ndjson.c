@@ -95,7 +95,10 @@ static void test_progress(void)
     sol_ndjson_progress("not json", 8, &p, err, sizeof err);
     CHECK(p.len == 8 && !p.is_object, "not an object");
     sol_ndjson_progress(" \r", 2, &p, err, sizeof err);
-    CHECK(p.len == 0, "blank");
+    CHECK(p.len == p.start, "blank");
+    sol_ndjson_progress(" {\"error\":\"x\"}\n", 15, &p, err, sizeof err);
+    CHECK(p.start == 1 && p.len == 14 && p.is_object && p.has_error && strcmp(err, "x") == 0,
+          "a whole error body with whitespace around it");
 }
 
 int main(void)
