@@ -43,7 +43,8 @@ NODES = [
      ["llama3.2:3b", "qwen2.5:7b,loaded", "nomic-embed-text,embed,loaded"]),
 ]
 MAX_CONCURRENT = 4
-WAIT_FOR_FASTER = False
+WAIT_FOR_FASTER = True
+VERBOSE = False
 
 
 def pct(values, p):
@@ -77,6 +78,8 @@ def workload(url, deadline, rng, out, lock, once=False):
                             "options": {"num_predict": rng.choice([16, 32, 64, 128])}}
                     text = ""
                     with h.open_stream("POST", url + "/api/chat", body, timeout=120) as s:
+                        node = s.headers.get("x-sollol-node", "?")
+                        qms = s.headers.get("x-sollol-queue-ms", "?")
                         first = None
                         for ev in s.lines():
                             if first is None:
@@ -84,7 +87,9 @@ def workload(url, deadline, rng, out, lock, once=False):
                             text += ev.json.get("message", {}).get("content", "")
                     msgs.append({"role": "assistant", "content": text})
                     with lock:
-                        out.append(("chat", time.monotonic() - t0, first - t0 if first else None))
+                        out.append(("chat", time.monotonic() - t0, first - t0 if first else None,
+                                    "%s/%d@%s q=%s" % (model, body["options"]["num_predict"],
+                                                       node, qms), t0))
                 continue
             if kind < 0.85:
                 body = {"model": "llama3.2:3b", "prompt": "write " * rng.randrange(10, 400),
@@ -98,10 +103,13 @@ def workload(url, deadline, rng, out, lock, once=False):
                 kind_name = "embed"
             if r.status == 200:
                 with lock:
-                    out.append((kind_name, time.monotonic() - t0, ttft))
+                    out.append((kind_name, time.monotonic() - t0, ttft, "%s@%s q=%s" % (
+                        body.get("options", {}).get("num_predict", len(body.get("input", []))),
+                        r.headers.get("x-sollol-node", "?"), r.headers.get("x-sollol-queue-ms", "?")),
+                        t0))
         except Exception as e:  # noqa: BLE001 - a failed request is reported, not fatal
             with lock:
-                out.append(("error", time.monotonic() - t0, str(e)[:80]))
+                out.append(("error", time.monotonic() - t0, None, str(e)[:80], t0))
 
 
 def open_loop(url, seconds, rate, seed, out, lock):
@@ -128,7 +136,7 @@ def open_loop(url, seconds, rate, seed, out, lock):
         th.join(180)
 
 
-def run_mode(mode, seconds, clients, rate=0.0):
+def run_mode(mode, seconds, clients, rate=0.0, warmup=0.0):
     sims = []
     try:
         for name, args, models in NODES:
@@ -142,24 +150,30 @@ def run_mode(mode, seconds, clients, rate=0.0):
         d = h.start_process("sollold", ["--config", f.name, "--listen", "127.0.0.1:0"])
         try:
             out, lock = [], threading.Lock()
+            measured_from = time.monotonic() + warmup
             if rate > 0:
-                open_loop(d.url, seconds, rate, 4242, out, lock)
+                open_loop(d.url, warmup + seconds, rate, 4242, out, lock)
             else:
-                deadline = time.monotonic() + seconds
+                deadline = time.monotonic() + warmup + seconds
                 threads = [threading.Thread(target=workload,
                                             args=(d.url, deadline, random.Random(1000 + i), out,
                                                   lock), daemon=True) for i in range(clients)]
                 for t in threads:
                     t.start()
                 for t in threads:
-                    t.join(seconds + 180)
+                    t.join(warmup + seconds + 180)
         finally:
             d.close()
             os.unlink(f.name)
     finally:
         for s in sims:
             s.close()
+    # Requests started during the warm-up only taught the daemon its nodes.
+    out = [o for o in out if o[4] >= measured_from]
     done = [o for o in out if o[0] != "error"]
+    if VERBOSE:
+        for o in sorted(done, key=lambda o: -o[1])[:max(1, len(done) // 20)]:
+            print("  %s slow: %-8s %.2fs %s" % (mode, o[0], o[1], o[3]), file=sys.stderr)
     comp = [o[1] for o in done]
     ttft = [o[2] for o in done if o[0] == "chat" and o[2] is not None]
     return {"mode": mode, "requests": len(done), "errors": len(out) - len(done),
@@ -174,24 +188,34 @@ def main():
     ap.add_argument("--clients", type=int, default=24)
     ap.add_argument("--rate", type=float, default=0,
                     help="open loop: tasks arriving per second (Poisson); 0 = closed loop of --clients")
+    ap.add_argument("--warmup", type=float, default=15,
+                    help="seconds of the same traffic before measuring (the daemon learns its "
+                         "nodes' speeds, as it has long done in service); every mode gets it")
     ap.add_argument("--append", help="append the table to this markdown file")
-    ap.add_argument("--wait-for-faster", action="store_true",
-                    help="run the daemon with routing.wait_for_faster")
+    ap.add_argument("--modes", default="cost,round_robin,least_conn",
+                    help="comma-separated routing modes to run (least_conn is always run)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="list the slowest 5%% of requests of each mode on stderr")
+    ap.add_argument("--no-wait-for-faster", action="store_true",
+                    help="run cost mode with routing.wait_for_faster false (start every request "
+                         "on a free slot)")
     a = ap.parse_args()
-    global WAIT_FOR_FASTER
-    WAIT_FOR_FASTER = a.wait_for_faster
-    rows = [run_mode(m, a.seconds, a.clients, a.rate) for m in ("cost", "round_robin", "least_conn")]
+    global WAIT_FOR_FASTER, VERBOSE
+    WAIT_FOR_FASTER = not a.no_wait_for_faster
+    VERBOSE = a.verbose
+    modes = [m for m in a.modes.split(",") if m and m != "least_conn"] + ["least_conn"]
+    rows = [run_mode(m, a.seconds, a.clients, a.rate, a.warmup) for m in modes]
     lc = next(r for r in rows if r["mode"] == "least_conn")
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     lines = ["", "### Routing quality (%s, commit %s, %s, %d cores)" %
              (datetime.date.today().isoformat(), commit or "?", platform.machine(),
               os.cpu_count() or 0), "",
-             "`python3 bench/routing_quality.py --seconds %g %s%s`: three heterogeneous "
+             "`python3 bench/routing_quality.py --seconds %g --warmup %g %s%s`: three heterogeneous "
              "simulated nodes, %d slots each, mixed chats (multi-turn, streamed), generates "
              "and embeddings; %s." % (
-                 a.seconds, "--rate %g" % a.rate if a.rate else "--clients %d" % a.clients,
-                 " --wait-for-faster" if a.wait_for_faster else "",
+                 a.seconds, a.warmup, "--rate %g" % a.rate if a.rate else "--clients %d" % a.clients,
+                 " --no-wait-for-faster" if a.no_wait_for_faster else "",
                  MAX_CONCURRENT,
                  "open loop: Poisson arrivals" if a.rate else "closed loop: every client sends "
                  "its next request when the last one ends"), "",

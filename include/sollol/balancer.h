@@ -50,6 +50,7 @@ struct sol_attempt_report {
     double ttfb_ms;    /* request sent -> first byte; 0 = unknown */
     int prompt_cached; /* the node likely had the prompt's prefix cached: its
                           prompt speed says nothing about a cold prompt */
+    uint64_t eta_ms;   /* what get() stored in *eta_ms (0 = untracked) */
 };
 
 /* Initialises over `table` (not owned) with the scorer and breaker
@@ -63,15 +64,22 @@ void sol_balancer_init(struct sol_balancer *b, struct sol_node_table *table, int
  * eligible (see scorer.h). Accounts the dispatch: in_flight of the node and
  * of its model entry, the breaker's trial. The caller must call
  * sol_balancer_put() for it exactly once. `explain` may be NULL.
+ *
+ * When `eta_ms` is not NULL the attempt is tracked: its expected end (loop
+ * clock, ms, never 0; or 0 when it could not be tracked) is stored in
+ * *eta_ms and in the node's running set, where the scorer reads it to
+ * price the node's wait; the caller passes it back in the report's eta_ms
+ * to put(), which removes it. Untracked attempts (NULL) count in in_flight
+ * only.
  */
 struct sol_node *sol_balancer_get(struct sol_balancer *b, const struct sol_score_req *req,
-                                  struct sol_score_explain *explain);
+                                  struct sol_score_explain *explain, uint64_t *eta_ms);
 
 /* Like sol_balancer_get() for a node chosen by the caller (a request
  * pinned to one node by the operator): accounts the dispatch the same way.
- * Returns the node, or NULL when it is not up. */
+ * Returns the node, or NULL when it is not up. `eta_ms` as for get(). */
 struct sol_node *sol_balancer_get_node(struct sol_balancer *b, struct sol_node *node,
-                                       const struct sol_score_req *req);
+                                       const struct sol_score_req *req, uint64_t *eta_ms);
 
 /* 1 when some node other than those in req->tried could take req now
  * (decides whether a node's error is worth a retry). No side effects. */

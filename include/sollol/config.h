@@ -101,6 +101,29 @@ struct sol_config {
     int typical_predict;
     double affinity_prompt_fraction;
 
+    unsigned shutdown_grace_ms; /* SIGTERM: time in-flight requests get to finish */
+
+    char *discovery_cidrs;          /* "CIDR[:PORT],..." ("" = no discovery) */
+    int discovery_port;             /* port for ranges that name none */
+    unsigned discovery_interval_ms; /* between scans */
+    unsigned discovery_timeout_ms;  /* per scanned address */
+    int discovery_concurrency;      /* addresses probed at once */
+    int discovery_max_missed;       /* missed scans before a found node leaves */
+    /* Access control (auth.h): JSON texts, parsed by sol_auth_init(). */
+    char *auth_keys;      /* JSON array of key objects ("[]" = none) */
+    char *auth_keys_file; /* "" = none; plain keys allowed there */
+    char *auth_public;    /* JSON array of paths open without a key */
+
+    /* Limits on what clients may send and hold (docs/security.md). */
+    unsigned long long max_url_bytes;    /* request target: 414 beyond */
+    unsigned long long max_header_bytes; /* header fields together: 431 beyond */
+    int max_connections;                 /* client connections at once */
+    int max_connections_per_client;      /* per client address; 0 = no limit */
+    unsigned header_timeout_ms;          /* headers of one request must arrive in this time */
+    unsigned client_idle_timeout_ms;     /* silent client connections are closed */
+    int max_upstream_transfers;          /* proxied requests in flight to all nodes */
+    int json_max_depth;                  /* nesting of request bodies: 400 beyond */
+
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */
 
@@ -221,6 +244,8 @@ enum sol_config_type {
     SOL_CONF_NODES,       /* the node list (struct sol_config.nodes/n_nodes) */
     SOL_CONF_HEADERS,     /* a node's header_lines/n_headers; JSON object of strings */
     SOL_CONF_ACTION,      /* a command-line action (--help...): no value, no field */
+    SOL_CONF_JSON,        /* char *; any JSON value kept as compact text, checked by after_set
+                           * and parsed by the module that owns it (auth.c) */
 };
 
 /* Row flags. */
@@ -228,6 +253,9 @@ enum sol_config_type {
 #define SOL_CK_REPEAT   0x2u /* flag may be repeated; values accumulate */
 #define SOL_CK_REQUIRED 0x4u /* must be present (node rows) */
 #define SOL_CK_SECRET   0x8u /* printed as "<redacted>" by sol_config_to_json */
+#define SOL_CK_LIST                                                                                \
+    0x10u /* STRING that the file may also give as an array of strings                             \
+             (stored comma-separated, as env and flags give it) */
 
 struct sol_config_key {
     const char *key;          /* JSON key, "a.b" = nested object; NULL = not in the file */

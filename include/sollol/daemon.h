@@ -13,8 +13,12 @@
 #include "sollol/balancer.h"
 #include "sollol/config.h"
 #include "sollol/curl_uv.h"
+#include "sollol/dashboard.h" /* GET /dashboard */
+#include "sollol/discovery.h"
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/health.h"
+#include "sollol/limits.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
@@ -36,6 +40,7 @@ struct sol_daemon {
     int listen_port;
 
     struct sol_node_table table;
+    unsigned table_cap; /* slots allocated in table.nodes and the per-node arrays */
     struct sol_balancer balancer;
     struct sol_health health;
     int health_running;
@@ -48,11 +53,35 @@ struct sol_daemon {
     unsigned *reserved;        /* scratch: queued requests waiting for each node */
     uv_timer_t dispatch_timer; /* runs the queue after slots free */
     int dispatch_pending;
-    uint64_t retries_total;     /* attempts after the first, all requests */
-    struct sol_metrics metrics; /* GET /metrics: per-request counters (metrics.c) */
+    uint64_t retries_total;         /* attempts after the first, all requests */
+    struct sol_metrics metrics;     /* GET /metrics: per-request counters (metrics.c) */
+    struct sol_dashboard dashboard; /* GET /dashboard: per-second ring, decisions */
+    struct sol_auth auth;           /* API keys and rate limits (auth.c) */
+    struct sol_limits limits;       /* per-connection limits (limits.c) */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
+
+    /* Reload (SIGHUP): main supplies how a fresh config is read (argv,
+     * environment, file), the daemon applies it (reload.h). NULL = reload
+     * not available (the signal is then logged and ignored). */
+    int (*load_config)(struct sol_config *out, char *err, size_t errlen, void *ud);
+    void *load_ud;
+    uint64_t reloads_total, reload_failures_total;
+
+    /* Service manager (notify.h). */
+    uv_timer_t watchdog_timer;        /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    unsigned status_up, status_total; /* the last STATUS= sent */
+    int status_sent;
+
+    /* Graceful shutdown: the first SIGTERM/SIGINT starts draining (new
+     * requests get 503, running ones finish); the grace timer or a second
+     * signal stops for good. */
+    uv_timer_t grace_timer;
+    int draining;
+
+    struct sol_discovery discovery;
+    int discovery_running;
 
     struct sol_request *requests; /* every live request (intrusive list) */
     unsigned requests_live;
@@ -91,6 +120,27 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
 
 /* Frees what sol_daemon_start() allocated. Only after on_stopped. */
 void sol_daemon_free(struct sol_daemon *d);
+
+/*
+ * Graceful shutdown: from now on new requests are answered 503 with
+ * "Connection: close", requests already admitted (streaming, upstream or
+ * queued) continue; the daemon stops (sol_daemon_stop) when the last one
+ * ends or after cfg->shutdown_grace_ms, whichever comes first. Sends
+ * STOPPING=1 to the service manager. A second call stops at once.
+ * on_stopped is as for sol_daemon_stop.
+ */
+void sol_daemon_shutdown(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d));
+
+/*
+ * Re-reads the configuration through d->load_config and applies it
+ * (reload.h). An invalid config is logged with its reason and changes
+ * nothing. Sends RELOADING=1 then READY=1 to the service manager. Returns
+ * 0 when applied, -1 when rejected.
+ */
+int sol_daemon_reload(struct sol_daemon *d);
+
+/* (Re)starts, retargets or idles discovery after d->cfg changed. */
+void sol_daemon_discovery_update(struct sol_daemon *d);
 
 /* Milliseconds on the loop's monotonic clock. */
 uint64_t sol_now_ms(const struct sol_daemon *d);

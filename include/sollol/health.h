@@ -38,7 +38,7 @@ struct sol_health {
     const struct sol_breaker_conf *breaker_conf;
     struct sol_health_conf conf;
     uv_timer_t tick;
-    struct sol_health_probe *probes; /* per node: 3 probes (version, ps, tags) */
+    struct sol_health_probe **probes; /* per node: 3 probes (version, ps, tags), one block each */
     unsigned n_probes;
     uint64_t rng;
     int first_round_done;
@@ -62,6 +62,23 @@ int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *
 /* Asks for a /api/tags probe of `node` as soon as possible (no-op while one
  * is running). Used when a node answered 404 for a model it listed. */
 void sol_health_refresh_tags(struct sol_health *h, const struct sol_node *node);
+
+/*
+ * Starts probing the nodes appended to the table since the last call (or
+ * since sol_health_start): their first probes run on the next tick. Nodes
+ * already known keep their probes (which never move in memory). Returns 0,
+ * or -1 when memory runs out (the nodes not covered stay unprobed, hence
+ * down, until a later call succeeds).
+ */
+int sol_health_sync(struct sol_health *h);
+
+/*
+ * Cancels the running probes of `node` (just marked removed: it is not
+ * probed again while node->removed is set, so its state stays what the
+ * caller set). Clearing node->removed later makes it probed on the next
+ * tick.
+ */
+void sol_health_forget(struct sol_health *h, const struct sol_node *node);
 
 /* Cancels running probes and closes the timer; on_closed runs after. */
 void sol_health_stop(struct sol_health *h, void (*on_closed)(struct sol_health *h));

@@ -18,13 +18,14 @@ int sol_error_body(struct sol_buf *out, unsigned status, int openai, const char 
 
 /* Headers every reply of the daemon can carry; NULL fields are left out. */
 struct sol_reply_headers {
-    const char *request_id;  /* X-Sollol-Request-Id */
-    const char *node;        /* X-Sollol-Node */
-    const char *allow;       /* Allow (405) */
-    const char *retry_after; /* Retry-After (503, 429) */
-    const char *explain;     /* X-Sollol-Explain (routing decision, on request) */
-    const char *queue_ms;    /* X-Sollol-Queue-Ms (time waiting for a node slot) */
-    int close;               /* ask MHD to close the connection afterwards */
+    const char *request_id;    /* X-Sollol-Request-Id */
+    const char *node;          /* X-Sollol-Node */
+    const char *allow;         /* Allow (405) */
+    const char *retry_after;   /* Retry-After (503, 429) */
+    const char *explain;       /* X-Sollol-Explain (routing decision, on request) */
+    const char *queue_ms;      /* X-Sollol-Queue-Ms (time waiting for a node slot) */
+    const char *server_timing; /* Server-Timing (see sol_server_timing_format) */
+    int close;                 /* ask MHD to close the connection afterwards */
 };
 
 /* Queues a copy of body with the given content type and status. Returns
@@ -36,8 +37,29 @@ enum MHD_Result sol_reply(struct MHD_Connection *c, unsigned status, const char 
 enum MHD_Result sol_reply_error(struct MHD_Connection *c, unsigned status, int openai,
                                 const char *msg, const struct sol_reply_headers *h);
 
-/* Adds the non-NULL headers of h to a response. */
+/* Adds the non-NULL headers of h to a response. While a local answer is
+ * being built (sol_reply_local_begin), X-Sollol-Request-Id and
+ * Server-Timing missing from h (or h NULL) come from that context. */
 void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_headers *h);
+
+/*
+ * Brackets the code that answers a request the daemon serves itself (its
+ * own pages, the probe-table aggregates, 404/405 before routing): every
+ * reply queued in between carries X-Sollol-Request-Id `request_id` (copied)
+ * and `Server-Timing: total;dur=<ms since begin>`. Single-threaded; the
+ * calls must not nest. end() clears the context.
+ */
+void sol_reply_local_begin(const char *request_id);
+void sol_reply_local_end(void);
+
+/*
+ * Writes a Server-Timing value into buf: `queue;dur=Q, upstream;dur=U;
+ * desc="first byte", total;dur=T` (milliseconds, 1 decimal); an entry whose
+ * value is negative is left out. Returns the length (0 when none fits; the
+ * buffer then holds ""). 96 bytes hold all three.
+ */
+size_t sol_server_timing_format(char *buf, size_t len, double queue_ms, double upstream_ms,
+                                double total_ms);
 
 #define SOL_CT_JSON   "application/json; charset=utf-8"
 #define SOL_CT_TEXT   "text/plain; charset=utf-8"

@@ -10,6 +10,7 @@
 #define SOLLOL_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum sol_log_level { SOL_LOG_ERROR = 0, SOL_LOG_WARN, SOL_LOG_INFO, SOL_LOG_DEBUG };
 
@@ -22,6 +23,17 @@ int sol_log_parse_level(const char *name);
 /* 0: text lines "<time> <tag> <level> <message>"; 1: one JSON object per
  * line {"time","tag","level","msg"} for log shippers. Default 0. */
 void sol_log_set_json(int json);
+
+/* The format chosen with sol_log_set_json(): 1 for JSON lines, else 0.
+ * Lets modules that write structured lines (the access log) match it. */
+int sol_log_is_json(void);
+
+/* Writes `line` (len bytes, already ending in '\n') to the sink with one
+ * write(2), unchanged. For modules that format whole lines themselves. */
+void sol_log_write_line(const char *line, size_t len);
+
+/* The tag set with sol_log_set_tag(). Static. */
+const char *sol_log_tag(void);
 
 /* Sets the tag written in front of every line ("sollold", "ollama-sim"). */
 void sol_log_set_tag(const char *tag);

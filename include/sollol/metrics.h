@@ -27,6 +27,7 @@
 #include "sollol/queue.h"
 #include "sollol/routes.h"
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 #include <stdint.h>
 
@@ -74,8 +75,10 @@ struct sol_metrics {
     /* Per route. */
     struct sol_metrics_hist duration[SOL_METRICS_MAX_ROUTES + 1];
     struct sol_metrics_hist ttfb[SOL_METRICS_MAX_ROUTES + 1];
+    struct sol_metrics_hist ttft[SOL_METRICS_MAX_ROUTES + 1]; /* streamed inference only */
     uint64_t bytes_out[SOL_METRICS_MAX_ROUTES + 1];
-    uint64_t retries[SOL_METRICS_MAX_ROUTES + 1]; /* attempts after the first */
+    uint64_t retries[SOL_METRICS_MAX_ROUTES + 1];   /* attempts after the first */
+    uint64_t failovers[SOL_METRICS_MAX_ROUTES + 1]; /* answered after an attempt failed */
     struct sol_metrics_hist queue_wait;
 
     /* Per (node, model): [node * (SOL_METRICS_MAX_MODELS + 1) + model], real nodes only. */
@@ -91,12 +94,14 @@ struct sol_metrics_sample {
     unsigned status;               /* HTTP status sent, 0 when none */
     double duration_s;             /* request start -> completion */
     double ttfb_s;                 /* the answering attempt: sent -> first byte; <= 0 unknown */
+    double ttft_s;                 /* streamed inference: arrival -> first chunk; <= 0 none */
     double queue_s;                /* time waiting for a node slot */
     int waited;                    /* reached admission (record queue_s even when 0) */
     unsigned attempts;             /* nodes tried */
     uint64_t bytes_out;            /* body bytes sent to the client */
-    uint64_t eval_count;           /* the node's final metrics (0 unknown) */
-    uint64_t prompt_eval_count;
+    uint64_t eval_count;           /* tokens generated: eval_count, or OpenAI's
+                                      usage.completion_tokens (0 unknown) */
+    uint64_t prompt_eval_count;    /* prompt_eval_count, or usage.prompt_tokens */
 };
 
 /* Everything rendered besides the recorded counters, read at scrape time. */
@@ -110,6 +115,13 @@ struct sol_metrics_view {
     int affinity_on;
     struct sol_affinity_stats affinity;
     int process; /* 1: add process_* families from /proc/self */
+    /* The sharded-model coordinator's status (the "rpc" object of
+     * /api/stats: {"enabled", "backends": [{"address", "reachable",
+     * "version", "in_use", "excluded", "free_bytes", "total_bytes"}],
+     * "coordinator": {"state", "restarts", "uptime_s"}}), or NULL: the
+     * sollol_rpc_* and sollol_coordinator_* families are rendered only when
+     * it is given with "enabled": true. Borrowed. */
+    const cJSON *rpc;
 };
 
 /* Allocates the fixed tables for a table of n_nodes. 0, or -1 (out of memory). */

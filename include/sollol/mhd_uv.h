@@ -14,10 +14,7 @@
 #define SOLLOL_MHD_UV_H
 
 #include <microhttpd.h>
-#include <stdint.h>
 #include <uv.h>
-
-struct sol_mhd_conn; /* a connection tracked by sol_mhd_uv_notify_connection() */
 
 struct sol_mhd_uv {
     uv_loop_t *loop;
@@ -27,8 +24,6 @@ struct sol_mhd_uv {
     int handles_open; /* handles not yet through their close callback */
     int kick_pending; /* an MHD_run() is due on the next iteration */
     void (*on_closed)(struct sol_mhd_uv *glue);
-    struct sol_mhd_conn *conns; /* open connections (when tracking is on) */
-    uint64_t last_sweep_ms;     /* uv_now() of the last hang-up sweep */
 };
 
 /*
@@ -41,31 +36,16 @@ struct sol_mhd_uv {
 int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, char *err,
                       size_t errlen);
 
+/* Nonzero when socket fd is bound to a loopback address (127.0.0.0/8 or
+ * ::1) only; 0 for any other address, an unbound socket or an error. */
+int sol_socket_is_loopback(int fd);
+
 /*
  * Starts watching `daemon` on `loop`. Returns 0, or a negative libuv error.
  * The glue does not own the daemon: stop it only after sol_mhd_uv_close()
  * has called back.
  */
 int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemon *daemon);
-
-/*
- * Optional hang-up tracking, for MHD_OPTION_NOTIFY_CONNECTION with the glue
- * as its closure (the glue struct must exist before MHD_start_daemon; its
- * tracking fields are set by sol_mhd_uv_attach, before MHD accepts).
- *
- * Why: in epoll mode libmicrohttpd 0.9.75 treats a read that returns less
- * than its buffer as "socket drained". When the rest of a request and the
- * client's FIN arrive together (a client that sends part of a request and
- * hangs up), the FIN is never read, no new edge comes, and the connection
- * sits in CLOSE_WAIT until MHD's connection timeout, holding a descriptor.
- * So about once a second, before MHD_run(), the glue peeks at each open,
- * non-suspended connection; one whose peer has closed gets a 1 s MHD
- * timeout, and MHD closes it through its normal path (completion callbacks
- * included). Suspended connections are the request's own hang-up watch's
- * job. Costs one recv(MSG_PEEK) per open connection per second.
- */
-void sol_mhd_uv_notify_connection(void *cls, struct MHD_Connection *connection,
-                                  void **socket_context, enum MHD_ConnectionNotificationCode toe);
 
 /* Runs MHD once now and re-arms the timer. Safe from any loop callback that
  * is not itself called from inside MHD_run(). */

@@ -3,7 +3,8 @@
  *
  * One struct sol_node per configured Ollama node. Who writes what (haproxy's
  * split between health checks and balancing):
- *  - identity fields are set once from the config and never change;
+ *  - identity fields are set once from the config and never change (a node
+ *    whose URL changes on reload is a new node, see reload.h);
  *  - health fields (state, breaker, models' installed/loaded facts, probe
  *    round trip) are written only by the health side: active probes
  *    (health.c) and passive outcomes reported through sol_balancer_put();
@@ -74,6 +75,11 @@ struct sol_node_model {
     double load_ms;    /* load_duration when the model was cold */
     double ttfb_ms;    /* request sent -> first byte */
     unsigned samples;
+    /* Until this pair has a sample of its own: its speeds inferred from the
+     * rest of the table (this model's speed on other nodes, scaled by how
+     * this node compares with them on models both ran). 0 = no inference.
+     * Written by the balancer after each learned sample. */
+    double prior_gen_tps, prior_prompt_tps;
 
     /* Cold: facts for the aggregated endpoints and stats. */
     char name[SOL_MODEL_NAME_MAX]; /* canonical, e.g. "llama3.2:latest" */
@@ -95,6 +101,13 @@ struct sol_node {
     struct curl_slist *headers; /* Host plus configured outbound headers; owned */
     unsigned max_concurrent;    /* slots: at most this many requests in flight */
     double weight;              /* > 0; cost is divided by it (2 = twice as attractive) */
+    /* Membership (written by daemon.c on reload and by discovery): a removed
+     * node is kept down, unprobed and hidden, never freed before the daemon,
+     * so requests, fan-out legs and affinity entries that still point at it
+     * stay valid while what it serves finishes. */
+    unsigned removed : 1;
+    unsigned discovered : 1; /* found by discovery.c, not in the config file */
+    unsigned left_logged : 1;
 
     /* health (written by the health side only) */
     enum sol_node_state state;
@@ -114,6 +127,12 @@ struct sol_node {
 
     /* load (written by the balancer) */
     unsigned in_flight;
+    /* Expected end (loop clock, ms) of each attempt running here whose
+     * dispatcher asked for tracking, unordered. With every slot taken, the
+     * scorer prices a node's wait from the soonest of these ends instead of
+     * assuming the running requests are like the new one. */
+    uint64_t *running_eta;
+    unsigned n_running, cap_running;
 
     /* counters (monotonic, for stats) */
     uint64_t requests_total;

@@ -12,19 +12,21 @@
 #include <stddef.h>
 
 enum sol_route_kind {
-    SOL_ROUTE_NONE = 0,  /* unknown path: 404 */
-    SOL_ROUTE_ROOT,      /* GET/HEAD /: "Ollama is running" */
-    SOL_ROUTE_VERSION,   /* GET/HEAD /api/version: the daemon's own version */
-    SOL_ROUTE_PROXY,     /* body names a model; proxied to one node */
-    SOL_ROUTE_TAGS,      /* GET/HEAD /api/tags: union from the probe table */
-    SOL_ROUTE_PS,        /* GET /api/ps: union of loaded models, with "node" */
-    SOL_ROUTE_V1_MODELS, /* GET /v1/models: union in OpenAI's shape */
-    SOL_ROUTE_V1_MODEL,  /* GET /v1/models/:model */
-    SOL_ROUTE_HEALTH,    /* GET /api/health: the daemon's own health */
-    SOL_ROUTE_STATS,     /* GET /api/stats: the whole probe table */
-    SOL_ROUTE_FANOUT,    /* pull/delete/copy: sent to every routable node */
-    SOL_ROUTE_PINNED,    /* create/push/blobs: one node, named or first routable */
-    SOL_ROUTE_METRICS,   /* GET /metrics: Prometheus text format (metrics.c) */
+    SOL_ROUTE_NONE = 0,       /* unknown path: 404 */
+    SOL_ROUTE_ROOT,           /* GET/HEAD /: "Ollama is running" */
+    SOL_ROUTE_VERSION,        /* GET/HEAD /api/version: the daemon's own version */
+    SOL_ROUTE_PROXY,          /* body names a model; proxied to one node */
+    SOL_ROUTE_TAGS,           /* GET/HEAD /api/tags: union from the probe table */
+    SOL_ROUTE_PS,             /* GET /api/ps: union of loaded models, with "node" */
+    SOL_ROUTE_V1_MODELS,      /* GET /v1/models: union in OpenAI's shape */
+    SOL_ROUTE_V1_MODEL,       /* GET /v1/models/:model */
+    SOL_ROUTE_HEALTH,         /* GET /api/health: the daemon's own health */
+    SOL_ROUTE_STATS,          /* GET /api/stats: the whole probe table */
+    SOL_ROUTE_FANOUT,         /* pull/delete/copy: sent to every routable node */
+    SOL_ROUTE_PINNED,         /* create/push/blobs: one node, named or first routable */
+    SOL_ROUTE_METRICS,        /* GET /metrics: Prometheus text format (metrics.c) */
+    SOL_ROUTE_DASHBOARD,      /* GET/HEAD /dashboard: the live page (dashboard.c) */
+    SOL_ROUTE_DASHBOARD_DATA, /* GET /api/sollol/dashboard: what the page polls */
 };
 
 /* Per-route properties the lifecycle relies on. */

@@ -9,8 +9,10 @@
  *
  * with, for the node-model pair (n, M):
  *
- *     gen_tps    = learned EWMA of eval tokens/s,        else default_gen_tps (30)
- *     prompt_tps = learned EWMA of prompt tokens/s,      else default_prompt_tps (500)
+ *     gen_tps    = learned EWMA of eval tokens/s,        else inferred (below),
+ *                  else default_gen_tps (30)
+ *     prompt_tps = learned EWMA of prompt tokens/s,      else inferred,
+ *                  else default_prompt_tps (500)
  *     P          = request prompt tokens (prompt bytes / 4, estimated by the caller)
  *     G          = num_predict if > 0, else typical_predict (256); 0 for embeddings
  *     f          = affinity_prompt_fraction (0.1) if n is the request's
@@ -22,7 +24,8 @@
  *
  *     prompt = f * P / prompt_tps
  *     gen    = G / gen_tps * (1 + min(c, k - 1) / k)
- *     wait   = c >= k ? (c - k + 1) * s / k : 0
+ *     wait   = c >= k ? the (c - k + 1)-th soonest expected end among the
+ *              requests running on n (see "Wait" below) : 0
  *     load   = 0 if M is loaded on n (/api/ps), else learned load_ms EWMA,
  *              else default_load_ms (5000), in seconds
  *     rtt    = probe round trip EWMA in seconds (0 when unknown)
@@ -38,8 +41,15 @@
  *    request: a long generation favours the node with the fastest decode, a
  *    short one favours the node that answers first (low rtt, no load).
  *  - Learned speeds are per node *and* model (a 70B and a 3B model on one
- *    GPU differ tenfold). A node never measured starts from the defaults,
- *    never from 0, so it is neither ignored nor flooded.
+ *    GPU differ tenfold). A pair not yet measured on a node that has
+ *    measured other models is inferred (the balancer keeps
+ *    prior_gen_tps/prior_prompt_tps): the model's mean speed on the nodes
+ *    that ran it (the default when none did), times this node's speed
+ *    relative to the others on the models it ran. Without that, a slow
+ *    node's first request for each of its models would be priced at the
+ *    default speed and land there. A node never measured at all starts
+ *    from the defaults, never from 0, so it is neither ignored nor flooded
+ *    (and gets explored).
  *  - Contention: a node with free slots still shares one GPU between its
  *    running sequences. Batched decode is memory-bandwidth bound, so each
  *    extra sequence slows the others but far less than time-slicing would;
@@ -52,11 +62,16 @@
  *    Prefill is left out: it is compute bound and short, and a new request's
  *    prefill is scheduled promptly.
  *  - Wait: with all k slots busy, a request waits for (c - k + 1) slots to
- *    free up; k slots free up about k times faster than one, hence
- *    (c - k + 1) * s / k. The requests ahead are others', whose service time
- *    we do not know; this request's own s (without the affinity discount:
- *    our cached prefix does not shorten their work) is the estimate. With
- *    k = 1 and c = 1 that is one full s: wait for the one running request.
+ *    free up. The balancer records when each running attempt is expected to
+ *    end (sol_scorer_service_s() at dispatch: its own num_predict, prompt
+ *    and the node's learned speeds), so the wait is the (c - k + 1)-th
+ *    soonest of those ends: a node whose running requests are nearly done
+ *    is a short wait even when they were long. An attempt already past its
+ *    expected end is assumed to need as long again as it has overrun. For
+ *    positions beyond the tracked attempts (or none tracked), k slots free
+ *    up about k times faster than one: s / k each, with this request's own
+ *    s (without the affinity discount: our cached prefix does not shorten
+ *    others' work) as the estimate of theirs.
  *  - Load: a cold model costs seconds to minutes (load_duration), usually
  *    more than the whole generation, so a node that has M loaded wins unless
  *    it is much busier or slower. The learned value comes from this node's
@@ -220,6 +235,26 @@ int sol_scorer_explain_format(const struct sol_score_explain *e, char *buf, size
 /* Short name of a skip reason: "tried", "down", "misconfigured",
  * "breaker-open", "no-model", "model-gone", "saturated". Static. */
 const char *sol_skip_reason_name(enum sol_skip_reason r);
+
+/*
+ * The cost (seconds, as above) of running req on n at now_ms, or INFINITY
+ * when n is not a candidate for req. Same numbers as sol_scorer_pick()
+ * compares; for callers that weigh two specific nodes (waiting for a busy
+ * node against starting now on a free one). No side effects.
+ */
+double sol_scorer_cost(const struct sol_scorer *s, const struct sol_node *n,
+                       const struct sol_score_req *req, uint64_t now_ms);
+
+/*
+ * Expected seconds an attempt of req holds its slot on n once dispatched
+ * there now: cold load if the model is not loaded, prompt (with the
+ * affinity discount), and generation slowed by the requests already
+ * running on n. The balancer adds it to the dispatch time to get the
+ * attempt's expected end (struct sol_node running_eta). Needs no
+ * eligibility; an unknown model is priced with the defaults.
+ */
+double sol_scorer_service_s(const struct sol_scorer *s, const struct sol_node *n,
+                            const struct sol_score_req *req);
 
 /*
  * The node's entry for the model with this key, or NULL. Linear scan

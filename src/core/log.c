@@ -14,6 +14,23 @@ void sol_log_set_json(int json)
     json_lines = json;
 }
 
+int sol_log_is_json(void)
+{
+    return json_lines;
+}
+
+const char *sol_log_tag(void)
+{
+    return current_tag;
+}
+
+void sol_log_write_line(const char *line, size_t len)
+{
+    /* One write per line; a failed log write has nowhere to be reported. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
 /* Appends s as JSON string content (no quotes) to out; returns bytes. */
 static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
 {

@@ -1,12 +1,12 @@
 #include "sollol/mhd_uv.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -60,72 +60,39 @@ int sol_listen_socket(const char *host, int port, int backlog, int *bound_port, 
     return fd;
 }
 
-static void arm_timer(struct sol_mhd_uv *glue);
-
-struct sol_mhd_conn {
-    struct sol_mhd_conn *prev, *next;
-    struct MHD_Connection *conn;
-    int fd;
-    int closing; /* its 1 s timeout is set */
-};
-
-void sol_mhd_uv_notify_connection(void *cls, struct MHD_Connection *connection,
-                                  void **socket_context, enum MHD_ConnectionNotificationCode toe)
+int sol_socket_is_loopback(int fd)
 {
-    struct sol_mhd_uv *glue = cls;
-    struct sol_mhd_conn *c = *socket_context;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *info =
-            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-        c = info ? calloc(1, sizeof *c) : NULL;
-        if (!c)
-            return; /* untracked: MHD's own timeout still applies */
-        c->conn = connection;
-        c->fd = info->connect_fd;
-        c->next = glue->conns;
-        if (c->next)
-            c->next->prev = c;
-        glue->conns = c;
-        *socket_context = c;
-    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && c) {
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            glue->conns = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        free(c);
-        *socket_context = NULL;
-    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    return 0;
 }
 
-/* See sol_mhd_uv_notify_connection() in the header. */
-static void sweep_hangups(struct sol_mhd_uv *glue)
+static void arm_timer(struct sol_mhd_uv *glue);
+
+static unsigned connections(struct MHD_Daemon *daemon)
 {
-    uint64_t now = uv_now(glue->loop);
-    if (!glue->conns || now - glue->last_sweep_ms < 1000)
-        return;
-    glue->last_sweep_ms = now;
-    for (struct sol_mhd_conn *c = glue->conns; c; c = c->next) {
-        if (c->closing)
-            continue;
-        const union MHD_ConnectionInfo *info =
-            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_SUSPENDED);
-        if (info && info->suspended)
-            continue;
-        char byte;
-        if (recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-            MHD_set_connection_option(c->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
-            c->closing = 1;
-        }
-    }
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return i ? i->num_connections : 0;
 }
 
 static void run_mhd(struct sol_mhd_uv *glue)
 {
     glue->kick_pending = 0;
-    sweep_hangups(glue);
+    unsigned before = connections(glue->daemon);
     MHD_run(glue->daemon);
+    /* At its connection limit MHD stops watching the listening socket and
+     * puts it back only at the start of a later run. Connections that closed
+     * in this run may have freed a slot: run again, or a client waiting in
+     * the backlog would wait for an unrelated event. */
+    if (connections(glue->daemon) < before)
+        glue->kick_pending = 1;
     arm_timer(glue);
 }
 
@@ -170,8 +137,6 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
     glue->handles_open = 0;
     glue->kick_pending = 0;
     glue->on_closed = NULL;
-    glue->conns = NULL;
-    glue->last_sweep_ms = 0;
     int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
     if (rc < 0)
         return rc;

@@ -8,6 +8,7 @@
 #include "sollol/http_reply.h"
 #include "sollol/metrics.h"
 #include "sollol/model_name.h"
+#include "sollol/reload.h"
 #include "sollol/scorer.h"
 
 #include <cjson/cJSON.h>
@@ -221,6 +222,8 @@ static cJSON *stats_json(struct sol_daemon *d)
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
     for (unsigned i = 0; i < d->table.count; i++) {
         const struct sol_node *n = d->table.nodes[i];
+        if (n->removed) /* left the table (reload.h): only kept until drained */
+            continue;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(nodes, o);
         cJSON_AddStringToObject(o, "name", n->name);
@@ -284,6 +287,9 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     switch (route->kind) {
     case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
         return sol_metrics_serve(d, c);
+    case SOL_ROUTE_DASHBOARD: /* GET /dashboard and its data (dashboard.c) */
+    case SOL_ROUTE_DASHBOARD_DATA:
+        return sol_dashboard_serve(d, c, route);
     case SOL_ROUTE_TAGS:
         rc = sol_aggregate_tags(&d->table, &b);
         break;
@@ -306,16 +312,15 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
         break;
     }
     case SOL_ROUTE_HEALTH: {
-        unsigned up = 0;
-        for (unsigned i = 0; i < d->table.count; i++)
-            up += d->table.nodes[i]->state == SOL_NODE_UP;
-        const char *st = up == d->table.count ? "ok" : up ? "degraded" : "down";
+        unsigned up, total;
+        sol_daemon_node_counts(d, &up, &total); /* reload.h: removed nodes do not count */
+        const char *st = up == total ? "ok" : up ? "degraded" : "down";
         if (!up)
             status = MHD_HTTP_SERVICE_UNAVAILABLE;
         rc = sol_buf_appendf(&b,
                              "{\"status\":\"%s\",\"version\":\"%s\",\"nodes_up\":%u,"
                              "\"nodes_total\":%u,\"requests_live\":%u}",
-                             st, SOLLOL_VERSION, up, d->table.count, d->requests_live);
+                             st, SOLLOL_VERSION, up, total, d->requests_live);
         break;
     }
     case SOL_ROUTE_STATS: {

@@ -6,6 +6,8 @@
  * not parse or is out of bounds fails the unit test instead of shipping.
  */
 #include "sollol/config.h"
+#include "sollol/discovery.h"
+#include "sollol/auth.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -35,6 +37,10 @@
 static int derive_listen(void *obj, char *why, size_t whylen);
 static int derive_node_url(void *obj, char *why, size_t whylen);
 static int check_node_name(void *obj, char *why, size_t whylen);
+static int check_discovery_cidrs(void *obj, char *why, size_t whylen);
+static int check_auth_keys(void *obj, char *why, size_t whylen);
+static int check_auth_keys_file(void *obj, char *why, size_t whylen);
+static int check_auth_public(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -125,7 +131,7 @@ const struct sol_config_key sol_config_keys[] = {
      .env = "SOLLOL_WAIT_FOR_FASTER",
      .flag = "wait-for-faster",
      .type = SOL_CONF_BOOL,
-     .def = "false",
+     .def = "true",
      .offset = CFG(wait_for_faster),
      .doc = "Cost mode: a queued request may wait for a busy faster node rather than take a "
             "free slot elsewhere"},
@@ -340,6 +346,183 @@ const struct sol_config_key sol_config_keys[] = {
      .max = 1,
      .offset = CFG(affinity_prompt_fraction),
      .doc = "Share of the prompt time the node holding a conversation's prefix pays"},
+    {.key = "shutdown.grace_ms",
+     .env = "SOLLOL_SHUTDOWN_GRACE",
+     .flag = "shutdown-grace",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30s",
+     .min = 0,
+     .max = 86400000, /* 24h */
+     .offset = CFG(shutdown_grace_ms),
+     .doc = "On SIGTERM/SIGINT, time in-flight requests get to finish before they are cut"},
+    {.key = "discovery.cidrs",
+     .env = "SOLLOL_DISCOVERY_CIDRS",
+     .flag = "discover",
+     .metavar = "CIDR[:PORT],...",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(discovery_cidrs),
+     .flags = SOL_CK_LIST,
+     .after_set = check_discovery_cidrs,
+     .doc = "IPv4 ranges scanned for Ollama nodes (list or comma-separated; empty = off)"},
+    {.key = "discovery.port",
+     .env = "SOLLOL_DISCOVERY_PORT",
+     .flag = "discovery-port",
+     .metavar = "PORT",
+     .type = SOL_CONF_INT,
+     .def = "11434",
+     .min = 1,
+     .max = 65535,
+     .offset = CFG(discovery_port),
+     .doc = "Port scanned in ranges that name none"},
+    {.key = "discovery.interval_ms",
+     .env = "SOLLOL_DISCOVERY_INTERVAL",
+     .flag = "discovery-interval",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "60s",
+     .min = 200,
+     .max = 86400000, /* 24h */
+     .offset = CFG(discovery_interval_ms),
+     .doc = "Time between two discovery scans"},
+    {.key = "discovery.timeout_ms",
+     .env = "SOLLOL_DISCOVERY_TIMEOUT",
+     .flag = "discovery-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "1s",
+     .min = 10,
+     .max = 60000,
+     .offset = CFG(discovery_timeout_ms),
+     .doc = "Connect-and-answer time allowed to one scanned address"},
+    {.key = "discovery.concurrency",
+     .env = "SOLLOL_DISCOVERY_CONCURRENCY",
+     .flag = "discovery-concurrency",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "32",
+     .min = 1,
+     .max = 1024,
+     .offset = CFG(discovery_concurrency),
+     .doc = "Scanned addresses in flight at most"},
+    {.key = "discovery.max_missed",
+     .env = "SOLLOL_DISCOVERY_MAX_MISSED",
+     .flag = "discovery-max-missed",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "3",
+     .min = 1,
+     .max = 1000,
+     .offset = CFG(discovery_max_missed),
+     .doc = "Scans in a row a discovered node may miss before it leaves the table"},
+    {.key = "auth.keys",
+     .env = "SOLLOL_AUTH_KEYS",
+     .flag = "auth-keys",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(auth_keys),
+     .after_set = check_auth_keys,
+     .doc = "API keys as a JSON array of {name, sha256, models, rate, admin} (none = open)"},
+    {.key = "auth.keys_file",
+     .env = "SOLLOL_AUTH_KEYS_FILE",
+     .flag = "auth-keys-file",
+     .metavar = "PATH",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(auth_keys_file),
+     .after_set = check_auth_keys_file,
+     .doc = "JSON file of API keys, plain keys allowed; must be mode 0600/0400, owned by sollold"},
+    {.key = "auth.public",
+     .env = "SOLLOL_AUTH_PUBLIC",
+     .flag = "auth-public",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(auth_public),
+     .after_set = check_auth_public,
+     .doc = "Paths open without a key when keys exist, e.g. [\"/metrics\", \"/api/version\"]"},
+    {.key = "limits.max_url_bytes",
+     .env = "SOLLOL_MAX_URL",
+     .flag = "max-url",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "8KiB",
+     .min = 256,
+     .max = 65536,
+     .offset = CFG(max_url_bytes),
+     .doc = "Longest request target (path and query) accepted: 414 beyond"},
+    {.key = "limits.max_header_bytes",
+     .env = "SOLLOL_MAX_HEADER",
+     .flag = "max-header",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "32KiB",
+     .min = 1024,
+     .max = 1048576,
+     .offset = CFG(max_header_bytes),
+     .doc = "Largest total size of a request's header fields: 431 beyond"},
+    {.key = "limits.max_connections",
+     .env = "SOLLOL_MAX_CONNECTIONS",
+     .flag = "max-connections",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .offset = CFG(max_connections),
+     .doc = "Client connections open at once; more are closed when accepted"},
+    {.key = "limits.max_connections_per_client",
+     .env = "SOLLOL_MAX_CONNECTIONS_PER_CLIENT",
+     .flag = "max-connections-per-client",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "256",
+     .min = 0,
+     .max = 1000000,
+     .offset = CFG(max_connections_per_client),
+     .doc = "Connections one client address may hold open (0 = no limit): 429 beyond"},
+    {.key = "limits.header_timeout_ms",
+     .env = "SOLLOL_HEADER_TIMEOUT",
+     .flag = "header-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30s",
+     .min = 100,
+     .max = 3600000,
+     .offset = CFG(header_timeout_ms),
+     .doc = "Time a client has to send a request's headers (cuts off slowloris clients)"},
+    {.key = "limits.client_idle_timeout_ms",
+     .env = "SOLLOL_CLIENT_IDLE_TIMEOUT",
+     .flag = "client-idle-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5m",
+     .min = 1000,
+     .max = 86400000,
+     .offset = CFG(client_idle_timeout_ms),
+     .doc = "A client connection silent this long is closed (not while waiting for a node)"},
+    {.key = "limits.max_upstream_transfers",
+     .env = "SOLLOL_MAX_UPSTREAM",
+     .flag = "max-upstream",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "1024",
+     .min = 1,
+     .max = 1000000,
+     .offset = CFG(max_upstream_transfers),
+     .doc = "Proxied requests in flight to all nodes together; more wait in the queue"},
+    {.key = "limits.json_max_depth",
+     .env = "SOLLOL_JSON_MAX_DEPTH",
+     .flag = "json-max-depth",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "128",
+     .min = 2,
+     .max = 4096,
+     .offset = CFG(json_max_depth),
+     .doc = "Deepest nesting of arrays and objects accepted in a request body: 400 beyond"},
     {.key = "log_level",
      .env = "SOLLOL_LOG_LEVEL",
      .flag = "log-level",
@@ -443,6 +626,12 @@ static void *field_at(void *obj, const struct sol_config_key *k)
 static const void *cfield_at(const void *obj, const struct sol_config_key *k)
 {
     return (const char *)obj + k->offset;
+}
+
+/* Rows whose field is a malloc'd char * (freed and copied with the config). */
+static int owns_text(const struct sol_config_key *k)
+{
+    return k->type == SOL_CONF_STRING || k->type == SOL_CONF_JSON;
 }
 
 /* Copies a value for display in a message: at most ~60 bytes, control
@@ -1113,6 +1302,13 @@ static int derive_node_url(void *obj, char *why, size_t whylen)
     return 0;
 }
 
+static int check_discovery_cidrs(void *obj, char *why, size_t whylen)
+{
+    const struct sol_config *cfg = obj;
+    /* Syntax and size only: the scan itself is discovery.c's. */
+    return sol_discovery_parse(cfg->discovery_cidrs, SOL_OLLAMA_DEFAULT_PORT, NULL, why, whylen);
+}
+
 static int check_node_name(void *obj, char *why, size_t whylen)
 {
     const struct sol_node_conf *n = obj;
@@ -1138,6 +1334,23 @@ static int check_node_name(void *obj, char *why, size_t whylen)
 /* ------------------------------------------------------------------ */
 /* Storing values                                                      */
 /* ------------------------------------------------------------------ */
+
+/* auth.c checks its own sections, so --check-config reports them. */
+static int check_auth_keys(void *obj, char *why, size_t whylen)
+{
+    return sol_auth_check_keys_json(((struct sol_config *)obj)->auth_keys, why, whylen);
+}
+
+static int check_auth_keys_file(void *obj, char *why, size_t whylen)
+{
+    const char *path = ((struct sol_config *)obj)->auth_keys_file;
+    return path && *path ? sol_auth_check_keys_file(path, why, whylen) : 0;
+}
+
+static int check_auth_public(void *obj, char *why, size_t whylen)
+{
+    return sol_auth_check_public_json(((struct sol_config *)obj)->auth_public, why, whylen);
+}
 
 static int after(void *obj, const struct sol_config_key *k, char *why, size_t whylen)
 {
@@ -1236,6 +1449,18 @@ static int set_text(void *obj, const struct sol_config_key *k, const char *text,
         double v;
         return parse_double(text, &v, why, whylen) ? -1 : store_double(obj, k, v, why, whylen);
     }
+    case SOL_CONF_JSON: {
+        cJSON *v = cJSON_Parse(text);
+        char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
+        cJSON_Delete(v);
+        if (!v) {
+            snprintf(why, whylen, "expected a JSON value");
+            return -1;
+        }
+        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
+        free(compact);
+        return rc;
+    }
     default:
         snprintf(why, whylen, "cannot be set from text");
         return -1;
@@ -1251,6 +1476,39 @@ static int json_whole(const cJSON *v, double lo, double hi)
 
 static int set_headers(struct sol_node_conf *n, const cJSON *v, char *why, size_t whylen);
 
+/* A list key given as a JSON array of strings: stored comma-separated, the
+ * form the environment and flags use, so one parser serves all three. */
+static int set_list(void *obj, const struct sol_config_key *k, const cJSON *arr, char *why,
+                    size_t whylen)
+{
+    size_t len = 1;
+    const cJSON *it;
+    int idx = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it) || strchr(it->valuestring, ',')) {
+            snprintf(why, whylen, "[%d]: expected a string without commas, got %s", idx,
+                     cJSON_IsString(it) ? "a list" : json_type_name(it));
+            return -1;
+        }
+        len += strlen(it->valuestring) + 1;
+        idx++;
+    }
+    char *text = malloc(len);
+    if (!text)
+        return oom(why, whylen);
+    text[0] = '\0';
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (text[0])
+            strcat(text, ",");
+        strcat(text, it->valuestring);
+    }
+    int rc = store_string(obj, k, text, why, whylen);
+    free(text);
+    return rc;
+}
+
 /* Sets a scalar (or a node's headers) from a JSON value of the file. */
 static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, char *why,
                     size_t whylen)
@@ -1258,6 +1516,8 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
     switch (k->type) {
     case SOL_CONF_STRING:
     case SOL_CONF_ENUM:
+        if (k->type == SOL_CONF_STRING && (k->flags & SOL_CK_LIST) && cJSON_IsArray(v))
+            return set_list(obj, k, v, why, whylen);
         if (!cJSON_IsString(v))
             break;
         return set_text(obj, k, v->valuestring, why, whylen);
@@ -1294,6 +1554,12 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
         if (!cJSON_IsObject(v))
             break;
         return set_headers(obj, v, why, whylen);
+    case SOL_CONF_JSON: {
+        char *compact = cJSON_PrintUnformatted(v);
+        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
+        free(compact);
+        return rc;
+    }
     default:
         snprintf(why, whylen, "cannot be set here");
         return -1;
@@ -1734,7 +2000,7 @@ void sol_config_free(struct sol_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (owns_text(&sol_config_keys[i]))
             free(*(char **)field_at(cfg, &sol_config_keys[i]));
     free(cfg->listen_host);
     nodes_free(cfg->nodes, cfg->n_nodes);
@@ -1791,7 +2057,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
 {
     *dst = *src;
     for (size_t i = 0; i < sol_config_n_keys; i++)
-        if (sol_config_keys[i].type == SOL_CONF_STRING)
+        if (owns_text(&sol_config_keys[i]))
             *(char **)field_at(dst, &sol_config_keys[i]) = NULL;
     dst->listen_host = NULL;
     dst->nodes = NULL;
@@ -1799,7 +2065,7 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
     int rc = 0;
     for (size_t i = 0; i < sol_config_n_keys; i++) {
         const struct sol_config_key *k = &sol_config_keys[i];
-        if (k->type == SOL_CONF_STRING)
+        if (owns_text(k))
             rc |= dup_field(field_at(dst, k), *(char *const *)cfield_at(src, k));
     }
     rc |= dup_field(&dst->listen_host, src->listen_host);
@@ -2080,6 +2346,11 @@ static cJSON *value_json(const void *obj, const struct sol_config_key *k)
         return cJSON_CreateString(k->choices[*(const int *)f]);
     case SOL_CONF_DOUBLE:
         return cJSON_CreateNumber(*(const double *)f);
+    case SOL_CONF_JSON: {
+        const char *text = *(char *const *)f;
+        cJSON *v = text ? cJSON_Parse(text) : NULL;
+        return v ? v : cJSON_CreateNull();
+    }
     case SOL_CONF_HEADERS: {
         const struct sol_node_conf *n = obj;
         cJSON *h = cJSON_CreateObject();
@@ -2389,10 +2660,14 @@ static int build(struct sol_config *cfg, const struct cli_item *items, size_t n_
             return fail(err, errlen, k->key, &src, "%s", why);
     }
 
-    if (cfg->n_nodes == 0 && !cfg->demo)
-        return fail(err, errlen, "nodes", NULL,
-                    "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
-                    "the config file, or --demo for simulated nodes)");
+    /* Discovery may be the only source of nodes (they join once found). */
+    int discovering =
+        cfg->discovery_cidrs && strspn(cfg->discovery_cidrs, " ,") < strlen(cfg->discovery_cidrs);
+    if (cfg->n_nodes == 0 && !cfg->demo && !discovering)
+        return fail(
+            err, errlen, "nodes", NULL,
+            "no nodes configured (use --node URL, SOLLOL_NODES=URL[,URL...], \"nodes\" in "
+            "the config file, or --demo for simulated nodes; or discovery.cidrs to find them)");
     return 0;
 }
 
@@ -2446,9 +2721,19 @@ int sol_config_from_args(struct sol_config *cfg, int argc, char **argv, char **e
         *action = SOL_CONFIG_EXIT_OK;
     } else if (actions & ACT_CHECK) {
         int v6 = strchr(cfg->listen_host, ':') != NULL;
-        fprintf(out, "configuration OK: listen %s%s%s:%d, %zu node%s%s%s%s\n", v6 ? "[" : "",
+        struct sol_discovery_targets dt = {0};
+        char disc[64] = "";
+        if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &dt, disc,
+                                sizeof disc) == 0 &&
+            dt.hosts)
+            snprintf(disc, sizeof disc, ", discovery over %u address%s", dt.hosts,
+                     dt.hosts == 1 ? "" : "es");
+        else
+            disc[0] = '\0';
+        sol_discovery_targets_free(&dt);
+        fprintf(out, "configuration OK: listen %s%s%s:%d, %zu node%s%s%s%s%s\n", v6 ? "[" : "",
                 *cfg->listen_host ? cfg->listen_host : "*", v6 ? "]" : "", cfg->listen_port,
-                cfg->n_nodes, cfg->n_nodes == 1 ? "" : "s", cfg->demo ? ", demo mode" : "",
+                cfg->n_nodes, cfg->n_nodes == 1 ? "" : "s", disc, cfg->demo ? ", demo mode" : "",
                 cfg->config_path ? ", file " : "", cfg->config_path ? cfg->config_path : "");
         *action = SOL_CONFIG_EXIT_OK;
     }

@@ -6,9 +6,13 @@
 #include "sollol/breaker.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
+#include "sollol/notify.h"
+#include "sollol/reload.h"
 #include "sollol/request.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,12 +24,44 @@ uint64_t sol_now_ms(const struct sol_daemon *d)
     return uv_now(d->loop);
 }
 
+static void notify(const char *msg)
+{
+    if (sol_notify(msg) < 0)
+        SOL_DEBUG("sd_notify(%s): %s", msg, strerror(errno));
+}
+
+/* STATUS= for systemctl status: node counts, sent when they change. */
+static void send_status(struct sol_daemon *d, const char *extra)
+{
+    unsigned up, total;
+    sol_daemon_node_counts(d, &up, &total);
+    if (!extra && d->status_sent && up == d->status_up && total == d->status_total)
+        return;
+    d->status_sent = 1;
+    d->status_up = up;
+    d->status_total = total;
+    char msg[256];
+    snprintf(msg, sizeof msg, "STATUS=%s%s%u of %u node(s) up, %u request(s) in flight",
+             extra ? extra : "", extra ? "; " : "", up, total, d->requests_live);
+    notify(msg);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct sol_daemon *d = t->data;
     uv_update_time(d->loop);
+    sol_daemon_nodes_drained(d);
+    if (d->ready)
+        send_status(d, NULL);
+    if (d->draining && d->requests_live == 0) {
+        SOL_INFO("every request has finished: stopping");
+        sol_daemon_stop(d, d->on_stopped);
+        return;
+    }
     sol_request_sweep(d, sol_now_ms(d));
+    sol_limits_sweep(&d->limits, sol_now_ms(d)); /* slow headers (limits.c) */
     sol_request_expire_queue(d, sol_now_ms(d));
+    sol_dashboard_tick(&d->dashboard, sol_now_ms(d), sol_queue_length(&d->queue), d->requests_live);
     /* A node that came up or a breaker that closed can take waiting work:
      * nothing else signals those, so look at every sweep. */
     if (sol_queue_length(&d->queue))
@@ -53,8 +89,166 @@ static void on_slot_freed(void *ud)
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct sol_daemon *d = s->data;
-    SOL_INFO("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    if (signum == SIGHUP) {
+        SOL_INFO("received SIGHUP, reloading the configuration");
+        sol_daemon_reload(d);
+        return;
+    }
+    SOL_INFO("received %s%s", signum == SIGINT ? "SIGINT" : "SIGTERM",
+             d->draining ? " again: stopping now" : "");
+    sol_daemon_shutdown(d, d->on_stopped);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    notify("WATCHDOG=1");
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    struct sol_daemon *d = t->data;
+    SOL_WARN("shutdown grace period over: cutting %u request(s) still running", d->requests_live);
     sol_daemon_stop(d, d->on_stopped);
+}
+
+void sol_daemon_shutdown(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d))
+{
+    if (d->stopping || !d->started)
+        return;
+    d->on_stopped = on_stopped;
+    /* Still starting (no client accepted yet), a second signal, no grace
+     * configured or nothing running: stop now. */
+    if (d->draining || !d->ready || d->cfg->shutdown_grace_ms == 0 || d->requests_live == 0) {
+        if (!d->draining)
+            notify("STOPPING=1");
+        sol_daemon_stop(d, on_stopped);
+        return;
+    }
+    d->draining = 1;
+    notify("STOPPING=1");
+    SOL_INFO("shutting down: %u request(s) in flight get up to %u ms to finish; new requests "
+             "are refused (503)",
+             d->requests_live, d->cfg->shutdown_grace_ms);
+    uv_timer_start(&d->grace_timer, on_grace_over, d->cfg->shutdown_grace_ms, 0);
+}
+
+int sol_daemon_reload(struct sol_daemon *d)
+{
+    if (d->stopping || d->draining) {
+        SOL_WARN("reload ignored: shutting down");
+        return -1;
+    }
+    if (!d->ready) {
+        /* The first probe round decides readiness over the configured
+         * nodes: changing them under it would only muddle that. */
+        SOL_WARN("reload ignored: still starting; send SIGHUP again once ready");
+        return -1;
+    }
+    if (!d->load_config) {
+        return -1;
+    }
+    notify("RELOADING=1");
+    char err[1024];
+    struct sol_config *next = calloc(1, sizeof *next);
+    if (!next || d->load_config(next, err, sizeof err, d->load_ud) < 0) {
+        if (!next)
+            snprintf(err, sizeof err, "out of memory");
+        d->reload_failures_total++;
+        SOL_ERROR("reload rejected, the running configuration stays in force: %s", err);
+        if (next) {
+            sol_config_free(next);
+            free(next);
+        }
+        notify("READY=1");
+        send_status(d, "reload rejected (see the log)");
+        return -1;
+    }
+    sol_daemon_apply_config(d, next);
+    d->reloads_total++;
+    unsigned up, total;
+    sol_daemon_node_counts(d, &up, &total);
+    SOL_INFO("configuration reloaded: %u node(s) in service", total);
+    /* A node that left may have been the only one a queued request could
+     * use, and a new one may take it now: let the queue look again. */
+    on_slot_freed(d);
+    notify("READY=1");
+    send_status(d, "configuration reloaded");
+    return 0;
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+static void on_discovered(void *ud, const char *url, const char *version)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && strcmp(n->base_url, url) == 0)
+            return; /* configured, or found before */
+    }
+    struct sol_config tmp;
+    char err[256];
+    if (sol_config_defaults(&tmp, err, sizeof err) < 0 ||
+        sol_config_add_node(&tmp, NULL, url, err, sizeof err) < 0) {
+        SOL_WARN("discovery: %s: %s", url, err);
+        sol_config_free(&tmp);
+        return;
+    }
+    /* Named by address; a configured node may already use that name. */
+    struct sol_node_conf *nc = &tmp.nodes[0];
+    for (unsigned i = 0; i < d->table.count; i++)
+        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->name, nc->name) == 0) {
+            SOL_WARN("discovery: %s answers like Ollama %s but its name %s is taken", url, version,
+                     nc->name);
+            sol_config_free(&tmp);
+            return;
+        }
+    SOL_INFO("discovery: %s answers like Ollama %s", url, version);
+    sol_daemon_node_join(d, nc, 1);
+    sol_config_free(&tmp);
+}
+
+static void on_vanished(void *ud, const char *url)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && n->discovered && strcmp(n->base_url, url) == 0)
+            sol_daemon_node_leave(d, n, "missed by the last discovery scans");
+    }
+}
+
+void sol_daemon_discovery_update(struct sol_daemon *d)
+{
+    const struct sol_config *cfg = d->cfg;
+    struct sol_discovery_targets targets;
+    char why[256];
+    if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &targets, why, sizeof why) <
+        0) {
+        /* The config loader validated the syntax; only memory can fail. */
+        SOL_ERROR("discovery: %s", why);
+        return;
+    }
+    struct sol_discovery_conf dc = {.interval_ms = cfg->discovery_interval_ms,
+                                    .timeout_ms = cfg->discovery_timeout_ms,
+                                    .concurrency = (unsigned)cfg->discovery_concurrency,
+                                    .max_missed = (unsigned)cfg->discovery_max_missed};
+    if (d->discovery_running) {
+        /* Empty targets keep it ticking, so what it found ages out. */
+        sol_discovery_reconfigure(&d->discovery, &targets, &dc);
+    } else if (targets.n) {
+        if (sol_discovery_start(&d->discovery, d->loop, &d->curl, &targets, &dc, on_discovered,
+                                on_vanished, d) < 0) {
+            SOL_ERROR("discovery: out of memory; not scanning");
+        } else {
+            d->discovery_running = 1;
+            d->handles_open++; /* its timer */
+            SOL_INFO("discovery: scanning %u address(es) every %u ms", d->discovery.targets.hosts,
+                     dc.interval_ms);
+        }
+    }
+    sol_discovery_targets_free(&targets);
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -68,52 +262,23 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     SOL_DEBUG("libmicrohttpd: %s", msg);
 }
 
-static void free_node(struct sol_node *n)
-{
-    if (!n)
-        return;
-    sol_node_models_free(n);
-    free(n->name);
-    free(n->base_url);
-    free(n->host_header);
-    curl_slist_free_all(n->headers);
-    free(n);
-}
-
 static int build_table(struct sol_daemon *d, char *err, size_t errlen)
 {
     struct sol_config *cfg = d->cfg;
-    size_t slots = cfg->n_nodes ? cfg->n_nodes : 1;
+    unsigned slots = cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8;
     d->table.nodes = calloc(slots, sizeof *d->table.nodes);
     d->node_ids = calloc(slots, sizeof *d->node_ids);
     d->eligible = calloc(slots, 1);
     d->reserved = calloc(slots, sizeof *d->reserved);
     if (!d->table.nodes || !d->node_ids || !d->eligible || !d->reserved)
         goto oom;
+    d->table_cap = slots;
     for (size_t i = 0; i < cfg->n_nodes; i++) {
-        const struct sol_node_conf *nc = &cfg->nodes[i];
-        struct sol_node *n = calloc(1, sizeof *n);
+        struct sol_node *n = sol_node_new(&cfg->nodes[i]);
         if (!n)
             goto oom;
         d->table.nodes[d->table.count++] = n;
         n->index = (unsigned)i;
-        n->name = strdup(nc->name);
-        n->base_url = strdup(nc->base_url);
-        size_t hl = strlen(nc->host_header) + 7;
-        n->host_header = malloc(hl);
-        if (!n->name || !n->base_url || !n->host_header)
-            goto oom;
-        snprintf(n->host_header, hl, "Host: %s", nc->host_header);
-        n->headers = curl_slist_append(NULL, n->host_header);
-        for (size_t h = 0; h < nc->n_headers && n->headers; h++)
-            n->headers = curl_slist_append(n->headers, nc->header_lines[h]);
-        if (!n->headers)
-            goto oom;
-        n->max_concurrent = (unsigned)nc->max_concurrent;
-        n->weight = nc->weight;
-        /* Down until its first probe answers: nothing is known of it yet. */
-        n->state = SOL_NODE_DOWN;
-        sol_breaker_init(&n->breaker);
         d->node_ids[i] = sol_affinity_node_id(n->base_url);
     }
     return 0;
@@ -133,17 +298,57 @@ static void on_model_gone(void *ud, const struct sol_node *n)
     sol_health_refresh_tags(&d->health, n);
 }
 
+/*
+ * Every client connection and every upstream transfer holds a descriptor:
+ * raise the soft open-file limit to the hard one, and warn when the
+ * configured limits could still run out of descriptors (accept() would then
+ * fail instead of a limit answering clearly).
+ */
+static void check_fd_budget(const struct sol_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Health probes, the loop's own descriptors and logs: a fixed margin. */
+    unsigned long long need = (unsigned long long)cfg->max_connections +
+                              (unsigned long long)cfg->max_upstream_transfers + 64 +
+                              4 * (unsigned long long)cfg->n_nodes;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        SOL_WARN("limits.max_connections (%d) + limits.max_upstream_transfers (%d) may need "
+                 "%llu descriptors, more than the open-file limit (%llu): lower them or raise "
+                 "the limit (ulimit -n, LimitNOFILE=)",
+                 cfg->max_connections, cfg->max_upstream_transfers, need,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 static void announce(struct sol_daemon *d)
 {
     const char *host = d->cfg->listen_host[0] ? d->cfg->listen_host : "0.0.0.0";
     int v6 = strchr(host, ':') != NULL;
     printf("listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", d->listen_port);
     fflush(stdout);
-    unsigned up = 0;
-    for (unsigned i = 0; i < d->table.count; i++)
-        up += d->table.nodes[i]->state == SOL_NODE_UP;
+    unsigned up, total;
+    sol_daemon_node_counts(d, &up, &total);
     SOL_INFO("sollold %s ready on %s%s%s:%d: %u of %u node(s) up", SOLLOL_VERSION, v6 ? "[" : "",
-             host, v6 ? "]" : "", d->listen_port, up, d->table.count);
+             host, v6 ? "]" : "", d->listen_port, up, total);
+    /* Nodes start as down, so set_state() never logs one that never came
+     * up: name them once here. */
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (n->state == SOL_NODE_DOWN && !n->removed)
+            SOL_WARN("node %s is down at start: %s", n->name,
+                     n->last_error[0] ? n->last_error : "no answer yet");
+    }
+    /* The listener accepts and the first probe round is in: ready. */
+    char msg[160];
+    snprintf(msg, sizeof msg, "READY=1\nMAINPID=%ld", (long)getpid());
+    notify(msg);
+    send_status(d, NULL);
 }
 
 /* The first probe round is done: start accepting. Connections that came
@@ -179,6 +384,10 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
+        return -1;
+    }
+    if (sol_dashboard_init(&d->dashboard) < 0) { /* GET /dashboard (dashboard.c) */
+        snprintf(err, errlen, "out of memory for the dashboard");
         return -1;
     }
     struct sol_scorer_conf sc = {
@@ -217,17 +426,36 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         d->affinity_on = 1;
     }
 
+    if (sol_auth_init(&d->auth, cfg->auth_keys, cfg->auth_keys_file, cfg->auth_public, err,
+                      errlen) < 0)
+        return -1;
+    check_fd_budget(cfg);
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
         return -1;
+    if (!sol_auth_enabled(&d->auth) && !sol_socket_is_loopback(d->listen_fd))
+        SOL_WARN("no API keys configured and listening on a non-loopback address: anyone who "
+                 "can reach this port can use every node (see docs/security.md)");
+    /* Limits (docs/security.md): MHD enforces the hard ones itself. */
+    struct sol_limits_conf lc = {
+        .max_url_bytes = cfg->max_url_bytes,
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_per_client = (unsigned)cfg->max_connections_per_client,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .idle_timeout_ms = cfg->client_idle_timeout_ms,
+    };
+    sol_limits_init(&d->limits, loop, &lc);
+    unsigned idle_s = (cfg->client_idle_timeout_ms + 999) / 1000;
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
-        sol_mhd_uv_notify_connection, &d->mhd_glue, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(128 * 1024), MHD_OPTION_END);
+        sol_limits_on_connection, &d->limits, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);
@@ -248,10 +476,24 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     uv_timer_start(&d->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
-    d->sig_int.data = d->sig_term.data = d;
+    uv_signal_init(loop, &d->sig_hup);
+    d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
     uv_signal_start(&d->sig_int, on_signal, SIGINT);
     uv_signal_start(&d->sig_term, on_signal, SIGTERM);
-    d->handles_open = 4;
+    uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(loop, &d->grace_timer);
+    d->grace_timer.data = d;
+    uv_timer_init(loop, &d->watchdog_timer);
+    d->watchdog_timer.data = d;
+    uint64_t wd_usec = sol_notify_watchdog_usec();
+    if (wd_usec) {
+        /* Half the interval, as systemd recommends; from the loop itself,
+         * so a stuck loop is what the watchdog notices. */
+        uint64_t every = wd_usec / 2000 ? wd_usec / 2000 : 1;
+        uv_timer_start(&d->watchdog_timer, on_watchdog, every, every);
+        SOL_INFO("systemd watchdog: keep-alive every %llu ms", (unsigned long long)every);
+    }
+    d->handles_open = 7;
     d->started = 1;
     if (sol_health_start(&d->health, loop, &d->curl, &d->table, &d->balancer.breaker, &hc,
                          on_first_round, d) < 0) {
@@ -259,6 +501,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         return -1;
     }
     d->health_running = 1;
+    sol_daemon_discovery_update(d);
     return 0;
 }
 
@@ -310,11 +553,26 @@ static void on_health_closed(struct sol_health *h)
 
 /* Gives MHD one more turn to send final error lines and close resumed
  * connections before the daemon is stopped. */
+static void on_discovery_closed(struct sol_discovery *disc)
+{
+    struct sol_daemon *d =
+        (struct sol_daemon *)((char *)disc - offsetof(struct sol_daemon, discovery));
+    d->discovery_running = 0;
+    d->handles_open--;
+    /* Nothing more can maybe_stopped() here: health still holds the curl
+     * multi open, and it closes next. */
+    sol_health_stop(&d->health, on_health_closed);
+}
+
 static void on_drain(uv_timer_t *t)
 {
     struct sol_daemon *d = t->data;
     uv_close((uv_handle_t *)&d->sweep_timer, on_handle_closed);
-    sol_health_stop(&d->health, on_health_closed);
+    /* Discovery's transfers run on the curl multi: it goes first. */
+    if (d->discovery_running)
+        sol_discovery_stop(&d->discovery, on_discovery_closed);
+    else
+        sol_health_stop(&d->health, on_health_closed);
 }
 
 void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon *d))
@@ -330,6 +588,9 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
         close(fd);
     uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
     uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sig_hup, on_handle_closed);
+    uv_close((uv_handle_t *)&d->grace_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&d->watchdog_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->dispatch_timer, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
     if (d->mhd_attached)
@@ -342,7 +603,7 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
 void sol_daemon_free(struct sol_daemon *d)
 {
     for (unsigned i = 0; i < d->table.count; i++)
-        free_node(d->table.nodes[i]);
+        sol_node_free(d->table.nodes[i]);
     free(d->table.nodes);
     d->table.nodes = NULL;
     free(d->node_ids);
@@ -352,7 +613,9 @@ void sol_daemon_free(struct sol_daemon *d)
     d->node_ids = NULL;
     d->eligible = NULL;
     sol_queue_destroy(&d->queue);
-    sol_metrics_free(&d->metrics); /* GET /metrics (metrics.c) */
+    sol_metrics_free(&d->metrics);     /* GET /metrics (metrics.c) */
+    sol_dashboard_free(&d->dashboard); /* GET /dashboard (dashboard.c) */
+    sol_auth_free(&d->auth);
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

@@ -328,6 +328,7 @@ struct sol_embed_chunk {
     unsigned planned;           /* node index of the plan */
     struct sol_tried tried;
     struct sol_node *node; /* between get and put */
+    uint64_t node_eta_ms;  /* its expected end, for put() */
     struct sol_curl_xfer xfer;
     struct curl_slist *headers;
     struct sol_buf req;  /* this chunk's request body while its leg runs */
@@ -424,8 +425,8 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
     struct sol_score_req q = s->score;
     q.tried = &c->tried;
     q.prompt_tokens = (double)c->slice.len / 4.0;
-    struct sol_node *n = node ? sol_balancer_get_node(&d->balancer, node, &q)
-                              : sol_balancer_get(&d->balancer, &q, NULL);
+    struct sol_node *n = node ? sol_balancer_get_node(&d->balancer, node, &q, &c->node_eta_ms)
+                              : sol_balancer_get(&d->balancer, &q, NULL, &c->node_eta_ms);
     if (!n) {
         snprintf(why, whylen, "no other node can take model '%s'", s->model_echo);
         return -1;
@@ -442,7 +443,8 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
     if (!e || sol_embed_chunk_body(&c->req, s->body, s->body_len, &s->input, &c->slice) < 0 ||
         sol_req_prepare_upstream(e, n, s->path, s->headers, &c->headers) < 0) {
         struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
-                                         .model_key = s->score.model_key};
+                                         .model_key = s->score.model_key,
+                                         .eta_ms = c->node_eta_ms};
         sol_balancer_put(&d->balancer, n, &rep);
         c->node = NULL;
         snprintf(why, whylen, "out of memory");
@@ -471,7 +473,8 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
     c->leg_started_ms = sol_now_ms(d);
     if (sol_curl_uv_add(&d->curl, &c->xfer) < 0) {
         struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
-                                         .model_key = s->score.model_key};
+                                         .model_key = s->score.model_key,
+                                         .eta_ms = c->node_eta_ms};
         sol_balancer_put(&d->balancer, n, &rep);
         c->node = NULL;
         snprintf(why, whylen, "cannot start a transfer to node %s", n->name);
@@ -496,7 +499,8 @@ void sol_embed_split_cancel(struct sol_embed_split *s)
         s->running--;
         if (c->node) {
             struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
-                                             .model_key = s->score.model_key};
+                                             .model_key = s->score.model_key,
+                                             .eta_ms = c->node_eta_ms};
             sol_balancer_put(&s->d->balancer, c->node, &rep);
             c->node = NULL;
         }
@@ -548,8 +552,10 @@ static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
     s->running--;
     c->node = NULL;
 
-    struct sol_attempt_report rep = {
-        .result = SOL_ATTEMPT_OK, .model_key = s->score.model_key, .ttfb_ms = c->ttfb_ms};
+    struct sol_attempt_report rep = {.result = SOL_ATTEMPT_OK,
+                                     .model_key = s->score.model_key,
+                                     .ttfb_ms = c->ttfb_ms,
+                                     .eta_ms = c->node_eta_ms};
     enum { CHUNK_OK, CHUNK_RETRY, CHUNK_FATAL } what = CHUNK_OK;
     unsigned status = 0;
     char nodemsg[256], msg[384];

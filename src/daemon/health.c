@@ -299,7 +299,7 @@ static void set_state(struct sol_health *h, struct sol_node *n, enum sol_node_st
         SOL_INFO("node %s is up (Ollama %s)", n->name, n->version[0] ? n->version : "?");
         /* What it has may have changed while it was away. */
         for (int k = PROBE_PS; k <= PROBE_TAGS; k++) {
-            struct sol_health_probe *pr = &h->probes[n->index * PROBE_KINDS + (unsigned)k];
+            struct sol_health_probe *pr = h->probes[n->index * PROBE_KINDS + (unsigned)k];
             if (!pr->running)
                 probe_start(h, pr);
         }
@@ -330,8 +330,9 @@ static void check_first_round(struct sol_health *h)
     /* Ready when every node answered its version probe, and every node
      * that is up has also told what it has installed and loaded. */
     for (unsigned i = 0; i < h->n_probes; i++) {
-        struct sol_health_probe *pr = &h->probes[i];
-        if (!pr->done_once && (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
+        struct sol_health_probe *pr = h->probes[i];
+        if (!pr->done_once && !pr->node->removed &&
+            (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
             return;
     }
     h->first_round_done = 1;
@@ -428,8 +429,10 @@ static void on_tick(uv_timer_t *t)
     struct sol_health *h = t->data;
     uint64_t now = now_ms(h);
     for (unsigned i = 0; i < h->n_probes; i++) {
-        struct sol_health_probe *pr = &h->probes[i];
-        if (pr->running || now < pr->due_ms)
+        struct sol_health_probe *pr = h->probes[i];
+        /* A node removed by a reload or aged out of discovery is not probed:
+         * its state stays down so nothing new is routed to it. */
+        if (pr->running || now < pr->due_ms || pr->node->removed)
             continue;
         unsigned interval =
             pr->kind == PROBE_TAGS ? h->conf.tags_interval_ms : h->conf.probe_interval_ms;
@@ -437,7 +440,7 @@ static void on_tick(uv_timer_t *t)
         /* /api/ps goes with each liveness probe; skip it while the node is
          * down, where it would only fail the same way. */
         if (pr->kind == PROBE_PS) {
-            struct sol_health_probe *ver = &h->probes[pr->node->index * PROBE_KINDS];
+            struct sol_health_probe *ver = h->probes[pr->node->index * PROBE_KINDS];
             pr->due_ms = ver->due_ms;
             if (pr->node->state != SOL_NODE_UP)
                 continue;
@@ -460,18 +463,8 @@ int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *
     h->on_first_round = on_first_round;
     h->ud = ud;
     h->rng = uv_hrtime();
-    h->n_probes = table->count * PROBE_KINDS;
-    h->probes = calloc(h->n_probes ? h->n_probes : 1, sizeof *h->probes);
-    if (!h->probes)
+    if (sol_health_sync(h) < 0)
         return -1;
-    uint64_t now = uv_now(loop);
-    for (unsigned i = 0; i < h->n_probes; i++) {
-        struct sol_health_probe *pr = &h->probes[i];
-        pr->h = h;
-        pr->node = table->nodes[i / PROBE_KINDS];
-        pr->kind = (enum probe_kind)(i % PROBE_KINDS);
-        pr->due_ms = now;
-    }
     uv_timer_init(loop, &h->tick);
     h->tick.data = h;
     uv_timer_start(&h->tick, on_tick, 0, TICK_MS);
@@ -482,19 +475,65 @@ int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *
 
 void sol_health_refresh_tags(struct sol_health *h, const struct sol_node *node)
 {
-    if (!h->probes || node->index >= h->table->count)
+    if (!h->probes || (node->index + 1) * PROBE_KINDS > h->n_probes)
         return;
-    h->probes[node->index * PROBE_KINDS + PROBE_TAGS].due_ms = 0;
+    h->probes[node->index * PROBE_KINDS + PROBE_TAGS]->due_ms = 0;
+}
+
+int sol_health_sync(struct sol_health *h)
+{
+    unsigned want = h->table->count * PROBE_KINDS;
+    if (want <= h->n_probes)
+        return 0;
+    struct sol_health_probe **p = realloc(h->probes, want * sizeof *p);
+    if (!p)
+        return -1;
+    h->probes = p;
+    uint64_t now = uv_now(h->loop);
+    while (h->n_probes < want) {
+        /* One block per node: a running probe's transfer is embedded in it
+         * and registered with the curl glue, so it must never move. */
+        struct sol_health_probe *block = calloc(PROBE_KINDS, sizeof *block);
+        if (!block)
+            return -1;
+        for (unsigned k = 0; k < PROBE_KINDS; k++) {
+            struct sol_health_probe *pr = &block[k];
+            pr->h = h;
+            pr->node = h->table->nodes[h->n_probes / PROBE_KINDS];
+            pr->kind = (enum probe_kind)k;
+            pr->due_ms = now;
+            h->probes[h->n_probes + k] = pr;
+        }
+        h->n_probes += PROBE_KINDS;
+    }
+    return 0;
+}
+
+void sol_health_forget(struct sol_health *h, const struct sol_node *node)
+{
+    if (!h->probes || (node->index + 1) * PROBE_KINDS > h->n_probes)
+        return;
+    for (unsigned k = 0; k < PROBE_KINDS; k++) {
+        struct sol_health_probe *pr = h->probes[node->index * PROBE_KINDS + k];
+        if (pr->running) {
+            sol_curl_uv_cancel(h->curl, &pr->xfer);
+            pr->running = 0;
+        }
+        pr->due_ms = 0; /* probed at once should it come back */
+    }
+    check_first_round(h); /* the first round no longer waits for it */
 }
 
 static void on_tick_closed(uv_handle_t *handle)
 {
     struct sol_health *h = handle->data;
     for (unsigned i = 0; i < h->n_probes; i++) {
-        if (h->probes[i].xfer.easy)
-            curl_easy_cleanup(h->probes[i].xfer.easy);
-        sol_buf_free(&h->probes[i].body);
+        if (h->probes[i]->xfer.easy)
+            curl_easy_cleanup(h->probes[i]->xfer.easy);
+        sol_buf_free(&h->probes[i]->body);
     }
+    for (unsigned i = 0; i < h->n_probes; i += PROBE_KINDS)
+        free(h->probes[i]); /* one block per node */
     free(h->probes);
     h->probes = NULL;
     if (h->on_closed)
@@ -508,9 +547,9 @@ void sol_health_stop(struct sol_health *h, void (*on_closed)(struct sol_health *
     h->closing = 1;
     h->on_closed = on_closed;
     for (unsigned i = 0; i < h->n_probes; i++)
-        if (h->probes[i].running) {
-            sol_curl_uv_cancel(h->curl, &h->probes[i].xfer);
-            h->probes[i].running = 0;
+        if (h->probes[i]->running) {
+            sol_curl_uv_cancel(h->curl, &h->probes[i]->xfer);
+            h->probes[i]->running = 0;
         }
     uv_timer_stop(&h->tick);
     uv_close((uv_handle_t *)&h->tick, on_tick_closed);

@@ -1,6 +1,56 @@
 #include "sollol/http_reply.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+/* The local-answer context (sol_reply_local_begin). */
+static struct {
+    int active;
+    char id[72];
+    struct timespec start;
+} local;
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+void sol_reply_local_begin(const char *request_id)
+{
+    local.active = 1;
+    snprintf(local.id, sizeof local.id, "%s", request_id ? request_id : "");
+    clock_gettime(CLOCK_MONOTONIC, &local.start);
+}
+
+void sol_reply_local_end(void)
+{
+    local.active = 0;
+}
+
+size_t sol_server_timing_format(char *buf, size_t len, double queue_ms, double upstream_ms,
+                                double total_ms)
+{
+    if (!len)
+        return 0;
+    size_t off = 0;
+    buf[0] = '\0';
+    const char *names[3] = {"queue;dur=", "upstream;desc=\"first byte\";dur=", "total;dur="};
+    double v[3] = {queue_ms, upstream_ms, total_ms};
+    for (int i = 0; i < 3; i++) {
+        if (v[i] < 0)
+            continue;
+        int n = snprintf(buf + off, len - off, "%s%s%.1f", off ? ", " : "", names[i], v[i]);
+        if (n < 0 || (size_t)n >= len - off) {
+            buf[off] = '\0';
+            break;
+        }
+        off += (size_t)n;
+    }
+    return off;
+}
 
 static const char *openai_error_type(unsigned status)
 {
@@ -40,10 +90,20 @@ int sol_error_body(struct sol_buf *out, unsigned status, int openai, const char 
 
 void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_headers *h)
 {
+    static const struct sol_reply_headers none;
     if (!h)
-        return;
+        h = &none;
     if (h->request_id)
         MHD_add_response_header(r, "X-Sollol-Request-Id", h->request_id);
+    else if (local.active && local.id[0])
+        MHD_add_response_header(r, "X-Sollol-Request-Id", local.id);
+    if (h->server_timing) {
+        MHD_add_response_header(r, "Server-Timing", h->server_timing);
+    } else if (local.active) {
+        char st[96];
+        if (sol_server_timing_format(st, sizeof st, -1, -1, ms_since(&local.start)))
+            MHD_add_response_header(r, "Server-Timing", st);
+    }
     if (h->node)
         MHD_add_response_header(r, "X-Sollol-Node", h->node);
     if (h->queue_ms)

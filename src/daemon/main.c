@@ -22,6 +22,8 @@ struct app {
     struct sol_config *cfg; /* until the daemon takes it */
     struct sol_demo *demo;
     int exit_code;
+    int argc; /* kept for reloads: flags stay above the re-read file */
+    char **argv;
 };
 
 static struct app app;
@@ -39,6 +41,21 @@ static void on_daemon_stopped(struct sol_daemon *d)
         sol_demo_stop(app.demo, on_demo_stopped);
 }
 
+/* SIGHUP: the same sources as at start (argv, the environment now, the
+ * file named there), merged the same way. */
+static int load_config(struct sol_config *out, char *err, size_t errlen, void *ud)
+{
+    (void)ud;
+    enum sol_config_action action;
+    if (sol_config_from_args(out, app.argc, app.argv, environ, &action, stdout, err, errlen) < 0)
+        return -1;
+    if (action != SOL_CONFIG_RUN) {
+        snprintf(err, errlen, "the command line asks for an action, not a configuration");
+        return -1;
+    }
+    return 0;
+}
+
 static void start_daemon(void)
 {
     char err[512];
@@ -52,6 +69,7 @@ static void start_daemon(void)
         return;
     }
     app.daemon.on_stopped = on_daemon_stopped;
+    app.daemon.load_config = load_config;
 }
 
 static void on_demo_ready(struct sol_demo *demo, int status, void *ud)
@@ -95,6 +113,8 @@ int main(int argc, char **argv)
     }
     app.loop = uv_default_loop();
     app.cfg = cfg;
+    app.argc = argc;
+    app.argv = argv;
     if (cfg->demo) {
         app.demo = sol_demo_start(app.loop, cfg, on_demo_ready, NULL, err, sizeof err);
         if (!app.demo) {

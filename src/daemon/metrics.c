@@ -232,11 +232,16 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
     hist_observe(&m->duration[route], duration_bound, SOL_METRICS_DURATION_BUCKETS, s->duration_s);
     if (s->ttfb_s > 0)
         hist_observe(&m->ttfb[route], ttfb_bound, SOL_METRICS_TTFB_BUCKETS, s->ttfb_s);
+    if (s->ttft_s > 0)
+        hist_observe(&m->ttft[route], ttfb_bound, SOL_METRICS_TTFB_BUCKETS, s->ttft_s);
     if (s->waited || s->queue_s > 0)
         hist_observe(&m->queue_wait, queue_bound, SOL_METRICS_QUEUE_BUCKETS, s->queue_s);
     m->bytes_out[route] += s->bytes_out;
     if (s->attempts > 1)
         m->retries[route] += s->attempts - 1;
+    /* A failover: a node answered (2xx/3xx) after an earlier attempt failed. */
+    if (s->attempts > 1 && s->status >= 200 && s->status < 400 && s->node && s->node[0])
+        m->failovers[route]++;
 
     if (node >= 1 && node <= m->n_nodes && (s->eval_count || s->prompt_eval_count)) {
         size_t slot = (size_t)(node - 1) * (SOL_METRICS_MAX_MODELS + 1) + model;
@@ -450,6 +455,14 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             render_hist(o, "sollol_request_ttfb_seconds", "route", route_label(m, r), &m->ttfb[r],
                         ttfb_le, SOL_METRICS_TTFB_BUCKETS);
 
+    family(o, "sollol_request_ttft_seconds", "histogram",
+           "Streamed inference: time from a request's arrival (queue wait and failed attempts "
+           "included) to the first streamed chunk (the first token), by route.");
+    for (unsigned r = 0; r < m->n_routes; r++)
+        if (m->ttft[r].count)
+            render_hist(o, "sollol_request_ttft_seconds", "route", route_label(m, r), &m->ttft[r],
+                        ttfb_le, SOL_METRICS_TTFB_BUCKETS);
+
     family(o, "sollol_queue_wait_seconds", "histogram",
            "Time requests waited in the admission queue for a node slot.");
     render_hist(o, "sollol_queue_wait_seconds", NULL, NULL, &m->queue_wait, queue_le,
@@ -474,6 +487,17 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             put(o, "}");
             value_u64(o, m->retries[r]);
         }
+
+    family(o, "sollol_request_failovers_total", "counter",
+           "Requests answered by a node after an earlier attempt on another node failed, by "
+           "route.");
+    for (unsigned r = 0; r < m->n_routes; r++)
+        if (m->duration[r].count) {
+            put(o, "sollol_request_failovers_total");
+            label(o, 1, "route", route_label(m, r));
+            put(o, "}");
+            value_u64(o, m->failovers[r]);
+        }
 }
 
 static void render_tokens(struct out *o, const struct sol_metrics *m,
@@ -482,14 +506,15 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
     static const char *const names[2] = {"sollol_generated_tokens_total",
                                          "sollol_prompt_tokens_total"};
     static const char *const helps[2] = {
-        "Tokens generated (the nodes' eval_count), by node and model.",
-        "Prompt tokens evaluated (the nodes' prompt_eval_count), by node and model."};
+        "Tokens generated (eval_count, or usage.completion_tokens on OpenAI routes), by node "
+        "and model.",
+        "Prompt tokens evaluated (prompt_eval_count, or usage.prompt_tokens), by node and model."};
     for (int k = 0; k < 2; k++) {
         const uint64_t *arr = k ? m->prompt_tokens : m->gen_tokens;
         family(o, names[k], "counter", helps[k]);
         unsigned nn = v->table->count < m->n_nodes ? v->table->count : m->n_nodes;
         for (unsigned n = 0; n < nn; n++)
-            for (unsigned j = 0; j < m->n_models; j++) {
+            for (unsigned j = 0; j < m->n_models && !v->table->nodes[n]->removed; j++) {
                 size_t slot = (size_t)n * (SOL_METRICS_MAX_MODELS + 1) + j;
                 if (!m->gen_tokens[slot] && !m->prompt_tokens[slot])
                     continue;
@@ -502,6 +527,15 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
     }
 }
 
+/* The next node at or after *i that is in service: one that left (reload.h)
+ * is not shown, and its name may be in use by its successor. */
+static const struct sol_node *live_node(const struct sol_node_table *t, unsigned *i)
+{
+    while (*i < t->count && t->nodes[*i]->removed)
+        (*i)++;
+    return *i < t->count ? t->nodes[*i] : NULL;
+}
+
 static const char *state_label(enum sol_node_state s)
 {
     return s == SOL_NODE_UP ? "up" : s == SOL_NODE_DOWN ? "down" : "misconfigured";
@@ -512,7 +546,7 @@ static void node_gauge(struct out *o, const char *name, const char *type, const 
 {
     family(o, name, type, help);
     const struct sol_node *n;
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++) {
         put(o, name);
         label(o, 1, "node", n->name);
         put(o, "}");
@@ -552,7 +586,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_state", "gauge",
            "The node's probe state, one-hot over up, down and misconfigured.");
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++) {
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++) {
         static const enum sol_node_state states[3] = {SOL_NODE_UP, SOL_NODE_DOWN,
                                                       SOL_NODE_MISCONFIGURED};
         for (int i = 0; i < 3; i++) {
@@ -580,7 +614,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
 
     family(o, "sollol_node_model_loaded", "gauge",
            "1 when the node's last /api/ps listed the model, 0 when only installed.");
-    for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+    for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *nm = &n->models[j];
             if (!nm->installed && !nm->loaded)
@@ -599,7 +633,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
         "Learned prompt evaluation speed of the model on the node (moving average)."};
     for (int k = 0; k < 2; k++) {
         family(o, tps_names[k], "gauge", tps_helps[k]);
-        for (unsigned ni = 0; ni < v->table->count && (n = v->table->nodes[ni]) != NULL; ni++)
+        for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
             for (unsigned j = 0; j < n->n_models; j++) {
                 const struct sol_node_model *nm = &n->models[j];
                 double tps = k ? nm->prompt_tps : nm->gen_tps;
@@ -707,6 +741,78 @@ static void render_process(struct out *o)
                (double)rl.rlim_cur, 1);
 }
 
+/* RPC backends and the coordinator, from the coordinator's status object.
+ * Backend labels are the configured addresses (bounded by the config). */
+static void render_rpc(struct out *o, const cJSON *rpc)
+{
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rpc, "enabled")))
+        return;
+    const cJSON *backends = cJSON_GetObjectItemCaseSensitive(rpc, "backends");
+    static const struct {
+        const char *name, *help, *key;
+    } fams[] = {
+        {"sollol_rpc_backend_up", "1 when the RPC backend answered its last check, else 0.",
+         "reachable"},
+        {"sollol_rpc_backend_in_use", "1 when the running sharded model uses the backend.",
+         "in_use"},
+        {"sollol_rpc_backend_excluded", "1 when the backend is left out (incompatible, too small).",
+         "excluded"},
+        {"sollol_rpc_backend_free_bytes", "Free device memory the backend reported.", "free_bytes"},
+        {"sollol_rpc_backend_total_bytes", "Device memory the backend reported.", "total_bytes"},
+    };
+    for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
+        family(o, fams[k].name, "gauge", fams[k].help);
+        const cJSON *b;
+        cJSON_ArrayForEach(b, backends)
+        {
+            const cJSON *addr = cJSON_GetObjectItemCaseSensitive(b, "address");
+            if (!cJSON_IsString(addr))
+                continue;
+            const cJSON *val = cJSON_GetObjectItemCaseSensitive(b, fams[k].key);
+            put(o, fams[k].name);
+            label(o, 1, "backend", addr->valuestring);
+            put(o, "}");
+            value_f(o, cJSON_IsNumber(val) ? val->valuedouble : cJSON_IsTrue(val) ? 1 : 0);
+        }
+    }
+    family(o, "sollol_rpc_backend_info", "gauge",
+           "Always 1; the backend's RPC protocol version is a label (\"unknown\" before a check).");
+    const cJSON *b;
+    cJSON_ArrayForEach(b, backends)
+    {
+        const cJSON *addr = cJSON_GetObjectItemCaseSensitive(b, "address");
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(b, "version");
+        if (!cJSON_IsString(addr))
+            continue;
+        put(o, "sollol_rpc_backend_info");
+        label(o, 1, "backend", addr->valuestring);
+        label(o, 0, "version", cJSON_IsString(ver) ? ver->valuestring : "unknown");
+        put(o, "} 1\n");
+    }
+
+    const cJSON *co = cJSON_GetObjectItemCaseSensitive(rpc, "coordinator");
+    if (!cJSON_IsObject(co))
+        return;
+    static const char *const states[] = {"stopped", "starting", "ready", "restarting", "failed"};
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(co, "state");
+    family(o, "sollol_coordinator_state", "gauge",
+           "The coordinator (llama-server over RPC backends), one-hot over its states.");
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        put(o, "sollol_coordinator_state");
+        label(o, 1, "state", states[i]);
+        put(o, "}");
+        value_u64(o, cJSON_IsString(st) && strcmp(st->valuestring, states[i]) == 0);
+    }
+    const cJSON *restarts = cJSON_GetObjectItemCaseSensitive(co, "restarts");
+    scalar(o, "sollol_coordinator_restarts_total", "counter",
+           "Times the coordinator was restarted.",
+           cJSON_IsNumber(restarts) && restarts->valuedouble > 0 ? restarts->valuedouble : 0, 1);
+    const cJSON *up = cJSON_GetObjectItemCaseSensitive(co, "uptime_s");
+    scalar(o, "sollol_coordinator_uptime_seconds", "gauge",
+           "Seconds since the running coordinator started (0 when not running).",
+           cJSON_IsNumber(up) && up->valuedouble > 0 ? up->valuedouble : 0, 0);
+}
+
 int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_view *v,
                        struct sol_buf *out)
 {
@@ -717,6 +823,8 @@ int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_vie
     render_tokens(&o, m, v);
     render_nodes(&o, v);
     render_daemon(&o, m, v);
+    if (v->rpc)
+        render_rpc(&o, v->rpc);
     if (v->process)
         render_process(&o);
     return o.rc ? -1 : 0;

@@ -16,10 +16,14 @@
 
 #include "request_priv.h"
 
+#include "sollol/access_log.h"
 #include "sollol/aggregate.h"
+#include "sollol/auth.h"
+#include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/daemon.h"
+#include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
 #include "sollol/inspect.h"
 #include "sollol/log.h"
@@ -125,6 +129,7 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
             .model_key = r->score.model_key,
             .ttfb_ms = r->ttfb_ms,
             .prompt_cached = r->aff_remembered && (int)r->node->index == r->score.affinity_node,
+            .eta_ms = r->node_eta_ms,
         };
         if (result == SOL_ATTEMPT_OK && r->tail_len && !r->openai) {
             rep.eval_count = tail_number(r, "eval_count");
@@ -431,6 +436,8 @@ static void explain_no_node(struct sol_request *r)
     int installed_somewhere = 0, unknown = 0;
     for (unsigned i = 0; i < t->count; i++) {
         const struct sol_node *n = t->nodes[i];
+        if (n->removed) /* left the table (reload.h) */
+            continue;
         const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
         if (m && m->installed && !m->gone)
             installed_somewhere = 1;
@@ -447,7 +454,7 @@ static void explain_no_node(struct sol_request *r)
         for (unsigned i = 0; i < t->count; i++) {
             const struct sol_node *n = t->nodes[i];
             const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
-            if (!(m && m->installed && !m->gone) && n->tags_at_ms != 0)
+            if (n->removed || (!(m && m->installed && !m->gone) && n->tags_at_ms != 0))
                 continue;
             const char *state = n->state == SOL_NODE_DOWN            ? "down"
                                 : n->state == SOL_NODE_MISCONFIGURED ? "misconfigured"
@@ -528,12 +535,20 @@ static int attempt_start(struct sol_request *r)
         int explain = r->want_explain && !r->explain;
         struct sol_node *n;
         pick_affinity(r);
+        ex.n_top = ex.n_skipped = 0; /* the comparison modes leave it alone */
         if (r->pinned_node >= 0)
             n = r->tried.count ? NULL
                                : sol_balancer_get_node(&d->balancer, d->table.nodes[r->pinned_node],
-                                                       &r->score);
+                                                       &r->score, &r->node_eta_ms);
         else
-            n = sol_balancer_get(&d->balancer, &r->score, explain ? &ex : NULL);
+            n = sol_balancer_get(&d->balancer, &r->score, &ex, &r->node_eta_ms);
+        /* The dashboard's recent decisions (dashboard.c). */
+        static const char *const modes[] = {"cost", "round_robin", "least_conn"};
+        int by_scorer = r->pinned_node < 0 && d->balancer.mode == SOL_ROUTING_COST;
+        sol_dashboard_decision(&d->dashboard, sol_now_ms(d), r->id, r->model,
+                               r->pinned_node >= 0 ? "pinned" : modes[d->balancer.mode % 3],
+                               r->tried.count + 1, n, r->score.affinity_node,
+                               by_scorer ? &ex : NULL);
         if (explain) {
             char buf[EXPLAIN_HEADER];
             sol_scorer_explain_format(&ex, buf, sizeof buf);
@@ -610,6 +625,15 @@ static int attempt_start(struct sol_request *r)
     return -1;
 }
 
+/* limits.max_upstream_transfers: proxied requests in flight to all nodes. */
+static int upstream_full(const struct sol_daemon *d)
+{
+    unsigned total = 0;
+    for (unsigned i = 0; i < d->table.count; i++)
+        total += d->table.nodes[i]->in_flight;
+    return total >= (unsigned)d->cfg->max_upstream_transfers;
+}
+
 /*
  * Admission: starts the request's next attempt at once when a node with a
  * free slot can take it, else leaves it waiting in the daemon's queue (a
@@ -629,8 +653,16 @@ static int admit(struct sol_request *r)
             explain_no_node(r);
         return -1;
     }
-    if (d->cfg->queue_max_length == 0) /* queue off: nodes queue themselves */
+    if (d->cfg->queue_max_length == 0) { /* queue off: nodes queue themselves */
+        if (upstream_full(d)) {
+            r->fail_status = 503;
+            snprintf(r->last_error, sizeof r->last_error,
+                     "server busy: %d requests in flight to the nodes (limit)",
+                     d->cfg->max_upstream_transfers);
+            return -1;
+        }
         return attempt_start(r) == 0 ? 0 : -1;
+    }
     if (sol_queue_push(&d->queue, &r->qe, sol_now_ms(d)) < 0) {
         r->fail_status = 503;
         snprintf(r->last_error, sizeof r->last_error,
@@ -649,33 +681,54 @@ static struct sol_request *from_entry(const struct sol_queue_entry *e)
 }
 
 /*
+ * Waiting for a busy node must save more than this, relative to the best
+ * free node's cost and at least WAIT_MIN_SAVING_S, before a request passes
+ * up a free slot: the wait is an estimate (the running requests' ends are
+ * predicted from their num_predict and learned speeds) and a request that
+ * waits for nothing has lost time for sure.
+ */
+#define WAIT_MIN_SAVING_REL 0.25
+#define WAIT_MIN_SAVING_S   0.5
+
+/*
  * May this waiting request start now? By default (and in the comparison
  * modes): when some eligible node has a free slot, and the scorer then
  * picks among the free ones. With routing.wait_for_faster, in cost mode,
- * the scorer decides with every node's expected wait priced in: a request
- * whose best node is busy keeps
+ * the scorer first prices every node with its expected wait (from the
+ * expected ends of the requests running there): when the best node is
+ * busy and beats the best free node by a clear margin, the request keeps
  * waiting for it rather than take a free slot on a node that would finish
  * it later (a slow node's free slot is not a bargain). Requests ahead in
- * the queue that already chose to wait for a node count as that node's
- * load (d->reserved), so the queue spreads over nodes instead of everyone
+ * the queue that chose to wait for a node count as that node's load
+ * (d->reserved), so the queue spreads over nodes instead of everyone
  * waiting for the fastest one.
  */
 static int can_start_now(const struct sol_queue_entry *e, void *ud)
 {
     struct sol_daemon *d = ud;
+    if (upstream_full(d))
+        return 0;
     struct sol_score_req q = from_entry(e)->score;
-    if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster) {
-        q.free_slot_only = 1;
+    q.free_slot_only = 1;
+    if (d->balancer.mode != SOL_ROUTING_COST || !d->cfg->wait_for_faster)
         return sol_balancer_has_alternative(&d->balancer, &q);
-    }
-    q.free_slot_only = 0;
+    uint64_t now = sol_now_ms(d);
+    struct sol_scorer *sc = &d->balancer.scorer;
     q.extra_in_flight = d->reserved;
-    struct sol_node *best =
-        sol_scorer_pick(&d->balancer.scorer, &d->table, &q, sol_now_ms(d), NULL);
+    struct sol_node *best_free = sol_scorer_pick(sc, &d->table, &q, now, NULL);
+    q.free_slot_only = 0;
+    struct sol_node *best = sol_scorer_pick(sc, &d->table, &q, now, NULL);
     if (!best)
         return 0;
     if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
         return 1;
+    if (best_free) {
+        double cost_free = sol_scorer_cost(sc, best_free, &q, now);
+        double saving = cost_free - sol_scorer_cost(sc, best, &q, now);
+        double need = cost_free * WAIT_MIN_SAVING_REL;
+        if (!(saving > (need > WAIT_MIN_SAVING_S ? need : WAIT_MIN_SAVING_S)))
+            return 1;
+    }
     d->reserved[best->index]++;
     return 0;
 }
@@ -843,8 +896,18 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         }
         return (ssize_t)n;
     }
-    if (r->upstream_done)
-        return r->abort_client ? reader_abort(r) : MHD_CONTENT_READER_END_OF_STREAM;
+    if (r->upstream_done) {
+        if (r->abort_client)
+            return reader_abort(r);
+        if (r->resp) { /* chunked: the total is known now, as a trailer */
+            char st[96];
+            if (sol_server_timing_format(st, sizeof st, -1, -1,
+                                         (double)(now_ms(r) - r->started_ms)))
+                MHD_add_response_footer(r->resp, "Server-Timing", st);
+            r->resp = NULL;
+        }
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
     sol_req_suspend(r);
     return 0;
 }
@@ -857,10 +920,19 @@ static void on_response_free(void *cls)
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
     snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu", (unsigned long long)r->queue_ms);
-    struct sol_reply_headers h = {
-        .request_id = r->id, .explain = r->explain, .queue_ms = r->queue_ms_text};
+    struct sol_reply_headers h = {.request_id = r->id,
+                                  .explain = r->explain,
+                                  .queue_ms = r->queue_ms_text,
+                                  .server_timing = r->timing_text};
     if (r->node_name[0])
         h.node = r->node_name;
+    /* Server-Timing: the total only when the answer is complete now (the
+     * daemon's own answers, a node's answer already fully in); a stream
+     * gets it as a trailer (read_stream). */
+    int complete = r->state != RS_COMMITTED || r->upstream_done;
+    sol_server_timing_format(r->timing_text, sizeof r->timing_text, (double)r->queue_ms,
+                             r->ttfb_ms > 0 ? r->ttfb_ms : -1,
+                             complete ? (double)(now_ms(r) - r->started_ms) : -1);
     return h;
 }
 
@@ -884,6 +956,10 @@ static enum MHD_Result queue_stream_response(struct sol_request *r)
     }
     struct sol_reply_headers h = reply_headers(r);
     sol_reply_add_headers(resp, &h);
+    if (size == MHD_SIZE_UNKNOWN && !r->upstream_done) {
+        MHD_add_response_header(resp, "Trailer", "Server-Timing");
+        r->resp = resp;
+    }
     r->state = RS_STREAMING;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -955,6 +1031,17 @@ static int valid_request_id(const char *s)
     return n > 0 && n <= 64;
 }
 
+/* An incoming X-Request-Id is kept (and forwarded to the node); else a
+ * new id, unique in this process and across restarts. */
+static void make_request_id(struct sol_daemon *d, struct MHD_Connection *conn, char *id, size_t len)
+{
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(id, len, "%s", rid);
+    else
+        snprintf(id, len, "%s%08llx", d->id_prefix, (unsigned long long)++d->request_seq);
+}
+
 static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *conn,
                                    const struct sol_route *route, const char *method)
 {
@@ -969,12 +1056,7 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     r->content_length = -1;
     r->started_ms = sol_now_ms(d);
     snprintf(r->method, sizeof r->method, "%s", method);
-    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid && valid_request_id(rid))
-        snprintf(r->id, sizeof r->id, "%s", rid);
-    else
-        snprintf(r->id, sizeof r->id, "%s%08llx", d->id_prefix,
-                 (unsigned long long)++d->request_seq);
+    make_request_id(d, conn, r->id, sizeof r->id);
     r->next = d->requests;
     if (r->next)
         r->next->prev = r;
@@ -1026,6 +1108,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
 {
     const struct sol_route *route = sol_route_find(url);
     int openai = strncmp(url, "/v1/", 4) == 0;
+    if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, openai,
+                               "sollold is shutting down", &h);
+    }
     if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
@@ -1064,6 +1151,25 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     return MHD_YES;
 }
 
+/* on_request_start() with the headers of the daemon's own answers: a
+ * request id and Server-Timing on whatever it queues itself (http_reply.h). */
+static enum MHD_Result start_request(struct sol_daemon *d, struct MHD_Connection *conn,
+                                     const char *url, const char *method, void **con_cls)
+{
+    /* Not from d->request_seq: /api/stats counts proxied requests with it. */
+    static unsigned long long local_seq;
+    char id[72];
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(id, sizeof id, "%s", rid);
+    else
+        snprintf(id, sizeof id, "%sL%07llx", d->id_prefix, ++local_seq);
+    sol_reply_local_begin(id);
+    enum MHD_Result ret = on_request_start(d, conn, url, method, con_cls);
+    sol_reply_local_end();
+    return ret;
+}
+
 /*
  * X-Sollol-Node names the node for fan-out and pinned routes. Pinned routes
  * without it go to the first node in config order that is up, so a blob
@@ -1077,7 +1183,7 @@ static int pick_pinned_node(struct sol_request *r)
         return 0;
     const char *name = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Node");
     for (unsigned i = 0; name && i < t->count; i++)
-        if (strcmp(t->nodes[i]->name, name) == 0)
+        if (!t->nodes[i]->removed && strcmp(t->nodes[i]->name, name) == 0)
             r->pinned_node = (int)i;
     if (name && r->pinned_node < 0) {
         r->fail_status = 400;
@@ -1098,8 +1204,9 @@ static int pick_pinned_node(struct sol_request *r)
     return 0;
 }
 
-/* Fairness between clients: by client address (API keys, when they exist,
- * will take its place). The port is left out: one client, many sockets. */
+/* Fairness between unauthenticated clients: by client address (an API
+ * key's name takes its place, see auth.c). The port is left out: one
+ * client, many sockets. */
 static uint64_t client_key(struct sol_request *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -1142,6 +1249,10 @@ static void affinity_keys(struct sol_request *r)
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
+    if (r->refusal.status) { /* auth.c: refused before the body, answered after it */
+        r->status = r->refusal.status;
+        return sol_auth_refuse(r->conn, &r->refusal, r->openai);
+    }
     if (r->body_too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
@@ -1155,8 +1266,8 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
         int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0, JSON_MAX_DEPTH,
-                                      &r->info, err, sizeof err);
+                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
+                                      d->cfg->json_max_depth, &r->info, err, sizeof err);
         if (status)
             return reply_error(r, (unsigned)status, err);
     }
@@ -1169,6 +1280,13 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             return reply_error(r, 400, msg);
         }
         r->score.model_key = sol_model_key(r->model);
+        /* auth.c: the key's model list. */
+        if (!sol_auth_model_allowed(r->auth_key, r->info.model, r->model)) {
+            char msg[SOL_MODEL_NAME_MAX + 96];
+            snprintf(msg, sizeof msg, "API key '%s' may not use model '%.*s'", r->auth_key->name,
+                     200, r->info.model);
+            return reply_error(r, 403, msg);
+        }
     }
     r->score.affinity_node = -1;
     r->score.tried = &r->tried;
@@ -1207,7 +1325,9 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             return reply_error(r, 400, "X-Sollol-Priority must be an integer from 1 to 10");
         priority = (int)v;
     }
-    sol_queue_entry_init(&r->qe, client_key(r), priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
+    /* Fairness between clients: the API key's name when there is one (auth.c). */
+    uint64_t who = r->auth_key ? r->auth_key->fairness : client_key(r);
+    sol_queue_entry_init(&r->qe, who, priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
     affinity_keys(r);
     if (admit(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
@@ -1225,14 +1345,30 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;
     if (!r) {
-        if (answered_locally_without_body(conn, url, method)) {
+        /* Security gate (limits.c, auth.c), before anything else is read. */
+        const struct sol_auth_key *key = NULL;
+        enum MHD_Result refused;
+        struct sol_auth_verdict held = {0};
+        int gate = sol_gate_check(d, conn, url, method, &key, &refused, &held);
+        if (gate == 1)
+            return refused;
+        if (gate == 0 && answered_locally_without_body(conn, url, method)) {
             *con_cls = &answer_on_second_call;
             return MHD_YES;
         }
-        return on_request_start(d, conn, url, method, con_cls);
+        enum MHD_Result ret = start_request(d, conn, url, method, con_cls);
+        if (*con_cls && *con_cls != (void *)&answer_on_second_call) {
+            struct sol_request *nr = *con_cls;
+            nr->auth_key = key;
+            if (held.status) {
+                nr->refusal = held;
+                nr->body_too_big = 1; /* drop the body as it arrives */
+            }
+        }
+        return ret;
     }
     if ((void *)r == (void *)&answer_on_second_call)
-        return on_request_start(d, conn, url, method, con_cls);
+        return start_request(d, conn, url, method, con_cls);
     if (r->client_gone)
         return MHD_NO;
     switch (r->state) {
@@ -1268,8 +1404,8 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
 void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    struct sol_daemon *d = cls;
+    sol_limits_request_done(&d->limits, conn); /* next request's header deadline */
     struct sol_request *r = *con_cls;
     *con_cls = NULL;
     if (!r || (void *)r == (void *)&answer_on_second_call)
@@ -1284,30 +1420,42 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     r->suspended = 0;
     r->conn = NULL;
     uint64_t ms = sol_now_ms(r->d) - r->started_ms;
-    SOL_INFO("%s %s %s model=%s node=%s status=%ld attempts=%u bytes=%llu ms=%llu%s", r->id,
-             r->method, r->path, r->model[0] ? r->model : "-", r->node_name[0] ? r->node_name : "-",
-             r->status, r->tried.count, (unsigned long long)r->bytes_out, (unsigned long long)ms,
-             r->client_gone ? " client-gone" : "");
-    /* GET /metrics (metrics.c): the finished request, and the node's token
-     * counts from its final metrics line (Ollama routes that generate). */
-    int tokens = r->route && (r->route->flags & SOL_RF_INFERENCE) && !r->openai && r->tail_len &&
+    /* The finished request for GET /metrics (metrics.c), the dashboard
+     * (dashboard.c) and the access log (access_log.c). Token counts come
+     * from the node's final metrics: eval_count/prompt_eval_count on Ollama
+     * routes, usage.completion_tokens/prompt_tokens on OpenAI ones. */
+    int tokens = r->route && (r->route->flags & SOL_RF_INFERENCE) && r->tail_len &&
                  r->status >= 200 && r->status < 300;
-    sol_metrics_record(
-        &r->d->metrics, &r->d->table,
-        &(struct sol_metrics_sample){
-            .route = r->route,
-            .model = r->model,
-            .node = r->node_name,
-            .status = r->status > 0 ? (unsigned)r->status : 0,
-            .duration_s = (double)ms / 1000.0,
-            .ttfb_s = r->ttfb_ms / 1000.0,
-            .queue_s = (double)r->queue_ms / 1000.0,
-            .waited = r->route && r->route->kind == SOL_ROUTE_PROXY && r->node_name[0] != '\0',
-            .attempts = r->tried.count,
-            .bytes_out = r->bytes_out,
-            .eval_count = tokens ? tail_number(r, "eval_count") : 0,
-            .prompt_eval_count = tokens ? tail_number(r, "prompt_eval_count") : 0,
-        });
+    int streamed = strncasecmp(r->content_type, "application/x-ndjson", 20) == 0 ||
+                   strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+    struct sol_metrics_sample sample = {
+        .route = r->route,
+        .model = r->model,
+        .node = r->node_name,
+        .status = r->status > 0 ? (unsigned)r->status : 0,
+        .duration_s = (double)ms / 1000.0,
+        .ttfb_s = r->ttfb_ms / 1000.0,
+        .ttft_s = tokens && streamed && r->ttfb_ms > 0
+                      ? ((double)(r->attempt_started_ms - r->started_ms) + r->ttfb_ms) / 1000.0
+                      : 0,
+        .queue_s = (double)r->queue_ms / 1000.0,
+        .waited = r->route && r->route->kind == SOL_ROUTE_PROXY && r->node_name[0] != '\0',
+        .attempts = r->tried.count,
+        .bytes_out = r->bytes_out,
+        .eval_count = tokens ? tail_number(r, r->openai ? "completion_tokens" : "eval_count") : 0,
+        .prompt_eval_count =
+            tokens ? tail_number(r, r->openai ? "prompt_tokens" : "prompt_eval_count") : 0,
+    };
+    sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
+    sol_dashboard_record(&r->d->dashboard, &sample, sol_now_ms(r->d));
+    char client[INET6_ADDRSTRLEN];
+    sol_access_client_address(conn, client, sizeof client);
+    sol_access_log(&(struct sol_access_entry){.id = r->id,
+                                              .client = client,
+                                              .method = r->method,
+                                              .path = r->path,
+                                              .s = &sample,
+                                              .client_gone = r->client_gone});
     sol_hangup_watch_close(&r->watch, on_watch_closed);
     req_unref(r);
 }

@@ -7,6 +7,7 @@
 #define SOLLOL_REQUEST_PRIV_H
 
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/balancer.h"
 #include "sollol/buf.h"
 #include "sollol/curl_uv.h"
@@ -28,7 +29,6 @@ struct sol_embed_split; /* embed.c */
 #define STREAM_HIGH_WATER (256 * 1024)
 #define STREAM_LOW_WATER  (64 * 1024)
 #define MHD_BLOCK_SIZE    (32 * 1024)
-#define JSON_MAX_DEPTH    128
 #define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
 #define EXPLAIN_HEADER    1024
 
@@ -42,7 +42,9 @@ enum req_state {
 
 struct sol_request {
     struct sol_daemon *d;
-    struct MHD_Connection *conn; /* NULL once MHD completed the request */
+    struct MHD_Connection *conn;         /* NULL once MHD completed the request */
+    const struct sol_auth_key *auth_key; /* caller's API key (auth.c); NULL when none needed */
+    struct sol_auth_verdict refusal;     /* auth.c: status != 0 = answer it once the body is in */
     int refs;
     struct sol_request *prev, *next; /* d->requests */
 
@@ -71,6 +73,7 @@ struct sol_request {
     char node_name[128];   /* node that answered (for headers and logs) */
     struct sol_tried tried;
     uint64_t deadline_ms; /* 0 = none (paused by a slow client) */
+    uint64_t node_eta_ms; /* the attempt's expected end, from sol_balancer_get() */
     int attempt_running;
     uint64_t attempt_started_ms;
     double ttfb_ms;
@@ -99,6 +102,9 @@ struct sol_request {
     struct sol_queue_entry qe;
     uint64_t queue_ms; /* time spent waiting for a slot, all waits */
     char queue_ms_text[24];
+    char timing_text[112];     /* Server-Timing header value */
+    struct MHD_Response *resp; /* the queued stream response (borrowed: valid while
+                                  MHD calls its reader), for the Server-Timing trailer */
     struct sol_affinity_keys aff;
     int has_aff;
     int aff_remembered; /* affinity_node is the node that served the prefix */

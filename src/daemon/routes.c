@@ -22,7 +22,9 @@ static const struct sol_route routes[] = {
     {"/v1/models", SOL_ROUTE_V1_MODELS, SOL_M_GET, SOL_RF_OPENAI},
     {"/api/health", SOL_ROUTE_HEALTH, SOL_M_GET | SOL_M_HEAD, 0},
     {"/api/stats", SOL_ROUTE_STATS, SOL_M_GET, 0},
-    {"/metrics", SOL_ROUTE_METRICS, SOL_M_GET, 0}, /* Prometheus (metrics.c) */
+    {"/metrics", SOL_ROUTE_METRICS, SOL_M_GET, 0},                  /* Prometheus (metrics.c) */
+    {"/dashboard", SOL_ROUTE_DASHBOARD, SOL_M_GET | SOL_M_HEAD, 0}, /* dashboard.c */
+    {"/api/sollol/dashboard", SOL_ROUTE_DASHBOARD_DATA, SOL_M_GET, 0},
     {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL},
     {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL},
     {"/api/copy", SOL_ROUTE_FANOUT, SOL_M_POST, 0},

@@ -97,6 +97,101 @@ static int tried_has(const struct sol_tried *t, unsigned index)
     return 0;
 }
 
+/* Per-request constants, hoisted out of the node loop. */
+struct req_consts {
+    double P; /* prompt tokens */
+    double G; /* tokens to generate */
+};
+
+static void req_consts_init(struct req_consts *k, const struct sol_scorer_conf *cf,
+                            const struct sol_score_req *req)
+{
+    k->P = req->prompt_tokens > 0 ? req->prompt_tokens : 0;
+    if (k->P > 1e15) /* an infinite estimate would turn 0 * inf into NaN */
+        k->P = 1e15;
+    k->G = 0;
+    if (!req->embedding)
+        k->G = req->num_predict > 0 ? (double)req->num_predict : cf->typical_predict;
+}
+
+/* A learned speed, else the one inferred from other pairs, else the default. */
+static inline double speed(double learned, double prior, double dflt)
+{
+    return learned > 0 ? learned : prior > 0 ? prior : dflt;
+}
+
+#define ETA_SCAN_MAX 64 /* running ends looked at per busy node */
+
+/*
+ * Seconds until the slot this request would get on a full node frees:
+ * the (queued)-th soonest end among the attempts running there. An
+ * attempt already past its expected end is assumed to run on for as long
+ * as it has overrun (a long answer tends to be longer still), rather than
+ * to end at once. Queued positions beyond the tracked attempts are priced
+ * as before, svc / k each: the whole node turns over once per service
+ * time. With nothing tracked, that rule alone.
+ */
+static double busy_wait(const struct sol_node *n, unsigned queued, double svc, double k,
+                        uint64_t now_ms)
+{
+    unsigned cnt = n->n_running < ETA_SCAN_MAX ? n->n_running : ETA_SCAN_MAX;
+    if (cnt == 0)
+        return queued * svc / k;
+    double rem[ETA_SCAN_MAX] = {0}; /* (filled below; cppcheck cannot see it) */
+    for (unsigned i = 0; i < cnt; i++) {
+        uint64_t e = n->running_eta[i];
+        double r = e >= now_ms ? (double)(e - now_ms) : (double)(now_ms - e);
+        /* insertion sort: cnt is the node's slot count, a handful */
+        unsigned j = i;
+        while (j > 0 && rem[j - 1] > r) {
+            rem[j] = rem[j - 1];
+            j--;
+        }
+        rem[j] = r;
+    }
+    if (queued <= cnt)
+        return rem[queued - 1] * 1e-3;
+    return rem[cnt - 1] * 1e-3 + (queued - cnt) * svc / k;
+}
+
+/*
+ * The terms of scorer.h for one eligible node, rearranged so the common
+ * case costs one division (by k * w) besides the two for the speeds:
+ *   cost = (gen_s * (k + share) + k * (wait + load + prompt + rtt)) / (k * w)
+ * with share = min(c, k - 1). (A fully branch-free loop - bit-mask
+ * selects, every node costed, ineligible ones as +inf - measured about
+ * twice as slow: the extra work outweighs the mispredictions it saves.)
+ */
+static inline double node_cost(const struct sol_scorer_conf *cf, const struct sol_node *n,
+                               const struct sol_node_model *m, const struct sol_score_req *req,
+                               const struct req_consts *rc, uint64_t now_ms,
+                               struct sol_score_terms *terms)
+{
+    double ptps = speed(m->prompt_tps, m->prior_prompt_tps, cf->default_prompt_tps);
+    double gtps = speed(m->gen_tps, m->prior_gen_tps, cf->default_gen_tps);
+    double prompt_s = rc->P / ptps;
+    double gen_s = rc->G / gtps;
+    unsigned ki = n->max_concurrent ? n->max_concurrent : 1;
+    unsigned ci = n->in_flight + (req->extra_in_flight ? req->extra_in_flight[n->index] : 0);
+    double k = (double)ki;
+    double share = (double)(ci < ki ? ci : ki - 1);
+    /* Own service time without the affinity discount: the requests ahead
+     * are others', our cached prefix does not shorten them. */
+    double wait = ci >= ki ? busy_wait(n, ci - ki + 1, prompt_s + gen_s, k, now_ms) : 0;
+    double prompt =
+        prompt_s * ((int)n->index == req->affinity_node ? cf->affinity_prompt_fraction : 1.0);
+    double load_ms = m->load_ms > 0 ? m->load_ms : cf->default_load_ms;
+    double load = m->loaded ? 0 : load_ms * 1e-3;
+    double rtt = n->rtt_ms > 0 ? n->rtt_ms * 1e-3 : 0;
+    double w = n->weight > 0 ? n->weight : 1.0;
+    double cost = (gen_s * (k + share) + k * (wait + load + prompt + rtt)) / (k * w);
+    if (terms) {
+        struct sol_score_terms t = {n, wait, load, prompt, gen_s * (k + share) / k, rtt, cost};
+        *terms = t;
+    }
+    return cost;
+}
+
 /* Keeps top[] sorted by total, at most SOL_EXPLAIN_TOP entries. */
 static void top_insert(struct sol_score_explain *e, const struct sol_score_terms *t)
 {
@@ -185,15 +280,8 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
                                  struct sol_score_explain *explain)
 {
     const struct sol_scorer_conf *cf = &s->conf;
-
-    /* Per-request constants, hoisted out of the node loop. */
-    double P = req->prompt_tokens > 0 ? req->prompt_tokens : 0;
-    if (P > 1e15) /* an infinite estimate would turn 0 * inf into NaN */
-        P = 1e15;
-    double G = 0;
-    if (!req->embedding)
-        G = req->num_predict > 0 ? (double)req->num_predict : cf->typical_predict;
-    double frac = cf->affinity_prompt_fraction;
+    struct req_consts rc;
+    req_consts_init(&rc, cf, req);
     /* A one-word filter over the tried set: most nodes are ruled out
      * without scanning it. */
     const struct sol_tried *tried = req->tried && req->tried->count ? req->tried : NULL;
@@ -228,30 +316,8 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
         continue;
 
     eligible:;
-        /* The terms of scorer.h, rearranged so the node costs one division
-         * (by k * w) besides the two for the speeds:
-         *   cost = (gen_s * (k + share) + queued * svc + k * (load + prompt + rtt)) / (k * w)
-         * with share = min(c, k - 1) and queued = max(c - k + 1, 0).
-         * (A fully branch-free loop - bit-mask selects, every node costed,
-         * ineligible ones as +inf - measured about twice as slow: the
-         * extra work outweighs the mispredictions it saves.) */
-        double ptps = m->prompt_tps > 0 ? m->prompt_tps : cf->default_prompt_tps;
-        double gtps = m->gen_tps > 0 ? m->gen_tps : cf->default_gen_tps;
-        double prompt_s = P / ptps;
-        double gen_s = G / gtps;
-        unsigned ki = n->max_concurrent ? n->max_concurrent : 1;
-        unsigned ci = n->in_flight + (req->extra_in_flight ? req->extra_in_flight[n->index] : 0);
-        double k = (double)ki;
-        double share = (double)(ci < ki ? ci : ki - 1);
-        double queued = (double)(ci >= ki ? ci - ki + 1 : 0);
-        double prompt = prompt_s * ((int)n->index == req->affinity_node ? frac : 1.0);
-        double load_ms = m->load_ms > 0 ? m->load_ms : cf->default_load_ms;
-        double load = m->loaded ? 0 : load_ms * 1e-3;
-        double rtt = n->rtt_ms > 0 ? n->rtt_ms * 1e-3 : 0;
-        double w = n->weight > 0 ? n->weight : 1.0;
-        double cost =
-            (gen_s * (k + share) + queued * (prompt_s + gen_s) + k * (load + prompt + rtt)) /
-            (k * w);
+        struct sol_score_terms tt;
+        double cost = node_cost(cf, n, m, req, &rc, now_ms, explain ? &tt : NULL);
 
         /* Relative tolerance from the smaller cost, so an infinite best
          * never swallows a finite candidate as a "tie". */
@@ -279,9 +345,6 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
             best = n;
 
         if (explain) {
-            double wait = queued * (prompt_s + gen_s) / k;
-            double gen = gen_s * (k + share) / k;
-            struct sol_score_terms tt = {n, wait, load, prompt, gen, rtt, cost};
             explain->candidates++;
             top_insert(explain, &tt);
             if (take)
@@ -294,6 +357,40 @@ struct sol_node *sol_scorer_pick(struct sol_scorer *s, const struct sol_node_tab
         top_put_chosen_first(explain, &best_terms);
     }
     return best;
+}
+
+double sol_scorer_cost(const struct sol_scorer *s, const struct sol_node *n,
+                       const struct sol_score_req *req, uint64_t now_ms)
+{
+    const struct sol_node_model *m;
+    enum sol_skip_reason why;
+    if ((req->tried && tried_has(req->tried, n->index)) ||
+        ineligible(n, req->model_key, req->free_slot_only, now_ms, &why, &m))
+        return INFINITY;
+    struct req_consts rc;
+    req_consts_init(&rc, &s->conf, req);
+    return node_cost(&s->conf, n, m, req, &rc, now_ms, NULL);
+}
+
+double sol_scorer_service_s(const struct sol_scorer *s, const struct sol_node *n,
+                            const struct sol_score_req *req)
+{
+    const struct sol_scorer_conf *cf = &s->conf;
+    const struct sol_node_model *m = sol_node_find_model(n, req->model_key);
+    struct req_consts rc;
+    req_consts_init(&rc, cf, req);
+    double ptps = m ? speed(m->prompt_tps, m->prior_prompt_tps, cf->default_prompt_tps)
+                    : cf->default_prompt_tps;
+    double gtps =
+        m ? speed(m->gen_tps, m->prior_gen_tps, cf->default_gen_tps) : cf->default_gen_tps;
+    double load_ms = m && m->load_ms > 0 ? m->load_ms : cf->default_load_ms;
+    unsigned ki = n->max_concurrent ? n->max_concurrent : 1;
+    unsigned ci = n->in_flight;
+    double share = (double)(ci < ki ? ci : ki - 1);
+    double prompt =
+        rc.P / ptps * ((int)n->index == req->affinity_node ? cf->affinity_prompt_fraction : 1.0);
+    double load = m && m->loaded ? 0 : load_ms * 1e-3;
+    return load + prompt + rc.G / gtps * (1.0 + share / (double)ki);
 }
 
 const char *sol_skip_reason_name(enum sol_skip_reason r)

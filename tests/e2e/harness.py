@@ -4,8 +4,9 @@ Processes
     start_sim(...) / start_process(...) start ``ollama-sim`` / any program of
     the build (``sollold``) that prints ``listening on HOST:PORT`` on stdout
     when ready, and return a :class:`Proc`. A Proc is a context manager and
-    is always stopped (SIGTERM, then SIGKILL) when the block or the test ends;
-    pass ``test=self`` to register the cleanup with unittest.
+    is always stopped (SIGTERM, a second SIGTERM after 2 s, then SIGKILL)
+    when the block or the test ends; pass ``test=self`` to register the
+    cleanup with unittest.
 
 HTTP
     request(method, url, body, headers) -> Response(status, headers, body)
@@ -157,15 +158,22 @@ class Proc:
             self.popen.send_signal(sig)
 
     def stop(self, timeout=10.0):
-        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status
-        (negative for a signal, as subprocess reports it). Idempotent."""
+        """SIGTERM; if still running after 2 s, SIGTERM again (sollold lets
+        running requests finish for its grace period after the first one and
+        stops at once on the second); SIGKILL after `timeout` in all. Returns
+        the exit status (negative for a signal, as subprocess reports it).
+        Idempotent."""
         if self.returncode is not None:
             return self.returncode
         timeout = scaled(timeout)
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(signal.SIGTERM)
-                self.popen.wait(timeout=timeout)
+                try:
+                    self.popen.wait(timeout=min(2.0, timeout))
+                except subprocess.TimeoutExpired:
+                    self.popen.send_signal(signal.SIGTERM)
+                    self.popen.wait(timeout=max(0.1, timeout - 2.0))
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
@@ -585,3 +593,243 @@ def run_parallel(fns, timeout=60.0):
         if e is not None:
             raise e
     return results
+
+
+# --------------------------------------------------------------------------
+# llama.cpp stand-ins (<build>/stand-ins/rpc-server, llama-server), GGUF
+# files and the ggml RPC wire format (PROTOCOLS.md sections 3 and 5)
+
+import struct  # noqa: E402 - appended section, kept self-contained
+
+RPC_CMD_GET_DEVICE_MEMORY = 11
+RPC_CMD_HELLO = 14
+RPC_CMD_DEVICE_COUNT = 15
+
+
+# Real llama.cpp programs replace the stand-ins when these point at them
+# (and SOLLOL_REAL_GGUF at a model): the same tests then run against them.
+REAL_STANDIN_ENV = {"rpc-server": "SOLLOL_REAL_RPC_SERVER",
+                    "llama-server": "SOLLOL_REAL_LLAMA_SERVER"}
+
+
+def standin_is_real(name):
+    """True when $SOLLOL_REAL_RPC_SERVER / $SOLLOL_REAL_LLAMA_SERVER names
+    the real program to use instead of the stand-in ``name``."""
+    return bool(os.environ.get(REAL_STANDIN_ENV[name]))
+
+
+def standin(name):
+    """Absolute path of ``name`` ("rpc-server" or "llama-server"): the real
+    program when its SOLLOL_REAL_* variable is set, else the stand-in."""
+    if standin_is_real(name):
+        return os.path.abspath(os.environ[REAL_STANDIN_ENV[name]])
+    return binary(os.path.join("stand-ins", name))
+
+
+def free_port(host="127.0.0.1"):
+    """A loopback port that was free a moment ago (for programs that cannot
+    bind port 0 themselves, such as the real rpc-server)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+class _ConnectReadyProc(Proc):
+    """A Proc that is ready when its port accepts TCP connections (the real
+    llama.cpp programs print no `listening on` line)."""
+
+    def __init__(self, argv, host, port, **kw):
+        self._ready_host, self._ready_port = host, port
+        super().__init__(argv, **kw)
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise ProcError("%s exited with status %s before it was ready\n--- stderr ---\n%s"
+                                % (self.name, self.popen.returncode, self.stderr_text()))
+            try:
+                socket.create_connection((self._ready_host, self._ready_port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            self.host, self.port = self._ready_host, self._ready_port
+            self.url = "http://%s:%d" % (self.host, self.port)
+            return
+        raise ProcError("%s: port %d not open within %.1fs\n--- stderr ---\n%s"
+                        % (self.name, self._ready_port, timeout, self.stderr_text()))
+
+
+def start_standin(name, args, test=None, env=None, ready_timeout=15.0, check_exit=True):
+    """Starts a stand-in (``"rpc-server"`` or ``"llama-server"``) and waits
+    for its ``listening on HOST:PORT`` line. Pass ``-p 0`` / ``--port 0``
+    in ``args`` for an ephemeral port. ``env`` adds SOLLOL_SIM_* knobs.
+    With a real program (standin_is_real) a port 0 is replaced by a free
+    port and readiness is a successful TCP connect."""
+    if not standin_is_real(name):
+        return start_process(os.path.join("stand-ins", name), args, test=test,
+                             ready_timeout=ready_timeout, env=env, check_exit=check_exit)
+    args = [str(a) for a in args]
+    host, port = "127.0.0.1", None
+    for i, a in enumerate(args[:-1]):
+        if a in ("-H", "--host"):
+            host = args[i + 1]
+        if a in ("-p", "--port"):
+            if args[i + 1] == "0":
+                args[i + 1] = str(free_port(host))
+            port = int(args[i + 1])
+    if port is None:
+        port = 50052 if name == "rpc-server" else 8080
+    p = _ConnectReadyProc([standin(name)] + args, host, port, ready_timeout=ready_timeout,
+                          env=env, name=name)
+    if test is not None:
+        cleanup = p.close_checked if check_exit else p.close
+        if isinstance(test, type):
+            test.addClassCleanup(cleanup)
+        else:
+            test.addCleanup(cleanup)
+    return p
+
+
+def _gguf_str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def _gguf_value(v):
+    """(type, bytes) of a Python value: str -> string, bool -> bool,
+    int -> u32 (u64 when it does not fit), float -> f32, list of str/int ->
+    array. A (type, bytes) tuple is written as given."""
+    if isinstance(v, tuple):
+        return v
+    if isinstance(v, bool):
+        return 7, struct.pack("<B", int(v))
+    if isinstance(v, int):
+        if 0 <= v < 2 ** 32:
+            return 4, struct.pack("<I", v)
+        return 10, struct.pack("<Q", v)
+    if isinstance(v, float):
+        return 6, struct.pack("<f", v)
+    if isinstance(v, str):
+        return 8, _gguf_str(v)
+    if isinstance(v, (list, tuple)):
+        if all(isinstance(e, str) for e in v):
+            return 9, struct.pack("<IQ", 8, len(v)) + b"".join(_gguf_str(e) for e in v)
+        return 9, struct.pack("<IQ", 5, len(v)) + b"".join(struct.pack("<i", e) for e in v)
+    raise TypeError("no GGUF type for %r" % (v,))
+
+
+def write_gguf(path, arch="llama", name="sim-model", blocks=16, file_type=15,
+               context_length=4096, embedding_length=2048, extra=None, version=3,
+               tensor_count=0, size=None):
+    """Writes a minimal valid GGUF header (PROTOCOLS.md section 5) to ``path``:
+    magic, version, tensor_count, kv_count, then general.architecture,
+    general.name, general.file_type, <arch>.block_count,
+    <arch>.context_length, <arch>.embedding_length and ``extra`` (a dict of
+    key -> value, see _gguf_value; a value None drops a default key). With
+    ``size`` the file is extended (sparse) to that many bytes, so it can
+    stand for a model of that size. Returns ``path``."""
+    kv = {
+        "general.architecture": arch,
+        "general.name": name,
+        "general.file_type": file_type,
+        "%s.block_count" % arch: blocks,
+        "%s.context_length" % arch: context_length,
+        "%s.embedding_length" % arch: embedding_length,
+    }
+    for k, v in (extra or {}).items():
+        if v is None:
+            kv.pop(k, None)
+        else:
+            kv[k] = v
+    body = b""
+    for k, v in kv.items():
+        t, data = _gguf_value(v)
+        body += _gguf_str(k) + struct.pack("<I", t) + data
+    with open(path, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", version, tensor_count, len(kv)) + body)
+        if size is not None and size > f.tell():
+            f.truncate(size)
+    return path
+
+
+def rpc_send(sock, cmd, payload=b""):
+    """Sends one RPC request: cmd:u8 | size:u64 | payload (little-endian)."""
+    sock.sendall(struct.pack("<BQ", cmd, len(payload)) + payload)
+
+
+def rpc_recv(sock):
+    """Reads one RPC reply (size:u64 | payload) and returns the payload, or
+    None when the server closed the connection before sending anything.
+    socket.timeout propagates (an unanswered request)."""
+    head = b""
+    while len(head) < 8:
+        try:
+            chunk = sock.recv(8 - len(head))
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            if not head:
+                return None
+            raise ConnectionError("RPC reply cut inside its size field")
+        head += chunk
+    (size,) = struct.unpack("<Q", head)
+    if size > 1 << 20:
+        raise ConnectionError("absurd RPC reply size %d" % size)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("RPC reply cut after %d of %d bytes" % (len(data), size))
+        data += chunk
+    return data
+
+
+def rpc_hello(host, port, form="v4", timeout=5.0, sock=None):
+    """Sends HELLO in ``form`` "v4" (24 zero bytes of conn_caps) or "v3"
+    (empty) and returns (reply_payload, socket): the payload is None when
+    the server closed without a reply. socket.timeout propagates when the
+    HELLO is not answered (the server is busy with another client). The
+    caller owns the returned socket (closed already when the reply is None)."""
+    s = sock or raw_connect(host, port, timeout)
+    s.settimeout(timeout)
+    rpc_send(s, RPC_CMD_HELLO, b"\0" * 24 if form == "v4" else b"")
+    reply = rpc_recv(s)
+    if reply is None:
+        s.close()
+    return reply, s
+
+
+def rpc_version_of(reply):
+    """(major, minor, patch) from a HELLO reply payload of either form."""
+    return tuple(reply[:3])
+
+
+def rpc_device_count(sock):
+    rpc_send(sock, RPC_CMD_DEVICE_COUNT)
+    reply = rpc_recv(sock)
+    return None if reply is None else struct.unpack("<I", reply)[0]
+
+
+def rpc_device_memory(sock, device=0, with_arg=True):
+    """(free, total) bytes of one device; ``with_arg`` = protocol >= 3 form."""
+    rpc_send(sock, RPC_CMD_GET_DEVICE_MEMORY, struct.pack("<I", device) if with_arg else b"")
+    reply = rpc_recv(sock)
+    return None if reply is None else struct.unpack("<QQ", reply)
+
+
+def rpc_probe(host, port, timeout=5.0):
+    """The pre-flight probe rule: HELLO in the 4.x form, and when the server
+    closes without a reply, the empty form on a new connection. Returns
+    ((major, minor, patch), form, sock) with the socket open after HELLO
+    (the caller closes it). socket.timeout propagates (a busy server)."""
+    reply, s = rpc_hello(host, port, form="v4", timeout=timeout)
+    if reply is not None:
+        return rpc_version_of(reply), "v4", s
+    reply, s = rpc_hello(host, port, form="v3", timeout=timeout)
+    if reply is None:
+        raise ConnectionError("RPC server %s:%d closed both HELLO forms" % (host, port))
+    return rpc_version_of(reply), "v3", s

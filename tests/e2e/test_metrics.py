@@ -293,6 +293,13 @@ class MetricsTest(unittest.TestCase):
             last = json.loads(r.body.decode().strip().split("\n")[-1])
             eval_counts += last.get("eval_count", 0)
             prompt_counts += last.get("prompt_eval_count", 0)
+        # OpenAI shape: the tokens come from its usage object.
+        r = h.request("POST", d.url + "/v1/chat/completions",
+                      {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": 5})
+        self.assertEqual(r.status, 200, r.body)
+        eval_counts += r.json()["usage"]["completion_tokens"]
+        prompt_counts += r.json()["usage"]["prompt_tokens"]
         for _ in range(2):
             r = h.request("POST", d.url + "/api/chat", chat("no-such-model:7b"))
             self.assertEqual(r.status, 404, r.body)
@@ -310,7 +317,7 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(resp.headers.get("content-type"), CT)
             text = resp.body.decode("utf-8")
             types, helps, samples = parse_exposition(text)
-            if (total(samples, "sollol_requests_total") >= 8 and
+            if (total(samples, "sollol_requests_total") >= 9 and
                     total(samples, "sollol_requests_in_flight") == 0) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -320,6 +327,8 @@ class MetricsTest(unittest.TestCase):
             "sollol_requests_total": "counter",
             "sollol_request_duration_seconds": "histogram",
             "sollol_request_ttfb_seconds": "histogram",
+            "sollol_request_ttft_seconds": "histogram",
+            "sollol_request_failovers_total": "counter",
             "sollol_queue_wait_seconds": "histogram",
             "sollol_response_bytes_total": "counter",
             "sollol_request_retries_total": "counter",
@@ -364,7 +373,9 @@ class MetricsTest(unittest.TestCase):
         # Requests: exactly what was sent (the daemon's own traffic and the
         # scrapes are not proxied requests).
         req = pick(samples, "sollol_requests_total")
-        self.assertEqual(total(samples, "sollol_requests_total"), 8, req)
+        self.assertEqual(total(samples, "sollol_requests_total"), 9, req)
+        self.assertEqual(total(samples, "sollol_requests_total", route="/v1/chat/completions",
+                               code="2xx", model="llama3.2:3b"), 1, req)
         self.assertEqual(total(samples, "sollol_requests_total", route="/api/chat", code="2xx",
                                model="llama3.2:3b"), 5, req)
         self.assertEqual(total(samples, "sollol_requests_total", route="/api/chat", code="4xx"),
@@ -383,7 +394,11 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(total(samples, "sollol_request_duration_seconds_count",
                                route="/api/chat"), 8)
         self.assertEqual(total(samples, "sollol_request_ttfb_seconds_count", route="/api/chat"), 5)
-        self.assertEqual(total(samples, "sollol_queue_wait_seconds_count"), 5)
+        self.assertEqual(total(samples, "sollol_queue_wait_seconds_count"), 6)
+        # TTFT: the two streamed chats only (arrival to first token).
+        self.assertEqual(total(samples, "sollol_request_ttft_seconds_count", route="/api/chat"), 2)
+        self.assertEqual(total(samples, "sollol_request_ttft_seconds_count"), 2)
+        self.assertEqual(total(samples, "sollol_request_failovers_total"), 0)
         self.assertGreater(total(samples, "sollol_response_bytes_total", route="/api/chat"), 0)
 
         # Tokens: the sum of the nodes' final eval_count / prompt_eval_count.
@@ -403,7 +418,7 @@ class MetricsTest(unittest.TestCase):
             self.assertGreater(total(samples, "sollol_node_probe_rtt_seconds", node=name), 0)
             self.assertEqual(total(samples, "sollol_node_model_loaded", node=name,
                                    model="llama3.2:3b"), 1)
-        self.assertEqual(total(samples, "sollol_node_attempts_total"), 5)
+        self.assertEqual(total(samples, "sollol_node_attempts_total"), 6)
         tps = pick(samples, "sollol_node_model_generate_tokens_per_second", model="llama3.2:3b")
         self.assertTrue(tps and all(v > 0 for _, v in tps), tps)
 
@@ -425,6 +440,39 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(r.status, 405)
 
         self.promtool(text)
+        self.check_docs(types)
+
+    def check_docs(self, types):
+        """docs/observability.md names every family the daemon exports, and the
+        Grafana dashboard in docs/ is valid JSON whose queries use only
+        families that exist."""
+        with open(os.path.join(h.REPO_ROOT, "docs", "observability.md")) as f:
+            doc = f.read()
+        for fam in types:
+            self.assertIn("`%s`" % fam, doc, "docs/observability.md does not list " + fam)
+        with open(os.path.join(h.REPO_ROOT, "docs", "grafana-sollol.json")) as f:
+            dash = json.load(f)
+        exprs = []
+        def walk(panels):
+            for p in panels:
+                walk(p.get("panels", []))
+                exprs.extend(t["expr"] for t in p.get("targets", []) if "expr" in t)
+        walk(dash["panels"])
+        self.assertGreater(len(exprs), 20)
+        used = set()
+        for e in exprs:
+            for name in re.findall(r"\b((?:sollol|process)_[a-z0-9_]+)", e):
+                fam = re.sub(r"_(bucket|sum|count)$", "", name)
+                fam = fam if fam in types else name
+                if name.startswith(("sollol_rpc_", "sollol_coordinator_")):
+                    # Exported only with a coordinator (none here): documented.
+                    self.assertIn("`%s`" % name, doc, "Grafana query uses unknown " + name)
+                    continue
+                self.assertIn(fam, types, "Grafana query uses unknown metric %s: %s" % (name, e))
+                used.add(fam)
+        for must in ("sollol_requests_total", "sollol_request_ttft_seconds", "sollol_node_up",
+                     "sollol_queue_length", "sollol_generated_tokens_total"):
+            self.assertIn(must, used)
 
     def promtool(self, text):
         tool = shutil.which("promtool")

@@ -675,14 +675,16 @@ class BackpressureTest(unittest.TestCase):
 
 
 class ShutdownTest(unittest.TestCase):
-    """SIGTERM: exit 0 promptly; an open stream ends with an error line."""
+    """SIGTERM with no grace period (--shutdown-grace 0): exit 0 promptly; an
+    open stream ends with an error line. (The graceful path, where running
+    streams finish first, is tests/e2e/test_ops.py's.)"""
 
     def setUp(self):
         self.sim = h.start_sim("--tokens-per-second", "10", "--ttft-ms", "0", test=self,
                                models=(MODEL + ",loaded",))
 
     def test_idle(self):
-        d = start_daemon(self, [("a", self.sim.url)])
+        d = start_daemon(self, [("a", self.sim.url)], "--shutdown-grace", "0")
         self.assertEqual(h.post_json(d.url + "/api/chat", chat_body(stream=False)).status, 200)
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
@@ -690,7 +692,7 @@ class ShutdownTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 3.0)
 
     def test_with_open_stream(self):
-        d = start_daemon(self, [("a", self.sim.url)])
+        d = start_daemon(self, [("a", self.sim.url)], "--shutdown-grace", "0")
         s = h.open_stream("POST", d.url + "/api/chat", chat_body(options={"num_predict": 200}))
         self.addCleanup(s.close)
         it = s.lines()
@@ -712,7 +714,7 @@ class ShutdownTest(unittest.TestCase):
         self.assertEqual(h.sim_stats(self.sim.url)["cancelled"], 1)
 
     def test_with_request_waiting_for_first_byte(self):
-        d = start_daemon(self, [("a", self.sim.url)])
+        d = start_daemon(self, [("a", self.sim.url)], "--shutdown-grace", "0")
         h.sim_fault(self.sim.url, "hang", count=1)
         s = h.raw_connect(d.host, d.port)
         self.addCleanup(s.close)

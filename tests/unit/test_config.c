@@ -1330,6 +1330,7 @@ static void test_docs_and_example(const char *root)
         int same;
         switch (k->type) {
         case SOL_CONF_STRING:
+        case SOL_CONF_JSON:
             same = strcmp(*(char *const *)a, *(char *const *)b) == 0;
             break;
         case SOL_CONF_DURATION_MS:

@@ -19,6 +19,8 @@ static const char *const families[][2] = {
     {"sollol_requests_total", "counter"},
     {"sollol_request_duration_seconds", "histogram"},
     {"sollol_request_ttfb_seconds", "histogram"},
+    {"sollol_request_ttft_seconds", "histogram"},
+    {"sollol_request_failovers_total", "counter"},
     {"sollol_queue_wait_seconds", "histogram"},
     {"sollol_response_bytes_total", "counter"},
     {"sollol_request_retries_total", "counter"},
@@ -218,6 +220,7 @@ int main(void)
                                                         .status = 200,
                                                         .duration_s = i == 2 ? 7.0 : 0.02,
                                                         .ttfb_s = 0.003,
+                                                        .ttft_s = i == 2 ? 0.2 : 0,
                                                         .queue_s = i * 0.5,
                                                         .waited = 1,
                                                         .attempts = i == 1 ? 2 : 1,
@@ -281,6 +284,20 @@ int main(void)
 
     int n;
     char pre[512];
+    /* TTFT: only the streamed chat (0.2 s); failovers: the chat that took
+     * two attempts and was answered. */
+    CHECK(sum_lines(text, "sollol_request_ttft_seconds_count{route=\"/api/chat\"}", &n) == 1 &&
+              n == 1,
+          "ttft count");
+    CHECK(sum_lines(text, "sollol_request_ttft_seconds_bucket{route=\"/api/chat\",le=\"0.1\"}",
+                    &n) == 0 &&
+              sum_lines(text, "sollol_request_ttft_seconds_bucket{route=\"/api/chat\",le=\"0.25\"}",
+                        &n) == 1,
+          "ttft bucket");
+    CHECK(sum_lines(text, "sollol_request_failovers_total{route=\"/api/chat\"}", &n) == 1 && n == 1,
+          "failovers");
+    CHECK(sum_lines(text, "sollol_request_failovers_total{route=\"other\"}", &n) == 0,
+          "no failover on the generic route");
     /* Escaping: the raw names never appear; the escaped forms do. */
     CHECK(strstr(text, hostile_node) == NULL, "raw hostile node name");
     CHECK(strstr(text, "\xff") == NULL, "invalid UTF-8 passed through");
@@ -429,6 +446,42 @@ int main(void)
     text = render(&m, &v);
     check_structure(text);
     free(text);
+
+    /* RPC backends and the coordinator, from the coordinator's status. */
+    cJSON *rpc = cJSON_Parse(
+        "{\"enabled\":true,\"reference_version\":\"3.0.0\",\"backends\":["
+        "{\"address\":\"10.0.0.5:50052\",\"reachable\":true,\"version\":\"3.0.0\","
+        "\"in_use\":true,\"excluded\":false,\"free_bytes\":2e10,\"total_bytes\":2.4e10},"
+        "{\"address\":\"h\\\"x\\n:1\",\"reachable\":null,\"version\":null,\"in_use\":false,"
+        "\"excluded\":true,\"free_bytes\":0,\"total_bytes\":0}],"
+        "\"coordinator\":{\"state\":\"restarting\",\"restarts\":3,\"uptime_s\":null}}");
+    CHECK(rpc != NULL, "rpc json");
+    v.rpc = rpc;
+    text = render(&m, &v);
+    check_structure(text);
+    CHECK(strstr(text, "\nsollol_rpc_backend_up{backend=\"10.0.0.5:50052\"} 1\n") != NULL, "up");
+    CHECK(strstr(text, "\nsollol_rpc_backend_up{backend=\"h\\\"x\\n:1\"} 0\n") != NULL,
+          "unknown reachability is 0, address escaped");
+    CHECK(
+        strstr(text, "\nsollol_rpc_backend_info{backend=\"10.0.0.5:50052\",version=\"3.0.0\"} 1\n"),
+        "info");
+    CHECK(strstr(text, "version=\"unknown\"} 1\n") != NULL, "unknown version");
+    CHECK(
+        strstr(text, "\nsollol_rpc_backend_total_bytes{backend=\"10.0.0.5:50052\"} 24000000000\n"),
+        "bytes");
+    CHECK(strstr(text, "\nsollol_rpc_backend_excluded{backend=\"h\\\"x\\n:1\"} 1\n"), "excluded");
+    CHECK(sum_lines(text, "sollol_coordinator_state{", &n) == 1 && n == 5, "one-hot over 5 states");
+    CHECK(strstr(text, "\nsollol_coordinator_state{state=\"restarting\"} 1\n"), "state");
+    CHECK(strstr(text, "\nsollol_coordinator_restarts_total 3\n"), "restarts");
+    CHECK(strstr(text, "\nsollol_coordinator_uptime_seconds 0\n"), "not running: uptime 0");
+    free(text);
+    cJSON_ReplaceItemInObject(rpc, "enabled", cJSON_CreateFalse());
+    text = render(&m, &v);
+    CHECK(strstr(text, "sollol_rpc_") == NULL && strstr(text, "sollol_coordinator_") == NULL,
+          "nothing when the coordinator is disabled");
+    free(text);
+    cJSON_Delete(rpc);
+    v.rpc = NULL;
 
     /* Label escaping on its own. */
     struct sol_buf b2 = {0};

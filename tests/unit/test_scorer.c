@@ -347,6 +347,66 @@ static void test_saturated(void)
     NEAR(terms_of(&e, 0)->prompt, 0.02);
 }
 
+/* A full node's wait comes from the expected ends of what runs there. */
+static void test_wait_from_running_ends(void)
+{
+    struct fixture f;
+    setup(&f, 1);
+    add(&f, 0, M)->loaded = 1;
+    f.nodes[0].max_concurrent = 2;
+    struct sol_score_req r = req_base();
+    struct sol_score_explain e;
+    double s = 0.2 + 256.0 / 30;
+    const uint64_t now = 1000000; /* pick()'s clock */
+    uint64_t ends[3] = {now + 9000, now + 1500, now + 4000};
+    f.nodes[0].running_eta = ends;
+
+    /* full (2 of 2), two tracked ends: the sooner one frees our slot */
+    f.nodes[0].in_flight = 2;
+    f.nodes[0].n_running = 2;
+    pick(&f, &r, &e);
+    NEAR(terms_of(&e, 0)->wait, 1.5);
+
+    /* one more queued ahead (3 of 2): we need the second end */
+    f.nodes[0].in_flight = 3;
+    f.nodes[0].n_running = 3;
+    pick(&f, &r, &e);
+    NEAR(terms_of(&e, 0)->wait, 4.0);
+
+    /* two ahead beyond the three tracked: last end + s / k per extra slot */
+    f.nodes[0].in_flight = 5;
+    pick(&f, &r, &e);
+    NEAR(terms_of(&e, 0)->wait, 9.0 + s / 2);
+
+    /* the queue ahead counts (extra_in_flight) */
+    unsigned extra[1] = {1};
+    f.nodes[0].in_flight = 2;
+    r.extra_in_flight = extra;
+    pick(&f, &r, &e);
+    NEAR(terms_of(&e, 0)->wait, 4.0);
+    r.extra_in_flight = NULL;
+
+    /* an attempt 2 s past its expected end is taken to need 2 s more */
+    ends[1] = now - 2000;
+    pick(&f, &r, &e);
+    NEAR(terms_of(&e, 0)->wait, 2.0);
+
+    /* sol_scorer_cost() prices the same; ineligible -> infinity */
+    NEAR(sol_scorer_cost(&f.scorer, &f.nodes[0], &r, now), terms_of(&e, 0)->total);
+    r.free_slot_only = 1;
+    CHECK(isinf(sol_scorer_cost(&f.scorer, &f.nodes[0], &r, now)), "saturated: infinite");
+    r.free_slot_only = 0;
+
+    /* service time: prompt + gen slowed by the 2 running (of 2 slots: one
+     * can run beside us), no load */
+    NEAR(sol_scorer_service_s(&f.scorer, &f.nodes[0], &r), 0.2 + 256.0 / 30 * 1.5);
+    f.nodes[0].models[0].loaded = 0;
+    f.nodes[0].in_flight = 0;
+    NEAR(sol_scorer_service_s(&f.scorer, &f.nodes[0], &r), 5 + 0.2 + 256.0 / 30);
+    f.nodes[0].running_eta = NULL;
+    f.nodes[0].n_running = 0;
+}
+
 static void test_weight(void)
 {
     struct fixture f;
@@ -769,6 +829,7 @@ int main(void)
     test_fast_vs_close();
     test_ineligible_never_chosen();
     test_saturated();
+    test_wait_from_running_ends();
     test_weight();
     test_affinity();
     test_predict_and_embedding();

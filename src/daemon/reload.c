@@ -1,0 +1,321 @@
+/*
+ * reload.c - nodes joining and leaving a running daemon, and reloaded
+ * configurations (see reload.h).
+ */
+#include "sollol/reload.h"
+
+#include "sollol/breaker.h"
+#include "sollol/daemon.h"
+#include "sollol/health.h"
+#include "sollol/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sol_node *sol_node_new(const struct sol_node_conf *nc)
+{
+    struct sol_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->name = strdup(nc->name);
+    n->base_url = strdup(nc->base_url);
+    size_t hl = strlen(nc->host_header) + 7;
+    n->host_header = malloc(hl);
+    if (!n->name || !n->base_url || !n->host_header)
+        goto oom;
+    snprintf(n->host_header, hl, "Host: %s", nc->host_header);
+    n->headers = curl_slist_append(NULL, n->host_header);
+    for (size_t h = 0; h < nc->n_headers && n->headers; h++)
+        n->headers = curl_slist_append(n->headers, nc->header_lines[h]);
+    if (!n->headers)
+        goto oom;
+    n->max_concurrent = (unsigned)nc->max_concurrent;
+    n->weight = nc->weight;
+    /* Down until its first probe answers: nothing is known of it yet. */
+    n->state = SOL_NODE_DOWN;
+    sol_breaker_init(&n->breaker);
+    return n;
+oom:
+    sol_node_free(n);
+    return NULL;
+}
+
+void sol_node_free(struct sol_node *n)
+{
+    if (!n)
+        return;
+    sol_node_models_free(n);
+    free(n->running_eta);
+    free(n->name);
+    free(n->base_url);
+    free(n->host_header);
+    curl_slist_free_all(n->headers);
+    free(n);
+}
+
+/* Same name, URL and outbound headers: the same node. */
+static int same_identity(const struct sol_node *n, const struct sol_node_conf *nc)
+{
+    if (strcmp(n->name, nc->name) != 0 || strcmp(n->base_url, nc->base_url) != 0)
+        return 0;
+    const struct curl_slist *h = n->headers ? n->headers->next : NULL; /* after Host: */
+    for (size_t i = 0; i < nc->n_headers; i++, h = h->next)
+        if (!h || strcmp(h->data, nc->header_lines[i]) != 0)
+            return 0;
+    return h == NULL;
+}
+
+static int grow_table(struct sol_daemon *d)
+{
+    if (d->table.count < d->table_cap)
+        return 0;
+    unsigned cap = d->table_cap ? d->table_cap * 2 : 8;
+    struct sol_node **nodes = realloc(d->table.nodes, cap * sizeof *nodes);
+    if (!nodes)
+        return -1;
+    d->table.nodes = nodes;
+    uint64_t *ids = realloc(d->node_ids, cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    d->node_ids = ids;
+    unsigned char *el = realloc(d->eligible, cap);
+    if (!el)
+        return -1;
+    d->eligible = el;
+    unsigned *res = realloc(d->reserved, cap * sizeof *res);
+    if (!res)
+        return -1;
+    memset(res + d->table_cap, 0, (cap - d->table_cap) * sizeof *res);
+    d->reserved = res;
+    d->table_cap = cap;
+    return 0;
+}
+
+struct sol_node *sol_daemon_node_join(struct sol_daemon *d, const struct sol_node_conf *nc,
+                                      int discovered)
+{
+    struct sol_node *n = NULL;
+    for (unsigned i = 0; i < d->table.count && !n; i++)
+        if (d->table.nodes[i]->removed && same_identity(d->table.nodes[i], nc))
+            n = d->table.nodes[i];
+    if (n) {
+        /* Back with the same identity: its slot, learned speeds and
+         * breaker history are still right. State stays down until a probe
+         * answers (sol_health_forget made its probes due). */
+        n->removed = 0;
+        n->left_logged = 0;
+        n->last_error[0] = '\0';
+    } else {
+        if (grow_table(d) < 0 || !(n = sol_node_new(nc))) {
+            SOL_ERROR("node %s (%s): out of memory, not added", nc->name, nc->base_url);
+            return NULL;
+        }
+        n->index = d->table.count;
+        d->node_ids[n->index] = sol_affinity_node_id(n->base_url);
+        d->reserved[n->index] = 0;
+        d->eligible[n->index] = 0;
+        d->table.nodes[d->table.count++] = n;
+    }
+    n->discovered = discovered ? 1 : 0;
+    n->max_concurrent = (unsigned)nc->max_concurrent;
+    n->weight = nc->weight;
+    if (d->health_running && sol_health_sync(&d->health) < 0)
+        SOL_ERROR("node %s: out of memory for its probes; it stays down", n->name);
+    SOL_INFO("node %s (%s) joins%s", n->name, n->base_url, discovered ? " (discovered)" : "");
+    return n;
+}
+
+void sol_daemon_node_leave(struct sol_daemon *d, struct sol_node *n, const char *why)
+{
+    if (n->removed)
+        return;
+    n->removed = 1;
+    n->state = SOL_NODE_DOWN;
+    snprintf(n->last_error, sizeof n->last_error, "removed: %s", why);
+    /* Nothing it listed may attract a request any more (the "model not
+     * found anywhere" answers must not count it either); learned speeds
+     * stay for a return. */
+    for (unsigned i = 0; i < n->n_models; i++)
+        n->models[i].installed = n->models[i].loaded = 0;
+    if (d->health_running)
+        sol_health_forget(&d->health, n);
+    if (n->in_flight) {
+        SOL_INFO("node %s leaves (%s); its %u request(s) in flight finish there first", n->name,
+                 why, n->in_flight);
+    } else {
+        SOL_INFO("node %s has left (%s)", n->name, why);
+        n->left_logged = 1;
+    }
+}
+
+void sol_daemon_nodes_drained(struct sol_daemon *d)
+{
+    for (unsigned i = 0; i < d->table.count; i++) {
+        struct sol_node *n = d->table.nodes[i];
+        if (n->removed && !n->left_logged && n->in_flight == 0) {
+            n->left_logged = 1;
+            SOL_INFO("node %s has left: its last request ended", n->name);
+        }
+    }
+}
+
+void sol_daemon_node_counts(const struct sol_daemon *d, unsigned *up, unsigned *total)
+{
+    unsigned u = 0, t = 0;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (n->removed)
+            continue;
+        t++;
+        u += n->state == SOL_NODE_UP;
+    }
+    *up = u;
+    *total = t;
+}
+
+static struct sol_node *live_by_name(struct sol_daemon *d, const char *name)
+{
+    for (unsigned i = 0; i < d->table.count; i++)
+        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->name, name) == 0)
+            return d->table.nodes[i];
+    return NULL;
+}
+
+static struct sol_node *live_by_url(struct sol_daemon *d, const char *url)
+{
+    for (unsigned i = 0; i < d->table.count; i++)
+        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->base_url, url) == 0)
+            return d->table.nodes[i];
+    return NULL;
+}
+
+/* Keys only a restart can change: keep the running value, say so. */
+static void keep_running(struct sol_config *next, const struct sol_config *cur)
+{
+    if (strcmp(next->listen ? next->listen : "", cur->listen ? cur->listen : "") != 0)
+        SOL_WARN("reload: listen: changing the address needs a restart; still on %s", cur->listen);
+    char *tmp = next->listen;
+    next->listen = cur->listen ? strdup(cur->listen) : NULL;
+    if (cur->listen && !next->listen)
+        next->listen = tmp; /* out of memory: the value is informative only */
+    else
+        free(tmp);
+    tmp = next->listen_host;
+    next->listen_host = cur->listen_host ? strdup(cur->listen_host) : NULL;
+    if (cur->listen_host && !next->listen_host)
+        next->listen_host = tmp;
+    else
+        free(tmp);
+    next->listen_port = cur->listen_port;
+    if (next->queue_max_length != cur->queue_max_length)
+        SOL_WARN("reload: queue.max_length: needs a restart; still %d", cur->queue_max_length);
+    next->queue_max_length = cur->queue_max_length;
+    if (next->affinity_capacity != cur->affinity_capacity)
+        SOL_WARN("reload: affinity.capacity: needs a restart; still %d", cur->affinity_capacity);
+    next->affinity_capacity = cur->affinity_capacity;
+    if (next->demo != cur->demo || next->demo_nodes != cur->demo_nodes)
+        SOL_WARN("reload: demo, demo_nodes: need a restart; unchanged");
+    next->demo = cur->demo;
+    next->demo_nodes = cur->demo_nodes;
+}
+
+/* Membership: config nodes gone by name leave; the new list joins or is
+ * updated in place. */
+static void apply_nodes(struct sol_daemon *d, const struct sol_config *next)
+{
+    for (unsigned i = 0; i < d->table.count; i++) {
+        struct sol_node *n = d->table.nodes[i];
+        if (n->removed || n->discovered)
+            continue;
+        int kept = 0;
+        for (size_t j = 0; j < next->n_nodes && !kept; j++)
+            kept = strcmp(next->nodes[j].name, n->name) == 0;
+        if (!kept)
+            sol_daemon_node_leave(d, n, "no longer in the configuration");
+    }
+    for (size_t j = 0; j < next->n_nodes; j++) {
+        const struct sol_node_conf *nc = &next->nodes[j];
+        struct sol_node *n = live_by_name(d, nc->name);
+        if (n && n->discovered && same_identity(n, nc)) {
+            /* Found by a scan, now configured: the same node, kept as it is
+             * (no gap in service); discovery no longer ages it out. */
+            SOL_INFO("node %s: now a configured node", n->name);
+            n->discovered = 0;
+        }
+        if (n && !n->discovered && same_identity(n, nc)) {
+            if (n->max_concurrent != (unsigned)nc->max_concurrent || n->weight != nc->weight)
+                SOL_INFO("node %s: max_concurrent %u -> %d, weight %g -> %g", n->name,
+                         n->max_concurrent, nc->max_concurrent, n->weight, nc->weight);
+            /* Plain numbers read at each decision: a lower limit lets the
+             * requests above it finish and takes no new one meanwhile. */
+            n->max_concurrent = (unsigned)nc->max_concurrent;
+            n->weight = nc->weight;
+            continue;
+        }
+        if (n)
+            sol_daemon_node_leave(
+                d, n, n->discovered ? "now a configured node" : "its URL or headers changed");
+        /* A discovered node at the same address gives way to the configured one. */
+        struct sol_node *found = live_by_url(d, nc->base_url);
+        if (found && found->discovered)
+            sol_daemon_node_leave(d, found, "now a configured node");
+        sol_daemon_node_join(d, nc, 0);
+    }
+}
+
+void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *next)
+{
+    struct sol_config *cur = d->cfg;
+    keep_running(next, cur);
+    if (cur->demo) {
+        /* Demo mode's nodes are the simulators it started, not the file's. */
+        SOL_INFO("reload: demo mode keeps its simulated nodes");
+    } else {
+        apply_nodes(d, next);
+    }
+
+    /* Tunables read from d->cfg at use time (timeouts, limits, retry
+     * deadline) change with the swap below; copies held elsewhere are
+     * updated here. */
+    d->max_attempts = (unsigned)next->max_attempts;
+    d->balancer.mode = next->routing_mode;
+    struct sol_scorer_conf sc = {
+        .default_gen_tps = next->default_gen_tps,
+        .default_prompt_tps = next->default_prompt_tps,
+        .default_load_ms = next->default_load_ms,
+        .typical_predict = next->typical_predict,
+        .affinity_prompt_fraction = next->affinity_prompt_fraction,
+    };
+    uint64_t rng = d->balancer.scorer.rng;
+    sol_scorer_init(&d->balancer.scorer, &sc, rng);
+    d->balancer.breaker = (struct sol_breaker_conf){
+        .failure_threshold = (unsigned)next->breaker_failure_threshold,
+        .error_rate = next->breaker_error_rate,
+        .min_requests = (unsigned)next->breaker_min_requests,
+        .window_ms = next->breaker_window_ms,
+        .cooldown_min_ms = next->breaker_cooldown_min_ms,
+        .cooldown_max_ms = next->breaker_cooldown_max_ms,
+    };
+    d->queue.conf.max_wait_ms = next->queue_max_wait_ms;
+    d->queue.conf.aging_ms = next->queue_aging_ms;
+    d->health.conf.probe_interval_ms = next->probe_interval_ms;
+    d->health.conf.tags_interval_ms = next->tags_interval_ms;
+    d->health.conf.probe_timeout_ms = next->probe_timeout_ms;
+    sol_log_set_level((enum sol_log_level)next->log_level);
+    sol_log_set_json(next->log_format_json);
+
+    /* Swap contents, not the pointer: the demo keeps the struct's address. */
+    if (cur->demo) {
+        struct sol_node_conf *nodes = next->nodes;
+        size_t n_nodes = next->n_nodes;
+        next->nodes = cur->nodes;
+        next->n_nodes = cur->n_nodes;
+        cur->nodes = nodes;
+        cur->n_nodes = n_nodes;
+    }
+    sol_config_free(cur);
+    *cur = *next;
+    free(next);
+    sol_daemon_discovery_update(d);
+}
