@@ -4,7 +4,7 @@
  *
  * Input: method, a NUL byte, path (without the NUL the whole input is the
  * path and the method is taken from its first byte). Checked beyond memory
- * safety: a found route is one of the table's kinds with a path that
+ * safety: a found route has a kind other than NONE and a path that
  * matches (exactly, or as a prefix when it ends in '/'), the generic
  * `/v1/...` route only for /v1/ paths; the method bit is a single bit; the
  * Allow header is a terminated, non-empty list at any buffer size.
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     const struct sol_route *r = sol_route_find(path);
     if (r) {
-        REQUIRE(r->kind > SOL_ROUTE_NONE && r->kind <= SOL_ROUTE_METRICS);
+        REQUIRE(r->kind != SOL_ROUTE_NONE); /* NONE is the caller's 404, never a table row */
         REQUIRE(r->methods != 0 && r->path);
         size_t pl = strlen(r->path);
         if (pl && r->path[pl - 1] == '/' && strcmp(r->path, "/") != 0)
