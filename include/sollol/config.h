@@ -130,6 +130,31 @@ struct sol_config {
     int demo;       /* start demo_nodes simulated nodes (ollama-sim) */
     int demo_nodes; /* 1..8 */
     char *sim_path; /* ollama-sim binary; "" = auto (next to sollold) */
+
+    /* The sharded path (coordinator.c; docs/distributed-inference.md). JSON
+     * rows hold JSON text or, from env/flags, plain text ("h:p,h:p"). */
+    int model_sharding_enabled;
+    char *rpc_backends;      /* [{"host","port"}] or ["h:p"], or "h:p,h:p" */
+    char *rpc_backends_file; /* rpc_backends.conf (host[:port] per line); "" = none */
+    char *rpc_version;       /* reference protocol "MAJ.MIN[.PATCH]"; "" = ask rpc-server */
+    unsigned rpc_probe_timeout_ms;
+    char *sharded_models;    /* ["name", ...] or "a,b" */
+    int sharding_auto;       /* also shard models no node has but the Ollama store does */
+    char *model_paths;       /* {"name": "/path/model.gguf"}: explicit paths win */
+    char *local_rpc_servers; /* [{"port", "host"?, "mem"?, "device"?, "cache"?}] */
+    char *llama_binary;      /* llama-server program */
+    char *rpc_server_binary; /* "" = the rpc-server beside llama-server */
+    char *llama_extra_args;  /* ["--flag", ...] or "a b c" */
+    int llama_ctx_size;
+    int llama_parallel;
+    int llama_embeddings;
+    unsigned llama_startup_timeout_ms;
+    unsigned llama_idle_unload_ms;      /* 0 = never unload */
+    int llama_port_min, llama_port_max; /* 0 = an ephemeral loopback port */
+    unsigned llama_backoff_min_ms, llama_backoff_max_ms;
+    unsigned llama_healthy_reset_ms, llama_crash_window_ms;
+    int llama_crash_limit;
+    unsigned llama_stop_grace_ms;
 };
 
 enum sol_routing_mode {
@@ -217,6 +242,15 @@ int sol_config_parse_host(const char *text, int default_port, char **scheme, cha
 int sol_config_add_node(struct sol_config *cfg, const char *name, const char *url, char *err,
                         size_t errlen);
 
+/*
+ * For a reload: sets every key of `next` whose name starts with one of
+ * `prefixes` (NULL-terminated) back to its value in `cur` (text duplicated),
+ * calling changed(key) for each that differed. Returns how many differed,
+ * or -1 when memory ran out (next is then partly restored but valid).
+ */
+int sol_config_keep_keys(struct sol_config *next, const struct sol_config *cur,
+                         const char *const *prefixes, void (*changed)(const char *key));
+
 /* Frees everything cfg owns and zeroes it. Safe on a zeroed struct. */
 void sol_config_free(struct sol_config *cfg);
 
@@ -244,8 +278,8 @@ enum sol_config_type {
     SOL_CONF_NODES,       /* the node list (struct sol_config.nodes/n_nodes) */
     SOL_CONF_HEADERS,     /* a node's header_lines/n_headers; JSON object of strings */
     SOL_CONF_ACTION,      /* a command-line action (--help...): no value, no field */
-    SOL_CONF_JSON,        /* char *; any JSON value kept as compact text, checked by after_set
-                           * and parsed by the module that owns it (auth.c) */
+    SOL_CONF_JSON,        /* char *; any JSON value kept as its text (lists, objects), or the
+                             text of an env/flag value as given; the owner module parses it */
 };
 
 /* Row flags. */

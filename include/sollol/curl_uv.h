@@ -2,7 +2,7 @@
  * curl_uv.h - drives a libcurl multi handle from a libuv loop.
  *
  * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
- * uv_poll_t per socket, stored with curl_multi_assign) and when to call it
+ * uv_poll_t per socket descriptor, kept across transfers) and when to call it
  * back (CURLMOPT_TIMERFUNCTION: one uv_timer_t). After every
  * curl_multi_socket_action() the finished transfers are reaped with
  * curl_multi_info_read(), unconditionally: a transfer may finish on a
@@ -19,13 +19,20 @@
 
 struct sol_curl_sock;
 
+/* Easy handles kept for reuse (sol_curl_uv_easy_put). */
+#define SOL_CURL_SPARE_EASY 256
+
 struct sol_curl_uv {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
     int handles_open;              /* timer + socket watches not yet closed */
     struct sol_curl_sock *watches; /* every open socket watch */
-    unsigned running;              /* transfers added and not yet done or cancelled */
+    struct sol_curl_sock **by_fd;  /* watches by descriptor, kept across transfers */
+    size_t by_fd_len;
+    CURL *spare[SOL_CURL_SPARE_EASY]; /* reset easy handles for new transfers */
+    unsigned n_spare;
+    unsigned running; /* transfers added and not yet done or cancelled */
     void (*on_closed)(struct sol_curl_uv *cu);
 };
 
@@ -47,8 +54,26 @@ struct sol_curl_xfer {
  * Returns 0 or -1. */
 int sol_curl_uv_init(struct sol_curl_uv *cu, uv_loop_t *loop, long max_connections);
 
+/* An easy handle for a new transfer, in libcurl's default state: one given
+ * back earlier (creating and destroying one per request cost ~13,000
+ * instructions) or a new one. NULL when out of memory. The caller owns it
+ * and gives it back with sol_curl_uv_easy_put() (or curl_easy_cleanup()). */
+CURL *sol_curl_uv_easy_get(struct sol_curl_uv *cu);
+
+/* Takes back an easy handle that is not added to the multi (NULL: no-op):
+ * reset and kept for sol_curl_uv_easy_get(), or destroyed when
+ * SOL_CURL_SPARE_EASY are kept already or the glue is closed. Nothing of
+ * the last transfer survives curl_easy_reset(); its connection stays in the
+ * multi's cache. */
+void sol_curl_uv_easy_put(struct sol_curl_uv *cu, CURL *easy);
+
 /* Starts a transfer. Returns 0, or -1 if libcurl refused it (on_done is then
- * not called). Must not be called from inside a libcurl callback. */
+ * not called). Must not be called from inside a libcurl callback. Sets
+ * CURLOPT_PRIVATE, CURLOPT_CLOSESOCKETFUNCTION/DATA and
+ * CURLOPT_SOCKOPTFUNCTION/DATA on the easy handle (socket watches are kept
+ * across transfers and must hear of every socket's birth and death): the
+ * caller must not set those, and every transfer of the multi must be
+ * started here. */
 int sol_curl_uv_add(struct sol_curl_uv *cu, struct sol_curl_xfer *x);
 
 /* Stops a transfer that is still running: its connection is closed (the

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 struct sol_request;
+struct sol_coord;
 
 struct sol_daemon {
     uv_loop_t *loop;
@@ -58,6 +59,7 @@ struct sol_daemon {
     struct sol_dashboard dashboard; /* GET /dashboard: per-second ring, decisions */
     struct sol_auth auth;           /* API keys and rate limits (auth.c) */
     struct sol_limits limits;       /* per-connection limits (limits.c) */
+    struct sol_coord *coord;        /* sharded path (coordinator.c); NULL when off */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term, sig_hup;

@@ -59,9 +59,10 @@ void sol_limits_init(struct sol_limits *l, uv_loop_t *loop, const struct sol_lim
 unsigned sol_limits_mhd_per_ip(const struct sol_limits *l);
 
 /* MHD's per-connection memory pool size: room for the largest accepted
- * request target and header fields plus the read buffer (at least
- * 128 KiB), so that requests within the limits are never refused by MHD
- * itself. */
+ * request target and header fields plus 4 KiB for the read and write
+ * buffers (at least 16 KiB), so that requests within the limits are never
+ * refused by MHD itself, and no larger: MHD clears the pool after every
+ * request. */
 size_t sol_limits_mhd_pool(const struct sol_limits *l);
 
 /* MHD_NotifyConnectionCallback; cls is the struct sol_limits. Records and

@@ -19,10 +19,11 @@
 struct sol_mhd_uv {
     uv_loop_t *loop;
     struct MHD_Daemon *daemon;
-    uv_poll_t poll;   /* MHD's epoll fd */
-    uv_timer_t timer; /* MHD's next timeout */
-    int handles_open; /* handles not yet through their close callback */
-    int kick_pending; /* an MHD_run() is due on the next iteration */
+    uv_poll_t poll;     /* MHD's epoll fd */
+    uv_timer_t timer;   /* MHD's next timeout */
+    int handles_open;   /* handles not yet through their close callback */
+    int kick_pending;   /* an MHD_run() is due (resumed connections) */
+    unsigned suspended; /* connections suspended with sol_mhd_uv_suspend, not resumed */
     void (*on_closed)(struct sol_mhd_uv *glue);
 };
 
@@ -51,12 +52,32 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
  * is not itself called from inside MHD_run(). */
 void sol_mhd_uv_run(struct sol_mhd_uv *glue);
 
-/* Resumes a suspended connection and makes sure MHD runs on the next loop
- * iteration to serve it. Safe from any loop callback, including MHD's own
- * callbacks (the run happens after the current one returns). */
+/* MHD_suspend_connection(), counted for sol_mhd_uv_kick's spacing. */
+void sol_mhd_uv_suspend(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
+
+/* Resumes a suspended connection and makes sure MHD runs soon to serve it:
+ * on the next loop iteration, or up to SOL_MHD_KICK_MAX_MS later when many
+ * connections are suspended (see sol_mhd_uv_kick). Safe from
+ * any loop callback, including MHD's own callbacks (the run happens after
+ * the current one returns). */
 void sol_mhd_uv_resume(struct sol_mhd_uv *glue, struct MHD_Connection *conn);
 
-/* Schedules an MHD_run() on the next loop iteration. */
+/*
+ * Schedules an MHD_run(): on the next loop iteration while few connections
+ * are suspended. libmicrohttpd 0.9.75 walks its whole list of suspended
+ * connections in every run that follows a resume, so with thousands of
+ * open streams (each suspended between tokens) a run per token costs
+ * O(streams): perf showed 64% of sollold's CPU in that walk at 4,000
+ * streams. From SOL_MHD_KICK_PER_MS suspended connections on, the run
+ * after a resume waits one millisecond per SOL_MHD_KICK_PER_MS of them (at
+ * most SOL_MHD_KICK_MAX_MS), so one walk serves every resume of its window.
+ * Runs for socket activity are not delayed (they serve the resumes pending
+ * then): MHD accepts at most ten connections per run, so spacing them would
+ * cap the accept rate (tried: TTFT p99 doubled). Suspensions are counted
+ * only when they go through sol_mhd_uv_suspend().
+ */
+#define SOL_MHD_KICK_PER_MS 1500
+#define SOL_MHD_KICK_MAX_MS 8
 void sol_mhd_uv_kick(struct sol_mhd_uv *glue);
 
 /* Closes the glue's handles; on_closed (may be NULL) runs once both are
@@ -68,22 +89,40 @@ void sol_mhd_uv_close(struct sol_mhd_uv *glue, void (*on_closed)(struct sol_mhd_
  * libmicrohttpd 0.9.75 does not poll suspended connections, so without this a
  * client that goes away while waiting for tokens would never be noticed.
  *
- * Lifecycle: init once (the watch holds a uv handle), start/stop any number
- * of times, close exactly once before the connection's fd is closed by MHD
- * (i.e. from the request-completed callback at the latest). on_hangup runs at
- * most once per start; on_closed runs when the handle is closed and the memory
- * holding the watch may be freed.
+ * Lifecycle: init once, start/stop any number of times, close exactly once
+ * before the connection's fd is closed by MHD (i.e. from the
+ * request-completed callback at the latest). on_hangup runs at most once per
+ * start, never while stopped; on_closed runs when the watch's handles are
+ * closed and the memory holding the watch may be freed.
+ *
+ * Cost: a hang-up is reported within SOL_HANGUP_ARM_MS (plus loop latency)
+ * of a start. The socket is only put under watch when a start lasts that
+ * long: most requests are suspended for less than a millisecond, and arming
+ * a poll handle costs five system calls (libuv checks the descriptor, sets
+ * it non-blocking, adds it, removes it). Once armed, the poll keeps running
+ * across stop/start (a stream suspends between every two tokens); a hang-up
+ * seen while stopped is reported at the next start.
  */
+#define SOL_HANGUP_ARM_MS 10
+
 struct sol_hangup_watch {
     uv_poll_t poll;
-    int initialized;
-    int active;
+    uv_timer_t arm_timer; /* arms the poll SOL_HANGUP_ARM_MS after a start */
+    uv_loop_t *loop;
+    int fd;
+    int initialized; /* init succeeded and close has not been called */
+    int active;      /* started, not stopped: on_hangup may run */
+    int polling;     /* poll handle initialized */
+    int poll_running;
+    int hung_up; /* seen while stopped; reported at the next start */
+    int handles_open;
     void (*on_hangup)(struct sol_hangup_watch *w);
     void (*on_closed)(struct sol_hangup_watch *w);
     void *data;
 };
 
-/* Returns 0 or a negative libuv error (then nothing needs closing). */
+/* Returns 0 (no system call is made yet) or a negative libuv error (then
+ * nothing needs closing). */
 int sol_hangup_watch_init(struct sol_hangup_watch *w, uv_loop_t *loop, int fd,
                           void (*on_hangup)(struct sol_hangup_watch *w), void *data);
 void sol_hangup_watch_start(struct sol_hangup_watch *w);

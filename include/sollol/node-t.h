@@ -134,6 +134,12 @@ struct sol_node {
     uint64_t *running_eta;
     unsigned n_running, cap_running;
 
+    /* A virtual node (coordinator.c's "rpc"): its health is written by its
+     * owner module, never probed; held = routable, but no slot may start
+     * yet (llama-server is loading), so requests wait in the queue. */
+    int external;
+    int held;
+
     /* counters (monotonic, for stats) */
     uint64_t requests_total;
     uint64_t failures_total;

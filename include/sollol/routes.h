@@ -27,6 +27,7 @@ enum sol_route_kind {
     SOL_ROUTE_METRICS,        /* GET /metrics: Prometheus text format (metrics.c) */
     SOL_ROUTE_DASHBOARD,      /* GET/HEAD /dashboard: the live page (dashboard.c) */
     SOL_ROUTE_DASHBOARD_DATA, /* GET /api/sollol/dashboard: what the page polls */
+    SOL_ROUTE_RPC_STATUS,     /* GET /api/sollol/rpc: the sharded path (coordinator.c) */
 };
 
 /* Per-route properties the lifecycle relies on. */

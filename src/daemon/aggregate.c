@@ -4,6 +4,7 @@
 #include "sollol/aggregate.h"
 
 #include "sollol/breaker.h"
+#include "sollol/coordinator.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/metrics.h"
@@ -219,6 +220,10 @@ static cJSON *stats_json(struct sol_daemon *d)
         cJSON_AddNumberToObject(a, "misses", (double)as.misses);
         cJSON_AddNumberToObject(a, "evictions", (double)as.evictions);
     }
+    /* The sharded path (coordinator.c): backends and llama-server. */
+    cJSON *rpc = sol_coord_status_json(d->coord);
+    if (rpc)
+        cJSON_AddItemToObject(root, "rpc", rpc);
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
     for (unsigned i = 0; i < d->table.count; i++) {
         const struct sol_node *n = d->table.nodes[i];
@@ -321,6 +326,14 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
                              "{\"status\":\"%s\",\"version\":\"%s\",\"nodes_up\":%u,"
                              "\"nodes_total\":%u,\"requests_live\":%u}",
                              st, SOLLOL_VERSION, up, total, d->requests_live);
+        break;
+    }
+    case SOL_ROUTE_RPC_STATUS: { /* coordinator.c */
+        cJSON *root = sol_coord_status_json(d->coord);
+        char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+        cJSON_Delete(root);
+        rc = text ? sol_buf_append_str(&b, text) : -1;
+        free(text);
         break;
     }
     case SOL_ROUTE_STATS: {

@@ -8,6 +8,7 @@
 #include "sollol/config.h"
 #include "sollol/discovery.h"
 #include "sollol/auth.h"
+#include "sollol/coordinator.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -41,6 +42,7 @@ static int check_discovery_cidrs(void *obj, char *why, size_t whylen);
 static int check_auth_keys(void *obj, char *why, size_t whylen);
 static int check_auth_keys_file(void *obj, char *why, size_t whylen);
 static int check_auth_public(void *obj, char *why, size_t whylen);
+static int check_rpc_backends(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -448,7 +450,7 @@ const struct sol_config_key sol_config_keys[] = {
      .flag = "max-url",
      .metavar = "SIZE",
      .type = SOL_CONF_SIZE,
-     .def = "8KiB",
+     .def = "4KiB",
      .min = 256,
      .max = 65536,
      .offset = CFG(max_url_bytes),
@@ -458,7 +460,7 @@ const struct sol_config_key sol_config_keys[] = {
      .flag = "max-header",
      .metavar = "SIZE",
      .type = SOL_CONF_SIZE,
-     .def = "32KiB",
+     .def = "8KiB",
      .min = 1024,
      .max = 1048576,
      .offset = CFG(max_header_bytes),
@@ -468,7 +470,7 @@ const struct sol_config_key sol_config_keys[] = {
      .flag = "max-connections",
      .metavar = "N",
      .type = SOL_CONF_INT,
-     .def = "1000",
+     .def = "16384",
      .min = 1,
      .max = 1000000,
      .offset = CFG(max_connections),
@@ -564,6 +566,230 @@ const struct sol_config_key sol_config_keys[] = {
      .def = "",
      .offset = CFG(sim_path),
      .doc = "ollama-sim binary for demo mode (empty = the one next to sollold)"},
+    {.key = "model_sharding_enabled",
+     .env = "SOLLOL_MODEL_SHARDING",
+     .flag = "model-sharding",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(model_sharding_enabled),
+     .doc = "Serve models too large for one node with llama-server over rpc-server backends"},
+    {.key = "rpc_backends",
+     .env = "RPC_BACKENDS",
+     .flag = "rpc-backends",
+     .metavar = "H:P,...",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(rpc_backends),
+     .after_set = check_rpc_backends,
+     .doc = "rpc-server backends: [{\"host\",\"port\"}] (env: host:port,host:port)"},
+    {.key = "rpc_backends_file",
+     .env = "SOLLOL_RPC_BACKENDS_FILE",
+     .flag = "rpc-backends-file",
+     .metavar = "PATH",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_backends_file),
+     .doc = "rpc_backends.conf file: host[:port] per line, # comments"},
+    {.key = "rpc_version",
+     .env = "SOLLOL_RPC_VERSION",
+     .flag = "rpc-version",
+     .metavar = "MAJ.MIN",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_version),
+     .doc = "Required RPC protocol version (empty = ask the rpc-server beside llama-server)"},
+    {.key = "rpc_probe_timeout_ms",
+     .env = "SOLLOL_RPC_PROBE_TIMEOUT",
+     .flag = "rpc-probe-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "3s",
+     .min = 10,
+     .max = 600000,
+     .offset = CFG(rpc_probe_timeout_ms),
+     .doc = "Time allowed for one rpc-server probe"},
+    {.key = "sharded_models",
+     .env = "SOLLOL_SHARDED_MODELS",
+     .flag = "sharded-models",
+     .metavar = "A,B",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(sharded_models),
+     .doc = "Models served by the sharded path (env: comma-separated names)"},
+    {.key = "sharding_auto",
+     .env = "SOLLOL_SHARDING_AUTO",
+     .flag = "sharding-auto",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(sharding_auto),
+     .doc = "Also shard a model that no node has installed but the Ollama store holds"},
+    {.key = "model_paths",
+     .env = "SOLLOL_MODEL_PATHS",
+     .flag = "model-paths",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "{}",
+     .offset = CFG(model_paths),
+     .doc = "Explicit GGUF path per model name (wins over the Ollama store)"},
+    {.key = "local_rpc_servers",
+     .env = "SOLLOL_LOCAL_RPC_SERVERS",
+     .flag = "local-rpc-servers",
+     .metavar = "JSON",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(local_rpc_servers),
+     .doc = "rpc-server processes to run and supervise on this machine"},
+    {.key = "llama_server.binary",
+     .env = "SOLLOL_LLAMA_SERVER",
+     .flag = "llama-server",
+     .metavar = "PATH",
+     .type = SOL_CONF_STRING,
+     .def = "llama-server",
+     .offset = CFG(llama_binary),
+     .doc = "llama-server program (PATH is searched)"},
+    {.key = "llama_server.rpc_server_binary",
+     .env = "SOLLOL_RPC_SERVER",
+     .flag = "rpc-server",
+     .metavar = "PATH",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(rpc_server_binary),
+     .doc = "rpc-server program (empty = the one beside llama-server)"},
+    {.key = "llama_server.extra_args",
+     .env = "SOLLOL_LLAMA_EXTRA_ARGS",
+     .flag = "llama-extra-args",
+     .metavar = "ARGS",
+     .type = SOL_CONF_JSON,
+     .def = "[]",
+     .offset = CFG(llama_extra_args),
+     .doc = "Extra llama-server arguments"},
+    {.key = "llama_server.ctx_size",
+     .env = "SOLLOL_LLAMA_CTX_SIZE",
+     .flag = "llama-ctx-size",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "4096",
+     .min = 0,
+     .max = 16777216,
+     .offset = CFG(llama_ctx_size),
+     .doc = "llama-server -c: context size shared by all slots (0 = the model's)"},
+    {.key = "llama_server.parallel",
+     .env = "SOLLOL_LLAMA_PARALLEL",
+     .flag = "llama-parallel",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "1",
+     .min = 1,
+     .max = 256,
+     .offset = CFG(llama_parallel),
+     .doc = "llama-server -np: slots, and requests in flight at most"},
+    {.key = "llama_server.embeddings",
+     .env = "SOLLOL_LLAMA_EMBEDDINGS",
+     .flag = "llama-embeddings",
+     .type = SOL_CONF_BOOL,
+     .def = "false",
+     .offset = CFG(llama_embeddings),
+     .doc = "Start llama-server with --embeddings and serve /api/embed through it"},
+    {.key = "llama_server.startup_timeout_ms",
+     .env = "SOLLOL_LLAMA_STARTUP_TIMEOUT",
+     .flag = "llama-startup-timeout",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "10m",
+     .min = 100,
+     .max = 86400000,
+     .offset = CFG(llama_startup_timeout_ms),
+     .doc = "Time allowed from launch to /health 200"},
+    {.key = "llama_server.idle_unload_ms",
+     .env = "SOLLOL_LLAMA_IDLE_UNLOAD",
+     .flag = "llama-idle-unload",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "30m",
+     .min = 0,
+     .max = 604800000,
+     .offset = CFG(llama_idle_unload_ms),
+     .doc = "Idle time before llama-server is stopped (0 = never)"},
+    {.key = "llama_server.port_min",
+     .env = "SOLLOL_LLAMA_PORT_MIN",
+     .flag = "llama-port-min",
+     .metavar = "PORT",
+     .type = SOL_CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 65535,
+     .offset = CFG(llama_port_min),
+     .doc = "Lowest loopback port for llama-server (0 = any free port)"},
+    {.key = "llama_server.port_max",
+     .env = "SOLLOL_LLAMA_PORT_MAX",
+     .flag = "llama-port-max",
+     .metavar = "PORT",
+     .type = SOL_CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 65535,
+     .offset = CFG(llama_port_max),
+     .doc = "Highest loopback port for llama-server"},
+    {.key = "llama_server.restart_backoff_min_ms",
+     .env = "SOLLOL_LLAMA_BACKOFF_MIN",
+     .flag = "llama-backoff-min",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "1s",
+     .min = 1,
+     .max = 3600000,
+     .offset = CFG(llama_backoff_min_ms),
+     .doc = "First restart delay after llama-server exits; doubles per exit"},
+    {.key = "llama_server.restart_backoff_max_ms",
+     .env = "SOLLOL_LLAMA_BACKOFF_MAX",
+     .flag = "llama-backoff-max",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "60s",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_backoff_max_ms),
+     .doc = "Longest restart delay"},
+    {.key = "llama_server.healthy_reset_ms",
+     .env = "SOLLOL_LLAMA_HEALTHY_RESET",
+     .flag = "llama-healthy-reset",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5m",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_healthy_reset_ms),
+     .doc = "Healthy time after which the restart delay is back to its minimum"},
+    {.key = "llama_server.crash_window_ms",
+     .env = "SOLLOL_LLAMA_CRASH_WINDOW",
+     .flag = "llama-crash-window",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "10m",
+     .min = 1,
+     .max = 86400000,
+     .offset = CFG(llama_crash_window_ms),
+     .doc = "Window in which crash_limit exits mark the model failed"},
+    {.key = "llama_server.crash_limit",
+     .env = "SOLLOL_LLAMA_CRASH_LIMIT",
+     .flag = "llama-crash-limit",
+     .metavar = "N",
+     .type = SOL_CONF_INT,
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     .offset = CFG(llama_crash_limit),
+     .doc = "Exits within crash_window_ms that mark the model failed"},
+    {.key = "llama_server.stop_grace_ms",
+     .env = "SOLLOL_LLAMA_STOP_GRACE",
+     .flag = "llama-stop-grace",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "5s",
+     .min = 1,
+     .max = 600000,
+     .offset = CFG(llama_stop_grace_ms),
+     .doc = "Time between SIGTERM and SIGKILL when a child is stopped"},
     {.flag = "check-config",
      .type = SOL_CONF_ACTION,
      .doc = "Validate the configuration, print a summary and exit (non-zero on error)"},
@@ -1309,6 +1535,14 @@ static int check_discovery_cidrs(void *obj, char *why, size_t whylen)
     return sol_discovery_parse(cfg->discovery_cidrs, SOL_OLLAMA_DEFAULT_PORT, NULL, why, whylen);
 }
 
+/* rpc_backends: checked with the coordinator's own parser, so a typo is a
+ * start-up error and not a backend that is never probed. */
+static int check_rpc_backends(void *obj, char *why, size_t whylen)
+{
+    const struct sol_config *cfg = obj;
+    return sol_coord_parse_backends(cfg->rpc_backends, NULL, 0, NULL, why, whylen);
+}
+
 static int check_node_name(void *obj, char *why, size_t whylen)
 {
     const struct sol_node_conf *n = obj;
@@ -1419,6 +1653,17 @@ static int set_text(void *obj, const struct sol_config_key *k, const char *text,
     switch (k->type) {
     case SOL_CONF_STRING:
         return store_string(obj, k, text, why, whylen);
+    case SOL_CONF_JSON: {
+        /* A list or object given as JSON text is kept compact; any other
+         * text as given (RPC_BACKENDS=h:p,h:p): the owner module parses it. */
+        cJSON *v = cJSON_Parse(text);
+        char *compact =
+            v && (cJSON_IsArray(v) || cJSON_IsObject(v)) ? cJSON_PrintUnformatted(v) : NULL;
+        cJSON_Delete(v);
+        int rc = store_string(obj, k, compact ? compact : text, why, whylen);
+        cJSON_free(compact);
+        return rc;
+    }
     case SOL_CONF_INT: {
         long long v;
         return parse_int(text, &v, why, whylen) ? -1 : store_int(obj, k, v, why, whylen);
@@ -1448,18 +1693,6 @@ static int set_text(void *obj, const struct sol_config_key *k, const char *text,
     case SOL_CONF_DOUBLE: {
         double v;
         return parse_double(text, &v, why, whylen) ? -1 : store_double(obj, k, v, why, whylen);
-    }
-    case SOL_CONF_JSON: {
-        cJSON *v = cJSON_Parse(text);
-        char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
-        cJSON_Delete(v);
-        if (!v) {
-            snprintf(why, whylen, "expected a JSON value");
-            return -1;
-        }
-        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
-        free(compact);
-        return rc;
     }
     default:
         snprintf(why, whylen, "cannot be set from text");
@@ -1555,9 +1788,13 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
             break;
         return set_headers(obj, v, why, whylen);
     case SOL_CONF_JSON: {
-        char *compact = cJSON_PrintUnformatted(v);
-        int rc = compact ? store_string(obj, k, compact, why, whylen) : oom(why, whylen);
-        free(compact);
+        if (cJSON_IsString(v))
+            return store_string(obj, k, v->valuestring, why, whylen);
+        char *text = cJSON_PrintUnformatted(v);
+        if (!text)
+            return oom(why, whylen);
+        int rc = store_string(obj, k, text, why, whylen);
+        cJSON_free(text);
         return rc;
     }
     default:
@@ -1573,6 +1810,7 @@ static int set_json(void *obj, const struct sol_config_key *k, const cJSON *v, c
         [SOL_CONF_ENUM] = "a string",
         [SOL_CONF_DOUBLE] = "a number",
         [SOL_CONF_HEADERS] = "an object of header names to string values",
+        [SOL_CONF_JSON] = "JSON",
     };
     snprintf(why, whylen, "expected %s, got %s", expected[k->type], json_type_name(v));
     return -1;
@@ -2084,6 +2322,61 @@ static int config_copy(struct sol_config *dst, const struct sol_config *src)
     return rc ? -1 : 0;
 }
 
+static int has_prefix(const char *key, const char *const *prefixes)
+{
+    for (; *prefixes; prefixes++)
+        if (strncmp(key, *prefixes, strlen(*prefixes)) == 0)
+            return 1;
+    return 0;
+}
+
+static size_t field_size(const struct sol_config_key *k)
+{
+    switch (k->type) {
+    case SOL_CONF_SIZE:
+        return sizeof(unsigned long long);
+    case SOL_CONF_DOUBLE:
+        return sizeof(double);
+    case SOL_CONF_DURATION_MS:
+        return sizeof(unsigned);
+    default:
+        return sizeof(int);
+    }
+}
+
+int sol_config_keep_keys(struct sol_config *next, const struct sol_config *cur,
+                         const char *const *prefixes, void (*changed)(const char *key))
+{
+    int n = 0;
+    for (size_t i = 0; i < sol_config_n_keys; i++) {
+        const struct sol_config_key *k = &sol_config_keys[i];
+        if (!k->key || k->type == SOL_CONF_HEADERS || !has_prefix(k->key, prefixes))
+            continue;
+        if (owns_text(k)) {
+            char **dst = field_at(next, k);
+            const char *src = *(char *const *)cfield_at(cur, k);
+            if (!(*dst && src && strcmp(*dst, src) == 0) && (*dst || src)) {
+                n++;
+                if (changed)
+                    changed(k->key);
+            }
+            char *copy = NULL;
+            if (dup_field(&copy, src) < 0)
+                return -1;
+            free(*dst);
+            *dst = copy;
+        } else {
+            if (memcmp(field_at(next, k), cfield_at(cur, k), field_size(k)) != 0) {
+                n++;
+                if (changed)
+                    changed(k->key);
+            }
+            memcpy(field_at(next, k), cfield_at(cur, k), field_size(k));
+        }
+    }
+    return n;
+}
+
 int sol_config_defaults(struct sol_config *cfg, char *err, size_t errlen)
 {
     static const struct src dflt = {"built-in default", NULL};
@@ -2348,8 +2641,11 @@ static cJSON *value_json(const void *obj, const struct sol_config_key *k)
         return cJSON_CreateNumber(*(const double *)f);
     case SOL_CONF_JSON: {
         const char *text = *(char *const *)f;
-        cJSON *v = text ? cJSON_Parse(text) : NULL;
-        return v ? v : cJSON_CreateNull();
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        if (j && (cJSON_IsArray(j) || cJSON_IsObject(j)))
+            return j;
+        cJSON_Delete(j);
+        return text ? cJSON_CreateString(text) : cJSON_CreateNull();
     }
     case SOL_CONF_HEADERS: {
         const struct sol_node_conf *n = obj;

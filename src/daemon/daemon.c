@@ -4,6 +4,7 @@
 #include "sollol/daemon.h"
 
 #include "sollol/breaker.h"
+#include "sollol/coordinator.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
 #include "sollol/notify.h"
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SWEEP_INTERVAL_MS 100
@@ -265,7 +267,9 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 static int build_table(struct sol_daemon *d, char *err, size_t errlen)
 {
     struct sol_config *cfg = d->cfg;
-    unsigned slots = cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8;
+    /* Room to grow (reload, discovery: reload.c) and one more for the sharded
+     * path's virtual node (coordinator.c). */
+    unsigned slots = (cfg->n_nodes > 8 ? (unsigned)cfg->n_nodes : 8) + 1;
     d->table.nodes = calloc(slots, sizeof *d->table.nodes);
     d->node_ids = calloc(slots, sizeof *d->node_ids);
     d->eligible = calloc(slots, 1);
@@ -299,31 +303,48 @@ static void on_model_gone(void *ud, const struct sol_node *n)
 }
 
 /*
- * Every client connection and every upstream transfer holds a descriptor:
- * raise the soft open-file limit to the hard one, and warn when the
- * configured limits could still run out of descriptors (accept() would then
- * fail instead of a limit answering clearly).
+ * Every client connection and every upstream transfer holds a descriptor
+ * (a proxied stream holds two): raise the soft open-file limit to the hard
+ * one, as nginx (worker_rlimit_nofile) and haproxy do, and return the
+ * client connection limit to give libmicrohttpd: limits.max_connections,
+ * lowered so that clients and their node connections fit the descriptors
+ * (beyond it accept() would fail instead of a limit answering clearly).
+ * libmicrohttpd's own default is FD_SETSIZE - 4 even with epoll, so it is
+ * always given one.
  */
-static void check_fd_budget(const struct sol_config *cfg)
+static unsigned check_fd_budget(const struct sol_config *cfg)
 {
+    unsigned conn_limit = (unsigned)cfg->max_connections;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
+        return conn_limit;
     if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            SOL_WARN("cannot raise the open-file limit from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_max);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return conn_limit;
     /* Health probes, the loop's own descriptors and logs: a fixed margin. */
-    unsigned long long need = (unsigned long long)cfg->max_connections +
-                              (unsigned long long)cfg->max_upstream_transfers + 64 +
-                              4 * (unsigned long long)cfg->n_nodes;
-    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
-        SOL_WARN("limits.max_connections (%d) + limits.max_upstream_transfers (%d) may need "
+    unsigned long long margin = 64 + 4 * (unsigned long long)cfg->n_nodes;
+    unsigned long long fit = rl.rlim_cur > 2 * margin ? (rl.rlim_cur - margin) / 2 : margin;
+    if (conn_limit > fit) {
+        SOL_INFO("limits.max_connections: %u client connections at most (each proxied "
+                 "stream holds two of the %llu descriptors allowed; raise LimitNOFILE= for more)",
+                 (unsigned)fit, (unsigned long long)rl.rlim_cur);
+        conn_limit = (unsigned)fit;
+    }
+    unsigned long long need =
+        (unsigned long long)conn_limit + (unsigned long long)cfg->max_upstream_transfers + margin;
+    if (need > rl.rlim_cur)
+        SOL_WARN("limits.max_connections (%u) + limits.max_upstream_transfers (%d) may need "
                  "%llu descriptors, more than the open-file limit (%llu): lower them or raise "
                  "the limit (ulimit -n, LimitNOFILE=)",
-                 cfg->max_connections, cfg->max_upstream_transfers, need,
-                 (unsigned long long)rl.rlim_cur);
+                 conn_limit, cfg->max_upstream_transfers, need, (unsigned long long)rl.rlim_cur);
+    return conn_limit;
 }
 
 static void announce(struct sol_daemon *d)
@@ -382,6 +403,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
+    if (sol_coord_create(d, err, errlen) < 0) /* coordinator.c: the sharded path */
+        return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
         return -1;
@@ -429,7 +452,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     if (sol_auth_init(&d->auth, cfg->auth_keys, cfg->auth_keys_file, cfg->auth_public, err,
                       errlen) < 0)
         return -1;
-    check_fd_budget(cfg);
+    unsigned conn_limit = check_fd_budget(cfg);
     d->listen_fd =
         sol_listen_socket(cfg->listen_host, cfg->listen_port, 1024, &d->listen_port, err, errlen);
     if (d->listen_fd < 0)
@@ -453,9 +476,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
         sol_limits_on_connection, &d->limits, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
+        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);
@@ -502,6 +524,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     }
     d->health_running = 1;
     sol_daemon_discovery_update(d);
+    sol_coord_start(d->coord); /* coordinator.c: timers, local rpc-servers */
     return 0;
 }
 
@@ -509,6 +532,13 @@ static void maybe_stopped(struct sol_daemon *d)
 {
     if (d->handles_open == 0 && d->on_stopped)
         d->on_stopped(d);
+}
+
+/* coordinator.c: every child reaped, every handle closed. */
+static void on_coord_stopped(struct sol_daemon *d)
+{
+    d->handles_open--;
+    maybe_stopped(d);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -593,6 +623,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
     uv_close((uv_handle_t *)&d->watchdog_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->dispatch_timer, on_handle_closed);
     sol_request_abort_all(d, "sollold is shutting down");
+    if (sol_coord_stop(d->coord, on_coord_stopped)) /* children: SIGTERM, then SIGKILL */
+        d->handles_open++;
     if (d->mhd_attached)
         sol_mhd_uv_run(&d->mhd_glue);
     uv_timer_stop(&d->sweep_timer);
@@ -602,6 +634,8 @@ void sol_daemon_stop(struct sol_daemon *d, void (*on_stopped)(struct sol_daemon 
 
 void sol_daemon_free(struct sol_daemon *d)
 {
+    sol_coord_free(d->coord);
+    d->coord = NULL;
     for (unsigned i = 0; i < d->table.count; i++)
         sol_node_free(d->table.nodes[i]);
     free(d->table.nodes);

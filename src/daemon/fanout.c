@@ -236,7 +236,7 @@ int sol_fanout_start(struct sol_request *r)
     }
     for (unsigned i = 0; i < t->count; i++) {
         struct sol_node *n = t->nodes[i];
-        if (r->pinned_node >= 0 ? (int)i != r->pinned_node : n->state != SOL_NODE_UP)
+        if (r->pinned_node >= 0 ? (int)i != r->pinned_node : n->state != SOL_NODE_UP || n->external)
             continue;
         struct sol_fanout_leg *leg = &r->legs[r->n_legs++];
         leg->r = r;

@@ -331,6 +331,8 @@ static void check_first_round(struct sol_health *h)
      * that is up has also told what it has installed and loaded. */
     for (unsigned i = 0; i < h->n_probes; i++) {
         struct sol_health_probe *pr = h->probes[i];
+        if (pr->node->external) /* coordinator.c writes its state */
+            continue;
         if (!pr->done_once && !pr->node->removed &&
             (pr->kind == PROBE_VERSION || pr->node->state == SOL_NODE_UP))
             return;
@@ -431,8 +433,9 @@ static void on_tick(uv_timer_t *t)
     for (unsigned i = 0; i < h->n_probes; i++) {
         struct sol_health_probe *pr = h->probes[i];
         /* A node removed by a reload or aged out of discovery is not probed:
-         * its state stays down so nothing new is routed to it. */
-        if (pr->running || now < pr->due_ms || pr->node->removed)
+         * its state stays down so nothing new is routed to it. The sharded
+         * path's node is the coordinator's to watch. */
+        if (pr->running || now < pr->due_ms || pr->node->removed || pr->node->external)
             continue;
         unsigned interval =
             pr->kind == PROBE_TAGS ? h->conf.tags_interval_ms : h->conf.probe_interval_ms;

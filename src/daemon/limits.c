@@ -34,11 +34,13 @@ unsigned sol_limits_mhd_per_ip(const struct sol_limits *l)
 
 size_t sol_limits_mhd_pool(const struct sol_limits *l)
 {
-    /* The pool holds the request line, the header fields, the read buffer
-     * and the response's write buffer (32 KiB blocks): 64 KiB of slack, and
-     * never less than the 128 KiB that streaming was tuned with. */
-    size_t n = (size_t)(l->conf.max_url_bytes + l->conf.max_header_bytes) + 64 * 1024;
-    return n < 128 * 1024 ? 128 * 1024 : n;
+    /* The pool holds the request line, the header fields and the read and
+     * write buffers (the response's body blocks are allocated apart). MHD
+     * zeroes all of it after every request, so its size is paid per
+     * request (128 KiB: ~190,000 instructions, half of a small request's
+     * cost in bench/profile): the limits plus 4 KiB, at least 16 KiB. */
+    size_t n = (size_t)(l->conf.max_url_bytes + l->conf.max_header_bytes) + 4 * 1024;
+    return n < 16 * 1024 ? 16 * 1024 : n;
 }
 
 static uint64_t now_ms(const struct sol_limits *l)

@@ -4,6 +4,7 @@
 #include "sollol/metrics.h"
 
 #include "sollol/breaker.h"
+#include "sollol/coordinator.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/model_name.h"
@@ -844,8 +845,12 @@ enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c
     sol_queue_stats(&d->queue, v.now_ms, &v.queue);
     if (d->affinity_on)
         sol_affinity_get_stats(&d->affinity, &v.affinity);
+    cJSON *rpc = d->coord ? sol_coord_status_json(d->coord) : NULL; /* coordinator.c */
+    v.rpc = rpc;
     struct sol_buf b = {0};
-    if (sol_metrics_render(&d->metrics, &v, &b) < 0 || !b.data) {
+    int rc = sol_metrics_render(&d->metrics, &v, &b);
+    cJSON_Delete(rpc);
+    if (rc < 0 || !b.data) {
         sol_buf_free(&b);
         return sol_reply_error(c, 500, 0, "out of memory", NULL);
     }

@@ -190,6 +190,11 @@ static struct sol_node *live_by_url(struct sol_daemon *d, const char *url)
     return NULL;
 }
 
+static void warn_restart_only(const char *key)
+{
+    SOL_WARN("reload: %s: needs a restart; unchanged", key);
+}
+
 /* Keys only a restart can change: keep the running value, say so. */
 static void keep_running(struct sol_config *next, const struct sol_config *cur)
 {
@@ -218,6 +223,14 @@ static void keep_running(struct sol_config *next, const struct sol_config *cur)
         SOL_WARN("reload: demo, demo_nodes: need a restart; unchanged");
     next->demo = cur->demo;
     next->demo_nodes = cur->demo_nodes;
+    /* The sharded path (coordinator.c) was planned from these at start:
+     * its backends, models and launch line. */
+    static const char *const sharding[] = {
+        "model_sharding_enabled", "rpc_",        "sharded_models",
+        "sharding_auto",          "model_paths", "local_rpc_servers",
+        "llama_server.",          NULL};
+    if (sol_config_keep_keys(next, cur, sharding, warn_restart_only) < 0)
+        SOL_ERROR("reload: out of memory keeping the sharding settings");
 }
 
 /* Membership: config nodes gone by name leave; the new list joins or is
@@ -226,7 +239,7 @@ static void apply_nodes(struct sol_daemon *d, const struct sol_config *next)
 {
     for (unsigned i = 0; i < d->table.count; i++) {
         struct sol_node *n = d->table.nodes[i];
-        if (n->removed || n->discovered)
+        if (n->removed || n->discovered || n->external)
             continue;
         int kept = 0;
         for (size_t j = 0; j < next->n_nodes && !kept; j++)

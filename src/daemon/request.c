@@ -22,6 +22,7 @@
 #include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/coordinator.h"
 #include "sollol/daemon.h"
 #include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
@@ -56,8 +57,7 @@ static void req_free(struct sol_request *r)
     if (r->next)
         r->next->prev = r->prev;
     d->requests_live--;
-    if (r->xfer.easy)
-        curl_easy_cleanup(r->xfer.easy);
+    sol_curl_uv_easy_put(&d->curl, r->xfer.easy); /* reused by a later request */
     curl_slist_free_all(r->client_headers);
     curl_slist_free_all(r->attempt_headers);
     curl_slist_free_all(r->response_headers);
@@ -66,7 +66,8 @@ static void req_free(struct sol_request *r)
     free(r->upstream_path);
     free(r->explain);
     sol_fanout_free(r);
-    sol_embed_free(r); /* embed.c: distributed embedding batches */
+    sol_embed_free(r);     /* embed.c: distributed embedding batches */
+    sol_coord_req_free(r); /* coordinator.c: the sharded path */
     free(r);
 }
 
@@ -98,7 +99,7 @@ void sol_req_suspend(struct sol_request *r)
             sol_hangup_watch_init(&r->watch, r->d->loop, ci->connect_fd, on_client_hangup, r) == 0)
             r->refs++;
     }
-    MHD_suspend_connection(r->conn);
+    sol_mhd_uv_suspend(&r->d->mhd_glue, r->conn);
     r->suspended = 1;
     sol_hangup_watch_start(&r->watch);
 }
@@ -244,7 +245,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
             r->status = code;
             r->headers_complete = 1;
             if (should_retry_status(r, code))
-                return 0; /* abort; attempt_finished() retries elsewhere */
+                return 0;            /* abort; attempt_finished() retries elsewhere */
+            sol_coord_on_headers(r); /* coordinator.c: translated content type */
         } else {
             /* Interim 1xx block: the real headers follow. */
             curl_slist_free_all(r->response_headers);
@@ -303,17 +305,31 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         r->deadline_ms = 0;
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (sol_buf_append(&r->stream, p, n) < 0)
+    size_t taken = n;
+    const char *src = p;
+    if (sol_coord_translating(r)) {
+        /* coordinator.c: llama-server's SSE becomes Ollama's NDJSON here,
+         * line by line; the client gets the translated bytes. */
+        if (sol_coord_on_body(r, p, n, &src, &n) < 0 && n == 0)
+            return 0;
+        if (n == 0 && r->state == RS_UPSTREAM) {
+            /* Nothing for the client yet (stream:false collects the answer):
+             * stay uncommitted, so a failure can still be a clean error. */
+            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            return taken;
+        }
+    }
+    if (sol_buf_append(&r->stream, src, n) < 0)
         return 0;
     if (r->ttfb_ms == 0)
         r->ttfb_ms = (double)(now_ms(r) - r->attempt_started_ms) + 0.001;
-    sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, p, n);
+    sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, src, n);
     if (n)
-        r->last_byte = p[n - 1];
+        r->last_byte = src[n - 1];
     r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
     sol_req_commit(r);
     sol_req_resume(r);
-    return n;
+    return taken;
 }
 
 static int is_hop_by_hop_request_header(const char *k)
@@ -568,7 +584,7 @@ static int attempt_start(struct sol_request *r)
         if (e)
             curl_easy_reset(e);
         else
-            e = r->xfer.easy = curl_easy_init();
+            e = r->xfer.easy = sol_curl_uv_easy_get(&d->curl);
         if (!e) {
             attempt_end(r, SOL_ATTEMPT_CANCELLED);
             snprintf(r->last_error, sizeof r->last_error, "out of memory");
@@ -590,6 +606,7 @@ static int attempt_start(struct sol_request *r)
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
         }
+        sol_coord_prepare(r, e, n); /* coordinator.c: llama-server route and body */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -720,7 +737,7 @@ static int can_start_now(const struct sol_queue_entry *e, void *ud)
     struct sol_node *best = sol_scorer_pick(sc, &d->table, &q, now, NULL);
     if (!best)
         return 0;
-    if (best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
+    if (!best->held && best->in_flight < (best->max_concurrent ? best->max_concurrent : 1))
         return 1;
     if (best_free) {
         double cost_free = sol_scorer_cost(sc, best_free, &q, now);
@@ -789,6 +806,13 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
     if (rc == CURLE_OK) {
+        const char *tp;
+        size_t tn;
+        sol_coord_on_done(r, &tp, &tn); /* coordinator.c: the translated final line */
+        if (tn && sol_buf_append(&r->stream, tp, tn) == 0) {
+            sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, tp, tn);
+            r->last_byte = tp[tn - 1];
+        }
         attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
         sol_req_commit(r);
@@ -939,8 +963,29 @@ static struct sol_reply_headers reply_headers(struct sol_request *r)
 static enum MHD_Result queue_stream_response(struct sol_request *r)
 {
     uint64_t size = r->content_length >= 0 ? (uint64_t)r->content_length : MHD_SIZE_UNKNOWN;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(size, MHD_BLOCK_SIZE, read_stream, r, on_response_free);
+    size_t have = sol_buf_pending(&r->stream);
+    struct MHD_Response *resp;
+    if (r->upstream_done && !r->abort_client && strcmp(r->method, "HEAD") != 0 &&
+        (r->content_length < 0 || (uint64_t)r->content_length == have)) {
+        /* The whole answer is already here (every small non-streamed one):
+         * from a buffer, MHD writes headers and body in one send. From the
+         * callback it took two, and each loopback segment costs the kernel
+         * more than the rest of the request. The buffer is not touched
+         * again: nothing is appended once upstream_done is set. */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            have, r->stream.data ? r->stream.data + r->stream.off : "", on_response_free, r);
+        if (resp)
+            r->bytes_out += have;
+    } else {
+        /* MHD callocs the block with the response: 32 KiB zeroed per
+         * request was a tenth of a small request's instructions. A chunked
+         * body is read into the connection's own buffer instead. */
+        size_t block = r->content_length >= 0 && r->content_length < MHD_BLOCK_SIZE
+                           ? (size_t)r->content_length + 1
+                       : r->content_length >= 0 ? MHD_BLOCK_SIZE
+                                                : 1024;
+        resp = MHD_create_response_from_callback(size, block, read_stream, r, on_response_free);
+    }
     if (!resp)
         return MHD_NO;
     r->refs++;
@@ -1142,6 +1187,14 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     struct sol_request *r = req_new(d, conn, route, method);
     if (!r)
         return MHD_NO;
+    /* Growing the body buffer piece by piece copied a 1 MiB prompt twice
+     * over (a third of its cost). Reserved up to 4 MiB only: a declared
+     * length costs nothing to send, and the pages are touched only when
+     * the bytes arrive. */
+    if (cl) {
+        unsigned long long want = strtoull(cl, NULL, 10);
+        sol_buf_reserve(&r->body, (size_t)(want < 4u << 20 ? want : 4u << 20));
+    }
     snprintf(r->path, sizeof r->path, "%s", url);
     if (build_upstream_path(r, url) < 0) {
         *con_cls = r;
@@ -1193,7 +1246,7 @@ static int pick_pinned_node(struct sol_request *r)
     }
     if (r->route->kind == SOL_ROUTE_PINNED && r->pinned_node < 0) {
         for (unsigned i = 0; i < t->count && r->pinned_node < 0; i++)
-            if (t->nodes[i]->state == SOL_NODE_UP)
+            if (t->nodes[i]->state == SOL_NODE_UP && !t->nodes[i]->external)
                 r->pinned_node = (int)i;
         if (r->pinned_node < 0) {
             r->fail_status = 503;
@@ -1297,6 +1350,12 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
     r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
+    /* coordinator.c: models served by llama-server over rpc-server backends. */
+    int coord_taken = sol_coord_take(r);
+    if (coord_taken < 0)
+        return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
+    if (coord_taken > 0)
+        return queue_stream_response(r);
     /* embed.c: large /api/embed batches split over nodes, and the batch-job
      * API (batch.c). */
     int embed_taken = sol_embed_take(r);

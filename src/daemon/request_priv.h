@@ -23,6 +23,7 @@
 struct sol_daemon;
 struct sol_fanout_leg;
 struct sol_embed_split; /* embed.c */
+struct sol_coord_req;   /* coordinator.c */
 
 /* Backpressure: past HIGH bytes buffered for a slow client the upstream
  * transfer is paused; it resumes once the client has drained below LOW. */
@@ -116,6 +117,10 @@ struct sol_request {
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;
+
+    /* Sharded path (coordinator.c): translation state when the request is
+     * for a model served by llama-server over rpc-server backends. */
+    struct sol_coord_req *coord;
 
     /* Suspension and client hang-up. */
     int suspended;

@@ -25,6 +25,7 @@ static const struct sol_route routes[] = {
     {"/metrics", SOL_ROUTE_METRICS, SOL_M_GET, 0},                  /* Prometheus (metrics.c) */
     {"/dashboard", SOL_ROUTE_DASHBOARD, SOL_M_GET | SOL_M_HEAD, 0}, /* dashboard.c */
     {"/api/sollol/dashboard", SOL_ROUTE_DASHBOARD_DATA, SOL_M_GET, 0},
+    {"/api/sollol/rpc", SOL_ROUTE_RPC_STATUS, SOL_M_GET, 0}, /* coordinator.c */
     {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL},
     {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL},
     {"/api/copy", SOL_ROUTE_FANOUT, SOL_M_POST, 0},

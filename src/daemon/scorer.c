@@ -251,7 +251,8 @@ static inline int ineligible(const struct sol_node *n, uint64_t model_key, int f
         *why = SOL_SKIP_NO_MODEL;
     } else if (m->gone) {
         *why = SOL_SKIP_MODEL_GONE;
-    } else if (free_slot_only && n->in_flight >= (n->max_concurrent ? n->max_concurrent : 1)) {
+    } else if (free_slot_only &&
+               (n->held || n->in_flight >= (n->max_concurrent ? n->max_concurrent : 1))) {
         /* The admission queue holds requests rather than overfill a node. */
         *why = SOL_SKIP_SATURATED;
     } else {

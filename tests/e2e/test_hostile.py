@@ -227,7 +227,7 @@ class HostileInputTest(unittest.TestCase):
         many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(80))
         self.assert_error(self.raw(b"GET /api/tags HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"),
                           431, "limit 2048")
-        # Beyond libmicrohttpd's buffer (both limits + 64 KiB), it answers
+        # Beyond libmicrohttpd's buffer (both limits + 4 KiB, at least 16 KiB), it answers
         # itself: the same statuses, with its own HTML body.
         out = self.raw(b"GET /api/tags?x=" + b"a" * 200000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 414 "), out[:100])

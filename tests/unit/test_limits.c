@@ -63,15 +63,20 @@ static void test_mhd_values(void)
                                 .idle_timeout_ms = 300000};
     sol_limits_init(&l, NULL, &c);
     CHECK(sol_limits_mhd_per_ip(&l) == 512, "backstop at twice the soft limit");
-    CHECK(sol_limits_mhd_pool(&l) == 128 * 1024, "pool never below 128 KiB: %zu",
-          sol_limits_mhd_pool(&l));
+    CHECK(sol_limits_mhd_pool(&l) == 8192 + 32768 + 4096,
+          "pool holds target + headers + 4 KiB: %zu", sol_limits_mhd_pool(&l));
     CHECK(sol_limits_connections(&l) == 0, "no connection yet");
     c.max_per_client = 0;
     c.max_header_bytes = 1 << 20;
     sol_limits_init(&l, NULL, &c);
     CHECK(sol_limits_mhd_per_ip(&l) == 0, "no per-address limit");
-    CHECK(sol_limits_mhd_pool(&l) == 8192 + (1 << 20) + 64 * 1024,
-          "pool holds target + headers + 64 KiB");
+    CHECK(sol_limits_mhd_pool(&l) == 8192 + (1 << 20) + 4096,
+          "pool holds target + headers + 4 KiB");
+    c.max_url_bytes = 256;
+    c.max_header_bytes = 1024;
+    sol_limits_init(&l, NULL, &c);
+    CHECK(sol_limits_mhd_pool(&l) == 16 * 1024, "pool never below 16 KiB: %zu",
+          sol_limits_mhd_pool(&l));
     CHECK(sol_limits_sweep(&l, 1u << 30) == 0, "nothing to cut");
 }
 

@@ -116,11 +116,23 @@ static void test_apply(struct sol_daemon *d)
     next->queue_max_length = d->cfg->queue_max_length + 1;
     int old_qmax = d->cfg->queue_max_length;
     next->idle_timeout_ms = 4242;
+    /* the sharded path's settings are restart-only */
+    int old_ctx = d->cfg->llama_ctx_size;
+    next->llama_ctx_size = old_ctx * 2;
+    free(next->llama_extra_args);
+    next->llama_extra_args = strdup("--flash-attn");
+    char *old_extra = d->cfg->llama_extra_args ? strdup(d->cfg->llama_extra_args) : NULL;
     next->max_attempts = 5;
     struct sol_config *cfg_addr = d->cfg;
     sol_daemon_apply_config(d, next);
 
     CHECK(d->cfg == cfg_addr, "the config struct keeps its address");
+    CHECK(d->cfg->llama_ctx_size == old_ctx, "llama_server.ctx_size kept");
+    CHECK((!old_extra && !d->cfg->llama_extra_args) ||
+              (old_extra && d->cfg->llama_extra_args &&
+               strcmp(old_extra, d->cfg->llama_extra_args) == 0),
+          "llama_server.extra_args kept");
+    free(old_extra);
     CHECK(by_name(d, "a") == a && a->max_concurrent == 9 && a->weight == 2.5, "a updated in place");
     CHECK(b->removed && b->in_flight == 1 && !by_name(d, "b"), "b leaves, still serving");
     CHECK(c->removed, "old c leaves");

@@ -1,0 +1,136 @@
+/*
+ * coordinator.h - the sharded path: one llama-server spread over ggml
+ * rpc-server backends, launched, supervised and served as a node of the
+ * router (a virtual node named "rpc" in the node table, marked external so
+ * the Ollama health probes leave it alone; the coordinator alone writes its
+ * state).
+ *
+ * Life of the sharded model (states as /api/sollol/rpc shows them):
+ *   stopped -> starting: resolve the model's GGUF (Ollama store or an
+ *     explicit path) and validate its header in a uv_work item; learn the
+ *     reference RPC protocol version (config rpc_version, else a short run
+ *     of the rpc-server beside llama-server on an ephemeral loopback port);
+ *     probe every backend (HELLO, devices, memory); exclude mismatches with
+ *     a logged reason; check that the rest can hold the model; spawn
+ *     llama-server (through sollol-exec: own process group, PDEATHSIG);
+ *     poll /health until 200 within the start-up timeout.
+ *   starting -> ready: the node's slots open; requests that waited in the
+ *     daemon's queue are dispatched.
+ *   ready -> restarting: llama-server exited (reaped by libuv's exit
+ *     callback only). Restart after an exponential backoff (1 s doubling to
+ *     60 s by default, reset after 5 healthy minutes), and only once every
+ *     backend it used answers HELLO again.
+ *   -> failed: 5 exits in 10 minutes, or a pre-flight that cannot pass.
+ *     Requests get 503 with the reason and the last log lines; a failed
+ *     pre-flight is retried by the next request after the backoff minimum.
+ *   ready -> stopped: idle for idle_unload_ms; the next request starts it.
+ * While llama-server holds the backends, their liveness is a TCP connect
+ * (rpc-server serves one client at a time: a HELLO would not be answered).
+ *
+ * Ownership: the daemon owns the coordinator (d->coord); the coordinator
+ * owns its children, timers, probes and the per-request state it attaches
+ * to requests it serves (r->coord, freed with the request).
+ */
+#ifndef SOLLOL_COORDINATOR_H
+#define SOLLOL_COORDINATOR_H
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <stddef.h>
+
+struct sol_daemon;
+struct sol_request;
+struct sol_node;
+struct sol_coord;
+
+/* One rpc-server address. */
+struct sol_coord_addr {
+    char host[256];
+    int port;
+};
+
+/* rpc-server's default port, for entries that give none. */
+#define SOL_RPC_DEFAULT_PORT 50052
+
+/*
+ * Parses a backend list: JSON `[{"host":"h","port":N}, "h:p", ...]`, or
+ * plain text "h:p,h:p" (the RPC_BACKENDS form; also newline-separated with
+ * '#' comments, the rpc_backends.conf form). A missing port is 50052.
+ * Entries go to out[0..cap) (out may be NULL to only validate); *n (may be
+ * NULL) gets the count. Returns 0, or -1 with a bare reason in err.
+ */
+int sol_coord_parse_backends(const char *text, struct sol_coord_addr *out, size_t cap, size_t *n,
+                             char *err, size_t errlen);
+
+/* Name of the virtual node in the table, logs and X-Sollol-Node. */
+#define SOL_COORD_NODE_NAME "rpc"
+
+/*
+ * Creates the coordinator when d->cfg enables model sharding, and appends
+ * its virtual node to d->table (the table must have room for one more
+ * entry). Nothing runs until sol_coord_start(). Returns 0 (also
+ * when sharding is disabled: d->coord stays NULL), or -1 with a message in
+ * err (bad rpc_backends entry, unreadable rpc_backends file, out of memory).
+ */
+int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen);
+
+/*
+ * Starts the coordinator's timers, its store scan and the local rpc-server
+ * children. Called once the daemon has started everything else, so a
+ * failed start leaves nothing running. NULL is fine.
+ */
+void sol_coord_start(struct sol_coord *c);
+
+/*
+ * Stops everything: probes and timers end, children get SIGTERM, then
+ * SIGKILL after the grace period; requests it holds are not touched (the
+ * daemon ends them). on_stopped runs once every handle has closed and every
+ * child has been reaped. NULL coordinator: on_stopped is not called and 0
+ * is returned; else 1.
+ */
+int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d));
+
+/* Frees the coordinator after on_stopped. NULL is fine. */
+void sol_coord_free(struct sol_coord *c);
+
+/* ---- request hooks (request.c) ---- */
+
+/*
+ * Called once the body is inspected, before admission. Returns 0 when the
+ * request goes on through the normal path (for a sharded model r->coord is
+ * then set and the coordinator is starting if it was stopped: the request
+ * waits in the queue until llama-server is ready), 1 when it was answered
+ * here (r->state is RS_COMMITTED with the body in r->stream), or -1 with
+ * r->fail_status and r->last_error set (failed state, pre-flight failed,
+ * invalid body).
+ */
+int sol_coord_take(struct sol_request *r);
+
+/* An attempt on node n starts with easy handle e: for the virtual node,
+ * points e at llama-server's route with the translated body. */
+void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n);
+
+/* Nonzero while the running attempt's response is being translated. */
+int sol_coord_translating(const struct sol_request *r);
+
+/* The attempt's status and headers are in: sets the client's content type. */
+void sol_coord_on_headers(struct sol_request *r);
+
+/* Translates `n` response bytes; the result is appended to *out (owned by
+ * r->coord). Returns 0, or -1 when the transfer must end. */
+int sol_coord_on_body(struct sol_request *r, const char *p, size_t n, const char **out,
+                      size_t *out_len);
+
+/* The response ended cleanly: what the translator still owes. */
+void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len);
+
+/* Frees the request's coordinator state (request.c's req_free). */
+void sol_coord_req_free(struct sol_request *r);
+
+/* ---- status ---- */
+
+/* The status object of GET /api/sollol/rpc (and "rpc" in /api/stats):
+ * backends and the coordinator. NULL coordinator: {"enabled":false}. */
+cJSON *sol_coord_status_json(const struct sol_coord *c);
+
+#endif
