@@ -46,6 +46,8 @@ struct sol_limits {
     struct sol_limits_addr *buckets[SOL_LIMITS_BUCKETS];
     uint64_t cut_slow_headers; /* connections cut for sending headers too slowly */
     uint64_t refused_per_client;
+    uint64_t closed_by_peer; /* connections whose hang-up MHD had missed (see sweep) */
+    uint64_t peer_check_ms;  /* when the sweep last looked for such hang-ups */
 };
 
 /* Sets up an empty tracker. No allocation. */
@@ -87,6 +89,16 @@ void sol_limits_request_done(struct sol_limits *l, struct MHD_Connection *conn);
  * so MHD sees the end of the stream and closes them on its next run (no
  * answer is sent: the client has not finished asking). Returns how many
  * were cut. Call periodically (the daemon's sweep timer).
+ *
+ * Also, at most once a second, ends the same way every connection that is
+ * not suspended and whose client has already hung up. Why: in epoll mode
+ * libmicrohttpd 0.9.75 takes a short read as "socket drained"; when the
+ * rest of a partial request and the client's FIN arrive together, the FIN
+ * is never read, no new edge comes, and the connection would sit in
+ * CLOSE_WAIT (holding a descriptor) until MHD's idle timeout. Suspended
+ * connections are the request's own hang-up watch's job. Costs one
+ * recv(MSG_PEEK) per open connection per second. Those are not counted in
+ * the return value (closed_by_peer counts them).
  */
 unsigned sol_limits_sweep(struct sol_limits *l, uint64_t now_ms);
 

@@ -1266,9 +1266,12 @@ static int is_host_char(unsigned char c)
     return isalnum(c) || c == '-' || c == '.' || c == '_';
 }
 
+/* RFC 3986 path characters except the quote: surrounding quotes are
+ * stripped from a URL (shell habits), so a path ending in one would not
+ * survive --print-config and --config. */
 static int is_path_char(unsigned char c)
 {
-    return isalnum(c) || (c && strchr("-._~!$&'()*+,;=:@%/", c));
+    return isalnum(c) || (c && strchr("-._~!$&()*+,;=:@%/", c));
 }
 
 /* Parses an IP literal (v6 first, then v4) and writes its canonical text. */
@@ -2061,6 +2064,14 @@ static int finish_nodes(struct sol_node_conf *nodes, size_t n, const struct src 
             if (!nodes[i].name)
                 return fail(err, errlen, NULL, src, "out of memory");
             defaulted = 1;
+            /* The default must obey the rules a given name obeys, or
+             * --print-config would write a file that --config refuses. */
+            char why[256];
+            if (check_node_name(&nodes[i], why, sizeof why)) {
+                snprintf(key, sizeof key, "nodes[%zu].name", i);
+                return fail(err, errlen, key, src,
+                            "%s; it defaults to host:port, give the node a name", why);
+            }
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(nodes[i].base_url, nodes[j].base_url) == 0) {

@@ -19,6 +19,7 @@
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"
+#include "sollol/ndjson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,33 +47,22 @@ static int streams(const struct sol_request *r)
 }
 
 /* Forwards one progress line with the node's name added. */
-static void forward_line(struct sol_fanout_leg *leg, const char *line, size_t len)
+static void forward_line(void *ud, const char *line, size_t len)
 {
+    struct sol_fanout_leg *leg = ud;
     struct sol_request *r = leg->r;
-    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
-        len--;
+    struct sol_ndjson_progress st;
+    sol_ndjson_progress(line, len, &st, leg->error, sizeof leg->error);
+    line += st.start;
+    len = st.len - st.start;
     if (len == 0)
         return;
-    struct status_scan {
-        int success;
-        struct sol_json_span error;
-    } st = {0};
-    struct sol_json_span sp = {line, len, SOL_JSON_OBJECT};
-    struct sol_json_span v;
-    int is_object = line[0] == '{' && line[len - 1] == '}';
-    if (is_object && sol_json_object_get(&sp, "status", &v) && v.type == SOL_JSON_STRING &&
-        v.len == 9 && memcmp(v.p, "\"success\"", 9) == 0)
-        st.success = 1;
-    if (is_object && sol_json_object_get(&sp, "error", &v) && v.type == SOL_JSON_STRING) {
-        st.error = v;
-        sol_json_string_decode(&v, leg->error, sizeof leg->error);
-    }
     if (st.success) {
         leg->saw_success = 1;
         return; /* the daemon sends the one final success line itself */
     }
     struct sol_buf *out = &r->stream;
-    if (is_object) {
+    if (st.is_object) {
         sol_buf_append_str(out, "{\"node\":");
         sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
         if (len > 2)
@@ -97,23 +87,7 @@ static size_t on_leg_body(char *p, size_t size, size_t nmemb, void *ud)
             return 0;
         return sol_buf_append(&leg->buf, p, n) < 0 ? 0 : n;
     }
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (leg->buf.len) {
-            sol_buf_append(&leg->buf, p + start, i - start);
-            forward_line(leg, leg->buf.data, leg->buf.len);
-            sol_buf_clear(&leg->buf);
-        } else {
-            forward_line(leg, p + start, i - start);
-        }
-        start = i + 1;
-    }
-    if (leg->buf.len + (n - start) > LINE_LIMIT)
-        return 0;
-    sol_buf_append(&leg->buf, p + start, n - start);
-    return n;
+    return sol_ndjson_feed(&leg->buf, LINE_LIMIT, p, n, forward_line, leg) < 0 ? 0 : n;
 }
 
 static size_t on_leg_header(char *p, size_t size, size_t nmemb, void *ud)
@@ -207,19 +181,15 @@ static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
     r->legs_running--;
     if (rc != CURLE_OK && !leg->error[0])
         snprintf(leg->error, sizeof leg->error, "%s", curl_easy_strerror(rc));
-    else if (streams(r) && leg->buf.len && leg->status == 200) {
-        forward_line(leg, leg->buf.data, leg->buf.len); /* last line without newline */
-        sol_buf_clear(&leg->buf);
-    }
+    else if (streams(r) && leg->status == 200)
+        sol_ndjson_finish(&leg->buf, forward_line, leg); /* last line without newline */
     if (leg->status != 200 && leg->buf.len && !leg->error[0]) {
         /* An Ollama error document: keep its message for the summary. */
-        struct sol_json_span sp = {leg->buf.data, leg->buf.len, SOL_JSON_OBJECT}, v;
         char err[8];
-        if (sol_json_scan_object(leg->buf.data, leg->buf.len, 16, NULL, NULL, err, sizeof err) ==
-                SOL_JSON_OK &&
-            sol_json_object_get(&sp, "error", &v) && v.type == SOL_JSON_STRING &&
-            leg->status != 404)
-            sol_json_string_decode(&v, leg->error, sizeof leg->error);
+        struct sol_ndjson_progress st;
+        if (leg->status != 404 && sol_json_scan_object(leg->buf.data, leg->buf.len, 16, NULL, NULL,
+                                                       err, sizeof err) == SOL_JSON_OK)
+            sol_ndjson_progress(leg->buf.data, leg->buf.len, &st, leg->error, sizeof leg->error);
     }
     if (r->legs_running == 0 && !r->client_gone)
         finish(r);

@@ -102,6 +102,12 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out)
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     int year, mon, day, hh, mm, ss, used = 0;
+    /* Digits exactly where they belong: sscanf would also take signs and
+     * spaces ("2024-06-04T-1: 5:00"). */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (int i = 0; s && i < 19; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
+            return -1;
     if (!s ||
         sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss, &used) != 6 ||
         used != 19)
@@ -128,8 +134,13 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out)
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59)
+        /* Exactly "+HH:MM": sscanf alone would also take "+1:2" (and then
+         * p += 6 would step past the terminator). */
+        for (int i = 1; i <= 5; i++)
+            if (i == 3 ? p[i] != ':' : !(p[i] >= '0' && p[i] <= '9'))
+                return -1;
+        int oh = (p[1] - '0') * 10 + (p[2] - '0'), om = (p[4] - '0') * 10 + (p[5] - '0');
+        if (oh > 23 || om > 59)
             return -1;
         offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
         p += 6;
@@ -163,7 +174,10 @@ static int entry_name(const cJSON *item, char *out, size_t len)
 static uint64_t number_u64(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+        return 0;
+    /* A node may send 1e300: converting that is undefined behaviour. */
+    return v->valuedouble >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v->valuedouble;
 }
 
 /* Parses a {"models": [...]} answer (Ollama may send null for an empty

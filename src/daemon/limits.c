@@ -203,9 +203,33 @@ void sol_limits_request_done(struct sol_limits *l, struct MHD_Connection *conn)
         c->deadline_ms = now_ms(l) + l->conf.idle_timeout_ms + l->conf.header_timeout_ms;
 }
 
+/* Shuts down, once a second at most, connections whose client is gone
+ * but whose end MHD has not read (see sol_limits_sweep in the header). */
+static void end_hung_up(struct sol_limits *l, uint64_t now)
+{
+    if (now - l->peer_check_ms < 1000)
+        return;
+    l->peer_check_ms = now;
+    for (struct sol_limits_conn *c = l->conns; c; c = c->next) {
+        const union MHD_ConnectionInfo *si =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_SUSPENDED);
+        if (si && si->suspended)
+            continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char byte;
+        if (ci && ci->connect_fd >= 0 &&
+            recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+            shutdown(ci->connect_fd, SHUT_RDWR); /* a new event: MHD reads the end */
+            l->closed_by_peer++;
+        }
+    }
+}
+
 unsigned sol_limits_sweep(struct sol_limits *l, uint64_t now)
 {
     unsigned cut = 0;
+    end_hung_up(l, now);
     for (struct sol_limits_conn *c = l->conns; c; c = c->next) {
         if (!c->deadline_ms || now < c->deadline_ms)
             continue;

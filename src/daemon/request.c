@@ -30,6 +30,7 @@
 #include "sollol/log.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/model_name.h"
+#include "sollol/ndjson.h"
 #include "sollol/routes.h"
 
 #include <arpa/inet.h>
@@ -118,25 +119,7 @@ void sol_req_resume(struct sol_request *r)
  * ends every response, streamed or not). 0 when absent. */
 static uint64_t tail_number(const struct sol_request *r, const char *key)
 {
-    size_t klen = strlen(key);
-    for (size_t i = r->tail_len; i-- > klen + 2;) {
-        size_t start = i - klen - 2;
-        if (r->tail[start] == '"' && r->tail[i - 1] == '"' && r->tail[i] == ':' &&
-            memcmp(r->tail + start + 1, key, klen) == 0) {
-            char num[24];
-            size_t n = 0;
-            for (size_t j = i + 1; j < r->tail_len && n < sizeof num - 1; j++) {
-                if (r->tail[j] == ' ')
-                    continue;
-                if (r->tail[j] < '0' || r->tail[j] > '9')
-                    break;
-                num[n++] = r->tail[j];
-            }
-            num[n] = '\0';
-            return n ? strtoull(num, NULL, 10) : 0;
-        }
-    }
-    return 0;
+    return sol_ndjson_tail_number(r->tail, r->tail_len, key);
 }
 
 static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
@@ -238,9 +221,14 @@ static int should_retry_status(struct sol_request *r, long code)
     else
         return 0;
     struct sol_daemon *d = r->d;
+    /* A node that is only busy is an alternative too: the retry waits for
+     * its slot in the queue (admit()). r->score still has free_slot_only
+     * set from the dispatch that started this attempt. */
+    struct sol_score_req q = r->score;
+    q.free_slot_only = 0;
     if (r->tried.count >= (unsigned)d->max_attempts ||
         sol_now_ms(d) - r->started_ms >= d->cfg->retry_deadline_ms ||
-        !sol_balancer_has_alternative(&d->balancer, &r->score))
+        !sol_balancer_has_alternative(&d->balancer, &q))
         return 0;
     r->retry_result = why;
     return 1;
@@ -304,22 +292,6 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static void keep_tail(struct sol_request *r, const char *p, size_t n)
-{
-    if (n >= TAIL_BYTES) {
-        memcpy(r->tail, p + n - TAIL_BYTES, TAIL_BYTES);
-        r->tail_len = TAIL_BYTES;
-        return;
-    }
-    if (r->tail_len + n > TAIL_BYTES) {
-        size_t drop = r->tail_len + n - TAIL_BYTES;
-        memmove(r->tail, r->tail + drop, r->tail_len - drop);
-        r->tail_len -= drop;
-    }
-    memcpy(r->tail + r->tail_len, p, n);
-    r->tail_len += n;
-}
-
 static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_request *r = ud;
@@ -351,7 +323,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         return 0;
     if (r->ttfb_ms == 0)
         r->ttfb_ms = (double)(now_ms(r) - r->attempt_started_ms) + 0.001;
-    keep_tail(r, src, n);
+    sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, src, n);
     if (n)
         r->last_byte = src[n - 1];
     r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
@@ -838,7 +810,7 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         size_t tn;
         sol_coord_on_done(r, &tp, &tn); /* coordinator.c: the translated final line */
         if (tn && sol_buf_append(&r->stream, tp, tn) == 0) {
-            keep_tail(r, tp, tn);
+            sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, tp, tn);
             r->last_byte = tp[tn - 1];
         }
         attempt_end(r, classify_status(r, r->status));

@@ -561,7 +561,8 @@ static void finish_embed(struct sol_translate *t, struct sol_buf *out)
         cJSON_ArrayForEach(it, data)
         {
             const cJSON *ix = cJSON_GetObjectItemCaseSensitive(it, "index");
-            if (cJSON_IsNumber(ix) && (int)ix->valuedouble == i)
+            /* Compared as a double: casting a huge index to int is undefined. */
+            if (cJSON_IsNumber(ix) && ix->valuedouble == (double)i)
                 pick = it;
         }
         if (!pick)

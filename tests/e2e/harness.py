@@ -20,12 +20,21 @@ Simulator control
     sim_models(url, load=/unload=/install=/remove=).
 
 Paths come from SOLLOL_BUILD_DIR (default: ``build/`` at the repository root).
+
+Slow runs (``tests/run --valgrind``)
+    SOLLOL_WRAP="valgrind ..." runs every sollold this harness starts under
+    that command (only sollold: the simulators stay fast); a valgrind error
+    makes it exit 99, which the checked stop reports. SOLLOL_TIME_SCALE=N
+    multiplies the harness's waits (readiness, stop, wait_until, request and
+    stream timeouts) by N, and sollold's timeouts a test passes
+    (_SCALED_FLAGS); tests scale their own waits with :func:`scaled`.
 """
 
 import http.client
 import json
 import os
 import queue
+import shlex
 import signal
 import socket
 import subprocess
@@ -35,6 +44,13 @@ import time
 import urllib.parse
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TIME_SCALE = max(1.0, float(os.environ.get("SOLLOL_TIME_SCALE") or 1))
+
+
+def scaled(seconds):
+    """A wait or timeout stretched by $SOLLOL_TIME_SCALE (1 normally)."""
+    return seconds * TIME_SCALE
 
 
 def build_dir():
@@ -101,6 +117,7 @@ class Proc:
         self._lines.put(None)
 
     def _wait_ready(self, timeout):
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -148,6 +165,7 @@ class Proc:
         Idempotent."""
         if self.returncode is not None:
             return self.returncode
+        timeout = scaled(timeout)
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(signal.SIGTERM)
@@ -176,7 +194,11 @@ class Proc:
             pass
 
     SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                         "WARNING: ThreadSanitizer", "AddressSanitizer:DEADLYSIGNAL")
+                         "WARNING: ThreadSanitizer", "AddressSanitizer:DEADLYSIGNAL",
+                         # valgrind memcheck (SOLLOL_WRAP)
+                         "Invalid read of size", "Invalid write of size", "Invalid free",
+                         "uninitialised value", "depends on uninitialised",
+                         "definitely lost in", "indirectly lost in")
 
     def problems(self):
         """After stop(): a description of what went wrong (exit status other
@@ -213,6 +235,32 @@ class Proc:
         return False
 
 
+# Timeouts a slowed-down sollold (valgrind) cannot keep when a test sets them
+# tight: its probes would time out and mark healthy nodes down, and its
+# transfers would time out on nodes that answer in time.
+_SCALED_FLAGS = ("--probe-timeout", "--connect-timeout", "--first-byte-timeout",
+                 "--idle-timeout")
+
+
+def _scale_daemon_timeouts(args):
+    out = [str(a) for a in args]
+    for i, a in enumerate(out):
+        flag, eq, val = a.partition("=")
+        if flag not in _SCALED_FLAGS:
+            continue
+        j = i if eq else i + 1
+        if j >= len(out):
+            continue
+        text = out[j].partition("=")[2] if eq else out[j]
+        num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        try:
+            scaled_text = "%g%s" % (float(num) * TIME_SCALE, text[len(num):] or "s")
+        except ValueError:
+            continue
+        out[j] = flag + "=" + scaled_text if eq else scaled_text
+    return out
+
+
 def start_process(name, args, test=None, ready_timeout=15.0, env=None, check_exit=True):
     """Starts ``<build>/<name> args...`` and waits for its `listening on` line.
 
@@ -221,7 +269,10 @@ def start_process(name, args, test=None, ready_timeout=15.0, env=None, check_exi
     cleanup also fails the test if the process did not exit 0 on SIGTERM or
     printed a sanitizer report (run the suite against a -DSOLLOL_SANITIZE=ON
     build to use this)."""
-    p = Proc([binary(name)] + list(args), ready_timeout=ready_timeout, env=env, name=name)
+    wrap = shlex.split(os.environ.get("SOLLOL_WRAP") or "") if name == "sollold" else []
+    if name == "sollold" and TIME_SCALE > 1:
+        args = _scale_daemon_timeouts(args)
+    p = Proc(wrap + [binary(name)] + list(args), ready_timeout=ready_timeout, env=env, name=name)
     if test is not None:
         cleanup = p.close_checked if check_exit else p.close
         if isinstance(test, type):
@@ -297,7 +348,7 @@ def request(method, url, body=None, headers=None, timeout=30.0):
     raise (OSError, http.client.HTTPException)."""
     host, port, path = _split(url)
     body, headers = _encode(body, headers)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=scaled(timeout))
     try:
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
@@ -349,7 +400,7 @@ class Stream:
     def __init__(self, method, url, body=None, headers=None, timeout=30.0):
         host, port, path = _split(url)
         body, headers = _encode(body, headers)
-        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.conn = http.client.HTTPConnection(host, port, timeout=scaled(timeout))
         self.t_start = time.monotonic()
         self.conn.request(method, path, body=body, headers=headers)
         self.resp = self.conn.getresponse()
@@ -509,7 +560,8 @@ def sim_models(url, **action):
 
 def wait_until(pred, timeout=5.0, interval=0.02, msg="condition"):
     """Polls ``pred()`` until it returns a truthy value (returned) or raises
-    AssertionError after ``timeout`` seconds."""
+    AssertionError after ``timeout`` seconds (scaled by SOLLOL_TIME_SCALE)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
