@@ -259,57 +259,48 @@ static int answer(struct sol_request *r, unsigned status)
     return 1;
 }
 
-static int fail(struct sol_request *r, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(struct sol_request *r, unsigned status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
-    va_end(ap);
-    r->fail_status = status;
-    return -1;
-}
-
 static int oom(struct sol_request *r)
 {
     sol_buf_clear(&r->stream);
-    return fail(r, 500, "out of memory");
+    return sol_req_fail(r, 500, "out of memory");
 }
 
 static int submit(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
     if (d->stopping)
-        return fail(r, 503, "sollold is shutting down");
+        return sol_req_fail(r, 503, "sollold is shutting down");
     const struct sol_json_span *in = &r->info.input;
     if (!in->p || in->type != SOL_JSON_ARRAY)
-        return fail(r, 400, "input must be an array of strings");
+        return sol_req_fail(r, 400, "input must be an array of strings");
     int all_strings;
     size_t n = sol_embed_count_inputs(in, &all_strings);
     if (!all_strings)
-        return fail(r, 400, "input must be an array of strings");
+        return sol_req_fail(r, 400, "input must be an array of strings");
     if (n == 0)
-        return fail(r, 400, "input is empty");
+        return sol_req_fail(r, 400, "input is empty");
     if (n > SOL_BATCH_MAX_INPUTS)
-        return fail(r, 413, "batch too large: %zu inputs (limit %d)", n, SOL_BATCH_MAX_INPUTS);
+        return sol_req_fail(r, 413, "batch too large: %zu inputs (limit %d)", n,
+                            SOL_BATCH_MAX_INPUTS);
     int anywhere = 0;
     for (unsigned i = 0; i < d->table.count; i++) {
         const struct sol_node_model *m = sol_node_find_model(d->table.nodes[i], r->score.model_key);
         anywhere |= (m && m->installed && !m->gone) || d->table.nodes[i]->tags_at_ms == 0;
     }
     if (!anywhere)
-        return fail(r, 404, "model '%.200s' not found on any node", r->info.model);
+        return sol_req_fail(r, 404, "model '%.200s' not found on any node", r->info.model);
     if (g.count >= SOL_BATCH_MAX_JOBS)
-        return fail(r, 503,
-                    "too many batch jobs (limit %d, finished ones included): delete finished "
-                    "jobs or wait until they expire",
-                    SOL_BATCH_MAX_JOBS);
+        return sol_req_fail(
+            r, 503,
+            "too many batch jobs (limit %d, finished ones included): delete finished "
+            "jobs or wait until they expire",
+            SOL_BATCH_MAX_JOBS);
     if (g.bytes + r->body.cap > SOL_BATCH_MAX_BYTES)
-        return fail(r, 503,
-                    "batch jobs hold too much memory (limit %llu bytes): delete finished jobs "
-                    "or wait until they expire",
-                    (unsigned long long)SOL_BATCH_MAX_BYTES);
+        return sol_req_fail(
+            r, 503,
+            "batch jobs hold too much memory (limit %llu bytes): delete finished jobs "
+            "or wait until they expire",
+            (unsigned long long)SOL_BATCH_MAX_BYTES);
 
     struct batch_job *j = calloc(1, sizeof *j);
     if (!j)
@@ -398,12 +389,12 @@ static int results(struct sol_request *r, struct batch_job *j)
             return oom(r);
         return answer(r, 200);
     case JOB_FAILED:
-        return fail(r, 409, "batch job %s failed: %s", j->id, j->error);
+        return sol_req_fail(r, 409, "batch job %s failed: %s", j->id, j->error);
     case JOB_CANCELLED:
-        return fail(r, 409, "batch job %s was cancelled", j->id);
+        return sol_req_fail(r, 409, "batch job %s was cancelled", j->id);
     default:
-        return fail(r, 409, "batch job %s is %s (%zu of %zu inputs done)", j->id,
-                    status_names[j->status], j->done, j->total);
+        return sol_req_fail(r, 409, "batch job %s is %s (%zu of %zu inputs done)", j->id,
+                            status_names[j->status], j->done, j->total);
     }
 }
 
@@ -427,7 +418,7 @@ int sol_batch_serve(struct sol_request *r)
     }
     struct batch_job *j = id ? job_find(id) : NULL;
     if (!j)
-        return fail(r, 404, "batch job '%.100s' not found", id ? id : "");
+        return sol_req_fail(r, 404, "batch job '%.100s' not found", id ? id : "");
     if (is_results)
         return results(r, j);
     if (strcmp(r->method, "DELETE") == 0)

@@ -63,18 +63,6 @@ static uint64_t mono_ns(void *ud)
     return uv_hrtime();
 }
 
-static int fail_req(struct sol_request *r, unsigned status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_req(struct sol_request *r, unsigned status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
-    va_end(ap);
-    r->fail_status = status;
-    return -1;
-}
-
 static void ensure_started(struct sol_coord *c)
 {
     c->last_activity = coord_now_ms(c);
@@ -139,10 +127,10 @@ static void answer_load(struct sol_request *r, struct sol_coord_req *q, const ch
 static int answer_show(struct sol_request *r, struct sol_coord *c)
 {
     if (strcmp(c->resolved_for, r->model) != 0)
-        return fail_req(r, 503,
-                        "sharded model '%s' has not been loaded yet: its details are known "
-                        "after its first request",
-                        r->info.model);
+        return sol_req_fail(r, 503,
+                            "sharded model '%s' has not been loaded yet: its details are known "
+                            "after its first request",
+                            r->info.model);
     const struct sol_gguf_info *g = &c->info;
     sol_buf_append_str(&r->stream, "{\"modelfile\":\"\",\"parameters\":\"\",\"template\":\"\","
                                    "\"details\":{\"parent_model\":\"\",\"format\":\"gguf\","
@@ -203,9 +191,9 @@ int sol_coord_take(struct sol_request *r)
     } else if (strcmp(path, "/api/show") == 0) {
         return answer_show(r, c);
     } else {
-        return fail_req(r, 501, "%s is not served for sharded model '%s'%s", r->path, r->info.model,
-                        strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)"
-                                                           : "");
+        return sol_req_fail(
+            r, 501, "%s is not served for sharded model '%s'%s", r->path, r->info.model,
+            strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)" : "");
     }
     if (strcmp(c->model, r->model) != 0) {
         if ((c->state == CS_STOPPED && c->step == ST_IDLE) ||
@@ -215,9 +203,9 @@ int sol_coord_take(struct sol_request *r)
             if (c->state == CS_FAILED)
                 coord_set_state(c, CS_STOPPED, ST_IDLE);
         } else if (c->next_model[0] && strcmp(c->next_model, r->model) != 0) {
-            return fail_req(r, 503,
-                            "the rpc backends are switching to sharded model '%s'; retry later",
-                            c->next_model);
+            return sol_req_fail(r, 503,
+                                "the rpc backends are switching to sharded model '%s'; retry later",
+                                c->next_model);
         } else if (c->node->in_flight == 0 && !coord_queued(c) && c->state == CS_READY &&
                    c->step == ST_IDLE) {
             /* Idle: switch. Nothing more may start on the old model meanwhile. */
@@ -227,18 +215,18 @@ int sol_coord_take(struct sol_request *r)
         } else if (c->next_model[0] && strcmp(c->next_model, r->model) == 0) {
             /* The switch to this model is under way: wait for it. */
         } else {
-            return fail_req(r, 503, "the rpc backends are serving sharded model '%s'; retry later",
-                            c->model);
+            return sol_req_fail(
+                r, 503, "the rpc backends are serving sharded model '%s'; retry later", c->model);
         }
     }
     if (c->state == CS_FAILED) {
         ensure_started(c); /* retries once the cool-down is over */
         if (c->state == CS_FAILED)
-            return fail_req(r, c->fail_status ? c->fail_status : 503, "%s", c->reason);
+            return sol_req_fail(r, c->fail_status ? c->fail_status : 503, "%s", c->reason);
     }
     struct sol_coord_req *q = calloc(1, sizeof *q);
     if (!q)
-        return fail_req(r, 500, "out of memory");
+        return sol_req_fail(r, 500, "out of memory");
     r->coord = q;
     q->kind = kind;
     q->passthrough = passthrough;
@@ -255,7 +243,7 @@ int sol_coord_take(struct sol_request *r)
         int rc = sol_translate_request(kind, r->body.data ? r->body.data : "", r->body.len,
                                        &q->body, err, sizeof err);
         if (rc < 0)
-            return fail_req(r, 400, "%s", err);
+            return sol_req_fail(r, 400, "%s", err);
         if (rc == 1 && keep_alive_zero(r)) {
             /* Unload now, if nothing else uses it (Ollama's keep_alive 0). */
             if (c->llama && c->state == CS_READY && c->step == ST_IDLE && c->node->in_flight == 0 &&

@@ -37,6 +37,7 @@
 #include <ctype.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,16 @@ void sol_req_append_stream_error(struct sol_request *r, const char *msg)
         sol_buf_append_str(s, "\n");
     }
     r->last_byte = '\n';
+}
+
+int sol_req_fail(struct sol_request *r, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
+    va_end(ap);
+    r->fail_status = status;
+    return -1;
 }
 
 void sol_req_commit(struct sol_request *r)

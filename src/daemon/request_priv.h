@@ -133,6 +133,12 @@ struct sol_request {
 void sol_req_suspend(struct sol_request *r);
 /* Resumes the connection if suspended (MHD runs on the next iteration). */
 void sol_req_resume(struct sol_request *r);
+/* Records why the request fails (r->last_error from the format) and the
+ * status it will be answered with (r->fail_status). Returns -1, so a
+ * caller can `return sol_req_fail(...)`. */
+int sol_req_fail(struct sol_request *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Moves an UPSTREAM request to COMMITTED and resumes it: the access
  * handler then queues the response from r->status/content_type/stream. */
 void sol_req_commit(struct sol_request *r);

@@ -6,7 +6,6 @@ test is skipped with the reason (never silently passed)."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import unittest
@@ -19,29 +18,8 @@ CLIENTS_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients"
 
 def install_clients():
     """Returns the folder with node_modules, or raises unittest.SkipTest."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        raise unittest.SkipTest("node/npm not installed: official JS client test skipped")
-    dest = os.path.join(harness.build_dir(), "js-clients")
-    os.makedirs(dest, exist_ok=True)
-    for name in ("package.json", "clients.mjs"):
-        shutil.copy(os.path.join(CLIENTS_SRC, name), dest)
-    stamp = os.path.join(dest, "node_modules", ".sollol-installed")
-    with open(os.path.join(CLIENTS_SRC, "package.json")) as f:
-        want = f.read()
-    have = None
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            have = f.read()
-    if have != want:
-        r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=dest, capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            raise unittest.SkipTest("npm install of the official clients failed: " +
-                                    (r.stderr or r.stdout)[-500:])
-        with open(stamp, "w") as f:
-            f.write(want)
-    return dest
+    return harness.npm_install(CLIENTS_SRC, ("package.json", "clients.mjs"), "js-clients",
+                               "official JS client test")
 
 
 class OfficialClients(unittest.TestCase):

@@ -148,29 +148,8 @@ def install_browser():
         if not os.path.exists(CHROMIUM):
             raise unittest.SkipTest("chromium is not installed and cannot be installed here "
                                     "(apt-get install chromium): browser test skipped")
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        raise unittest.SkipTest("node/npm not installed: dashboard browser test skipped")
-    dest = os.path.join(h.build_dir(), "dashboard-browser")
-    os.makedirs(dest, exist_ok=True)
-    for name in ("package.json", "dashboard.mjs"):
-        shutil.copy(os.path.join(BROWSER_SRC, name), dest)
-    stamp = os.path.join(dest, "node_modules", ".sollol-installed")
-    with open(os.path.join(BROWSER_SRC, "package.json")) as f:
-        want = f.read()
-    have = None
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            have = f.read()
-    if have != want:
-        r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=dest, capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            raise unittest.SkipTest("npm install of playwright-core failed: " +
-                                    (r.stderr or r.stdout)[-500:])
-        with open(stamp, "w") as f:
-            f.write(want)
-    return dest
+    return h.npm_install(BROWSER_SRC, ("package.json", "dashboard.mjs"), "dashboard-browser",
+                         "dashboard browser test (playwright-core)")
 
 
 class DashboardBrowser(unittest.TestCase):

@@ -5,7 +5,6 @@ process outlives the daemon, however it ends."""
 import os
 import signal
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

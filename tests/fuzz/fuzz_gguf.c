@@ -12,6 +12,8 @@
  * expects: never more consumed than given.
  */
 #include "sollol/gguf.h"
+
+#include "fuzz_util.h"
 #include "sollol/rpc_codec.h"
 
 #include <stdint.h>
@@ -20,16 +22,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -29,6 +29,8 @@
  */
 #include "sollol/json_scan.h"
 
+#include "fuzz_util.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -36,18 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define MAX_DEPTH   64
 #define MAX_MEMBERS 64
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 struct collected {
     struct sol_json_span key[MAX_MEMBERS], value[MAX_MEMBERS];
