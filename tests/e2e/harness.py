@@ -273,6 +273,12 @@ def start_process(name, args, test=None, ready_timeout=15.0, env=None, check_exi
     if name == "sollold" and TIME_SCALE > 1:
         args = _scale_daemon_timeouts(args)
     p = Proc(wrap + [binary(name)] + list(args), ready_timeout=ready_timeout, env=env, name=name)
+    return _cleanup_with(p, test, check_exit)
+
+
+def _cleanup_with(p, test, check_exit):
+    """Registers p's stop with a test (a TestCase, or a class for class
+    cleanups; None = the caller stops it) and returns p."""
     if test is not None:
         cleanup = p.close_checked if check_exit else p.close
         if isinstance(test, type):
@@ -685,13 +691,7 @@ def start_standin(name, args, test=None, env=None, ready_timeout=15.0, check_exi
         port = 50052 if name == "rpc-server" else 8080
     p = _ConnectReadyProc([standin(name)] + args, host, port, ready_timeout=ready_timeout,
                           env=env, name=name)
-    if test is not None:
-        cleanup = p.close_checked if check_exit else p.close
-        if isinstance(test, type):
-            test.addClassCleanup(cleanup)
-        else:
-            test.addCleanup(cleanup)
-    return p
+    return _cleanup_with(p, test, check_exit)
 
 
 def _gguf_str(s):
