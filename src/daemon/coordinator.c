@@ -1304,7 +1304,7 @@ static int parse_locals(struct sol_coord *c, char *err, size_t errlen)
             snprintf(l->host, sizeof l->host, "%s", h->valuestring);
         if (cJSON_IsString(d))
             snprintf(l->device, sizeof l->device, "%s", d->valuestring);
-        if (cJSON_IsNumber(m))
+        if (cJSON_IsNumber(m) && m->valuedouble >= 0 && m->valuedouble < 1e12)
             l->mem_mb = (long)m->valuedouble;
         if (cJSON_IsBool(cache))
             l->cache = cJSON_IsTrue(cache);

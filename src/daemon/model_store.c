@@ -170,7 +170,8 @@ int sol_model_store_parse_manifest(const char *root, const char *json, size_t le
         if (dst == out->model) {
             snprintf(out->digest, sizeof out->digest, "%s", hex);
             const cJSON *sz = cJSON_GetObjectItemCaseSensitive(l, "size");
-            if (cJSON_IsNumber(sz) && sz->valuedouble > 0)
+            /* (bounded: a manifest is outside data; beyond 2^63 it is nonsense) */
+            if (cJSON_IsNumber(sz) && sz->valuedouble > 0 && sz->valuedouble < 9.2e18)
                 out->model_size = (uint64_t)sz->valuedouble;
         }
     }

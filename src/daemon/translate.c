@@ -341,7 +341,11 @@ static uint64_t ms_to_ns(double ms)
 static uint64_t num_u64(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (uint64_t)v->valuedouble : 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+        return 0;
+    /* A count past 2^63 is nonsense from the node; saturate rather than let
+     * the conversion be undefined. */
+    return v->valuedouble < 9.2e18 ? (uint64_t)v->valuedouble : UINT64_C(9200000000000000000);
 }
 
 static void take_timings(struct sol_translate *t, const cJSON *tm)
