@@ -73,7 +73,8 @@ void sol_curl_uv_easy_put(struct sol_curl_uv *cu, CURL *easy);
  * CURLOPT_SOCKOPTFUNCTION/DATA on the easy handle (socket watches are kept
  * across transfers and must hear of every socket's birth and death): the
  * caller must not set those, and every transfer of the multi must be
- * started here. */
+ * started here. Also sets CURLOPT_NOPROXY "*": no transfer goes through a
+ * proxy named in the environment. */
 int sol_curl_uv_add(struct sol_curl_uv *cu, struct sol_curl_xfer *x);
 
 /* Stops a transfer that is still running: its connection is closed (the

@@ -278,6 +278,10 @@ void sol_curl_uv_easy_put(struct sol_curl_uv *cu, CURL *easy)
 int sol_curl_uv_add(struct sol_curl_uv *cu, struct sol_curl_xfer *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
+    /* Nodes are addressed directly: a proxy from the environment
+     * (http_proxy, ALL_PROXY, ...) is never used. Without this libcurl
+     * also looked those five variables up on every transfer. */
+    curl_easy_setopt(x->easy, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, cu);
     curl_easy_setopt(x->easy, CURLOPT_SOCKOPTFUNCTION, on_new_socket);

@@ -1,5 +1,7 @@
 #include "sollol/http_reply.h"
 
+#include "sollol/fmt.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -37,17 +39,22 @@ size_t sol_server_timing_format(char *buf, size_t len, double queue_ms, double u
         return 0;
     size_t off = 0;
     buf[0] = '\0';
-    const char *names[3] = {"queue;dur=", "upstream;desc=\"first byte\";dur=", "total;dur="};
+    static const char *const names[3] = {
+        "queue;dur=", "upstream;desc=\"first byte\";dur=", "total;dur="};
     double v[3] = {queue_ms, upstream_ms, total_ms};
     for (int i = 0; i < 3; i++) {
         if (v[i] < 0)
             continue;
-        int n = snprintf(buf + off, len - off, "%s%s%.1f", off ? ", " : "", names[i], v[i]);
-        if (n < 0 || (size_t)n >= len - off) {
-            buf[off] = '\0';
-            break;
-        }
-        off += (size_t)n;
+        /* Once per answer: sol_fmt_fixed1 rather than snprintf("%.1f"). */
+        char num[32];
+        size_t nlen = sol_fmt_fixed1(num, v[i]);
+        size_t name_len = strlen(names[i]);
+        if ((off ? 2 : 0) + name_len + nlen >= len - off)
+            break; /* the whole item fits or none of it */
+        if (off)
+            off = sol_cat(buf, len, off, ", ", 2);
+        off = sol_cat(buf, len, off, names[i], name_len);
+        off = sol_cat(buf, len, off, num, nlen);
     }
     return off;
 }

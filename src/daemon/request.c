@@ -22,6 +22,7 @@
 #include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/fmt.h"
 #include "sollol/coordinator.h"
 #include "sollol/daemon.h"
 #include "sollol/dashboard.h"
@@ -400,13 +401,17 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         return MHD_YES;
     if (strcasecmp(k, "Content-Type") == 0)
         w->has_content_type = 1;
-    size_t len = strlen(k) + strlen(v) + 3;
-    char *line = malloc(len);
+    size_t klen = strlen(k), vlen = strlen(v), len = klen + vlen + 3;
+    char small[512];
+    char *line = len <= sizeof small ? small : malloc(len);
     if (!line)
         return MHD_YES;
-    snprintf(line, len, "%s: %s", k, v);
+    size_t pos = sol_cat(line, len, 0, k, klen);
+    pos = sol_cat(line, len, pos, ": ", 2);
+    sol_cat(line, len, pos, v, vlen);
     struct curl_slist *l = curl_slist_append(w->list, line);
-    free(line);
+    if (line != small)
+        free(line);
     if (l)
         w->list = l;
     return MHD_YES;
@@ -419,7 +424,8 @@ static void build_client_headers(struct sol_request *r)
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &w);
     char line[128];
-    snprintf(line, sizeof line, "X-Request-Id: %s", r->id);
+    sol_cat(line, sizeof line, sol_cat(line, sizeof line, 0, "X-Request-Id: ", 14), r->id,
+            strlen(r->id));
     struct curl_slist *l = curl_slist_append(w.list, line);
     if (l)
         w.list = l;
@@ -437,14 +443,23 @@ static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc);
 int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path,
                              const struct curl_slist *client_headers, struct curl_slist **headers)
 {
-    size_t ulen = strlen(n->base_url) + strlen(path) + 1;
-    char *url = malloc(ulen);
+    size_t blen = strlen(n->base_url), plen = strlen(path), ulen = blen + plen + 1;
+    char small[512];
+    char *url = ulen <= sizeof small ? small : malloc(ulen);
     if (!url)
         return -1;
-    snprintf(url, ulen, "%s%s", n->base_url, path);
+    sol_cat(url, ulen, sol_cat(url, ulen, 0, n->base_url, blen), path, plen);
     curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl keeps its own copy */
-    free(url);
+    if (url != small)
+        free(url);
     curl_slist_free_all(*headers);
+    *headers = NULL;
+    if (!n->headers) {
+        /* libcurl only reads the list: the client's headers serve as they
+         * are (a copy of each line cost two allocations per header). */
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, client_headers);
+        return 0;
+    }
     struct curl_slist *list = NULL;
     for (const struct curl_slist *h = client_headers; h; h = h->next)
         list = curl_slist_append(list, h->data);
@@ -954,7 +969,7 @@ static void on_response_free(void *cls)
 
 static struct sol_reply_headers reply_headers(struct sol_request *r)
 {
-    snprintf(r->queue_ms_text, sizeof r->queue_ms_text, "%llu", (unsigned long long)r->queue_ms);
+    sol_fmt_u64(r->queue_ms_text, r->queue_ms);
     struct sol_reply_headers h = {.request_id = r->id,
                                   .explain = r->explain,
                                   .queue_ms = r->queue_ms_text,
@@ -1092,10 +1107,13 @@ static int valid_request_id(const char *s)
 static void make_request_id(struct sol_daemon *d, struct MHD_Connection *conn, char *id, size_t len)
 {
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid && valid_request_id(rid))
-        snprintf(id, len, "%s", rid);
-    else
-        snprintf(id, len, "%s%08llx", d->id_prefix, (unsigned long long)++d->request_seq);
+    if (rid && valid_request_id(rid)) {
+        sol_copy(id, len, rid);
+    } else {
+        char hex[17];
+        size_t hlen = sol_fmt_hex(hex, ++d->request_seq, 8);
+        sol_cat(id, len, sol_copy(id, len, d->id_prefix), hex, hlen);
+    }
 }
 
 static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *conn,
@@ -1111,7 +1129,7 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     r->openai = (route->flags & SOL_RF_OPENAI) != 0;
     r->content_length = -1;
     r->started_ms = sol_now_ms(d);
-    snprintf(r->method, sizeof r->method, "%s", method);
+    sol_copy(r->method, sizeof r->method, method);
     make_request_id(d, conn, r->id, sizeof r->id);
     r->next = d->requests;
     if (r->next)
@@ -1518,14 +1536,16 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     };
     sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
     sol_dashboard_record(&r->d->dashboard, &sample, sol_now_ms(r->d));
-    char client[INET6_ADDRSTRLEN];
-    sol_access_client_address(conn, client, sizeof client);
-    sol_access_log(&(struct sol_access_entry){.id = r->id,
-                                              .client = client,
-                                              .method = r->method,
-                                              .path = r->path,
-                                              .s = &sample,
-                                              .client_gone = r->client_gone});
+    if (sol_log_enabled(SOL_LOG_INFO)) { /* the access log's level: skip the address else */
+        char client[INET6_ADDRSTRLEN];
+        sol_access_client_address(conn, client, sizeof client);
+        sol_access_log(&(struct sol_access_entry){.id = r->id,
+                                                  .client = client,
+                                                  .method = r->method,
+                                                  .path = r->path,
+                                                  .s = &sample,
+                                                  .client_gone = r->client_gone});
+    }
     sol_hangup_watch_close(&r->watch, on_watch_closed);
     req_unref(r);
 }
