@@ -7,6 +7,7 @@
 #ifndef SOLLOL_AGGREGATE_H
 #define SOLLOL_AGGREGATE_H
 
+#include "sollol/auth.h"
 #include "sollol/buf.h"
 #include "sollol/node-t.h"
 #include "sollol/routes.h"
@@ -17,18 +18,27 @@
 struct sol_daemon;
 
 /* Queues the answer for an aggregated route (kinds TAGS, PS, V1_MODELS,
- * V1_MODEL, HEALTH, STATS). `url` is the request path. */
+ * V1_MODEL, HEALTH, STATS). `url` is the request path; `key` the caller's
+ * API key (NULL when keys are off or the path is public): the model lists
+ * show only models the key may use. */
 enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection *c,
-                                    const struct sol_route *route, const char *url);
+                                    const struct sol_route *route, const char *url,
+                                    const struct sol_auth_key *key);
 
 /* The bodies, for tests: each appends a complete JSON document to out and
- * returns 0, or -1 when memory runs out. now_unix_ms is the wall clock. */
-int sol_aggregate_tags(const struct sol_node_table *t, struct sol_buf *out);
-int sol_aggregate_ps(const struct sol_node_table *t, struct sol_buf *out);
-int sol_aggregate_v1_models(const struct sol_node_table *t, struct sol_buf *out);
+ * returns 0, or -1 when memory runs out. Models API key `key` may not use
+ * (its model globs, matched against the listed name, the name without
+ * ":latest" and the canonical form) are left out; NULL leaves out none. */
+int sol_aggregate_tags(const struct sol_node_table *t, const struct sol_auth_key *key,
+                       struct sol_buf *out);
+int sol_aggregate_ps(const struct sol_node_table *t, const struct sol_auth_key *key,
+                     struct sol_buf *out);
+int sol_aggregate_v1_models(const struct sol_node_table *t, const struct sol_auth_key *key,
+                            struct sol_buf *out);
 /* Returns 1 and appends the model object when some routable node has
- * `model` (any spelling Ollama accepts); 0 when none does. */
-int sol_aggregate_v1_model(const struct sol_node_table *t, const char *model, struct sol_buf *out);
+ * `model` (any spelling Ollama accepts) and `api_key` may use it; 0 else. */
+int sol_aggregate_v1_model(const struct sol_node_table *t, const struct sol_auth_key *api_key,
+                           const char *model, struct sol_buf *out);
 
 /* A node whose facts the aggregated lists use: up, and not misconfigured. */
 int sol_node_listable(const struct sol_node *n);

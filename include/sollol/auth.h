@@ -99,6 +99,13 @@ struct sol_auth_verdict {
 void sol_auth_check(struct sol_auth *a, const char *path, int admin_route,
                     const char *authorization, uint64_t now_ms, struct sol_auth_verdict *v);
 
+/* The key a request presents, as sol_auth_check() would find it, but with
+ * no verdict and no token taken: for a request already let through whose
+ * key was not kept. NULL when keys are off, the path is public, or no
+ * valid key is presented. */
+const struct sol_auth_key *sol_auth_identify(const struct sol_auth *a, const char *path,
+                                             const char *authorization);
+
 /* Nonzero when key k (NULL = no key: all allowed) may use the model, named
  * as the client spelled it or in canonical form. */
 int sol_auth_model_allowed(const struct sol_auth_key *k, const char *as_sent,

@@ -3,6 +3,7 @@
  */
 #include "sollol/aggregate.h"
 
+#include "sollol/auth.h"
 #include "sollol/breaker.h"
 #include "sollol/coordinator.h"
 #include "sollol/daemon.h"
@@ -37,13 +38,38 @@ static int by_newest(const void *a, const void *b)
     return strcmp(x->m->name, y->m->name);
 }
 
+/* Whether API key k (NULL: no restriction) may use a model a node lists
+ * as `name`: its globs are matched against what a client would send, so
+ * the listed name, the same without ":latest", and the canonical form
+ * (as auth does for requests) are all tried. */
+static int listed_model_allowed(const struct sol_auth_key *k, const char *name)
+{
+    if (!k || !k->n_models)
+        return 1;
+    char canonical[SOL_MODEL_NAME_MAX];
+    if (sol_auth_model_allowed(
+            k, name, sol_model_canonical(name, canonical, sizeof canonical) < 0 ? NULL : canonical))
+        return 1;
+    size_t len = strlen(name);
+    static const char latest[] = ":latest";
+    if (len > sizeof latest - 1 && strcmp(name + len - (sizeof latest - 1), latest) == 0 &&
+        len - (sizeof latest - 1) < sizeof canonical) {
+        memcpy(canonical, name, len - (sizeof latest - 1));
+        canonical[len - (sizeof latest - 1)] = '\0';
+        return sol_auth_model_allowed(k, canonical, NULL);
+    }
+    return 0;
+}
+
 /*
  * Collects one entry per model name over listable nodes: installed models
  * (want_loaded = 0) or loaded ones (1, one entry per node and model, since
- * /api/ps says where each runs). For a name installed with different
- * digests on different nodes, the newest wins. Returns the count, or -1.
+ * /api/ps says where each runs), leaving out models API key `key` may not
+ * use (NULL: none left out). For a name installed with different digests
+ * on different nodes, the newest wins. Returns the count, or -1.
  */
-static long collect(const struct sol_node_table *t, int want_loaded, struct pick **out)
+static long collect(const struct sol_node_table *t, int want_loaded, const struct sol_auth_key *key,
+                    struct pick **out)
 {
     size_t cap = 16, n = 0;
     struct pick *v = malloc(cap * sizeof *v);
@@ -56,6 +82,8 @@ static long collect(const struct sol_node_table *t, int want_loaded, struct pick
         for (unsigned j = 0; j < node->n_models; j++) {
             const struct sol_node_model *m = &node->models[j];
             if (want_loaded ? !(m->loaded && m->ps_entry) : !(m->installed && m->tags_entry))
+                continue;
+            if (!listed_model_allowed(key, m->name))
                 continue;
             size_t k = 0;
             if (!want_loaded)
@@ -82,10 +110,11 @@ static long collect(const struct sol_node_table *t, int want_loaded, struct pick
     return (long)n;
 }
 
-int sol_aggregate_tags(const struct sol_node_table *t, struct sol_buf *out)
+int sol_aggregate_tags(const struct sol_node_table *t, const struct sol_auth_key *key,
+                       struct sol_buf *out)
 {
     struct pick *v;
-    long n = collect(t, 0, &v);
+    long n = collect(t, 0, key, &v);
     if (n < 0)
         return -1;
     int rc = sol_buf_append_str(out, "{\"models\":[");
@@ -99,10 +128,11 @@ int sol_aggregate_tags(const struct sol_node_table *t, struct sol_buf *out)
     return rc ? -1 : 0;
 }
 
-int sol_aggregate_ps(const struct sol_node_table *t, struct sol_buf *out)
+int sol_aggregate_ps(const struct sol_node_table *t, const struct sol_auth_key *key,
+                     struct sol_buf *out)
 {
     struct pick *v;
-    long n = collect(t, 1, &v);
+    long n = collect(t, 1, key, &v);
     if (n < 0)
         return -1;
     int rc = sol_buf_append_str(out, "{\"models\":[");
@@ -148,10 +178,11 @@ static int v1_model_object(const struct sol_node_model *m, struct sol_buf *out)
     return rc;
 }
 
-int sol_aggregate_v1_models(const struct sol_node_table *t, struct sol_buf *out)
+int sol_aggregate_v1_models(const struct sol_node_table *t, const struct sol_auth_key *key,
+                            struct sol_buf *out)
 {
     struct pick *v;
-    long n = collect(t, 0, &v);
+    long n = collect(t, 0, key, &v);
     if (n < 0)
         return -1;
     int rc = sol_buf_append_str(out, "{\"object\":\"list\",\"data\":[");
@@ -165,11 +196,14 @@ int sol_aggregate_v1_models(const struct sol_node_table *t, struct sol_buf *out)
     return rc ? -1 : 0;
 }
 
-int sol_aggregate_v1_model(const struct sol_node_table *t, const char *model, struct sol_buf *out)
+int sol_aggregate_v1_model(const struct sol_node_table *t, const struct sol_auth_key *api_key,
+                           const char *model, struct sol_buf *out)
 {
     char canonical[SOL_MODEL_NAME_MAX];
     if (sol_model_canonical(model, canonical, sizeof canonical) < 0)
         return 0;
+    if (!sol_auth_model_allowed(api_key, model, canonical))
+        return 0; /* as if absent: a key learns nothing of other models */
     uint64_t key = sol_model_key(canonical);
     const struct sol_node_model *best = NULL;
     for (unsigned i = 0; i < t->count; i++) {
@@ -284,7 +318,8 @@ static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status, stru
 }
 
 enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection *c,
-                                    const struct sol_route *route, const char *url)
+                                    const struct sol_route *route, const char *url,
+                                    const struct sol_auth_key *key)
 {
     struct sol_buf b = {0};
     int rc = 0;
@@ -296,17 +331,17 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     case SOL_ROUTE_DASHBOARD_DATA:
         return sol_dashboard_serve(d, c, route);
     case SOL_ROUTE_TAGS:
-        rc = sol_aggregate_tags(&d->table, &b);
+        rc = sol_aggregate_tags(&d->table, key, &b);
         break;
     case SOL_ROUTE_PS:
-        rc = sol_aggregate_ps(&d->table, &b);
+        rc = sol_aggregate_ps(&d->table, key, &b);
         break;
     case SOL_ROUTE_V1_MODELS:
-        rc = sol_aggregate_v1_models(&d->table, &b);
+        rc = sol_aggregate_v1_models(&d->table, key, &b);
         break;
     case SOL_ROUTE_V1_MODEL: {
         const char *model = url + strlen("/v1/models/");
-        int found = sol_aggregate_v1_model(&d->table, model, &b);
+        int found = sol_aggregate_v1_model(&d->table, key, model, &b);
         if (found == 0) {
             char msg[SOL_MODEL_NAME_MAX + 40];
             snprintf(msg, sizeof msg, "model '%.256s' not found", model);

@@ -406,6 +406,27 @@ static const char *bearer(const char *h, size_t *len)
     return n ? h : NULL;
 }
 
+const struct sol_auth_key *sol_auth_identify(const struct sol_auth *a, const char *path,
+                                             const char *authorization)
+{
+    if (!a->n_keys)
+        return NULL;
+    for (size_t i = 0; i < a->n_public; i++)
+        if (strcmp(path, a->public_paths[i]) == 0)
+            return NULL;
+    size_t len = 0;
+    const char *presented = bearer(authorization, &len);
+    if (!presented)
+        return NULL;
+    unsigned char sha[SOL_SHA256_LEN];
+    sol_sha256(presented, len, sha);
+    const struct sol_auth_key *found = NULL;
+    for (size_t i = 0; i < a->n_keys; i++) /* constant time, as in sol_auth_check */
+        if (sol_ct_equal(sha, a->keys[i].sha, SOL_SHA256_LEN))
+            found = &a->keys[i];
+    return found;
+}
+
 void sol_auth_check(struct sol_auth *a, const char *path, int admin_route,
                     const char *authorization, uint64_t now_ms, struct sol_auth_verdict *v)
 {

@@ -1178,7 +1178,8 @@ static int answered_locally_without_body(struct MHD_Connection *conn, const char
 /* First call for a request: route, method and size checks, before any body
  * byte is read. */
 static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connection *conn,
-                                        const char *url, const char *method, void **con_cls)
+                                        const char *url, const char *method,
+                                        const struct sol_auth_key *key, void **con_cls)
 {
     const struct sol_route *route = sol_route_find(url);
     int openai = strncmp(url, "/v1/", 4) == 0;
@@ -1203,7 +1204,7 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         return serve_local(d, conn, route);
     if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
         route->kind != SOL_ROUTE_PINNED)
-        return sol_aggregate_serve(d, conn, route, url);
+        return sol_aggregate_serve(d, conn, route, url, key);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
@@ -1236,7 +1237,8 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
 /* on_request_start() with the headers of the daemon's own answers: a
  * request id and Server-Timing on whatever it queues itself (http_reply.h). */
 static enum MHD_Result start_request(struct sol_daemon *d, struct MHD_Connection *conn,
-                                     const char *url, const char *method, void **con_cls)
+                                     const char *url, const char *method,
+                                     const struct sol_auth_key *key, void **con_cls)
 {
     /* Not from d->request_seq: /api/stats counts proxied requests with it. */
     static unsigned long long local_seq;
@@ -1247,7 +1249,7 @@ static enum MHD_Result start_request(struct sol_daemon *d, struct MHD_Connection
     else
         snprintf(id, sizeof id, "%sL%07llx", d->id_prefix, ++local_seq);
     sol_reply_local_begin(id);
-    enum MHD_Result ret = on_request_start(d, conn, url, method, con_cls);
+    enum MHD_Result ret = on_request_start(d, conn, url, method, key, con_cls);
     sol_reply_local_end();
     return ret;
 }
@@ -1444,7 +1446,7 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
             *con_cls = &answer_on_second_call;
             return MHD_YES;
         }
-        enum MHD_Result ret = start_request(d, conn, url, method, con_cls);
+        enum MHD_Result ret = start_request(d, conn, url, method, key, con_cls);
         if (*con_cls && *con_cls != (void *)&answer_on_second_call) {
             struct sol_request *nr = *con_cls;
             nr->auth_key = key;
@@ -1455,8 +1457,14 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
         }
         return ret;
     }
-    if ((void *)r == (void *)&answer_on_second_call)
-        return start_request(d, conn, url, method, con_cls);
+    if ((void *)r == (void *)&answer_on_second_call) {
+        /* The gate let it through on the first call; its key (for the model
+         * lists it may see) was not kept, so it is looked up again. */
+        const struct sol_auth_key *key = sol_auth_identify(
+            &d->auth, url,
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        return start_request(d, conn, url, method, key, con_cls);
+    }
     if (r->client_gone)
         return MHD_NO;
     switch (r->state) {

@@ -79,7 +79,8 @@ class Ollama401Test(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.sim = h.start_sim("--tokens-per-second", "0", models=(MODEL + ",loaded",), test=cls)
+        cls.sim = h.start_sim("--tokens-per-second", "0", models=(MODEL + ",loaded", "mistral:7b"),
+                              test=cls)
 
     def setUp(self):
         self.d = start_daemon(self, self.sim, public=["/api/version", "/metrics"])
@@ -152,6 +153,25 @@ class Ollama401Test(unittest.TestCase):
         r = h.post_json(self.d.url + "/api/chat", dict(chat(), model="qwen:7b"),
                         headers=bearer(ADMIN_KEY))
         self.assertEqual(r.status, 404, r)
+
+    def test_model_lists_show_only_the_key_models(self):
+        def names(path, key, field):
+            r = h.request("GET", self.d.url + path, headers=bearer(key))
+            self.assertEqual(r.status, 200, r)
+            return sorted(m[field] for m in r.json()["models" if path.startswith("/api") else "data"])
+
+        h.wait_until(lambda: len(names("/api/tags", ADMIN_KEY, "name")) == 2, timeout=10,
+                     msg="both models listed")
+        self.assertEqual(names("/api/tags", ADMIN_KEY, "name"), ["llama3.2:3b", "mistral:7b"])
+        self.assertEqual(names("/api/tags", USER_KEY, "name"), ["llama3.2:3b"])
+        self.assertEqual(names("/v1/models", USER_KEY, "id"), ["llama3.2:3b"])
+        self.assertEqual(names("/v1/models", ADMIN_KEY, "id"), ["llama3.2:3b", "mistral:7b"])
+        h.wait_until(lambda: names("/api/ps", USER_KEY, "name") == ["llama3.2:3b"], timeout=10,
+                     msg="loaded model listed for the key")
+        r = h.request("GET", self.d.url + "/v1/models/mistral:7b", headers=bearer(USER_KEY))
+        self.assert_openai_error(r, 404, "not_found_error", "not found")
+        r = h.request("GET", self.d.url + "/v1/models/mistral:7b", headers=bearer(ADMIN_KEY))
+        self.assertEqual(r.status, 200, r)
 
     def test_admin_routes(self):
         for method, path, body in (("POST", "/api/pull", {"model": MODEL}),

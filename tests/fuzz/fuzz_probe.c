@@ -92,14 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     struct sol_buf out = {0};
-    REQUIRE(sol_aggregate_tags(&t, &out) == 0);
+    REQUIRE(sol_aggregate_tags(&t, NULL, &out) == 0);
     check_json(&out, "models");
-    REQUIRE(sol_aggregate_ps(&t, &out) == 0);
+    REQUIRE(sol_aggregate_ps(&t, NULL, &out) == 0);
     check_json(&out, "models");
-    REQUIRE(sol_aggregate_v1_models(&t, &out) == 0);
+    REQUIRE(sol_aggregate_v1_models(&t, NULL, &out) == 0);
     check_json(&out, "data");
     for (unsigned i = 0; i < a.n_models; i++) {
-        int rc = sol_aggregate_v1_model(&t, a.models[i].name, &out);
+        int rc = sol_aggregate_v1_model(&t, NULL, a.models[i].name, &out);
         REQUIRE(rc == 0 || rc == 1);
         if (a.models[i].installed)
             REQUIRE(rc == 1); /* node A is up and lists it */

@@ -53,7 +53,7 @@ int main(void)
     struct sol_node_table t = {nodes, 3};
 
     struct sol_buf out = {0};
-    CHECK(sol_aggregate_tags(&t, &out) == 0, "tags");
+    CHECK(sol_aggregate_tags(&t, NULL, &out) == 0, "tags");
     cJSON *j = parse(&out);
     cJSON *models = cJSON_GetObjectItemCaseSensitive(j, "models");
     CHECK(cJSON_GetArraySize(models) == 3, "%d entries", cJSON_GetArraySize(models));
@@ -67,7 +67,7 @@ int main(void)
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
-    CHECK(sol_aggregate_ps(&t, &out) == 0, "ps");
+    CHECK(sol_aggregate_ps(&t, NULL, &out) == 0, "ps");
     j = parse(&out);
     models = cJSON_GetObjectItemCaseSensitive(j, "models");
     CHECK(cJSON_GetArraySize(models) == 2, "one entry per node running it: %d",
@@ -80,7 +80,7 @@ int main(void)
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
-    CHECK(sol_aggregate_v1_models(&t, &out) == 0, "v1 models");
+    CHECK(sol_aggregate_v1_models(&t, NULL, &out) == 0, "v1 models");
     j = parse(&out);
     CHECK(strcmp(cJSON_GetObjectItemCaseSensitive(j, "object")->valuestring, "list") == 0, "list");
     cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
@@ -94,17 +94,51 @@ int main(void)
     cJSON_Delete(j);
     sol_buf_clear(&out);
 
-    CHECK(sol_aggregate_v1_model(&t, "llama3.2", &out) == 1 &&
+    CHECK(sol_aggregate_v1_model(&t, NULL, "llama3.2", &out) == 1 &&
               strstr(sol_buf_cstr(&out), "\"id\":\"llama3.2:latest\""),
           "lookup by short name");
     sol_buf_clear(&out);
-    CHECK(sol_aggregate_v1_model(&t, "only-on-c", &out) == 0, "down node's model");
-    CHECK(sol_aggregate_v1_model(&t, "bad name!", &out) == 0, "invalid name");
+    CHECK(sol_aggregate_v1_model(&t, NULL, "only-on-c", &out) == 0, "down node's model");
+    CHECK(sol_aggregate_v1_model(&t, NULL, "bad name!", &out) == 0, "invalid name");
+
+    /* A key limited to some models sees only those, whatever the spelling
+     * of its globs ("llama3.2" without the tag Ollama lists it with). */
+    char *globs[] = {"llama3.2"};
+    struct sol_auth_key limited = {.name = "limited", .models = globs, .n_models = 1};
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_tags(&t, &limited, &out) == 0, "tags for a key");
+    j = parse(&out);
+    models = cJSON_GetObjectItemCaseSensitive(j, "models");
+    CHECK(cJSON_GetArraySize(models) == 1 &&
+              strcmp(name_at(models, 0, "name"), "llama3.2:latest") == 0,
+          "key sees its model only: %.*s", (int)out.len, out.data);
+    cJSON_Delete(j);
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_v1_models(&t, &limited, &out) == 0 && !strstr(sol_buf_cstr(&out), "tool") &&
+              strstr(sol_buf_cstr(&out), "llama3.2"),
+          "v1 models for a key: %s", sol_buf_cstr(&out));
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_ps(&t, &limited, &out) == 0 && strstr(sol_buf_cstr(&out), "llama3.2"),
+          "ps for a key: %s", sol_buf_cstr(&out));
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_v1_model(&t, &limited, "myns/tool:7b", &out) == 0 && out.len == 0,
+          "another model is absent for the key");
+    char *ns_globs[] = {"myns/*"};
+    struct sol_auth_key ns = {.name = "ns", .models = ns_globs, .n_models = 1};
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_tags(&t, &ns, &out) == 0 && strstr(sol_buf_cstr(&out), "myns/tool:7b") &&
+              !strstr(sol_buf_cstr(&out), "llama3.2"),
+          "namespace glob: %s", sol_buf_cstr(&out));
+    struct sol_auth_key all = {.name = "all"};
+    sol_buf_clear(&out);
+    CHECK(sol_aggregate_tags(&t, &all, &out) == 0 && strstr(sol_buf_cstr(&out), "myns/tool:7b") &&
+              strstr(sol_buf_cstr(&out), "old:1b"),
+          "a key with no model list sees all");
 
     /* Nothing routable: empty lists, still valid JSON. */
     a.state = b.state = SOL_NODE_DOWN;
     sol_buf_clear(&out);
-    CHECK(sol_aggregate_tags(&t, &out) == 0 && out.len == 13 &&
+    CHECK(sol_aggregate_tags(&t, NULL, &out) == 0 && out.len == 13 &&
               memcmp(out.data, "{\"models\":[]}", 13) == 0,
           "empty: %.*s", (int)out.len, out.data);
     sol_buf_free(&out);
