@@ -13,8 +13,9 @@
  *
  * Label values never come from raw client input: routes are the paths of
  * the route table ("other" for the generic POST /v1/... route), nodes are
- * the node table's names ("none" when no node answered, "other" for several
- * at once), models are names some node's probe table knows ("other" for
+ * the node table's names, nodes that joined after start included ("none"
+ * when no node answered, "other" for a name not in the table), models are
+ * names some node's probe table knows ("other" for
  * anything else and beyond SOL_METRICS_MAX_MODELS distinct names).
  * Single-threaded, like the rest of the daemon.
  */
@@ -56,7 +57,7 @@ struct sol_metrics_series {
 };
 
 struct sol_metrics {
-    unsigned n_nodes; /* node table size at init; node index 0 = none, n+1 = other */
+    unsigned n_nodes; /* nodes with token counters; grows with the table */
     double start_time_unix;
 
     /* Route labels: index 0 = "other"; 1.. interned from route table entries. */
@@ -124,7 +125,9 @@ struct sol_metrics_view {
     const cJSON *rpc;
 };
 
-/* Allocates the fixed tables for a table of n_nodes. 0, or -1 (out of memory). */
+/* Allocates the tables for a node table of n_nodes (the per-node token
+ * counters grow when a sample names a node added later; a node that cannot
+ * get counters is recorded as "other"). 0, or -1 (out of memory). */
 int sol_metrics_init(struct sol_metrics *m, unsigned n_nodes);
 void sol_metrics_free(struct sol_metrics *m);
 

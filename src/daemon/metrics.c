@@ -118,17 +118,43 @@ static unsigned route_index(struct sol_metrics *m, const struct sol_route *r)
     return m->n_routes++;
 }
 
-/* 0 = none, 1..n = table nodes, n+1 = other. */
-static unsigned node_index(const struct sol_metrics *m, const struct sol_node_table *t,
-                           const char *name)
+/* The node label "other": a name not in the table. A fixed index rather
+ * than n_nodes + 1, so that series recorded before the table grew keep
+ * their meaning. */
+#define NODE_OTHER 0xFFFFFu
+
+/* Makes room for the token counters of `want` nodes (nodes that joined
+ * after start: reload, discovery). 0, or -1 when memory runs out. */
+static int grow_nodes(struct sol_metrics *m, unsigned want)
+{
+    if (want <= m->n_nodes)
+        return 0;
+    if (want >= NODE_OTHER)
+        return -1;
+    size_t old = token_slots(m->n_nodes), now = token_slots(want);
+    uint64_t *gen = realloc(m->gen_tokens, now * sizeof *gen);
+    if (!gen)
+        return -1;
+    m->gen_tokens = gen;
+    uint64_t *prompt = realloc(m->prompt_tokens, now * sizeof *prompt);
+    if (!prompt)
+        return -1;
+    m->prompt_tokens = prompt;
+    memset(gen + old, 0, (now - old) * sizeof *gen);
+    memset(prompt + old, 0, (now - old) * sizeof *prompt);
+    m->n_nodes = want;
+    return 0;
+}
+
+/* 0 = none, 1..n = table nodes, NODE_OTHER = a name not in the table. */
+static unsigned node_index(struct sol_metrics *m, const struct sol_node_table *t, const char *name)
 {
     if (!name || !name[0])
         return 0;
-    unsigned n = t->count < m->n_nodes ? t->count : m->n_nodes;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < t->count; i++)
         if (strcmp(t->nodes[i]->name, name) == 0)
-            return i + 1;
-    return m->n_nodes + 1;
+            return i < m->n_nodes || grow_nodes(m, t->count) == 0 ? i + 1 : NODE_OTHER;
+    return NODE_OTHER;
 }
 
 /* A model some node's probe table knows (installed or loaded). */
@@ -227,7 +253,7 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
     struct sol_metrics_series *ser =
         series_find(m, key, m->n_series < SOL_METRICS_SERIES_CAP - SERIES_RESERVE);
     if (!ser) /* table full: fold into (route, other, other, code) */
-        ser = series_find(m, series_key(route, 0, m->n_nodes + 1, code), 1);
+        ser = series_find(m, series_key(route, 0, NODE_OTHER, code), 1);
     ser->count++;
 
     hist_observe(&m->duration[route], duration_bound, SOL_METRICS_DURATION_BUCKETS, s->duration_s);
@@ -384,7 +410,7 @@ static const char *node_label(const struct sol_metrics *m, const struct sol_node
 {
     if (idx == 0)
         return "none";
-    if (idx <= m->n_nodes && idx <= t->count)
+    if (idx != NODE_OTHER && idx <= t->count)
         return t->nodes[idx - 1]->name;
     return "other";
 }

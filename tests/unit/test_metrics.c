@@ -423,10 +423,45 @@ int main(void)
     CHECK(sum_lines(text, "sollol_requests_total{", &n) == 307, "no request lost");
     free(text);
 
+    /* A node that joins after start (reload, discovery) gets its own label
+     * and token counters; earlier "other" series keep their meaning. */
+    struct sol_node late = {.name = "late", .state = SOL_NODE_UP, .max_concurrent = 1};
+    late.index = 2;
+    struct sol_node *grown[] = {&a, &b, &late};
+    struct sol_node_table t3 = {grown, 3};
+    sol_metrics_record(&m, &t3,
+                       &(struct sol_metrics_sample){.route = chat,
+                                                    .model = "qwen:7b",
+                                                    .node = "late",
+                                                    .status = 200,
+                                                    .duration_s = 0.01,
+                                                    .eval_count = 9,
+                                                    .prompt_eval_count = 4});
+    CHECK(m.n_nodes == 3, "counters grew to %u nodes", m.n_nodes);
+    struct sol_metrics_view v3 = v;
+    v3.table = &t3;
+    text = render(&m, &v3);
+    check_structure(text);
+    CHECK(sum_lines(text,
+                    "sollol_requests_total{route=\"/api/chat\",model=\"qwen:7b\",node=\"late\","
+                    "code=\"2xx\"}",
+                    &n) == 1,
+          "late node labelled by name");
+    CHECK(sum_lines(text, "sollol_generated_tokens_total{node=\"late\",model=\"qwen:7b\"}", &n) ==
+              9,
+          "late node's tokens");
+    CHECK(sum_lines(text,
+                    "sollol_requests_total{route=\"/api/chat\",model=\"qwen:7b\",node=\"other\","
+                    "code=\"none\"}",
+                    &n) == 1,
+          "the earlier unknown node is still other");
+    CHECK(sum_lines(text, "sollol_requests_total{", &n) == 308, "no request lost");
+    free(text);
+
     /* The series table: more label sets than it holds fold into
      * (route, other, other, code) without losing a count. */
     static struct sol_route fake[SOL_METRICS_MAX_ROUTES];
-    uint64_t recorded = 307;
+    uint64_t recorded = 308;
     for (unsigned r = 0; r < SOL_METRICS_MAX_ROUTES; r++) {
         fake[r] = (struct sol_route){.path = "/api/chat", .kind = SOL_ROUTE_PROXY};
         for (unsigned j = 1; j < m.n_models; j++) {
