@@ -56,6 +56,19 @@ struct sol_metrics_series {
     uint64_t count;
 };
 
+/* Why a request was refused before it reached a node (the label "reason"
+ * of sollol_refused_requests_total). */
+enum sol_refusal {
+    SOL_REFUSED_TOO_MANY_CONNECTIONS, /* 429: per-address connection limit */
+    SOL_REFUSED_URI_TOO_LONG,         /* 414 */
+    SOL_REFUSED_HEADERS_TOO_LARGE,    /* 431 */
+    SOL_REFUSED_BODY_TOO_LARGE,       /* 413 */
+    SOL_REFUSED_UNAUTHORIZED,         /* 401: no or unknown API key */
+    SOL_REFUSED_FORBIDDEN,            /* 403: admin route or a model outside the key's list */
+    SOL_REFUSED_RATE_LIMITED,         /* 429: the key's token bucket is empty */
+    SOL_REFUSAL_KINDS
+};
+
 struct sol_metrics {
     unsigned n_nodes; /* nodes with token counters; grows with the table */
     double start_time_unix;
@@ -81,6 +94,8 @@ struct sol_metrics {
     uint64_t retries[SOL_METRICS_MAX_ROUTES + 1];   /* attempts after the first */
     uint64_t failovers[SOL_METRICS_MAX_ROUTES + 1]; /* answered after an attempt failed */
     struct sol_metrics_hist queue_wait;
+
+    uint64_t refused[SOL_REFUSAL_KINDS]; /* sollol_refused_requests_total */
 
     /* Per (node, model): [node * (SOL_METRICS_MAX_MODELS + 1) + model], real nodes only. */
     uint64_t *gen_tokens;
@@ -115,7 +130,8 @@ struct sol_metrics_view {
     struct sol_queue_stats queue;
     int affinity_on;
     struct sol_affinity_stats affinity;
-    int process; /* 1: add process_* families from /proc/self */
+    int process;               /* 1: add process_* families from /proc/self */
+    uint64_t cut_slow_headers; /* connections cut for sending headers too slowly (limits.c) */
     /* The sharded-model coordinator's status (the "rpc" object of
      * /api/stats: {"enabled", "backends": [{"address", "reachable",
      * "version", "in_use", "excluded", "free_bytes", "total_bytes"}],
@@ -139,6 +155,13 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
 /* Appends the whole exposition to out. 0, or -1 (out of memory). */
 int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_view *v,
                        struct sol_buf *out);
+
+/* Counts a refusal (gate.c, request.c). */
+void sol_metrics_refused(struct sol_metrics *m, enum sol_refusal why);
+
+/* The refusal an HTTP status of the gate stands for: from_auth says whether
+ * access control (401/403/429) or the limits (429/414/431) refused. */
+enum sol_refusal sol_metrics_refusal_of(unsigned status, int from_auth);
 
 /* Appends `s` as a label value: \\ \" \n escaped, invalid UTF-8 replaced by
  * U+FFFD. 0 or -1. */

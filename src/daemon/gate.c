@@ -7,6 +7,7 @@
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/log.h"
+#include "sollol/metrics.h"
 #include "sollol/routes.h"
 
 #include <stdlib.h>
@@ -46,6 +47,7 @@ int sol_gate_check(struct sol_daemon *d, struct MHD_Connection *conn, const char
     unsigned status = sol_limits_check_request(&d->limits, conn, url, msg, sizeof msg);
     if (status) {
         SOL_DEBUG("refused %s: %u %s", url, status, msg);
+        sol_metrics_refused(&d->metrics, sol_metrics_refusal_of(status, 0));
         struct sol_reply_headers h = {.close = 1, .retry_after = status == 429 ? "1" : NULL};
         *out = sol_reply_error(conn, status, openai, msg, &h);
         return 1;
@@ -57,6 +59,7 @@ int sol_gate_check(struct sol_daemon *d, struct MHD_Connection *conn, const char
         sol_now_ms(d), &v);
     if (v.status) {
         SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
+        sol_metrics_refused(&d->metrics, sol_metrics_refusal_of(v.status, 1));
         if (refusal_waits_for_body(d, conn, url, method)) {
             *held = v;
             return 2;

@@ -277,6 +277,40 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
     }
 }
 
+void sol_metrics_refused(struct sol_metrics *m, enum sol_refusal why)
+{
+    if ((unsigned)why < SOL_REFUSAL_KINDS)
+        m->refused[why]++;
+}
+
+enum sol_refusal sol_metrics_refusal_of(unsigned status, int from_auth)
+{
+    switch (status) {
+    case 401:
+        return SOL_REFUSED_UNAUTHORIZED;
+    case 403:
+        return SOL_REFUSED_FORBIDDEN;
+    case 413:
+        return SOL_REFUSED_BODY_TOO_LARGE;
+    case 414:
+        return SOL_REFUSED_URI_TOO_LONG;
+    case 431:
+        return SOL_REFUSED_HEADERS_TOO_LARGE;
+    default: /* 429 */
+        return from_auth ? SOL_REFUSED_RATE_LIMITED : SOL_REFUSED_TOO_MANY_CONNECTIONS;
+    }
+}
+
+static const char *const refusal_names[SOL_REFUSAL_KINDS] = {
+    [SOL_REFUSED_TOO_MANY_CONNECTIONS] = "too_many_connections",
+    [SOL_REFUSED_URI_TOO_LONG] = "uri_too_long",
+    [SOL_REFUSED_HEADERS_TOO_LARGE] = "headers_too_large",
+    [SOL_REFUSED_BODY_TOO_LARGE] = "body_too_large",
+    [SOL_REFUSED_UNAUTHORIZED] = "unauthorized",
+    [SOL_REFUSED_FORBIDDEN] = "forbidden",
+    [SOL_REFUSED_RATE_LIMITED] = "rate_limited",
+};
+
 /* ---- rendering ------------------------------------------------------------ */
 
 struct out {
@@ -504,6 +538,22 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             put(o, "}");
             value_u64(o, m->bytes_out[r]);
         }
+
+    family(o, "sollol_refused_requests_total", "counter",
+           "Requests refused before reaching a node (limits and access control), by reason.");
+    for (unsigned k = 0; k < SOL_REFUSAL_KINDS; k++) {
+        put(o, "sollol_refused_requests_total");
+        label(o, 1, "reason", refusal_names[k]);
+        put(o, "}");
+        value_u64(o, m->refused[k]);
+    }
+    family(o, "sollol_connections_cut_total", "counter",
+           "Client connections closed by the daemon, by reason (slow_headers: request headers "
+           "not complete within limits.header_timeout).");
+    put(o, "sollol_connections_cut_total");
+    label(o, 1, "reason", "slow_headers");
+    put(o, "}");
+    value_u64(o, v->cut_slow_headers);
 
     family(o, "sollol_request_retries_total", "counter",
            "Attempts after the first of finished requests, by route.");
@@ -867,6 +917,7 @@ enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c
         .retries_total = d->retries_total,
         .affinity_on = d->affinity_on,
         .process = 1,
+        .cut_slow_headers = d->limits.cut_slow_headers,
     };
     sol_queue_stats(&d->queue, v.now_ms, &v.queue);
     if (d->affinity_on)

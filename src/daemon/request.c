@@ -29,6 +29,7 @@
 #include "sollol/http_reply.h"
 #include "sollol/inspect.h"
 #include "sollol/log.h"
+#include "sollol/metrics.h"
 #include "sollol/mhd_uv.h"
 #include "sollol/model_name.h"
 #include "sollol/ndjson.h"
@@ -1212,6 +1213,7 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
                  (unsigned long long)d->cfg->max_body_bytes);
         struct sol_reply_headers h = {.close = 1};
+        sol_metrics_refused(&d->metrics, SOL_REFUSED_BODY_TOO_LARGE);
         return sol_reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, openai, msg, &h);
     }
     struct sol_request *r = req_new(d, conn, route, method);
@@ -1341,6 +1343,7 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
                  (unsigned long long)d->cfg->max_body_bytes);
+        sol_metrics_refused(&d->metrics, SOL_REFUSED_BODY_TOO_LARGE);
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
     char err[256];
@@ -1369,6 +1372,7 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
             char msg[SOL_MODEL_NAME_MAX + 96];
             snprintf(msg, sizeof msg, "API key '%s' may not use model '%.*s'", r->auth_key->name,
                      200, r->info.model);
+            sol_metrics_refused(&d->metrics, SOL_REFUSED_FORBIDDEN);
             return reply_error(r, 403, msg);
         }
     }

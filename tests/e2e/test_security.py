@@ -11,6 +11,7 @@ Run: python3 -B tests/e2e/test_security.py (SOLLOL_BUILD_DIR selects the build).
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -172,6 +173,25 @@ class Ollama401Test(unittest.TestCase):
         self.assert_openai_error(r, 404, "not_found_error", "not found")
         r = h.request("GET", self.d.url + "/v1/models/mistral:7b", headers=bearer(ADMIN_KEY))
         self.assertEqual(r.status, 200, r)
+
+    def test_refusals_counted_in_metrics(self):
+        h.request("GET", self.d.url + "/api/tags")  # no key
+        h.request("GET", self.d.url + "/api/tags", headers=bearer("not-a-key"))
+        h.post_json(self.d.url + "/api/chat", dict(chat(), model="qwen:7b"), headers=bearer(USER_KEY))
+        h.post_json(self.d.url + "/api/pull", {"model": MODEL}, headers=bearer(USER_KEY))
+        for _ in range(3):  # 2/m: the third is refused
+            h.request("GET", self.d.url + "/api/tags", headers=bearer(SLOW_KEY))
+        text = h.request("GET", self.d.url + "/metrics").body.decode()
+
+        def count(reason):
+            m = re.search(r'^sollol_refused_requests_total\{reason="%s"\} (\d+)$' % reason, text, re.M)
+            self.assertIsNotNone(m, reason)
+            return int(m.group(1))
+
+        self.assertEqual(count("unauthorized"), 2)
+        self.assertEqual(count("forbidden"), 2)  # model outside the list, admin route
+        self.assertEqual(count("rate_limited"), 1)
+        self.assertEqual(count("body_too_large"), 0)
 
     def test_admin_routes(self):
         for method, path, body in (("POST", "/api/pull", {"model": MODEL}),

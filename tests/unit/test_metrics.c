@@ -24,6 +24,8 @@ static const char *const families[][2] = {
     {"sollol_queue_wait_seconds", "histogram"},
     {"sollol_response_bytes_total", "counter"},
     {"sollol_request_retries_total", "counter"},
+    {"sollol_refused_requests_total", "counter"},
+    {"sollol_connections_cut_total", "counter"},
     {"sollol_generated_tokens_total", "counter"},
     {"sollol_prompt_tokens_total", "counter"},
     {"sollol_node_up", "gauge"},
@@ -421,6 +423,30 @@ int main(void)
     CHECK(strstr(text, "sollol_requests_total{route=\"/api/chat\",model=\"m0:latest\"") != NULL,
           "m0 within the cap");
     CHECK(sum_lines(text, "sollol_requests_total{", &n) == 307, "no request lost");
+    free(text);
+
+    /* Refusals by reason, every reason present from the start. */
+    sol_metrics_refused(&m, sol_metrics_refusal_of(401, 1));
+    sol_metrics_refused(&m, sol_metrics_refusal_of(429, 1));
+    sol_metrics_refused(&m, sol_metrics_refusal_of(429, 1));
+    sol_metrics_refused(&m, sol_metrics_refusal_of(429, 0));
+    sol_metrics_refused(&m, sol_metrics_refusal_of(431, 0));
+    sol_metrics_refused(&m, SOL_REFUSAL_KINDS); /* out of range: ignored */
+    struct sol_metrics_view vr = v;
+    vr.cut_slow_headers = 5;
+    text = render(&m, &vr);
+    check_structure(text);
+    CHECK(sum_lines(text, "sollol_refused_requests_total{reason=\"rate_limited\"}", &n) == 2 &&
+              sum_lines(text, "sollol_refused_requests_total{reason=\"unauthorized\"}", &n) == 1 &&
+              sum_lines(text, "sollol_refused_requests_total{reason=\"too_many_connections\"}",
+                        &n) == 1 &&
+              sum_lines(text, "sollol_refused_requests_total{reason=\"headers_too_large\"}", &n) ==
+                  1 &&
+              sum_lines(text, "sollol_refused_requests_total{reason=\"forbidden\"}", &n) == 0 &&
+              sum_lines(text, "sollol_refused_requests_total{", &n) == 5 && n == 7,
+          "refusals by reason");
+    CHECK(sum_lines(text, "sollol_connections_cut_total{reason=\"slow_headers\"}", &n) == 5,
+          "slow-header cuts");
     free(text);
 
     /* A node that joins after start (reload, discovery) gets its own label
