@@ -664,6 +664,15 @@ static int attempt_start(struct sol_request *r)
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
         r->deadline_ms = now_ms(r) + d->cfg->first_byte_timeout_ms;
+        /* A non-streamed generation sends its first byte only when the
+         * whole answer is done: allow twice the expected generation time on
+         * this node on top (num_predict or the typical length, at the
+         * node's learned speed), or a long answer on a slow node would be
+         * cut and started again elsewhere. */
+        int streams = r->info.stream == 1 ||
+                      (r->info.stream == -1 && (r->route->flags & SOL_RF_STREAM_DEFAULT));
+        if ((r->route->flags & SOL_RF_INFERENCE) && !streams && r->node_eta_ms > now_ms(r))
+            r->deadline_ms += 2 * (r->node_eta_ms - now_ms(r));
         return 0;
     }
     return -1;

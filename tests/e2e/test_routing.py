@@ -371,6 +371,17 @@ class FailoverTest(unittest.TestCase):
                      .headers.get("x-sollol-node") == "prime",
                      timeout=5, interval=0.2, msg="prime routable again")
 
+    def test_long_non_streamed_generation_is_not_cut(self):
+        # 250 tokens at 100 tokens/s: the answer's first byte comes after
+        # ~2.5 s, past the 1 s first-byte timeout; the expected generation
+        # time on prime (its learned speed) extends the wait for it.
+        data = self.body(False, n=250)
+        r = self.post("/api/chat", data)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.headers.get("x-sollol-node"), "prime")
+        self.assertEqual(json.loads(r.body)["eval_count"], 250)
+        self.assertEqual(chat_records(self.spare.url), [], "not started again on spare")
+
     def test_hang_before_first_byte_times_out_and_retries(self):
         h.sim_fault(self.prime.url, "hang", count=1)
         data = self.body(True)
