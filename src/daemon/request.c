@@ -1198,7 +1198,11 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, openai,
                                "sollold is shutting down", &h);
     }
-    if (!route) {
+    /* The catch-all "any other POST /v1/..." route names no real path: with
+     * another method the path is simply unknown (404, as Ollama answers),
+     * not a known path used with the wrong method. */
+    if (!route ||
+        (strcmp(route->path, "/v1/") == 0 && !(route->methods & sol_method_bit(method)))) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
         return sol_reply_error(conn, MHD_HTTP_NOT_FOUND, openai, msg, NULL);
