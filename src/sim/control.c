@@ -45,6 +45,7 @@ static uint64_t g_ring_next; /* records ever written */
 
 static struct {
     uint64_t requests_total;
+    uint64_t connections_total; /* accepted, control connections included */
     int64_t in_flight;
     int64_t max_in_flight;
     uint64_t completed;
@@ -311,6 +312,11 @@ void stats_fault_injected(void)
     g_st.faults_injected++;
 }
 
+void stats_connection(void)
+{
+    g_st.connections_total++;
+}
+
 static void stats_reset(void)
 {
     int64_t inflight = g_st.in_flight;
@@ -351,13 +357,15 @@ static void stats_json(struct sbuf *b, uint64_t since)
     sb_json_str(b, g_sim.cfg.version);
     sb_printf(b, ",\"uptime_ms\":%.3f", sim_ms(now_ns()));
     sb_printf(b,
-              ",\"requests_total\":%llu,\"in_flight\":%lld,\"max_in_flight\":%lld,"
+              ",\"requests_total\":%llu,\"connections_total\":%llu,\"in_flight\":%lld,"
+              "\"max_in_flight\":%lld,"
               "\"completed\":%llu,\"cancelled\":%llu,\"errors\":%llu,\"faults_injected\":%llu,"
               "\"queued\":%d",
-              (unsigned long long)g_st.requests_total, (long long)g_st.in_flight,
-              (long long)g_st.max_in_flight, (unsigned long long)g_st.completed,
-              (unsigned long long)g_st.cancelled, (unsigned long long)g_st.errors,
-              (unsigned long long)g_st.faults_injected, models_waiting_total());
+              (unsigned long long)g_st.requests_total, (unsigned long long)g_st.connections_total,
+              (long long)g_st.in_flight, (long long)g_st.max_in_flight,
+              (unsigned long long)g_st.completed, (unsigned long long)g_st.cancelled,
+              (unsigned long long)g_st.errors, (unsigned long long)g_st.faults_injected,
+              models_waiting_total());
     sb_puts(b, ",\"max_active_per_model\":{");
     int first = 1;
     for (struct sim_model *m = model_first(); m; m = m->next) {

@@ -442,7 +442,10 @@ static void on_end(struct simhttp_req *h, enum simhttp_end why)
 
 static int on_accept(void)
 {
-    return !fault_refuse_connection();
+    if (fault_refuse_connection())
+        return 0;
+    stats_connection();
+    return 1;
 }
 
 void req_json_ok(struct sim_req *r)

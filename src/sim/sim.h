@@ -396,5 +396,6 @@ void stats_note_active(struct sim_model *m);
 void stats_request_info(struct sim_req *r); /* model, stream, body hash */
 void stats_infer(struct sim_req *r);        /* slot and prompt tokens */
 void stats_fault_injected(void);
+void stats_connection(void); /* one accepted connection (connections_total) */
 
 #endif
