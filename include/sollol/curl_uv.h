@@ -1,8 +1,9 @@
 /*
  * curl_uv.h - drives a libcurl multi handle from a libuv loop.
  *
- * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
- * uv_poll_t per socket descriptor, kept across transfers) and when to call it
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: an
+ * epoll set of the glue's own, watched by one uv_poll_t; a cached
+ * connection's socket stays in it between transfers) and when to call it
  * back (CURLMOPT_TIMERFUNCTION: one uv_timer_t). After every
  * curl_multi_socket_action() the finished transfers are reaped with
  * curl_multi_info_read(), unconditionally: a transfer may finish on a
@@ -17,7 +18,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
-struct sol_curl_sock;
+struct sol_curl_fd;
 
 /* Easy handles kept for reuse (sol_curl_uv_easy_put). */
 #define SOL_CURL_SPARE_EASY 256
@@ -26,10 +27,11 @@ struct sol_curl_uv {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    int handles_open;              /* timer + socket watches not yet closed */
-    struct sol_curl_sock *watches; /* every open socket watch */
-    struct sol_curl_sock **by_fd;  /* watches by descriptor, kept across transfers */
-    size_t by_fd_len;
+    int epfd;                /* the epoll set of libcurl's sockets */
+    uv_poll_t set_poll;      /* the loop's watch on epfd */
+    int handles_open;        /* timer + set_poll not yet closed (epfd goes with the last) */
+    struct sol_curl_fd *fds; /* per descriptor: in the set? watched by libcurl? */
+    size_t fds_len;
     CURL *spare[SOL_CURL_SPARE_EASY]; /* reset easy handles for new transfers */
     unsigned n_spare;
     unsigned running; /* transfers added and not yet done or cancelled */
@@ -49,9 +51,9 @@ struct sol_curl_xfer {
     int added;
 };
 
-/* Creates the multi handle. `max_connections` bounds the connection cache
- * that keeps upstream keep-alive connections (0 = libcurl's default).
- * Returns 0 or -1. */
+/* Creates the multi handle and the socket set. `max_connections` bounds
+ * the connection cache that keeps upstream keep-alive connections (0 =
+ * libcurl's default). Returns 0, or -1 with nothing left open. */
 int sol_curl_uv_init(struct sol_curl_uv *cu, uv_loop_t *loop, long max_connections);
 
 /* An easy handle for a new transfer, in libcurl's default state: one given

@@ -2,68 +2,79 @@
 
 #include "sollol/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
-/* One watched socket. Freed in its handle's close callback, never earlier:
- * libuv may still reference the handle until then. */
-struct sol_curl_sock {
-    uv_poll_t poll;
-    struct sol_curl_uv *cu;
-    curl_socket_t fd;
-    int events;                        /* UV_ events the poll runs with; 0 = stopped */
-    int wanted;                        /* libcurl watches the socket (not CURL_POLL_REMOVE) */
-    struct sol_curl_sock *prev, *next; /* cu->watches, so close can reach all */
+/*
+ * libcurl's sockets live in an epoll set of the glue's own, watched by the
+ * loop through one uv_poll_t on that set (as libmicrohttpd's are). A
+ * uv_poll_t per socket cost three epoll_ctl calls per proxied request
+ * (uv_poll_start() always deletes before it adds, and every transfer ends
+ * with CURL_POLL_REMOVE), and a poll left on a descriptor that libcurl closed
+ * behind our back made libuv abort when the number came back. Here:
+ *
+ *  - a socket stays in the set while its connection sits in libcurl's
+ *    cache, watched for input: the next transfer on it needs no epoll_ctl
+ *    at all (only a change between in and out does);
+ *  - input on a socket libcurl is not watching (the node closed an idle
+ *    connection) removes it from the set; libcurl finds the connection dead
+ *    when it next tries it;
+ *  - the kernel drops a closed descriptor from the set by itself, so a
+ *    socket closed without the close callback leaves only stale state here,
+ *    which the sockopt callback clears when the number is reborn.
+ */
+struct sol_curl_fd {
+    uint32_t in_set; /* EPOLLIN/EPOLLOUT the set watches; 0 = not in the set */
+    int wanted;      /* libcurl watches it (not CURL_POLL_REMOVE) */
 };
 
-/*
- * Watches outlive transfers. Every transfer ends with CURL_POLL_REMOVE, even
- * when its connection goes back to the cache, and the next transfer on that
- * connection asks for the same socket again. Making and closing a uv_poll_t
- * each time cost an allocation, an ioctl and four epoll_ctl calls per
- * request; a watch is now found again by descriptor (cu->by_fd) and only
- * stopped and started (two epoll_ctl). REMOVE stops the poll at once:
- * keeping it running until the socket's next use saved those two calls too,
- * but some libcurl path closes sockets without the close callback, and a
- * poll left on a closed, reused descriptor made libuv abort (epoll_ctl
- * MOD/ADD failing; tests/e2e/test_embed.py, about one run in two). The close
- * and sockopt callbacks set in sol_curl_uv_add still stop a watch before its
- * socket goes or when its number is reborn.
- */
-static struct sol_curl_sock *by_fd_get(struct sol_curl_uv *cu, curl_socket_t fd)
-{
-    return fd >= 0 && (size_t)fd < cu->by_fd_len ? cu->by_fd[fd] : NULL;
-}
-
-static int by_fd_set(struct sol_curl_uv *cu, curl_socket_t fd, struct sol_curl_sock *w)
+static struct sol_curl_fd *fd_state(struct sol_curl_uv *cu, curl_socket_t fd, int grow)
 {
     if (fd < 0)
-        return -1;
-    if ((size_t)fd >= cu->by_fd_len) {
-        size_t n = cu->by_fd_len ? cu->by_fd_len : 64;
+        return NULL;
+    if ((size_t)fd >= cu->fds_len) {
+        if (!grow)
+            return NULL;
+        size_t n = cu->fds_len ? cu->fds_len : 64;
         while (n <= (size_t)fd)
             n *= 2;
-        struct sol_curl_sock **a = realloc(cu->by_fd, n * sizeof *a);
+        struct sol_curl_fd *a = realloc(cu->fds, n * sizeof *a);
         if (!a)
-            return -1;
-        for (size_t i = cu->by_fd_len; i < n; i++)
-            a[i] = NULL;
-        cu->by_fd = a;
-        cu->by_fd_len = n;
+            return NULL;
+        memset(a + cu->fds_len, 0, (n - cu->fds_len) * sizeof *a);
+        cu->fds = a;
+        cu->fds_len = n;
     }
-    cu->by_fd[fd] = w;
-    return 0;
+    return &cu->fds[fd];
 }
 
-static void unlink_watch(struct sol_curl_uv *cu, struct sol_curl_sock *w)
+/* Makes the set watch fd for `events` (0: not at all). 0 or -1. */
+static int set_watch(struct sol_curl_uv *cu, curl_socket_t fd, struct sol_curl_fd *st,
+                     uint32_t events)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        cu->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    if (st->in_set == events)
+        return 0;
+    struct epoll_event ev = {.events = events, .data.fd = fd};
+    int op = !events ? EPOLL_CTL_DEL : st->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(cu->epfd, op, fd, &ev) < 0) {
+        /* The set's idea of fd is stale (closed and reborn without our
+         * callbacks): take the answer the kernel gives and try once more. */
+        if (op == EPOLL_CTL_MOD && errno == ENOENT)
+            op = EPOLL_CTL_ADD;
+        else if (op == EPOLL_CTL_ADD && errno == EEXIST)
+            op = EPOLL_CTL_MOD;
+        else if (op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF))
+            op = -1;
+        else
+            return -1;
+        if (op >= 0 && epoll_ctl(cu->epfd, op, fd, &ev) < 0)
+            return -1;
+    }
+    st->in_set = events;
+    return 0;
 }
 
 static void reap_finished(struct sol_curl_uv *cu)
@@ -87,32 +98,41 @@ static void reap_finished(struct sol_curl_uv *cu)
     }
 }
 
-static void watch_stop(struct sol_curl_sock *w)
+/* The set has ready sockets: hand each to libcurl (or drop an idle one). */
+static void on_set_ready(uv_poll_t *p, int status, int events)
 {
-    if (w->events) {
-        uv_poll_stop(&w->poll);
-        w->events = 0;
+    (void)status;
+    (void)events;
+    struct sol_curl_uv *cu = p->data;
+    struct epoll_event ev[64];
+    /* Bounded: a set that stays ready is served again on the next round. */
+    for (int round = 0; round < 8; round++) {
+        int n = epoll_wait(cu->epfd, ev, (int)(sizeof ev / sizeof ev[0]), 0);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            curl_socket_t fd = ev[i].data.fd;
+            struct sol_curl_fd *st = fd_state(cu, fd, 0);
+            if (!st || !st->in_set)
+                continue; /* removed by an earlier event of this batch */
+            if (!st->wanted) {
+                set_watch(cu, fd, st, 0); /* idle connection closed by the node */
+                continue;
+            }
+            int flags = 0;
+            if (ev[i].events & (EPOLLIN | EPOLLHUP))
+                flags |= CURL_CSELECT_IN;
+            if (ev[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (ev[i].events & EPOLLERR)
+                flags |= CURL_CSELECT_ERR;
+            int running;
+            curl_multi_socket_action(cu->multi, fd, flags, &running);
+            reap_finished(cu);
+        }
+        if (n < (int)(sizeof ev / sizeof ev[0]))
+            break;
     }
-}
-
-static void on_sock_event(uv_poll_t *p, int status, int events)
-{
-    struct sol_curl_sock *w = p->data;
-    struct sol_curl_uv *cu = w->cu;
-    if (!w->wanted) {
-        watch_stop(w); /* an event queued before the stop */
-        return;
-    }
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    int running;
-    curl_multi_socket_action(cu->multi, w->fd, flags, &running);
-    reap_finished(cu);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -137,96 +157,53 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-static void on_watch_closed(uv_handle_t *h)
-{
-    struct sol_curl_sock *w = h->data;
-    struct sol_curl_uv *cu = w->cu;
-    free(w);
-    if (--cu->handles_open == 0 && cu->on_closed)
-        cu->on_closed(cu);
-}
-
-static void close_watch(struct sol_curl_uv *cu, struct sol_curl_sock *w)
-{
-    watch_stop(w);
-    unlink_watch(cu, w);
-    if (by_fd_get(cu, w->fd) == w)
-        cu->by_fd[w->fd] = NULL;
-    uv_close((uv_handle_t *)&w->poll, on_watch_closed);
-}
-
 /* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)easy;
+    (void)socketp;
     struct sol_curl_uv *cu = userp;
-    struct sol_curl_sock *w = socketp;
+    struct sol_curl_fd *st = fd_state(cu, fd, what != CURL_POLL_REMOVE);
+    if (!st)
+        return what == CURL_POLL_REMOVE ? 0 : -1;
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            curl_multi_assign(cu->multi, fd, NULL);
-            w->wanted = 0;
-            watch_stop(w); /* at once: see above */
-        }
+        st->wanted = 0;
+        /* Kept in the set for input while it idles in the cache (see the
+         * top); one that waited for output stops doing so. */
+        if (st->in_set && st->in_set != EPOLLIN)
+            set_watch(cu, fd, st, EPOLLIN);
         return 0;
     }
-    if (!w && (w = by_fd_get(cu, fd)) != NULL) {
-        curl_multi_assign(cu->multi, fd, w);
-    } else if (!w) {
-        w = calloc(1, sizeof *w);
-        if (!w)
-            return -1;
-        w->cu = cu;
-        w->fd = fd;
-        if (by_fd_set(cu, fd, w) < 0 || uv_poll_init_socket(cu->loop, &w->poll, fd) < 0) {
-            by_fd_set(cu, fd, NULL);
-            free(w);
-            return -1;
-        }
-        w->poll.data = w;
-        w->next = cu->watches;
-        if (w->next)
-            w->next->prev = w;
-        cu->watches = w;
-        cu->handles_open++;
-        curl_multi_assign(cu->multi, fd, w);
-    }
-    int events = 0;
+    uint32_t events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= UV_READABLE;
+        events |= EPOLLIN;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= UV_WRITABLE;
-    w->wanted = 1;
-    /* uv_poll_start() always removes and re-adds the descriptor: skip it
-     * when nothing changes. */
-    if (events != w->events) {
-        if (uv_poll_start(&w->poll, events, on_sock_event) < 0)
-            return -1;
-        w->events = events;
-    }
-    return 0;
+        events |= EPOLLOUT;
+    st->wanted = 1;
+    return set_watch(cu, fd, st, events);
 }
 
-/* CURLOPT_CLOSESOCKETFUNCTION: stop watching before the descriptor goes. */
+/* CURLOPT_CLOSESOCKETFUNCTION: out of the set before the descriptor goes. */
 static int on_close_socket(void *clientp, curl_socket_t fd)
 {
-    struct sol_curl_sock *w = by_fd_get(clientp, fd);
-    if (w) {
-        watch_stop(w);
-        w->wanted = 0;
+    struct sol_curl_uv *cu = clientp;
+    struct sol_curl_fd *st = fd_state(cu, fd, 0);
+    if (st) {
+        set_watch(cu, fd, st, 0);
+        st->wanted = 0;
     }
     return close(fd);
 }
 
-/* CURLOPT_SOCKOPTFUNCTION: a new socket starts with no running poll, even
- * if its number had one (belt and braces: the close callback stopped it). */
+/* CURLOPT_SOCKOPTFUNCTION: a new socket is in no set, whatever its number
+ * was before (a socket closed without the close callback left the set when
+ * it closed; only its state here was stale). */
 static int on_new_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
     (void)purpose;
-    struct sol_curl_sock *w = by_fd_get(clientp, fd);
-    if (w) {
-        watch_stop(w);
-        w->wanted = 0;
-    }
+    struct sol_curl_fd *st = fd_state(clientp, fd, 0);
+    if (st)
+        st->in_set = 0, st->wanted = 0;
     return CURL_SOCKOPT_OK;
 }
 
@@ -236,16 +213,26 @@ int sol_curl_uv_init(struct sol_curl_uv *cu, uv_loop_t *loop, long max_connectio
     cu->running = 0;
     cu->handles_open = 0;
     cu->on_closed = NULL;
-    cu->watches = NULL;
-    cu->by_fd = NULL;
-    cu->by_fd_len = 0;
+    cu->fds = NULL;
+    cu->fds_len = 0;
     cu->n_spare = 0;
-    cu->multi = curl_multi_init();
-    if (!cu->multi)
+    cu->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (cu->epfd < 0)
         return -1;
+    cu->multi = curl_multi_init();
+    if (!cu->multi || uv_poll_init(loop, &cu->set_poll, cu->epfd) < 0) {
+        if (cu->multi)
+            curl_multi_cleanup(cu->multi);
+        cu->multi = NULL;
+        close(cu->epfd);
+        return -1;
+    }
+    cu->set_poll.data = cu;
+    /* Cannot fail on a valid epoll descriptor just initialised. */
+    uv_poll_start(&cu->set_poll, UV_READABLE, on_set_ready);
     uv_timer_init(loop, &cu->timer);
     cu->timer.data = cu;
-    cu->handles_open = 1;
+    cu->handles_open = 2;
     curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
     curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -305,29 +292,32 @@ void sol_curl_uv_cancel(struct sol_curl_uv *cu, struct sol_curl_xfer *x)
     cu->running--;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     struct sol_curl_uv *cu = h->data;
-    if (--cu->handles_open == 0 && cu->on_closed)
-        cu->on_closed(cu);
+    if (--cu->handles_open == 0) {
+        close(cu->epfd); /* after the poll on it is gone */
+        cu->epfd = -1;
+        if (cu->on_closed)
+            cu->on_closed(cu);
+    }
 }
 
 void sol_curl_uv_close(struct sol_curl_uv *cu, void (*on_closed)(struct sol_curl_uv *cu))
 {
     cu->on_closed = on_closed;
-    /* Cleaning up the multi closes cached connections; libcurl reports
-     * CURL_POLL_REMOVE for them, which closes their watches. */
-    curl_multi_cleanup(cu->multi);
+    /* Cleaning up the multi closes cached connections (through the close
+     * callback, which takes them out of the set). */
+    if (cu->multi)
+        curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
     while (cu->n_spare)
         curl_easy_cleanup(cu->spare[--cu->n_spare]);
-    /* Some libcurl versions close cached connections without telling the
-     * socket callback: close whatever watches are left. */
-    while (cu->watches)
-        close_watch(cu, cu->watches);
-    free(cu->by_fd);
-    cu->by_fd = NULL;
-    cu->by_fd_len = 0;
+    free(cu->fds);
+    cu->fds = NULL;
+    cu->fds_len = 0;
     uv_timer_stop(&cu->timer);
-    uv_close((uv_handle_t *)&cu->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cu->timer, on_handle_closed);
+    uv_poll_stop(&cu->set_poll);
+    uv_close((uv_handle_t *)&cu->set_poll, on_handle_closed);
 }
