@@ -426,6 +426,42 @@ class StreamingTest(unittest.TestCase):
         self.assertEqual(h.get_json(self.d.url + "/api/stats")["nodes"][0]["in_flight"], 0)
 
 
+class ReceiveBufferTest(unittest.TestCase):
+    """libcurl reads a streamed answer with a 1 KiB buffer and a complete
+    one with 64 KiB (request.c: memory per open stream): a stream line
+    longer than the small buffer and a 1.7 MiB answer both arrive byte for
+    byte as the node sent them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0", "--prompt-tps", "0",
+                              "--name", "a", test=cls)
+        cls.d = start_daemon(cls, [("a", cls.sim.url)])
+
+    def same_as_node(self, body):
+        direct = h.post_json(self.sim.url + "/api/generate", body)
+        proxied = h.post_json(self.d.url + "/api/generate", body)
+        self.assertEqual(direct.status, 200, direct)
+        self.assertEqual(proxied.status, 200, proxied)
+        self.assertEqual(normalize(proxied.body), normalize(direct.body))
+        return proxied.body
+
+    def test_stream_line_longer_than_buffer(self):
+        # the final line carries the context: 2,000 token ids, ~12 KiB
+        body = self.same_as_node({"model": MODEL, "prompt": "hi",
+                                  "options": {"num_predict": 2000}})
+        lines = body.rstrip(b"\n").split(b"\n")
+        self.assertEqual(len(lines), 2001)
+        self.assertGreater(len(lines[-1]), 8 * 1024)
+        self.assertEqual(json.loads(lines[-1])["eval_count"], 2000)
+
+    def test_large_complete_answer(self):
+        body = self.same_as_node({"model": MODEL, "prompt": "hi", "stream": False,
+                                  "options": {"num_predict": 150000}})
+        self.assertGreater(len(body), 1 << 20)
+        self.assertEqual(json.loads(body)["eval_count"], 150000)
+
+
 class NodeHeadersTest(unittest.TestCase):
     """Headers configured for a node reach it; the client's credentials do not."""
 
