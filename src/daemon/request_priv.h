@@ -58,6 +58,7 @@ struct sol_request {
 
     const struct sol_route *route;
     enum req_state state;
+    int http10; /* the client spoke HTTP/1.0: no chunked answer */
     char id[72];
     char method[8];
     char path[256];

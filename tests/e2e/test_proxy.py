@@ -428,9 +428,10 @@ class StreamingTest(unittest.TestCase):
 
 class ReceiveBufferTest(unittest.TestCase):
     """libcurl reads a streamed answer with a 1 KiB buffer and a complete
-    one with 64 KiB (request.c: memory per open stream): a stream line
-    longer than the small buffer and a 1.7 MiB answer both arrive byte for
-    byte as the node sent them."""
+    one with 64 KiB, and a chunked stream's MHD response has no block of
+    its own (request.c: memory per open stream): a stream line longer than
+    the small buffer, a 1.7 MiB answer and an HTTP/1.0 client's unframed
+    stream all arrive byte for byte as the node sent them."""
 
     @classmethod
     def setUpClass(cls):
@@ -454,6 +455,21 @@ class ReceiveBufferTest(unittest.TestCase):
         self.assertEqual(len(lines), 2001)
         self.assertGreater(len(lines[-1]), 8 * 1024)
         self.assertEqual(json.loads(lines[-1])["eval_count"], 2000)
+
+    def test_http10_stream_unframed(self):
+        # No chunked encoding for an HTTP/1.0 client: the stream goes out
+        # through the response's own block, and the close ends it.
+        body = json.dumps({"model": MODEL, "prompt": "hi", "options": {"num_predict": 300}})
+        req = ("POST /api/generate HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode()
+        raw = h.raw_exchange(self.d.host, self.d.port, req, timeout=h.scaled(10))
+        head, _, got = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1."), head[:80])
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        self.assertNotIn(b"chunked", head.lower())
+        direct = h.post_json(self.sim.url + "/api/generate", json.loads(body))
+        self.assertEqual(normalize(got), normalize(direct.body))
+        self.assertGreater(len(got), 8 * 1024)
 
     def test_large_complete_answer(self):
         body = self.same_as_node({"model": MODEL, "prompt": "hi", "stream": False,
