@@ -87,6 +87,9 @@ struct sol_daemon {
 
     struct sol_request *requests; /* every live request (intrusive list) */
     unsigned requests_live;
+    /* No attempt's deadline falls before this (request.c): the sweep does
+     * not walk 10,000 streams ten times a second to find none due. */
+    uint64_t requests_next_deadline_ms;
     uint64_t request_seq;
     uint64_t started_ms;
     char id_prefix[9]; /* random per process, so ids differ across restarts */

@@ -48,6 +48,14 @@ static uint64_t now_ms(struct sol_request *r)
     return sol_now_ms(r->d);
 }
 
+/* Sets the running attempt's deadline (see sol_request_sweep). */
+static void set_deadline(struct sol_request *r, uint64_t at_ms)
+{
+    r->deadline_ms = at_ms;
+    if (at_ms < r->d->requests_next_deadline_ms)
+        r->d->requests_next_deadline_ms = at_ms;
+}
+
 static void req_free(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
@@ -326,7 +334,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         if (n == 0 && r->state == RS_UPSTREAM) {
             /* Nothing for the client yet (stream:false collects the answer):
              * stay uncommitted, so a failure can still be a clean error. */
-            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
             return taken;
         }
     }
@@ -337,7 +345,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, src, n);
     if (n)
         r->last_byte = src[n - 1];
-    r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+    set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
     sol_req_commit(r);
     sol_req_resume(r);
     return taken;
@@ -652,7 +660,7 @@ static int attempt_start(struct sol_request *r)
         r->ttfb_ms = 0;
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
-        r->deadline_ms = now_ms(r) + d->cfg->first_byte_timeout_ms;
+        set_deadline(r, now_ms(r) + d->cfg->first_byte_timeout_ms);
         return 0;
     }
     return -1;
@@ -877,12 +885,22 @@ static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc)
 
 void sol_request_sweep(struct sol_daemon *d, uint64_t now)
 {
+    /* Every deadline is set through set_deadline(), which keeps
+     * requests_next_deadline_ms at or before the earliest: a stream's
+     * deadline moves later with every chunk, so most sweeps end here. */
+    if (now < d->requests_next_deadline_ms)
+        return;
+    d->requests_next_deadline_ms = UINT64_MAX;
     struct sol_request *r = d->requests;
     while (r) {
         struct sol_request *next = r->next;
-        if (r->attempt_running && r->deadline_ms && now >= r->deadline_ms) {
-            sol_curl_uv_cancel(&d->curl, &r->xfer);
-            attempt_finished(r, CURLE_OPERATION_TIMEDOUT);
+        if (r->attempt_running && r->deadline_ms) {
+            if (now >= r->deadline_ms) {
+                sol_curl_uv_cancel(&d->curl, &r->xfer);
+                attempt_finished(r, CURLE_OPERATION_TIMEDOUT); /* may set a new one */
+            } else if (r->deadline_ms < d->requests_next_deadline_ms) {
+                d->requests_next_deadline_ms = r->deadline_ms;
+            }
         }
         r = next;
     }
@@ -931,7 +949,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         r->bytes_out += n;
         if (r->paused && sol_buf_pending(&r->stream) < STREAM_LOW_WATER && r->attempt_running) {
             r->paused = 0;
-            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
             curl_easy_pause(r->xfer.easy, CURLPAUSE_CONT);
         }
         return (ssize_t)n;
