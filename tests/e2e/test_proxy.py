@@ -69,14 +69,6 @@ def normalize(body):
     return body
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
-
 def records(url, path):
     return [r for r in h.sim_stats(url)["requests"] if r["path"] == path]
 
@@ -679,7 +671,7 @@ class BackpressureTest(unittest.TestCase):
         d = start_daemon(self, [("a", sim.url)])
         h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "warm", "stream": False,
                                               "options": {"num_predict": 50}})
-        base = rss_bytes(d.popen.pid)
+        base = h.rss_bytes(d.popen.pid)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.settimeout(60)
@@ -699,7 +691,7 @@ class BackpressureTest(unittest.TestCase):
         peak = base
         for _ in range(20):
             time.sleep(0.1)
-            peak = max(peak, rss_bytes(d.popen.pid))
+            peak = max(peak, h.rss_bytes(d.popen.pid))
         growth = peak - base
         self.assertLess(growth, 12 << 20, "daemon RSS grew by %.1f MiB while the client paused"
                         % (growth / 1048576))
