@@ -27,6 +27,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Requests in flight from which a later fall to a quarter gives freed
+ * memory back to the system (malloc_trim, daemon.c's sweep). */
+#define SOL_TRIM_PEAK 256
+
 struct sol_request;
 struct sol_coord;
 
@@ -87,6 +91,10 @@ struct sol_daemon {
 
     struct sol_request *requests; /* every live request (intrusive list) */
     unsigned requests_live;
+    /* No attempt's deadline falls before this (request.c): the sweep does
+     * not walk 10,000 streams ten times a second to find none due. */
+    uint64_t requests_next_deadline_ms;
+    unsigned requests_peak; /* most requests_live seen since the last trim (daemon.c) */
     uint64_t request_seq;
     uint64_t started_ms;
     char id_prefix[9]; /* random per process, so ids differ across restarts */

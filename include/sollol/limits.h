@@ -46,8 +46,9 @@ struct sol_limits {
     struct sol_limits_addr *buckets[SOL_LIMITS_BUCKETS];
     uint64_t cut_slow_headers; /* connections cut for sending headers too slowly */
     uint64_t refused_per_client;
-    uint64_t closed_by_peer; /* connections whose hang-up MHD had missed (see sweep) */
-    uint64_t peer_check_ms;  /* when the sweep last looked for such hang-ups */
+    uint64_t closed_by_peer;   /* connections whose hang-up MHD had missed (see sweep) */
+    uint64_t peer_check_ms;    /* when the sweep last looked for such hang-ups */
+    uint64_t next_deadline_ms; /* no connection's header deadline is earlier */
 };
 
 /* Sets up an empty tracker. No allocation. */

@@ -12,6 +12,9 @@
 #include "sollol/request.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -48,6 +51,30 @@ static void send_status(struct sol_daemon *d, const char *extra)
     notify(msg);
 }
 
+/*
+ * After a spike of open streams the heap they freed stays resident: glibc
+ * gives back only the top of the heap, and one live object above the freed
+ * ones keeps it (4,000 streams: 149 MiB before, 58 MiB after
+ * malloc_trim(0), which also releases free pages inside the heap). Once
+ * live requests fell to a quarter of a peak of SOL_TRIM_PEAK or more, trim
+ * once; it walks the free chunks (milliseconds for hundreds of MiB), so
+ * never per request.
+ */
+static void trim_after_spike(struct sol_daemon *d)
+{
+    if (d->requests_live > d->requests_peak)
+        d->requests_peak = d->requests_live;
+    if (d->requests_peak < SOL_TRIM_PEAK || d->requests_live > d->requests_peak / 4)
+        return;
+#ifdef __GLIBC__
+    uint64_t t0 = uv_hrtime();
+    malloc_trim(0);
+    SOL_INFO("%u requests in flight, down from %u: returned freed memory to the system (%.1f ms)",
+             d->requests_live, d->requests_peak, (double)(uv_hrtime() - t0) / 1e6);
+#endif
+    d->requests_peak = d->requests_live;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct sol_daemon *d = t->data;
@@ -62,6 +89,7 @@ static void on_sweep(uv_timer_t *t)
     }
     sol_request_sweep(d, sol_now_ms(d));
     sol_limits_sweep(&d->limits, sol_now_ms(d)); /* slow headers (limits.c) */
+    trim_after_spike(d);
     sol_request_expire_queue(d, sol_now_ms(d));
     sol_dashboard_tick(&d->dashboard, sol_now_ms(d), sol_queue_length(&d->queue), d->requests_live);
     /* A node that came up or a breaker that closed can take waiting work:

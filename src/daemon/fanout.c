@@ -43,7 +43,7 @@ struct sol_fanout_leg {
 
 static int streams(const struct sol_request *r)
 {
-    return sol_body_streams(&r->info, (r->route->flags & SOL_RF_STREAM_DEFAULT) != 0);
+    return sol_req_streams(r);
 }
 
 /* Forwards one progress line with the node's name added. */

@@ -48,6 +48,14 @@ static uint64_t now_ms(const struct sol_limits *l)
     return uv_now(l->loop);
 }
 
+/* Sets a connection's header deadline (see sol_limits_sweep). */
+static void set_deadline(struct sol_limits *l, struct sol_limits_conn *c, uint64_t at_ms)
+{
+    c->deadline_ms = at_ms;
+    if (at_ms < l->next_deadline_ms)
+        l->next_deadline_ms = at_ms;
+}
+
 static void addr_of(struct MHD_Connection *conn, unsigned char out[16], unsigned char *len)
 {
     const union MHD_ConnectionInfo *ci =
@@ -111,7 +119,7 @@ void sol_limits_on_connection(void *cls, struct MHD_Connection *conn, void **soc
         if (!c)
             return; /* untracked: only the hard limits apply to it */
         c->conn = conn;
-        c->deadline_ms = now_ms(l) + l->conf.header_timeout_ms;
+        set_deadline(l, c, now_ms(l) + l->conf.header_timeout_ms);
         unsigned char b[16];
         unsigned char len;
         addr_of(conn, b, &len);
@@ -200,7 +208,7 @@ void sol_limits_request_done(struct sol_limits *l, struct MHD_Connection *conn)
 {
     struct sol_limits_conn *c = record_of(conn);
     if (c)
-        c->deadline_ms = now_ms(l) + l->conf.idle_timeout_ms + l->conf.header_timeout_ms;
+        set_deadline(l, c, now_ms(l) + l->conf.idle_timeout_ms + l->conf.header_timeout_ms);
 }
 
 /* Shuts down, once a second at most, connections whose client is gone
@@ -230,9 +238,19 @@ unsigned sol_limits_sweep(struct sol_limits *l, uint64_t now)
 {
     unsigned cut = 0;
     end_hung_up(l, now);
+    /* Streams past their headers have no deadline: with 10,000 of them,
+     * walk only when one is due (set_deadline keeps the earliest). */
+    if (now < l->next_deadline_ms)
+        return 0;
+    l->next_deadline_ms = UINT64_MAX;
     for (struct sol_limits_conn *c = l->conns; c; c = c->next) {
-        if (!c->deadline_ms || now < c->deadline_ms)
+        if (!c->deadline_ms)
             continue;
+        if (now < c->deadline_ms) {
+            if (c->deadline_ms < l->next_deadline_ms)
+                l->next_deadline_ms = c->deadline_ms;
+            continue;
+        }
         c->deadline_ms = 0;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);

@@ -50,6 +50,14 @@ static uint64_t now_ms(struct sol_request *r)
     return sol_now_ms(r->d);
 }
 
+/* Sets the running attempt's deadline (see sol_request_sweep). */
+static void set_deadline(struct sol_request *r, uint64_t at_ms)
+{
+    r->deadline_ms = at_ms;
+    if (at_ms < r->d->requests_next_deadline_ms)
+        r->d->requests_next_deadline_ms = at_ms;
+}
+
 static void req_free(struct sol_request *r)
 {
     struct sol_daemon *d = r->d;
@@ -328,7 +336,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         if (n == 0 && r->state == RS_UPSTREAM) {
             /* Nothing for the client yet (stream:false collects the answer):
              * stay uncommitted, so a failure can still be a clean error. */
-            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
             return taken;
         }
     }
@@ -339,7 +347,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, src, n);
     if (n)
         r->last_byte = src[n - 1];
-    r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+    set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
     sol_req_commit(r);
     sol_req_resume(r);
     return taken;
@@ -643,7 +651,12 @@ static int attempt_start(struct sol_request *r)
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_upstream_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+        /* libcurl mallocs its receive buffer per transfer and keeps it to
+         * the end: a stream gets a line at a time, and 10,000 open streams
+         * with 64 KiB buffers cost 3.3 KiB of touched heap each (bench/run
+         * scale). A complete answer keeps the large one (fewer reads). */
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
+                         sol_req_streams(r) ? SOL_STREAM_RECV_BUFFER : SOL_BULK_RECV_BUFFER);
         r->xfer.on_done = on_upstream_done;
         r->status = 0;
         r->headers_complete = 0;
@@ -663,16 +676,17 @@ static int attempt_start(struct sol_request *r)
         r->ttfb_ms = 0;
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
-        r->deadline_ms = now_ms(r) + d->cfg->first_byte_timeout_ms;
         /* A non-streamed generation sends its first byte only when the
          * whole answer is done: allow twice the expected generation time on
          * this node on top (num_predict or the typical length, at the
          * node's learned speed), or a long answer on a slow node would be
          * cut and started again elsewhere. */
+        uint64_t first_byte_by = now_ms(r) + d->cfg->first_byte_timeout_ms;
         int streams = r->info.stream == 1 ||
                       (r->info.stream == -1 && (r->route->flags & SOL_RF_STREAM_DEFAULT));
         if ((r->route->flags & SOL_RF_INFERENCE) && !streams && r->node_eta_ms > now_ms(r))
-            r->deadline_ms += 2 * (r->node_eta_ms - now_ms(r));
+            first_byte_by += 2 * (r->node_eta_ms - now_ms(r));
+        set_deadline(r, first_byte_by);
         return 0;
     }
     return -1;
@@ -897,12 +911,22 @@ static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc)
 
 void sol_request_sweep(struct sol_daemon *d, uint64_t now)
 {
+    /* Every deadline is set through set_deadline(), which keeps
+     * requests_next_deadline_ms at or before the earliest: a stream's
+     * deadline moves later with every chunk, so most sweeps end here. */
+    if (now < d->requests_next_deadline_ms)
+        return;
+    d->requests_next_deadline_ms = UINT64_MAX;
     struct sol_request *r = d->requests;
     while (r) {
         struct sol_request *next = r->next;
-        if (r->attempt_running && r->deadline_ms && now >= r->deadline_ms) {
-            sol_curl_uv_cancel(&d->curl, &r->xfer);
-            attempt_finished(r, CURLE_OPERATION_TIMEDOUT);
+        if (r->attempt_running && r->deadline_ms) {
+            if (now >= r->deadline_ms) {
+                sol_curl_uv_cancel(&d->curl, &r->xfer);
+                attempt_finished(r, CURLE_OPERATION_TIMEDOUT); /* may set a new one */
+            } else if (r->deadline_ms < d->requests_next_deadline_ms) {
+                d->requests_next_deadline_ms = r->deadline_ms;
+            }
         }
         r = next;
     }
@@ -951,7 +975,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         r->bytes_out += n;
         if (r->paused && sol_buf_pending(&r->stream) < STREAM_LOW_WATER && r->attempt_running) {
             r->paused = 0;
-            r->deadline_ms = now_ms(r) + r->d->cfg->idle_timeout_ms;
+            set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
             curl_easy_pause(r->xfer.easy, CURLPAUSE_CONT);
         }
         return (ssize_t)n;
@@ -996,6 +1020,34 @@ static struct sol_reply_headers reply_headers(struct sol_request *r)
     return h;
 }
 
+/*
+ * A streamed answer is on its way to the client: no other attempt can run,
+ * so what only an attempt needs goes now instead of when the stream ends
+ * (at 10,000 open streams every byte held per stream counts; a long
+ * conversation's body is most of it). The body stays while libcurl may
+ * still be sending it (a node that answered before reading it all) and
+ * when another module (fan-out, embed split, sharded path) uses it.
+ */
+static void release_attempt_inputs(struct sol_request *r)
+{
+    if (r->legs || r->embed || r->coord)
+        return;
+    curl_slist_free_all(r->client_headers);
+    r->client_headers = NULL;
+    curl_slist_free_all(r->response_headers); /* MHD copied them */
+    r->response_headers = NULL;
+    if (!r->xfer.easy || !r->body.data)
+        return;
+    curl_off_t sent = -1;
+    if (curl_easy_getinfo(r->xfer.easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK ||
+        sent != (curl_off_t)r->body.len)
+        return;
+    sol_buf_free(&r->body);
+    /* The spans pointed into the body. */
+    r->info.options = r->info.messages = r->info.prompt = r->info.input = r->info.keep_alive =
+        (struct sol_json_span){0};
+}
+
 static enum MHD_Result queue_stream_response(struct sol_request *r)
 {
     uint64_t size = r->content_length >= 0 ? (uint64_t)r->content_length : MHD_SIZE_UNKNOWN;
@@ -1015,11 +1067,16 @@ static enum MHD_Result queue_stream_response(struct sol_request *r)
     } else {
         /* MHD callocs the block with the response: 32 KiB zeroed per
          * request was a tenth of a small request's instructions. A chunked
-         * body is read into the connection's own buffer instead. */
+         * body (unknown length, HTTP/1.1 client) is read into the
+         * connection's own buffer instead and never touches the block: 1
+         * KiB of it per open stream was 3% of sollold's RSS at 4,000
+         * streams. An HTTP/1.0 client gets the body unframed, through the
+         * block. */
         size_t block = r->content_length >= 0 && r->content_length < MHD_BLOCK_SIZE
                            ? (size_t)r->content_length + 1
                        : r->content_length >= 0 ? MHD_BLOCK_SIZE
-                                                : 1024;
+                       : r->http10              ? 1024
+                                                : 16;
         resp = MHD_create_response_from_callback(size, block, read_stream, r, on_response_free);
     }
     if (!resp)
@@ -1041,6 +1098,8 @@ static enum MHD_Result queue_stream_response(struct sol_request *r)
         MHD_add_response_header(resp, "Trailer", "Server-Timing");
         r->resp = resp;
     }
+    if (!r->upstream_done)
+        release_attempt_inputs(r);
     r->state = RS_STREAMING;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -1448,7 +1507,6 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
-    (void)version;
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;
     if (!r) {
@@ -1467,6 +1525,7 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
         if (*con_cls && *con_cls != (void *)&answer_on_second_call) {
             struct sol_request *nr = *con_cls;
             nr->auth_key = key;
+            nr->http10 = version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
             if (held.status) {
                 nr->refusal = held;
                 nr->body_too_big = 1; /* drop the body as it arrives */

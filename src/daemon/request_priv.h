@@ -33,6 +33,13 @@ struct sol_coord_req;   /* coordinator.c */
 #define TAIL_BYTES        2048 /* end of a response kept to read the node's final metrics */
 #define EXPLAIN_HEADER    1024
 
+/* libcurl's receive buffer (CURLOPT_BUFFERSIZE) of a proxied transfer:
+ * libcurl's minimum for a streamed answer (lines of a few hundred bytes;
+ * a longer one simply takes several reads), 64 KiB for an answer that
+ * comes whole (a 1 MiB answer in 16 reads instead of 1,024). */
+#define SOL_STREAM_RECV_BUFFER 1024L
+#define SOL_BULK_RECV_BUFFER   (64L * 1024)
+
 enum req_state {
     RS_RECEIVING,
     RS_UPSTREAM,  /* attempt running, nothing sent to the client yet */
@@ -51,6 +58,7 @@ struct sol_request {
 
     const struct sol_route *route;
     enum req_state state;
+    int http10; /* the client spoke HTTP/1.0: no chunked answer */
     char id[72];
     char method[8];
     char path[256];
@@ -127,6 +135,13 @@ struct sol_request {
     int client_gone;
     struct sol_hangup_watch watch;
 };
+
+/* Whether the client asked for a streamed answer: the body's "stream",
+ * else the route's default (Ollama routes stream unless told not to). */
+static inline int sol_req_streams(const struct sol_request *r)
+{
+    return sol_body_streams(&r->info, r->route && (r->route->flags & SOL_RF_STREAM_DEFAULT));
+}
 
 /* Suspends the MHD connection until sol_req_resume(); watches the client
  * for hang-up meanwhile. */

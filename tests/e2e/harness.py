@@ -564,6 +564,15 @@ def sim_models(url, **action):
     return request("POST", url + "/_sim/models", body=action)
 
 
+def rss_bytes(pid):
+    """Resident memory of process ``pid`` in bytes (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def wait_until(pred, timeout=5.0, interval=0.02, msg="condition"):
     """Polls ``pred()`` until it returns a truthy value (returned) or raises
     AssertionError after ``timeout`` seconds (scaled by SOLLOL_TIME_SCALE)."""

@@ -69,14 +69,6 @@ def normalize(body):
     return body
 
 
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
-
 def records(url, path):
     return [r for r in h.sim_stats(url)["requests"] if r["path"] == path]
 
@@ -426,6 +418,58 @@ class StreamingTest(unittest.TestCase):
         self.assertEqual(h.get_json(self.d.url + "/api/stats")["nodes"][0]["in_flight"], 0)
 
 
+class ReceiveBufferTest(unittest.TestCase):
+    """libcurl reads a streamed answer with a 1 KiB buffer and a complete
+    one with 64 KiB, and a chunked stream's MHD response has no block of
+    its own (request.c: memory per open stream): a stream line longer than
+    the small buffer, a 1.7 MiB answer and an HTTP/1.0 client's unframed
+    stream all arrive byte for byte as the node sent them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0", "--prompt-tps", "0",
+                              "--name", "a", test=cls)
+        cls.d = start_daemon(cls, [("a", cls.sim.url)])
+
+    def same_as_node(self, body):
+        direct = h.post_json(self.sim.url + "/api/generate", body)
+        proxied = h.post_json(self.d.url + "/api/generate", body)
+        self.assertEqual(direct.status, 200, direct)
+        self.assertEqual(proxied.status, 200, proxied)
+        self.assertEqual(normalize(proxied.body), normalize(direct.body))
+        return proxied.body
+
+    def test_stream_line_longer_than_buffer(self):
+        # the final line carries the context: 2,000 token ids, ~12 KiB
+        body = self.same_as_node({"model": MODEL, "prompt": "hi",
+                                  "options": {"num_predict": 2000}})
+        lines = body.rstrip(b"\n").split(b"\n")
+        self.assertEqual(len(lines), 2001)
+        self.assertGreater(len(lines[-1]), 8 * 1024)
+        self.assertEqual(json.loads(lines[-1])["eval_count"], 2000)
+
+    def test_http10_stream_unframed(self):
+        # No chunked encoding for an HTTP/1.0 client: the stream goes out
+        # through the response's own block, and the close ends it.
+        body = json.dumps({"model": MODEL, "prompt": "hi", "options": {"num_predict": 300}})
+        req = ("POST /api/generate HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode()
+        raw = h.raw_exchange(self.d.host, self.d.port, req, timeout=h.scaled(10))
+        head, _, got = raw.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1."), head[:80])
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        self.assertNotIn(b"chunked", head.lower())
+        direct = h.post_json(self.sim.url + "/api/generate", json.loads(body))
+        self.assertEqual(normalize(got), normalize(direct.body))
+        self.assertGreater(len(got), 8 * 1024)
+
+    def test_large_complete_answer(self):
+        body = self.same_as_node({"model": MODEL, "prompt": "hi", "stream": False,
+                                  "options": {"num_predict": 150000}})
+        self.assertGreater(len(body), 1 << 20)
+        self.assertEqual(json.loads(body)["eval_count"], 150000)
+
+
 class NodeHeadersTest(unittest.TestCase):
     """Headers configured for a node reach it; the client's credentials do not."""
 
@@ -627,7 +671,7 @@ class BackpressureTest(unittest.TestCase):
         d = start_daemon(self, [("a", sim.url)])
         h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "warm", "stream": False,
                                               "options": {"num_predict": 50}})
-        base = rss_bytes(d.popen.pid)
+        base = h.rss_bytes(d.popen.pid)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.settimeout(60)
@@ -647,7 +691,7 @@ class BackpressureTest(unittest.TestCase):
         peak = base
         for _ in range(20):
             time.sleep(0.1)
-            peak = max(peak, rss_bytes(d.popen.pid))
+            peak = max(peak, h.rss_bytes(d.popen.pid))
         growth = peak - base
         self.assertLess(growth, 12 << 20, "daemon RSS grew by %.1f MiB while the client paused"
                         % (growth / 1048576))
