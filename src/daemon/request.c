@@ -463,12 +463,6 @@ int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path
         free(url);
     curl_slist_free_all(*headers);
     *headers = NULL;
-    if (!n->headers) {
-        /* libcurl only reads the list: the client's headers serve as they
-         * are (a copy of each line cost two allocations per header). */
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, client_headers);
-        return 0;
-    }
     struct curl_slist *list = NULL;
     for (const struct curl_slist *h = client_headers; h; h = h->next)
         list = curl_slist_append(list, h->data);
