@@ -3,6 +3,7 @@
 #include "sollol/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -197,10 +198,16 @@ static int on_close_socket(void *clientp, curl_socket_t fd)
 
 /* CURLOPT_SOCKOPTFUNCTION: a new socket is in no set, whatever its number
  * was before (a socket closed without the close callback left the set when
- * it closed; only its state here was stale). */
+ * it closed; only its state here was stale). libcurl opens it without
+ * close-on-exec: set it, or a child started meanwhile (llama-server) keeps
+ * the node connection open, and a socket closed here would stay in the set
+ * through the child's copy. */
 static int on_new_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
     (void)purpose;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC))
+        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
     struct sol_curl_fd *st = fd_state(clientp, fd, 0);
     if (st)
         st->in_set = 0, st->wanted = 0;

@@ -55,6 +55,20 @@ def connectable(port):
         return False
 
 
+def socket_inodes(pid):
+    """The socket inodes process pid has open."""
+    out = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(link)
+    return out
+
+
 def children_of(pid):
     """PIDs whose parent is pid (zombies included)."""
     out = []
@@ -511,6 +525,10 @@ class Sharded(unittest.TestCase):
         self.assertEqual(st["model"], "other:7b")
         self.assertNotEqual(st["pid"], pid_a)
         self.assertEqual(st["restarts"], 0)
+        # Started while sollold held connections (to the first llama-server,
+        # the backends' probes): the new child inherited none of them.
+        self.assertEqual(socket_inodes(st["pid"]) & socket_inodes(d.popen.pid), set(),
+                         "sockets of sollold open in llama-server")
         h.wait_until(lambda: not proc_exists(pid_a), timeout=5, msg="first llama-server reaped")
         sim = h.get_json("http://127.0.0.1:%d/_sim/stats" % st["port"])
         self.assertEqual(sim["argv"][sim["argv"].index("-m") + 1], other)
