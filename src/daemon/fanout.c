@@ -225,6 +225,33 @@ static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
     return 0;
 }
 
+/*
+ * A configured node that is not up gets nothing, yet the final line says
+ * success: a streamed answer says first which nodes were left out (a
+ * progress line, shown by `ollama pull` like any other), and the log says
+ * it for every kind of fan-out. Hidden nodes (removed by a reload) and the
+ * sharded path's virtual node are not the operator's nodes to report.
+ */
+static void note_skipped_nodes(struct sol_request *r)
+{
+    const struct sol_node_table *t = &r->d->table;
+    for (unsigned i = 0; i < t->count; i++) {
+        const struct sol_node *n = t->nodes[i];
+        if (n->state == SOL_NODE_UP || n->external || n->removed)
+            continue;
+        const char *why = n->state == SOL_NODE_DOWN ? "down" : "misconfigured";
+        SOL_WARN("request %s: %s %s: node %s is %s, not sent there", r->id, r->method, r->path,
+                 n->name, why);
+        if (!streams(r))
+            continue;
+        struct sol_buf *out = &r->stream;
+        sol_buf_append_str(out, "{\"node\":");
+        sol_buf_append_json_string(out, n->name, strlen(n->name));
+        sol_buf_appendf(out, ",\"status\":\"skipped: node is %s\"}\n", why);
+        r->last_byte = '\n';
+    }
+}
+
 int sol_fanout_start(struct sol_request *r)
 {
     struct sol_node_table *t = &r->d->table;
@@ -253,6 +280,8 @@ int sol_fanout_start(struct sol_request *r)
         r->status = 200;
         snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_NDJSON);
     }
+    if (r->pinned_node < 0)
+        note_skipped_nodes(r);
     for (unsigned i = 0; i < r->n_legs; i++) {
         if (start_leg(r, &r->legs[i]) < 0) {
             sol_fanout_cancel(r);

@@ -623,6 +623,22 @@ class FanoutTest(unittest.TestCase):
         self.assertEqual(r.status, 500)
         self.assertIn("n2", r.json()["error"])
 
+    def test_pull_names_the_nodes_that_are_down(self):
+        up = h.start_sim("--name", "up", "--tokens-per-second", "0", test=self)
+        gone = h.start_sim("--name", "gone", "--tokens-per-second", "0", test=self)
+        d = start_daemon(self, [("up", up.url), ("gone", gone.url)])
+        gone.close()
+        h.wait_until(lambda: {n["name"]: n["state"] for n in
+                              h.get_json(d.url + "/api/stats")["nodes"]}.get("gone") == "down",
+                     timeout=10, msg="node gone is down")
+        with h.open_stream("POST", d.url + "/api/pull", {"model": "tiny:1b"}) as s:
+            self.assertEqual(s.status, 200)
+            lines = [e.json for e in s.lines()]
+        self.assertEqual(lines[0], {"node": "gone", "status": "skipped: node is down"})
+        self.assertEqual(lines[-1], {"status": "success"})
+        self.assertEqual({x.get("node") for x in lines[1:-1]}, {"up"})
+        self.assertIn("tiny:1b", tag_names(up.url))
+
     def test_pinned_pull_delete_and_copy(self):
         s, lines = self.stream("/api/pull", {"model": "pinned:1b"},
                                headers={"X-Sollol-Node": "n3"})
