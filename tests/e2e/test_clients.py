@@ -26,10 +26,10 @@ class OfficialClients(unittest.TestCase):
     def test_ollama_and_openai_js_clients(self):
         dest = install_clients()
         sims = [
-            harness.start_sim("--tokens-per-second", "40",
+            harness.start_sim("--tokens-per-second", "20",
                               models=("llama3.2:3b,loaded", "nomic-embed-text,embed,loaded"),
                               test=self),
-            harness.start_sim("--tokens-per-second", "40",
+            harness.start_sim("--tokens-per-second", "20",
                               models=("llama3.2:3b", "qwen2.5:7b,loaded"), test=self),
         ]
         args = ["--listen", "127.0.0.1:0"]
@@ -48,6 +48,8 @@ class OfficialClients(unittest.TestCase):
         s = out["ollama_chat_stream"]
         self.assertEqual(s["chunks"], 9, s)  # 8 tokens + the done line
         self.assertTrue(s["done"] and s["eval_count"] == 8 and s["done_reason"] == "length", s)
+        # 8 tokens 50 ms apart arrive over ~400 ms; a buffered answer would
+        # arrive at once. The margin absorbs a loaded machine's scheduling.
         self.assertGreater(s["spread_ms"], 100, "chunks did not arrive as they were produced")
         self.assertTrue(out["ollama_chat"]["content"] and out["ollama_chat"]["done"])
         self.assertTrue(out["ollama_generate"]["response"] and out["ollama_generate"]["context"])
