@@ -355,7 +355,7 @@ int main(int argc, char **argv)
     const char *ports = NULL;
     unsigned streams = 1;
     double rate = 0, timeout_s = 120;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --flag value pairs */
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -376,7 +376,6 @@ int main(int argc, char **argv)
             timeout_s = atof(v);
         else
             usage();
-        i++;
     }
     if (!body || !ports || streams == 0)
         usage();

@@ -36,7 +36,9 @@
 
 /* Messages here combine several bounded parts (names, versions, log lines)
  * into fixed buffers; cutting a long one short is the intended behaviour. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 const char *coord_state_name(enum cstate s)
 {

@@ -22,7 +22,9 @@
 #include <time.h>
 
 /* Messages combine bounded parts into fixed buffers: cutting is intended. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 /* ---- request hooks ------------------------------------------------------- */
 

@@ -153,12 +153,17 @@ void mname_key(const struct mname *n, char *out, size_t outlen)
 
 void mname_display(const struct mname *n, char *out, size_t outlen)
 {
+    /* A display name longer than out is cut, as the caller's buffer says;
+     * the length is checked so gcc -O3 knows the cut is meant. */
+    int len;
     if (strcasecmp(n->host, DEFAULT_HOST) != 0)
-        snprintf(out, outlen, "%s/%s/%s:%s", n->host, n->ns, n->model, n->tag);
+        len = snprintf(out, outlen, "%s/%s/%s:%s", n->host, n->ns, n->model, n->tag);
     else if (strcasecmp(n->ns, DEFAULT_NS) != 0)
-        snprintf(out, outlen, "%s/%s:%s", n->ns, n->model, n->tag);
+        len = snprintf(out, outlen, "%s/%s:%s", n->ns, n->model, n->tag);
     else
-        snprintf(out, outlen, "%s:%s", n->model, n->tag);
+        len = snprintf(out, outlen, "%s:%s", n->model, n->tag);
+    if (outlen && (len < 0 || (size_t)len >= outlen))
+        out[outlen - 1] = 0;
 }
 
 /* ---- store ---- */
