@@ -10,7 +10,9 @@
 #include "coordinator_priv.h"
 #include "request_priv.h"
 
+#include "sollol/breaker.h"
 #include "sollol/daemon.h"
+#include "sollol/log.h"
 #include "sollol/gguf.h"
 #include "sollol/model_name.h"
 #include "sollol/translate.h"
@@ -65,10 +67,18 @@ static uint64_t mono_ns(void *ud)
     return uv_hrtime();
 }
 
+/* Stopped, and nothing of a launch under way (the start-up survey and the
+ * --help runs launch nothing). */
+static int stopped_idle(const struct sol_coord *c)
+{
+    return c->state == CS_STOPPED &&
+           ((c->step == ST_IDLE && !c->survey) || c->step == ST_LEARNING || c->survey);
+}
+
 static void ensure_started(struct sol_coord *c)
 {
     c->last_activity = coord_now_ms(c);
-    if (c->state == CS_STOPPED && c->step == ST_IDLE)
+    if (c->state == CS_STOPPED && c->step == ST_IDLE && !c->survey)
         coord_begin(c, CS_STARTING);
     else if (c->state == CS_FAILED) {
         uint64_t since = coord_now_ms(c) - c->failed_at;
@@ -198,8 +208,7 @@ int sol_coord_take(struct sol_request *r)
             strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)" : "");
     }
     if (strcmp(c->model, r->model) != 0) {
-        if ((c->state == CS_STOPPED && c->step == ST_IDLE) ||
-            (c->state == CS_FAILED && c->failed_preflight)) {
+        if (stopped_idle(c) || (c->state == CS_FAILED && c->failed_preflight)) {
             /* Nothing runs: the backends can take this model now. */
             snprintf(c->model, sizeof c->model, "%s", r->model);
             if (c->state == CS_FAILED)
@@ -300,6 +309,26 @@ void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n)
     q->tr.load_ns = c->ready_at > q->arrived_ms ? (c->ready_at - q->arrived_ms) * 1000000ull : 0;
     q->translating = 1;
     sol_buf_clear(&q->out);
+}
+
+int sol_coord_retry_later(struct sol_request *r)
+{
+    struct sol_coord *c = r->d->coord;
+    struct sol_coord_req *q = r->coord;
+    if (!c || !q || q->retried || c->state == CS_FAILED || c->stopping ||
+        strcmp(r->node_name, SOL_COORD_NODE_NAME) != 0)
+        return 0;
+    q->retried = 1;
+    /* llama-server went away (a backend it used died and it aborted), or
+     * is about to: hold the node until its exit or its /health says, and
+     * forget the failure (the breaker would keep the request from waiting). */
+    c->suspect = 1;
+    c->node->held = 1;
+    sol_breaker_init(&c->node->breaker);
+    SOL_WARN("request %s: llama-server failed before answering; the request waits for the "
+             "sharded model's recovery",
+             r->id);
+    return 1;
 }
 
 int sol_coord_translating(const struct sol_request *r)
@@ -408,9 +437,32 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
         cJSON_AddNumberToObject(o, "free_bytes", (double)b->last.free_sum);
         cJSON_AddNumberToObject(o, "total_bytes", (double)b->last.total_sum);
         cJSON_AddBoolToObject(o, "excluded", b->excluded);
-        cJSON_AddStringToObject(o, "excluded_why", b->why);
-        cJSON_AddBoolToObject(o, "in_use", b->required && c->llama != NULL);
+        cJSON_AddStringToObject(o, "excluded_why", b->excluded ? b->why : "");
+        int in_use = b->required && c->llama != NULL && !b->lost;
+        cJSON_AddBoolToObject(o, "in_use", in_use);
+        /* One word for the row: what an operator acts on. */
+        const char *state = !b->probed && !in_use      ? "unknown"
+                            : b->down_since || b->lost ? "down"
+                            : b->excluded              ? "excluded"
+                            : in_use                   ? "in_use"
+                                                       : "up";
+        cJSON_AddStringToObject(o, "state", state);
+        if (b->down_since) {
+            cJSON_AddNumberToObject(o, "down_for_s", (double)(now - b->down_since) / 1000.0);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+            char when[48];
+            sol_translate_rfc3339((wall_ms - (now - b->down_since)) * 1000000ull, when,
+                                  sizeof when);
+            cJSON_AddStringToObject(o, "down_since", when);
+        } else {
+            cJSON_AddNullToObject(o, "down_since");
+        }
+        cJSON_AddStringToObject(o, "last_error", b->last_error);
     }
+    cJSON_AddStringToObject(root, "rpc_server_binary", c->help_rpc.path);
+    cJSON_AddStringToObject(root, "rpc_server_found", c->rpc_bin_how);
     cJSON *co = cJSON_AddObjectToObject(root, "coordinator");
     cJSON_AddStringToObject(co, "state", coord_state_name(c->state));
     cJSON_AddStringToObject(co, "model", c->model);
@@ -429,6 +481,7 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     cJSON_AddNumberToObject(co, "uptime_s",
                             c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
     cJSON_AddStringToObject(co, "last_exit", c->last_exit);
+    cJSON_AddStringToObject(co, "recovery", c->lost_why);
     cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
     cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
     unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;

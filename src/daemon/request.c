@@ -880,6 +880,11 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         attempt_end(r, r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
                        : timeout                         ? SOL_ATTEMPT_TIMEOUT
                                                          : SOL_ATTEMPT_CONNECT_FAILED);
+        /* coordinator.c: the sharded model's llama-server went away; the
+         * request waits for its recovery and tries it again. */
+        if (r->retry_result == SOL_ATTEMPT_OK && !timeout && r->tried.count &&
+            sol_coord_retry_later(r))
+            r->tried.count--;
         if (r->tried.count < (unsigned)r->d->max_attempts && admit(r) >= 0) {
             r->d->retries_total++;
             return;
