@@ -106,7 +106,7 @@ struct recent {
     char *body; /* as received, cut at 64 KiB */
 };
 
-/* The whole program state: one instance, g_ls, defined in llama_server.c. */
+/* The whole program state: one instance, g_ls, defined in llama_state.c. */
 struct llama_sim {
     uv_loop_t loop;
     struct simhttp http;
