@@ -130,6 +130,10 @@ int sol_coord_on_body(struct sol_request *r, const char *p, size_t n, const char
 /* The response ended cleanly: what the translator still owes. */
 void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len);
 
+/* Tokens the translated stream has sent so far: what a stream that broke
+ * before its final line (no eval_count) generated. 0 when not sharded. */
+unsigned long long sol_coord_streamed_tokens(const struct sol_request *r);
+
 /* Frees the request's coordinator state (request.c's req_free). */
 void sol_coord_req_free(struct sol_request *r);
 

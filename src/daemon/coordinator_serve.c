@@ -378,6 +378,12 @@ void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len)
     *out_len = q->out.len;
 }
 
+unsigned long long sol_coord_streamed_tokens(const struct sol_request *r)
+{
+    const struct sol_coord_req *q = r->coord;
+    return q && q->tr_init ? (unsigned long long)q->tr.streamed : 0;
+}
+
 void sol_coord_req_free(struct sol_request *r)
 {
     struct sol_coord_req *q = r->coord;

@@ -1617,6 +1617,8 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
         .prompt_eval_count =
             tokens ? tail_number(r, r->openai ? "prompt_tokens" : "prompt_eval_count") : 0,
     };
+    if (tokens && !sample.eval_count) /* a sharded stream that broke: what it got */
+        sample.eval_count = sol_coord_streamed_tokens(r);
     sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
     sol_dashboard_record(&r->d->dashboard, &sample, sol_now_ms(r->d));
     if (sol_log_enabled(SOL_LOG_INFO)) { /* the access log's level: skip the address else */

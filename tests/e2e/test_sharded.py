@@ -562,6 +562,12 @@ class Sharded(unittest.TestCase):
         self.assertTrue(all("message" in x and not x["done"] for x in lines[:-1]))
         self.assertIsInstance(lines[-1]["error"], str)
         self.assertNotIn("done", lines[-1])
+        # The access log counts the tokens the broken stream carried.
+        h.wait_until(lambda: "path=/api/chat model=big:70b node=rpc status=200" in d.stderr_text(),
+                     msg="access log line")
+        line = [l for l in d.stderr_text().splitlines()
+                if "path=/api/chat model=big:70b node=rpc status=200" in l][-1]
+        self.assertIn("gen_tokens=%d" % (len(lines) - 1), line)
         # Not streamed: llama-server's 500 with Ollama's error shape.
         r = h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "x", "stream": False})
         self.assertEqual(r.status, 500, r.body)
