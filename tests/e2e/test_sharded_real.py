@@ -114,7 +114,8 @@ class RealSharded(unittest.TestCase):
 
     def test_preflight_launch_serve_and_backend_rows(self):
         b1, b2 = self.backend(), self.backend()
-        d = self.daemon([b1, b2])
+        # -lv 4: llama.cpp logs where each layer went only at verbosity 4.
+        d = self.daemon([b1, b2], llama_server={"extra_args": ["-lv", "4"]})
         # Before any request: the binary found under its current name, the
         # reference version from it, both backends checked (start-up survey).
         h.wait_until(lambda: all(b["state"] == "up" for b in self.status(d)["backends"]),
