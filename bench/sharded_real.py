@@ -57,8 +57,14 @@ def rpc_server(cache=False, port=None):
     return p
 
 
+SIM = []
+
+
 def daemon(backends, **ls):
-    conf = {"nodes": [], "listen": "127.0.0.1:0", "model_sharding_enabled": True,
+    if not SIM:  # sollold needs one Ollama node; the sharded path does not use it
+        SIM.append(h.start_sim())
+        procs.append(SIM[0])
+    conf = {"nodes": [SIM[0].url], "listen": "127.0.0.1:0", "model_sharding_enabled": True,
             "rpc_backends": [{"host": "127.0.0.1", "port": b.port} for b in backends],
             "sharded_models": [MODEL], "model_paths": {MODEL: GGUF}, "rpc_version": "5.1.0",
             "log_level": "warn",
@@ -356,7 +362,7 @@ def main():
         if "death" in only:
             bench_death(a.runs)
     finally:
-        for p in list(procs):
+        for p in reversed(list(procs)):
             try:
                 stop(p)
             except Exception:  # noqa: BLE001 - best effort at exit
