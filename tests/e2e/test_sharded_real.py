@@ -266,6 +266,16 @@ class RealSharded(unittest.TestCase):
         self.assertTrue(lines[-1].json["done"])
         argv = cmdline(self.status(d)["coordinator"]["pid"])
         self.assertEqual(argv[argv.index("--rpc") + 1], "127.0.0.1:%d" % good.port)
+        # With only the old one: a 503 naming both versions, nothing launched.
+        d2 = self.daemon([old])
+        r = h.post_json(d2.url + "/api/chat", self.chat(), timeout=60)
+        self.assertEqual(r.status, 503, r.body)
+        err = r.json()["error"]
+        self.assertIn("127.0.0.1:%d" % old.port, err)
+        self.assertIn("3.6.1", err)
+        self.assertIn("expected 5.1", err)
+        self.assertIsNone(self.status(d2)["coordinator"]["pid"])
+        self.assertNotIn("started llama-server", d2.stderr_text())
 
     def test_backend_killed_mid_stream(self):
         b1 = self.backend()
