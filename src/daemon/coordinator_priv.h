@@ -26,7 +26,7 @@
 #define TICK_MS            50 /* the /health poll of a starting llama-server */
 #define HEALTH_EVERY_MS    50
 #define LIVENESS_EVERY_MS  2000
-#define BACKEND_RETRY_MS   1000
+#define BACKEND_RETRY_MS   250 /* probes of a lost backend while waiting for it */
 #define REF_PROBE_EVERY_MS 200
 #define REF_TIMEOUT_MS     10000
 #define MAX_ARGS           96
