@@ -123,6 +123,11 @@ struct sol_config {
     unsigned client_idle_timeout_ms;     /* silent client connections are closed */
     int max_upstream_transfers;          /* proxied requests in flight to all nodes */
     int json_max_depth;                  /* nesting of request bodies: 400 beyond */
+    unsigned long long max_body_total_bytes;      /* bodies held, all clients: 503 beyond; 0 = off */
+    unsigned long long max_body_bytes_per_client; /* bodies held, one address; 0 = off */
+    unsigned long long min_body_bytes_per_s;      /* slower bodies are cut; 0 = off */
+    unsigned body_grace_ms;                       /* before the minimum rate applies */
+    char *auth_failures_per_client;               /* "N/m" failed keys per address; "" = off */
 
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */
