@@ -67,8 +67,8 @@ struct sol_auth {
  * keys added, removed and kept are returned for the log (may be NULL).
  * Returns 0, or -1 when memory runs out (a is then unchanged).
  */
-int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added,
-                     unsigned *removed, unsigned *kept);
+int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added, unsigned *removed,
+                     unsigned *kept);
 
 /*
  * Builds the key table from the config's texts: keys_json is the JSON array

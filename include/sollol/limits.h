@@ -26,11 +26,11 @@ struct sol_limits_conn {
     struct sol_limits_conn *prev, *next;
     struct sol_limits_addr *addr;
     struct MHD_Connection *conn;
-    uint64_t deadline_ms; /* headers (or, in_body, the next body byte) due by then; 0 = none */
-    int over;             /* opened while its address was at the limit */
-    int in_body;          /* a request body is being received (sol_limits_body_begin) */
-    uint64_t body_start_ms;       /* when its body began */
-    uint64_t body_progress_ms;    /* when its body last advanced (or began) */
+    uint64_t deadline_ms;      /* headers (or, in_body, the next body byte) due by then; 0 = none */
+    int over;                  /* opened while its address was at the limit */
+    int in_body;               /* a request body is being received (sol_limits_body_begin) */
+    uint64_t body_start_ms;    /* when its body began */
+    uint64_t body_progress_ms; /* when its body last advanced (or began) */
     unsigned long long body_bytes;   /* body bytes received so far */
     unsigned long long body_charged; /* bytes counted against the body budgets */
 };
@@ -72,13 +72,13 @@ struct sol_limits {
     struct sol_limits_addr *buckets[SOL_LIMITS_BUCKETS];
     uint64_t cut_slow_headers; /* connections cut for sending headers too slowly */
     uint64_t refused_per_client;
-    uint64_t closed_by_peer;   /* connections whose hang-up MHD had missed (see sweep) */
-    uint64_t peer_check_ms;    /* when the sweep last looked for such hang-ups */
-    uint64_t next_deadline_ms; /* no connection's header deadline is earlier */
-    unsigned long long body_total; /* body bytes counted against body_budget_bytes */
-    uint64_t cut_slow_body;        /* connections cut for sending a body too slowly */
-    uint64_t cut_no_progress;      /* connections cut for keeping MHD busy without progress */
-    uint64_t refused_body_budget;  /* requests refused because the body budget was full */
+    uint64_t closed_by_peer;        /* connections whose hang-up MHD had missed (see sweep) */
+    uint64_t peer_check_ms;         /* when the sweep last looked for such hang-ups */
+    uint64_t next_deadline_ms;      /* no connection's header deadline is earlier */
+    unsigned long long body_total;  /* body bytes counted against body_budget_bytes */
+    uint64_t cut_slow_body;         /* connections cut for sending a body too slowly */
+    uint64_t cut_no_progress;       /* connections cut for keeping MHD busy without progress */
+    uint64_t refused_body_budget;   /* requests refused because the body budget was full */
     uint64_t refused_auth_failures; /* requests refused: too many failed authentications */
     struct sol_limits_authfail *authfail; /* SOL_LIMITS_AUTHFAIL_SLOTS, allocated on first use */
     unsigned mhd_per_ip; /* sol_limits_mhd_per_ip() at init: MHD keeps it until a restart */

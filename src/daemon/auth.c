@@ -78,8 +78,8 @@ void sol_auth_free(struct sol_auth *a)
     memset(a, 0, sizeof *a);
 }
 
-int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added,
-                     unsigned *removed, unsigned *kept)
+int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added, unsigned *removed,
+                     unsigned *kept)
 {
     struct sol_auth_retired *r = NULL;
     if (a->n_keys && !(r = calloc(1, sizeof *r)))

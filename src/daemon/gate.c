@@ -62,9 +62,8 @@ static int body_gate(struct sol_daemon *d, struct MHD_Connection *conn, const ch
         return 0;
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int chunked =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
-        NULL;
+    int chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
     unsigned long long n = cl && !chunked ? strtoull(cl, NULL, 10) : 0;
     if (!chunked && (n == 0 || n > d->cfg->max_body_bytes))
         return 0; /* no body, or refused 413 by request.c before it is read */
@@ -120,8 +119,7 @@ int sol_gate_check(struct sol_daemon *d, struct MHD_Connection *conn, const char
     struct sol_auth_verdict v;
     sol_auth_check(
         &d->auth, url, sol_auth_route_is_admin(sol_route_find(url)),
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-        now, &v);
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), now, &v);
     if (v.status) {
         SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
         if (v.status == 401)

@@ -16,8 +16,8 @@
 struct sol_limits_addr {
     struct sol_limits_addr *next;
     unsigned char bytes[16];
-    unsigned char len; /* 4 (IPv4) or 16 (IPv6); 0 = unknown (e.g. a UNIX socket) */
-    unsigned count;    /* open connections from this address */
+    unsigned char len;             /* 4 (IPv4) or 16 (IPv6); 0 = unknown (e.g. a UNIX socket) */
+    unsigned count;                /* open connections from this address */
     unsigned long long body_bytes; /* body bytes of its requests held (the per-client budget) */
 };
 

@@ -264,8 +264,7 @@ static void apply_limits(struct sol_daemon *d, struct sol_config *next,
                          const struct sol_config *cur)
 {
     if (next->max_connections != cur->max_connections)
-        SOL_WARN("reload: limits.max_connections: needs a restart; still %d",
-                 cur->max_connections);
+        SOL_WARN("reload: limits.max_connections: needs a restart; still %d", cur->max_connections);
     next->max_connections = cur->max_connections;
     if (next->client_idle_timeout_ms != cur->client_idle_timeout_ms)
         SOL_WARN("reload: limits.client_idle_timeout_ms: needs a restart; still %u ms",

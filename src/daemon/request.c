@@ -1550,8 +1550,8 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
         if (*upload_data_size) {
             /* Progress for the minimum body rate, and the body budgets
              * (limits.c) for the bytes kept. */
-            int over_budget = sol_limits_body_data(&d->limits, conn, *upload_data_size,
-                                                   !r->body_too_big) < 0;
+            int over_budget =
+                sol_limits_body_data(&d->limits, conn, *upload_data_size, !r->body_too_big) < 0;
             if (!r->body_too_big) {
                 if (over_budget || r->body.len + *upload_data_size > d->cfg->max_body_bytes) {
                     /* Chunked bodies have no Content-Length to refuse early:

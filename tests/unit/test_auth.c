@@ -387,7 +387,8 @@ static void test_empty_models(void)
 {
     struct sol_auth a;
     char err[512];
-    CHECK(sol_auth_init(&a, "[{\"name\":\"k\",\"sha256\":"
+    CHECK(sol_auth_init(&a,
+                        "[{\"name\":\"k\",\"sha256\":"
                         "\"0000000000000000000000000000000000000000000000000000000000000000\","
                         "\"models\":[]}]",
                         NULL, NULL, err, sizeof err) < 0,
