@@ -165,7 +165,11 @@ class ClientCompatibility(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.results = run_clients(cls)
-        sys.stderr.write("\n" + table(cls.results) + "\n")
+        text = table(cls.results)
+        sys.stderr.write("\n" + text + "\n")
+        # .ci/run prints it after the suite (ctest shows output only on failure).
+        with open(os.path.join(harness.build_dir(), "client-compat.txt"), "w") as f:
+            f.write(text + "\n")
 
 
 def _make(key):

@@ -352,11 +352,12 @@ class ApiReference(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         passed = sum(1 for _, errs in cls.results if not errs)
-        sys.stderr.write("\n%d of %d API reference examples conform\n" % (passed,
-                                                                        len(cls.results)))
-        for name, errs in cls.results:
-            if errs:
-                sys.stderr.write("  %s: %s\n" % (name, "; ".join(errs[:3])))
+        lines = ["%d of %d API reference examples conform" % (passed, len(cls.results))]
+        lines += ["  %s: %s" % (name, "; ".join(errs[:3])) for name, errs in cls.results if errs]
+        sys.stderr.write("\n" + "\n".join(lines) + "\n")
+        # .ci/run prints it after the suite (ctest shows output only on failure).
+        with open(os.path.join(h.build_dir(), "api-conformance.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 def _example_test(e):
