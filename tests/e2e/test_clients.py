@@ -125,7 +125,8 @@ def run_clients(cls):
     d = harness.start_process("sollold", args, test=cls)
     cfg = {"base": d.url, "model": MODEL, "model2": MODEL2, "embed_model": EMBED,
            "pull_model": "tinyllama:latest", "lc_pull_model": "smollm2:135m",
-           "copy_model": "sollol-copy:test", "version": version}
+           "copy_model": "sollol-copy:test", "version": version,
+           "time_scale": harness.TIME_SCALE}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         r = subprocess.run(["node", "clients.mjs", json.dumps(cfg), out.name],
                            cwd=dest, capture_output=True, text=True,

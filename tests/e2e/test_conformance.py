@@ -112,6 +112,10 @@ ALL_OPTIONS = {"num_keep": 5, "seed": 42, "num_predict": 6, "top_k": 20, "top_p"
 BLOB = b"GGUF" + bytes(60)  # the simulator takes any bytes whose digest matches
 BLOB_DIGEST = "sha256:" + __import__("hashlib").sha256(BLOB).hexdigest()
 MISSING_DIGEST = "sha256:" + "0" * 64
+# Three files of a Safetensors model directory, pushed as blobs first.
+ST_FILES = (b'{"architectures": ["LlamaForCausalLM"]}', b'{"model": {"type": "BPE"}}',
+            b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+ST_DIGESTS = ["sha256:" + __import__("hashlib").sha256(b).hexdigest() for b in ST_FILES]
 
 # The models the examples name, installed on both nodes; all-minilm (an
 # embedding model) on the first node only.
@@ -198,6 +202,14 @@ EXAMPLES = [
                {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
            {"role": "tool", "content": "3 degrees", "tool_name": "get_weather"}],
         "stream": False, "tools": [WEATHER_TOOL]}, final=CHAT_FINAL),
+    ex("chat with a tool of enum parameters", "POST", "/api/chat",
+       {"model": "llama3.2", "messages": [{"role": "user", "content": "Weather in Lyon?"}],
+        "stream": False, "tools": [{"type": "function", "function": {
+            "name": "get_current_weather", "description": "Current weather of a place",
+            "parameters": {"type": "object", "properties": {
+                "location": {"type": "string", "description": "e.g. Lyon, FR"},
+                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                "required": ["location", "format"]}}}]}, final=CHAT_FINAL),
     ex("chat with images", "POST", "/api/chat",
        {"model": "llava", "messages": [{"role": "user", "content": "what is this?",
                                         "images": [PNG]}], "stream": False},
@@ -221,6 +233,10 @@ EXAMPLES = [
     ex("blob: push with a wrong digest", "POST", "/api/blobs/" + MISSING_DIGEST, raw=BLOB,
        status=400, final={"error": str}),
     ex("blob: check a pushed one", "HEAD", "/api/blobs/" + BLOB_DIGEST, status=200),
+] + [
+    ex("blob: push a Safetensors file (%d)" % i, "POST", "/api/blobs/" + d, raw=b, status=201)
+    for i, (b, d) in enumerate(zip(ST_FILES, ST_DIGESTS))
+] + [
     ex("create from a model", "POST", "/api/create",
        {"model": "mario", "from": "llama3.2", "system": "You are Mario."},
        stream=True, line=STATUS, final=SUCCESS),
@@ -229,6 +245,10 @@ EXAMPLES = [
         "quantize": "q4_K_M"}, stream=True, line=STATUS, final=SUCCESS),
     ex("create from a GGUF blob", "POST", "/api/create",
        {"model": "my-gguf-model", "files": {"test.gguf": BLOB_DIGEST}},
+       stream=True, line=STATUS, final=SUCCESS),
+    ex("create from Safetensors files", "POST", "/api/create",
+       {"model": "fred", "files": {"config.json": ST_DIGESTS[0], "tokenizer.json": ST_DIGESTS[1],
+                                   "model.safetensors": ST_DIGESTS[2]}},
        stream=True, line=STATUS, final=SUCCESS),
     # -- models
     ex("list local models", "GET", "/api/tags",

@@ -4,7 +4,8 @@
 //
 // Usage: node clients.mjs CONFIG_JSON OUT_FILE
 //   CONFIG_JSON: {"base": "http://127.0.0.1:PORT", "model", "embed_model",
-//                 "pull_model", "lc_pull_model", "copy_model", "version"}
+//                 "pull_model", "lc_pull_model", "copy_model", "version",
+//                 "time_scale"}  (waits stretched by time_scale, as under valgrind)
 // Writes {"checks": [{client, call, ok, detail, ms}]} to OUT_FILE (stdout is
 // not used: LangChain's checkOrPullModel logs pull progress there). Each
 // check is what a user of that library would call and what they would rely
@@ -25,6 +26,7 @@ const aisdk = createOllama({ baseURL: `${base}/api` });
 const checks = [];
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const scaled = (ms) => ms * (cfg.time_scale || 1);
 
 class CheckFailed extends Error {}
 function expect(cond, what) {
@@ -195,7 +197,7 @@ await check('ollama-js', 'abort stream', async () => {
   const released = await eventually(async () => {
     const h = await (await fetch(`${base}/api/health`)).json();
     return h.requests_live === 0;
-  }, 5000);
+  }, scaled(5000));
   expect(released, 'the aborted stream is still live in the daemon after 5 s');
   return `aborted after ${n} chunks, released`;
 });
@@ -436,7 +438,7 @@ await check('ollama-js', 'keep_alive 0 unloads everywhere', async () => {
   const gone = await eventually(async () => {
     const r = await ollama.ps();
     return !r.models.some((m) => m.name === model);
-  }, 3000);
+  }, scaled(3000));
   expect(gone, `${model} still in /api/ps 3 s after keep_alive 0`);
   return 'unloaded';
 });
