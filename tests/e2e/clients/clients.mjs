@@ -27,6 +27,10 @@ const checks = [];
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const scaled = (ms) => ms * (cfg.time_scale || 1);
+// Under valgrind (time_scale > 1) the daemon's first requests are slow enough
+// that a stream's chunks can pile up and arrive together: the spread of
+// streamed chunks in time is checked only at full speed.
+const slowed = (cfg.time_scale || 1) > 1;
 
 class CheckFailed extends Error {}
 function expect(cond, what) {
@@ -87,7 +91,7 @@ await check('ollama-js', 'chat stream', async () => {
   expect(text.length > 0, 'no text');
   // 8 tokens 50 ms apart arrive over ~400 ms; a buffered answer arrives at
   // once. The margin absorbs a loaded machine's scheduling.
-  expect(spread > 100, `chunks arrived together (spread ${spread.toFixed(0)} ms)`);
+  expect(spread > 100 || slowed, `chunks arrived together (spread ${spread.toFixed(0)} ms)`);
   return `${times.length} chunks over ${spread.toFixed(0)} ms`;
 });
 
@@ -291,7 +295,7 @@ await check('openai', 'chat stream', async () => {
   }
   const spread = times[times.length - 1] - times[0];
   expect(times.length >= 8 && text && finish === 'length', `${times.length} chunks, finish ${finish}`);
-  expect(spread > 100, `chunks arrived together (spread ${spread.toFixed(0)} ms)`);
+  expect(spread > 100 || slowed, `chunks arrived together (spread ${spread.toFixed(0)} ms)`);
   return `${times.length} chunks over ${spread.toFixed(0)} ms`;
 });
 
@@ -413,7 +417,7 @@ await check('ai-sdk', 'streamText', async () => {
   expect(finish === 'length', `finishReason ${finish}`);
   expect(usage.outputTokens === 8, `usage ${JSON.stringify(usage)}`);
   const spread = times[times.length - 1] - times[0];
-  expect(spread > 100, `deltas arrived together (spread ${spread.toFixed(0)} ms)`);
+  expect(spread > 100 || slowed, `deltas arrived together (spread ${spread.toFixed(0)} ms)`);
   return `${times.length} deltas over ${spread.toFixed(0)} ms`;
 });
 
