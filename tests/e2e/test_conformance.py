@@ -353,6 +353,9 @@ def verdict(e, r):
         for i, ln in enumerate(lines[:-1]):
             errs += shape_errors(ln, e["line"], "line %d" % (i + 1))
         return errs + shape_errors(lines[-1], e["final"], "last line")
+    ctype = r.headers.get("content-type", "")
+    if not ctype.startswith("application/json"):
+        return ["content type %r, expected application/json" % ctype]
     try:
         doc = json.loads(text)
     except ValueError:
