@@ -14,10 +14,10 @@ whoever fixes the item removes the mark.
 Run: python3 -B tests/e2e/test_conformance.py (SOLLOL_BUILD_DIR selects the build).
 """
 
+import hashlib
 import json
 import os
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -110,12 +110,12 @@ ALL_OPTIONS = {"num_keep": 5, "seed": 42, "num_predict": 6, "top_k": 20, "top_p"
                "num_ctx": 1024, "num_batch": 2, "num_gpu": 1, "main_gpu": 0, "use_mmap": True,
                "num_thread": 8}
 BLOB = b"GGUF" + bytes(60)  # the simulator takes any bytes whose digest matches
-BLOB_DIGEST = "sha256:" + __import__("hashlib").sha256(BLOB).hexdigest()
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 MISSING_DIGEST = "sha256:" + "0" * 64
 # Three files of a Safetensors model directory, pushed as blobs first.
 ST_FILES = (b'{"architectures": ["LlamaForCausalLM"]}', b'{"model": {"type": "BPE"}}',
             b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-ST_DIGESTS = ["sha256:" + __import__("hashlib").sha256(b).hexdigest() for b in ST_FILES]
+ST_DIGESTS = ["sha256:" + hashlib.sha256(b).hexdigest() for b in ST_FILES]
 
 # The models the examples name, installed on both nodes; all-minilm (an
 # embedding model) on the first node only.
