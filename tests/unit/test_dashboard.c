@@ -20,7 +20,7 @@ static cJSON *render(const struct sol_dashboard *db, const struct sol_node_table
                      unsigned seconds)
 {
     struct sol_buf b = {0};
-    CHECK(sol_dashboard_json(db, t, now, seconds, &b) == 0, "json");
+    CHECK(sol_dashboard_json(db, t, now, seconds, NULL, &b) == 0, "json");
     cJSON *j = cJSON_ParseWithLength(b.data, b.len);
     CHECK(j != NULL, "json parses: %.300s", b.data);
     sol_buf_free(&b);
