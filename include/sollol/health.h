@@ -105,8 +105,7 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out_ms);
  */
 int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len,
                               unsigned max_models);
-int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len,
-                            unsigned max_models);
+int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len, unsigned max_models);
 /* The same with the default cap. */
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len);
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len);

@@ -140,7 +140,7 @@ struct sol_node {
      * by health.c (sol_node_model_get, evictions). NULL = no index (tables
      * built by hand): sol_node_find_model() scans models[]. */
     struct sol_model_slot *model_index;
-    unsigned index_bits;      /* 1 << index_bits slots, at least twice n_models */
+    unsigned index_bits;        /* 1 << index_bits slots, at least twice n_models */
     unsigned models_dropped;    /* names the last /api/tags listed beyond the cap */
     unsigned ps_models_dropped; /* the same for the last /api/ps */
 

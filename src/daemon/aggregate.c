@@ -239,7 +239,8 @@ void sol_aggregate_filter_rpc(cJSON *rpc, const struct sol_auth_key *key)
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(co, hidden[i]);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(co, "model");
-    if (cJSON_IsString(model) && model->valuestring[0] && !sol_model_visible(key, model->valuestring))
+    if (cJSON_IsString(model) && model->valuestring[0] &&
+        !sol_model_visible(key, model->valuestring))
         cJSON_DeleteItemFromObjectCaseSensitive(co, "model");
 }
 

@@ -359,7 +359,8 @@ enum MHD_Result sol_dashboard_serve(struct sol_daemon *d, struct MHD_Connection 
         seconds = (unsigned)v;
     }
     struct sol_buf b = {0};
-    if (sol_dashboard_json(&d->dashboard, &d->table, sol_now_ms(d), seconds, key, &b) < 0 || !b.data) {
+    if (sol_dashboard_json(&d->dashboard, &d->table, sol_now_ms(d), seconds, key, &b) < 0 ||
+        !b.data) {
         sol_buf_free(&b);
         return sol_reply_error(c, 500, 0, "out of memory", NULL);
     }

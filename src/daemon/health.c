@@ -106,8 +106,8 @@ struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canoni
         return m;
     if (n->n_models == n->cap_models || !n->model_index) {
         unsigned cap = n->n_models < n->cap_models ? n->cap_models
-                       : n->cap_models               ? n->cap_models * 2
-                                                     : 8;
+                       : n->cap_models             ? n->cap_models * 2
+                                                   : 8;
         struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
         if (!p)
             return NULL;
@@ -402,14 +402,12 @@ static int apply_list(struct sol_node *n, const char *body, size_t len, unsigned
     return 0;
 }
 
-int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len,
-                              unsigned max_models)
+int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len, unsigned max_models)
 {
     return apply_list(n, body, len, max_models, 1);
 }
 
-int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len,
-                            unsigned max_models)
+int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len, unsigned max_models)
 {
     return apply_list(n, body, len, max_models, 0);
 }
@@ -529,8 +527,8 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
         unsigned *dropped = pr->kind == PROBE_TAGS ? &n->models_dropped : &n->ps_models_dropped;
         unsigned was_dropped = *dropped;
         const char *text = pr->body.data ? pr->body.data : "";
-        int ok = apply_list(n, text, pr->body.len, h->conf.max_models_per_node,
-                            pr->kind == PROBE_TAGS);
+        int ok =
+            apply_list(n, text, pr->body.len, h->conf.max_models_per_node, pr->kind == PROBE_TAGS);
         if (ok < 0)
             SOL_WARN("node %s: GET %s: unexpected answer", n->name, probe_paths[pr->kind]);
         else if (pr->kind == PROBE_TAGS)
