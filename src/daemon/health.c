@@ -145,15 +145,6 @@ unsigned sol_node_models_evict(struct sol_node *n)
     if (!dropped)
         return 0;
     n->n_models = kept;
-    /* Shrink a list that emptied out (a node that listed thousands once). */
-    if (n->cap_models > 64 && kept < n->cap_models / 4) {
-        unsigned cap = kept * 2 > 8 ? kept * 2 : 8;
-        struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
-        if (p) {
-            n->models = p;
-            n->cap_models = cap;
-        }
-    }
     if (index_rebuild(n) < 0) {
         /* Without a right index, lookups fall back to scanning models[]. */
         free(n->model_index);
@@ -392,6 +383,20 @@ static int apply_list(struct sol_node *n, const char *body, size_t len, unsigned
                 apply_tags_item(m, item);
             else
                 apply_ps_item(m, item);
+        }
+    }
+    /* Shrink a list that emptied out (a node that listed thousands once);
+     * only here, so a node replacing its names does not shrink and regrow. */
+    if (n->cap_models > 64 && n->n_models < n->cap_models / 4) {
+        unsigned cap = n->n_models * 2 > 8 ? n->n_models * 2 : 8;
+        struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
+        if (p) {
+            n->models = p;
+            n->cap_models = cap;
+            if (index_rebuild(n) < 0) {
+                free(n->model_index);
+                n->model_index = NULL;
+            }
         }
     }
     if (is_tags)
