@@ -529,24 +529,24 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
             cJSON_Delete(root);
         }
     } else if (!why[0]) {
-        unsigned *dropped = pr->kind == PROBE_TAGS ? &n->models_dropped : &n->ps_models_dropped;
-        unsigned was_dropped = *dropped;
+        int is_tags = pr->kind == PROBE_TAGS;
+        unsigned was_dropped = is_tags ? n->models_dropped : n->ps_models_dropped;
         const char *text = pr->body.data ? pr->body.data : "";
-        int ok =
-            apply_list(n, text, pr->body.len, h->conf.max_models_per_node, pr->kind == PROBE_TAGS);
+        int ok = apply_list(n, text, pr->body.len, h->conf.max_models_per_node, is_tags);
+        unsigned dropped = is_tags ? n->models_dropped : n->ps_models_dropped;
         if (ok < 0)
             SOL_WARN("node %s: GET %s: unexpected answer", n->name, probe_paths[pr->kind]);
-        else if (pr->kind == PROBE_TAGS)
+        else if (is_tags)
             n->tags_at_ms = now_ms(h);
         /* Once when it starts (not at every probe), and once when it ends. */
-        if (ok == 0 && *dropped && !was_dropped)
+        if (ok == 0 && dropped && !was_dropped)
             SOL_WARN("node %s: GET %s lists more models than health.max_models_per_node (%u): "
                      "%u names ignored",
                      n->name, probe_paths[pr->kind],
                      h->conf.max_models_per_node ? h->conf.max_models_per_node
                                                  : SOL_NODE_MAX_MODELS_DEFAULT,
-                     *dropped);
-        else if (ok == 0 && !*dropped && was_dropped)
+                     dropped);
+        else if (ok == 0 && !dropped && was_dropped)
             SOL_INFO("node %s: GET %s fits within health.max_models_per_node again", n->name,
                      probe_paths[pr->kind]);
     } else {
