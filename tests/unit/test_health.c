@@ -150,6 +150,7 @@ static char *names_body(const char *prefix, int count)
         sol_buf_appendf(&b, "%s{\"name\":\"%s-%d:latest\",\"size\":%d}", i ? "," : "", prefix, i,
                         i + 1);
     sol_buf_append_str(&b, "]}");
+    sol_buf_cstr(&b); /* NUL-terminated: the caller takes strlen() */
     return b.data;
 }
 
