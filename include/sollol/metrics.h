@@ -23,6 +23,7 @@
 #define SOLLOL_METRICS_H
 
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/buf.h"
 #include "sollol/node-t.h"
 #include "sollol/queue.h"
@@ -143,6 +144,11 @@ struct sol_metrics_view {
      * sollol_rpc_* and sollol_coordinator_* families are rendered only when
      * it is given with "enabled": true. Borrowed. */
     const cJSON *rpc;
+    /* The scraper's API key (NULL: unrestricted): every series that names
+     * a model it may not use is left out (aggregate.h, sol_model_visible),
+     * "other" included, so the counts of other models do not show either.
+     * Borrowed. */
+    const struct sol_auth_key *key;
 };
 
 /* Allocates the tables for a node table of n_nodes (the per-node token
@@ -171,8 +177,10 @@ enum sol_refusal sol_metrics_refusal_of(unsigned status, int from_auth);
  * U+FFFD. 0 or -1. */
 int sol_metrics_append_label_value(struct sol_buf *out, const char *s);
 
-/* Queues the answer to GET /metrics. */
-enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c);
+/* Queues the answer to GET /metrics as API key `key` may see it (NULL:
+ * everything; see struct sol_metrics_view). */
+enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c,
+                                  const struct sol_auth_key *key);
 
 #define SOL_CT_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
 

@@ -523,7 +523,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     }
     struct sol_health_conf hc = {.probe_interval_ms = cfg->probe_interval_ms,
                                  .tags_interval_ms = cfg->tags_interval_ms,
-                                 .probe_timeout_ms = cfg->probe_timeout_ms};
+                                 .probe_timeout_ms = cfg->probe_timeout_ms,
+                                 .max_models_per_node = (unsigned)cfg->max_models_per_node};
     uv_timer_init(loop, &d->sweep_timer);
     d->sweep_timer.data = d;
     uv_timer_init(loop, &d->dispatch_timer);
