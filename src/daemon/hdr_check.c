@@ -35,7 +35,7 @@ long sol_target_check(const char *raw, size_t len, char *out, size_t cap, const 
         *why = "the request target must be a path starting with '/'";
         return -1;
     }
-    size_t i = 0, o = 0, seg_start = 0, seg_len = 0, seg_dots = 0;
+    size_t i = 0, o = 0, seg_len = 0, seg_dots = 0;
     for (; i < len && raw[i] != '?'; i++) {
         unsigned char c = (unsigned char)raw[i];
         if (c == '/') {
@@ -47,7 +47,6 @@ long sol_target_check(const char *raw, size_t len, char *out, size_t cap, const 
                 *why = "dot segment ('.' or '..') in the request path";
                 return -1;
             }
-            seg_start = o + 1;
             seg_len = seg_dots = 0;
         } else {
             if (c == '%') {
@@ -74,7 +73,6 @@ long sol_target_check(const char *raw, size_t len, char *out, size_t cap, const 
             out[o] = (char)c;
         o++;
     }
-    (void)seg_start;
     /* The last segment: "/" alone is the root; "/a/" ends in an empty one. */
     if (o > 1 && seg_len == 0) {
         *why = "empty segment (trailing '/') in the request path";
