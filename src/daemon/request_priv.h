@@ -67,6 +67,7 @@ struct sol_request {
 
     struct sol_buf body;
     int body_too_big;
+    int body_over_budget; /* with body_too_big: dropped for the body budgets (503) */
     struct sol_body_info info;
     int openai;
     char model[SOL_MODEL_NAME_MAX]; /* canonical */
@@ -96,6 +97,10 @@ struct sol_request {
     long long content_length; /* -1 unknown */
     struct curl_slist *response_headers;
     int headers_complete;
+    unsigned resp_header_bytes; /* the node's header block so far (SOL_NODE_HEADER_MAX) */
+    int resp_has_connection;    /* a node's Connection field waits in response_headers */
+    const char *node_fault;     /* static text: why the node is at fault (header overflow) */
+    uint64_t line_started_ms;   /* since then no newline from the node (line progress bound) */
 
     /* Stream between node and client. */
     struct sol_buf stream;
