@@ -21,8 +21,8 @@ static void test_cause_lines(void)
     /* llama-server losing an RPC backend (GGML_NO_BACKTRACE=1: no frames). */
     const char *abort_rpc[] = {
         "srv  update_slots: all slots are idle",
-        "/src/ggml/src/ggml-rpc/ggml-rpc.cpp:627: Remote RPC server crashed or returned "
-        "malformed response",
+        ("/src/ggml/src/ggml-rpc/ggml-rpc.cpp:627: Remote RPC server crashed or returned "
+         "malformed response"),
         "",
     };
     CHECK(strstr(cause(abort_rpc, 3), "ggml-rpc.cpp:627") != NULL, "ggml-rpc.cpp line");
@@ -33,8 +33,8 @@ static void test_cause_lines(void)
                            "options:", "  -h, --help   show this help message and exit"};
     CHECK(strcmp(cause(rpc_m, 4), rpc_m[0]) == 0, "the error before the usage");
     /* llama.cpp's log with prefixes: "... E ..." */
-    const char *prefixed[] = {"0.01.234.567 I main: loading", "0.01.300.000 E llama_model_load: "
-                                                              "error loading model"};
+    const char *prefixed[] = {"0.01.234.567 I main: loading",
+                              ("0.01.300.000 E llama_model_load: error loading model")};
     CHECK(strcmp(cause(prefixed, 2), prefixed[1]) == 0, "E with a prefix");
     const char *assert_line[] = {"x", "/src/ggml.c:123: GGML_ASSERT(n > 0) failed", "y"};
     CHECK(strcmp(cause(assert_line, 3), assert_line[1]) == 0, "GGML_ASSERT");
