@@ -354,6 +354,27 @@ class RealSharded(unittest.TestCase):
                      timeout=15, interval=0.05, msg="backend up again")
         measure("backend returned -> shown up: %.0f ms", (time.monotonic() - t_back) * 1000)
 
+    def test_request_right_after_an_idle_backend_died_is_not_a_502(self):
+        # Sent before the coordinator noticed (llama-server only learns of
+        # it when it uses the backend, then aborts before its first byte):
+        # the request waits for the recovery and is answered, never 502.
+        b1 = self.backend()
+        b2 = self.backend(check_exit=False)
+        d = self.daemon([b1, b2])
+        self.stream(d, body=self.chat(n=2))
+        b2.popen.kill()
+        b2.popen.wait()
+        t0 = time.monotonic()
+        r = h.post_json(d.url + "/api/chat", self.chat(n=4, stream=False), timeout=120)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["eval_count"], 4)
+        log = d.stderr_text()
+        how = ("retried after llama-server failed before its first byte"
+               if "waits for the sharded model's recovery" in log else
+               "held: the lost backend was seen first")
+        measure("request right after an idle backend died: 200 after %.0f ms (%s)",
+                (time.monotonic() - t0) * 1000, how)
+
     def test_llama_server_that_exits_at_once_is_a_clear_503(self):
         b = self.backend()
         d = self.daemon([b], llama_server={"extra_args": ["--no-such-flag"], "crash_limit": 2,
