@@ -69,18 +69,6 @@ static struct in6_addr *g_local_ips;
 static int g_nlocal;
 static void (*g_shutdown_done)(void);
 
-int route_is_inference(enum route rt)
-{
-    return rt == R_GENERATE || rt == R_CHAT || rt == R_EMBED || rt == R_EMBEDDINGS ||
-           route_is_v1(rt);
-}
-
-int route_is_v1(enum route rt)
-{
-    return rt == R_V1_CHAT || rt == R_V1_COMPLETIONS || rt == R_V1_EMBEDDINGS ||
-           rt == R_V1_MODELS || rt == R_V1_MODEL;
-}
-
 static int route_matches(const struct route_def *d, const char *path, const char **param)
 {
     if (!d->param)
@@ -368,18 +356,6 @@ static int on_body(struct simhttp_req *h, const char *data, size_t n)
 
 /* ---- timer, responses ---- */
 
-static void on_sim_timer(struct simhttp_req *h)
-{
-    struct sim_req *r = SIM_REQ(h);
-    r->timer_cb(r);
-}
-
-void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r))
-{
-    r->timer_cb = cb;
-    simhttp_timer_start(&r->h, delay_ns, on_sim_timer);
-}
-
 /* The stall and close faults act on a non-streamed answer when it is ready. */
 static int on_before_ready(struct simhttp_req *h)
 {
@@ -446,45 +422,6 @@ static int on_accept(void)
         return 0;
     stats_connection();
     return 1;
-}
-
-void req_json_ok(struct sim_req *r)
-{
-    r->h.status = MHD_HTTP_OK;
-    r->h.ctype = SIMHTTP_JSON;
-}
-
-void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl)
-{
-    r->h.out.len = 0;
-    r->h.cb_resp = 0;
-    sb_puts(&r->h.out, "{\"error\":{\"message\":");
-    sb_json_str(&r->h.out, msg);
-    sb_puts(&r->h.out, ",\"type\":");
-    sb_json_str(&r->h.out, type);
-    sb_puts(&r->h.out, ",\"param\":null,\"code\":null}}");
-    if (nl)
-        sb_putc(&r->h.out, '\n');
-    r->h.status = status;
-    /* Handler errors go through Ollama's OpenAI writer (plain JSON type and
-     * a newline); middleware errors through gin's c.JSON. */
-    r->h.ctype = nl ? "application/json" : SIMHTTP_JSON;
-    req_ready(r);
-}
-
-void req_error(struct sim_req *r, int status, const char *msg)
-{
-    if (route_is_v1(r->route)) {
-        /* Ollama's OpenAI writer reports every handler error as api_error. */
-        req_error_oai(r, status, "api_error", msg, 1);
-        return;
-    }
-    r->h.out.len = 0;
-    r->h.cb_resp = 0;
-    sb_puts(&r->h.out, "{\"error\":");
-    sb_json_str(&r->h.out, msg);
-    sb_putc(&r->h.out, '}');
-    simhttp_json(&r->h, status);
 }
 
 static void req_text(struct sim_req *r, int status, const char *ctype, const char *body)

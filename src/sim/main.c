@@ -423,7 +423,7 @@ int main(int argc, char **argv)
         free(specs);
         return 1;
     }
-    models_init(&g_sim.loop);
+    models_init(&g_sim.loop, infer_slot_ready);
     stats_init();
     int status = 0;
     char err[256];
