@@ -23,7 +23,12 @@ static size_t g_nblobs, g_blob_cap;
 
 /* ---- shared pieces ---- */
 
-void api_model_details(struct sbuf *b, const struct sim_model *m)
+static int embedding_length(const struct sim_model *m)
+{
+    return m->embed ? m->dim : 3072;
+}
+
+void api_model_details(struct sbuf *b, const struct sim_model *m, int lengths)
 {
     sb_puts(b, "{\"parent_model\":\"\",\"format\":\"gguf\",\"family\":");
     sb_json_str(b, m->family);
@@ -33,7 +38,29 @@ void api_model_details(struct sbuf *b, const struct sim_model *m)
     sb_json_str(b, m->params);
     sb_puts(b, ",\"quantization_level\":");
     sb_json_str(b, m->quant);
+    if (lengths) /* /api/tags since the model list cache (read from the GGUF) */
+        sb_printf(b, ",\"context_length\":%d,\"embedding_length\":%d", m->ctx, embedding_length(m));
     sb_putc(b, '}');
+}
+
+/* The capabilities array, from the '+'-separated list. */
+static void caps_json(struct sbuf *b, const struct sim_model *m)
+{
+    sb_putc(b, '[');
+    const char *c = m->caps;
+    int first = 1;
+    while (*c) {
+        const char *e = strchr(c, '+');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len) {
+            if (!first)
+                sb_putc(b, ',');
+            first = 0;
+            sb_json_strn(b, c, len);
+        }
+        c += len + (e ? 1 : 0);
+    }
+    sb_putc(b, ']');
 }
 
 static int cmp_modified(const void *a, const void *b)
@@ -91,7 +118,9 @@ static void handle_tags(struct sim_req *r)
         sb_puts(b, ",\"digest\":");
         sb_json_str(b, m->digest);
         sb_puts(b, ",\"details\":");
-        api_model_details(b, m);
+        api_model_details(b, m, 1);
+        sb_puts(b, ",\"capabilities\":");
+        caps_json(b, m);
         sb_putc(b, '}');
     }
     sb_puts(b, "]}");
@@ -159,7 +188,7 @@ static void handle_ps(struct sim_req *r)
         sb_puts(b, ",\"digest\":");
         sb_json_str(b, m->digest);
         sb_puts(b, ",\"details\":");
-        api_model_details(b, m);
+        api_model_details(b, m, 0);
         sb_puts(b, ",\"expires_at\":\"");
         sb_rfc3339(b, es[i], ens[i]);
         sb_puts(b, "\",\"size_vram\":");
@@ -239,7 +268,7 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
         sb_json_str(b, LLAMA_TEMPLATE);
     }
     sb_puts(b, ",\"details\":");
-    api_model_details(b, m);
+    api_model_details(b, m, 0);
     struct kv kv[9];
     memset(kv, 0, sizeof kv);
     int n = 0;
@@ -256,7 +285,7 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
     snprintf(kv[n].key, sizeof kv[n].key, "%.60s.context_length", m->family);
     snprintf(kv[n++].val, sizeof kv[0].val, "%d", m->ctx);
     snprintf(kv[n].key, sizeof kv[n].key, "%.60s.embedding_length", m->family);
-    snprintf(kv[n++].val, sizeof kv[0].val, "%d", m->embed ? m->dim : 3072);
+    snprintf(kv[n++].val, sizeof kv[0].val, "%d", embedding_length(m));
     snprintf(kv[n].key, sizeof kv[n].key, "tokenizer.ggml.model");
     snprintf(kv[n++].val, sizeof kv[0].val, "\"%s\"", m->embed ? "bert" : "gpt2");
     qsort(kv, (size_t)n, sizeof kv[0], cmp_kv);
@@ -268,21 +297,9 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
         sb_putc(b, ':');
         sb_puts(b, kv[i].val);
     }
-    sb_puts(b, "},\"capabilities\":[");
-    const char *c = m->caps;
-    int first = 1;
-    while (*c) {
-        const char *e = strchr(c, '+');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len) {
-            if (!first)
-                sb_putc(b, ',');
-            first = 0;
-            sb_json_strn(b, c, len);
-        }
-        c += len + (e ? 1 : 0);
-    }
-    sb_puts(b, "],\"modified_at\":\"");
+    sb_puts(b, "},\"capabilities\":");
+    caps_json(b, m);
+    sb_puts(b, ",\"modified_at\":\"");
     sb_rfc3339(b, m->modified_sec, m->modified_nsec);
     sb_puts(b, "\"}");
 }

@@ -485,6 +485,7 @@ static void peek_request(struct sim_req *r)
     r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
     if (!cJSON_IsObject(r->json))
         return;
+    go_json_fold(r->json); /* the handlers see the fields Go would */
     const char *keys[] = {"model", "name", "source"};
     for (size_t i = 0; i < 3; i++) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->json, keys[i]);

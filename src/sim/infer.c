@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sollol/log.h"
 
@@ -41,7 +42,8 @@ static const char *const VOCAB[64] = {
 
 static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX])
 {
-    return simgen_token(&r->prng, VOCAB, r->n_done == 0, out);
+    /* A continued answer (gen_offset > 0) never starts a new sentence. */
+    return simgen_token(&r->prng, VOCAB, r->n_done + r->gen_offset == 0, out);
 }
 
 /* ---- small JSON pieces ---- */
@@ -66,6 +68,8 @@ static void metrics_json(struct sbuf *b, struct sim_req *r)
         return;
     sb_puts(b, ",\"prompt_eval_duration\":");
     sb_i64(b, dur(r->t_slot, r->t_prompt_done));
+    if (r->n_done == 0)
+        return; /* nothing generated (a finished prefill): omitempty drops both */
     sb_puts(b, ",\"eval_count\":");
     sb_i64(b, r->n_done);
     sb_puts(b, ",\"eval_duration\":");
@@ -435,6 +439,7 @@ void infer_slot_ready(struct sim_req *r)
 
 /* ---- embeddings ---- */
 
+/* f32: 0 numbers as float64, 1 as float32, 2 a base64 string of float32s. */
 static void embed_vector(struct sbuf *b, const struct sim_model *m, const char *text, size_t n,
                          int dims, int f32)
 {
@@ -452,6 +457,38 @@ static void embed_vector(struct sbuf *b, const struct sim_model *m, const char *
         sum += v[i] * v[i];
     }
     float norm = (float)(1.0 / fmax(sqrt((double)sum), 1e-12));
+    if (f32 == 2) {
+        /* openai.floatsToBase64: the float32s little-endian, std base64. */
+        static const char B64[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t nb = (size_t)dims * 4;
+        unsigned char *raw = malloc(nb ? nb : 1);
+        if (!raw)
+            abort();
+        for (int i = 0; i < dims; i++) {
+            float x = v[i] * norm;
+            uint32_t u;
+            memcpy(&u, &x, 4);
+            for (int k = 0; k < 4; k++)
+                raw[i * 4 + k] = (unsigned char)(u >> (8 * k));
+        }
+        sb_putc(b, '"');
+        for (size_t i = 0; i < nb; i += 3) {
+            uint32_t w = (uint32_t)raw[i] << 16;
+            if (i + 1 < nb)
+                w |= (uint32_t)raw[i + 1] << 8;
+            if (i + 2 < nb)
+                w |= raw[i + 2];
+            char q[4] = {B64[(w >> 18) & 63], B64[(w >> 12) & 63],
+                         i + 1 < nb ? B64[(w >> 6) & 63] : '=', i + 2 < nb ? B64[w & 63] : '='};
+            sb_put(b, q, 4);
+        }
+        sb_putc(b, '"');
+        free(raw);
+        if (v != stackv)
+            free(v);
+        return;
+    }
     sb_putc(b, '[');
     for (int i = 0; i < dims; i++) {
         if (i)
@@ -496,7 +533,7 @@ static void embed_finish(struct sim_req *r)
             sb_putc(b, ',');
         if (r->of == OF_V1_EMBED)
             sb_puts(b, "{\"object\":\"embedding\",\"embedding\":");
-        embed_vector(b, m, it->valuestring, strlen(it->valuestring), dims, 1);
+        embed_vector(b, m, it->valuestring, strlen(it->valuestring), dims, r->embed_base64 ? 2 : 1);
         if (r->of == OF_V1_EMBED)
             sb_printf(b, ",\"index\":%d}", i);
     }
@@ -628,6 +665,52 @@ static void seed_generation(struct sim_req *r, uint64_t content_hash, uint64_t s
     r->ctx_seed = mix64(content_hash ^ 0xc0ffee);
     snprintf(r->oai_id, sizeof r->oai_id, "%s-%d", r->of == OF_V1_CHAT ? "chatcmpl" : "cmpl",
              (int)(r->gen_seed % 999));
+}
+
+/*
+ * A chat whose last message is the assistant's: Ollama leaves that turn open
+ * so the model continues it (template.go since v0.2.8, "preserve last
+ * assistant message"; the model's own templates close only a non-last
+ * assistant turn). The prefill is prompt: it is in prompt_eval_count.
+ *
+ * When the prefill is what this node would have generated for the
+ * conversation without it (its first k tokens, exactly), the generator is
+ * fast-forwarded past them: the continuation is the rest of that same
+ * answer, so partial text + continuation = one uninterrupted generation, and
+ * the answer still ends where it would have (without num_predict, after
+ * --num-predict tokens in all, possibly 0 more; with num_predict, that many
+ * new tokens, as num_predict counts only generated tokens). Any other prefill
+ * seeds the text with the whole conversation and continues it mid-sentence.
+ */
+static void continue_prefill(struct sim_req *r, const char *prefill, uint64_t seed_mix)
+{
+    uint64_t h = FNV64_INIT;
+    for (size_t k = 0; k + 1 < r->nmsg; k++)
+        h = fnv1a64(h, &r->msg_hash[k], sizeof r->msg_hash[k]);
+    seed_generation(r, h, seed_mix);
+    size_t len = strlen(prefill), pos = 0;
+    uint64_t state = r->prng;
+    int k = 0;
+    char tok[SIMGEN_TOKEN_MAX];
+    while (pos < len) {
+        size_t n = simgen_token(&state, VOCAB, k == 0, tok);
+        if (n > len - pos || memcmp(prefill + pos, tok, n) != 0)
+            break;
+        pos += n;
+        k++;
+    }
+    if (pos == len) {
+        r->prng = state;
+        r->gen_offset = k;
+        if (!r->predict_given)
+            r->n_predict = k >= r->n_predict ? 0 : r->n_predict - k;
+        return;
+    }
+    h = FNV64_INIT;
+    for (size_t i = 0; i < r->nmsg; i++)
+        h = fnv1a64(h, &r->msg_hash[i], sizeof r->msg_hash[i]);
+    seed_generation(r, h, seed_mix);
+    r->gen_offset = 1;
 }
 
 static void not_found(struct sim_req *r, const char *name, int quoted)
@@ -843,7 +926,13 @@ static void handle_chat(struct sim_req *r)
     r->n_predict = g_sim.cfg.num_predict;
     uint64_t seed_mix;
     parse_sampling(r, j, oai, &seed_mix);
-    seed_generation(r, ch, seed_mix);
+    const cJSON *last = nmsgs ? cJSON_GetArrayItem(vmsgs, (int)nmsgs - 1) : NULL;
+    const char *last_role = last ? json_str(last, "role") : NULL;
+    const char *prefill = last ? json_str(last, "content") : NULL;
+    if (last_role && prefill && strcmp(last_role, "assistant") == 0 && r->nmsg > 0)
+        continue_prefill(r, prefill, seed_mix);
+    else
+        seed_generation(r, ch, seed_mix);
     start(r, m);
 }
 
@@ -866,6 +955,26 @@ static void handle_embed(struct sim_req *r)
     str_copy(r->model_name, sizeof r->model_name, name);
     if (!oai && !parse_keep_alive(r, j, oai))
         return;
+    if (oai) {
+        /* openai.EmbedRequest.EncodingFormat, checked by the middleware
+         * (Ollama 0.12.7+): "float" or "base64", any case. */
+        const cJSON *ef;
+        if (!json_field(r, j, "encoding_format", cJSON_String, gt, "string", 1, &ef))
+            return;
+        if (ef && ef->valuestring[0]) {
+            if (strcasecmp(ef->valuestring, "base64") == 0) {
+                r->embed_base64 = 1;
+            } else if (strcasecmp(ef->valuestring, "float") != 0) {
+                char msg[SIM_NAME_MAX + 96];
+                snprintf(msg, sizeof msg,
+                         "Invalid value for 'encoding_format' = %s. Supported values: ['float', "
+                         "'base64'].",
+                         ef->valuestring);
+                req_error_oai(r, 400, "invalid_request_error", msg, 0);
+                return;
+            }
+        }
+    }
     r->ik = legacy ? IK_EMBEDDINGS : IK_EMBED;
     r->of = oai ? OF_V1_EMBED : OF_OLLAMA;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dimensions");

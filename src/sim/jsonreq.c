@@ -276,8 +276,10 @@ cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai)
             req_error(r, 400, msg);
         return NULL;
     }
-    if (!r->json)
+    if (!r->json) {
         r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
+        go_json_fold(r->json);
+    }
     if (!r->json) {
         if (oai)
             req_error_oai(r, 400, "invalid_request_error", "invalid JSON", 0);
@@ -328,4 +330,129 @@ const char *json_str(const cJSON *obj, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- Go's field matching: case-insensitive keys, the last one wins ---- */
+
+/* Go's encoding/json matches an object key to a struct field by its tag,
+ * exactly first, else case-insensitively (foldName: ASCII case, and U+017F
+ * 'ſ' and U+212A KELVIN SIGN, which fold to 's' and 'k'); every tag of the
+ * request types is lower-case, so folding a key to lower case names its
+ * field. Rewrites key in place (the result is never longer). */
+static void fold_key(char *k)
+{
+    char *w = k;
+    for (const unsigned char *p = (const unsigned char *)k; *p;) {
+        if (p[0] == 0xC5 && p[1] == 0xBF) {
+            *w++ = 's';
+            p += 2;
+        } else if (p[0] == 0xE2 && p[1] == 0x84 && p[2] == 0xAA) {
+            *w++ = 'k';
+            p += 3;
+        } else {
+            *w++ = (char)tolower(*p++);
+        }
+    }
+    *w = 0;
+}
+
+/* Fields of the request types that are plain Go strings, numbers or bools:
+ * a JSON null "has no effect" on them (encoding/json), so an earlier value
+ * of the same field survives a later null. Pointers, slices, maps and
+ * interfaces (stream, keep_alive, options, messages, input, think, ...) are
+ * set to nil by a null, like any later value. */
+static int plain_field(const char *k)
+{
+    static const char *const PLAIN[] = {
+        "model", "name",     "prompt",   "suffix",    "system",       "template",
+        "raw",   "role",     "content",  "thinking",  "source",       "destination",
+        "from",  "quantize", "insecure", "verbose",   "dimensions",   "encoding_format",
+        "user",  "username", "password", "tool_name", "tool_call_id", "include_usage",
+    };
+    for (size_t i = 0; i < sizeof PLAIN / sizeof PLAIN[0]; i++)
+        if (strcmp(k, PLAIN[i]) == 0)
+            return 1;
+    return 0;
+}
+
+struct key_ref {
+    cJSON *item;
+    size_t pos;
+};
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+    const struct key_ref *x = a, *y = b;
+    int c = strcmp(x->item->string, y->item->string);
+    if (c)
+        return c;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Leaves one member per key, as decoding into a struct (is_struct: keys
+ * folded, null keeps a plain field's earlier value) or into a map (exact
+ * keys) would: the last one. Sorting keeps it O(n log n) for hostile bodies. */
+static void dedupe(cJSON *obj, int is_struct)
+{
+    size_t n = 0;
+    for (cJSON *it = obj->child; it; it = it->next) {
+        if (is_struct && it->string && !(it->type & cJSON_StringIsConst))
+            fold_key(it->string);
+        n++;
+    }
+    if (n < 2)
+        return;
+    struct key_ref stack[32];
+    struct key_ref *v = n <= 32 ? stack : malloc(n * sizeof *v);
+    if (!v)
+        return; /* keeps cJSON's first-wins lookups: only under memory exhaustion */
+    size_t i = 0;
+    for (cJSON *it = obj->child; it; it = it->next, i++) {
+        v[i].item = it;
+        v[i].pos = i;
+    }
+    qsort(v, n, sizeof *v, cmp_key_ref);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && strcmp(v[a].item->string, v[b].item->string) == 0)
+            b++;
+        if (b - a > 1) {
+            size_t keep = b - 1;
+            if (is_struct && plain_field(v[a].item->string))
+                while (keep > a && cJSON_IsNull(v[keep].item))
+                    keep--;
+            for (size_t k = a; k < b; k++)
+                if (k != keep)
+                    cJSON_Delete(cJSON_DetachItemViaPointer(obj, v[k].item));
+        }
+        a = b;
+    }
+    if (v != stack)
+        free(v);
+}
+
+void go_json_fold(cJSON *root)
+{
+    if (!cJSON_IsObject(root))
+        return;
+    dedupe(root, 1);
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "options");
+    if (cJSON_IsObject(o))
+        dedupe(o, 0); /* map[string]any */
+    cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (cJSON_IsObject(so))
+        dedupe(so, 1);
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        if (!cJSON_IsObject(m))
+            continue;
+        dedupe(m, 1);
+        /* api.Message's UnmarshalJSON lower-cases the role. */
+        cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (cJSON_IsString(role))
+            for (char *p = role->valuestring; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+    }
 }

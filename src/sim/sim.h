@@ -302,6 +302,7 @@ struct sim_req {
     int n_predict;
     int predict_given;
     int n_done;
+    int gen_offset; /* tokens of the answer before this request's (a prefill) */
     int prompt_tokens;
     int cached_tokens;
     int64_t session_ns;
@@ -316,7 +317,8 @@ struct sim_req {
     size_t nmsg;
     const char *prompt; /* generate: points into json */
     size_t prompt_len;
-    int n_inputs; /* embed */
+    int n_inputs;     /* embed */
+    int embed_base64; /* /v1/embeddings with encoding_format "base64" */
     int dims;
     uint64_t interval_ns;
     uint64_t t_loaded, t_slot, t_prompt_done, t_end;
@@ -390,7 +392,8 @@ void stream_flush(struct sim_req *r);
 /* ---------------------------------------------------------------- api.c */
 
 void api_handle(struct sim_req *r); /* non-inference Ollama routes */
-void api_model_details(struct sbuf *b, const struct sim_model *m);
+/* details{...}; lengths: with context_length and embedding_length (tags). */
+void api_model_details(struct sbuf *b, const struct sim_model *m, int lengths);
 void api_free(void);
 
 /* ---------------------------------------------------------------- jsonreq.c */
@@ -403,6 +406,12 @@ cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai);
 int json_field(struct sim_req *r, const cJSON *obj, const char *key, int type, const char *gotype,
                const char *gofieldtype, int oai, const cJSON **out);
 const char *json_str(const cJSON *obj, const char *key);
+/* Rewrites a parsed request as Go's decoder sees it: keys of the request
+ * struct (top level, messages[], stream_options) folded to their field's
+ * lower-case tag, one member per field (the last; a null after a plain
+ * string/number/bool keeps the earlier value), options deduplicated by exact
+ * key, message roles lower-cased. Idempotent. */
+void go_json_fold(cJSON *root);
 
 /* ---------------------------------------------------------------- infer.c */
 
