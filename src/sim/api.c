@@ -710,6 +710,13 @@ void api_handle(struct sim_req *r)
         req_json_ok(r);
         req_ready(r);
         break;
+    case R_STATUS:
+        /* api.StatusResponse: cloud models on (no OLLAMA_NO_CLOUD, no
+         * server config disabling them). */
+        sb_puts(&r->h.out, "{\"cloud\":{\"disabled\":false,\"source\":\"none\"}}");
+        req_json_ok(r);
+        req_ready(r);
+        break;
     case R_TAGS:
         handle_tags(r);
         break;

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const FAULT_NAMES[] = {"none", "refuse", "500",   "503", "429",
-                                   "hang", "stall",  "close", "404", "slow"};
+const char *const FAULT_NAMES[] = {"none",  "refuse", "500", "503",  "429",  "hang",
+                                   "stall", "close",  "404", "slow", "reset"};
 
 /* ---- faults ---- */
 
@@ -37,7 +37,7 @@ int fault_parse_mode(const char *s, struct sim_fault *f, char *err, size_t errle
     if (mode < 0) {
         snprintf(err, errlen,
                  "unknown fault mode '%s' (none, refuse, 500, 503, 429, hang, stall:N, "
-                 "close:N, 404, slow:MS)",
+                 "close:N, reset:N, 404, slow:MS)",
                  name);
         return -1;
     }

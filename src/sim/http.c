@@ -35,6 +35,7 @@ struct route_def {
 static const struct route_def ROUTES[] = {
     {"/", R_ROOT, SIMHTTP_GET | SIMHTTP_HEAD, 0},
     {"/api/version", R_VERSION, SIMHTTP_GET | SIMHTTP_HEAD, 0},
+    {"/api/status", R_STATUS, SIMHTTP_GET, 0},
     {"/api/tags", R_TAGS, SIMHTTP_GET | SIMHTTP_HEAD, 0},
     {"/api/ps", R_PS, SIMHTTP_GET, 0},
     {"/api/show", R_SHOW, SIMHTTP_POST, 0},
@@ -356,15 +357,17 @@ static int on_body(struct simhttp_req *h, const char *data, size_t n)
 
 /* ---- timer, responses ---- */
 
-/* The stall and close faults act on a non-streamed answer when it is ready. */
+/* The stall, close and reset faults act on a non-streamed answer when it is ready. */
 static int on_before_ready(struct simhttp_req *h)
 {
     struct sim_req *r = SIM_REQ(h);
     if (!h->cb_resp && r->fault == F_STALL)
         return 0; /* a stalled non-streamed answer never comes */
-    if (!h->cb_resp && r->fault == F_CLOSE) {
+    if (!h->cb_resp && fault_cuts(r->fault)) {
         h->drop = 1;
-        stats_outcome(r, "fault:close");
+        if (r->fault == F_RESET)
+            req_arm_reset(r);
+        stats_outcome(r, r->fault == F_RESET ? "fault:reset" : "fault:close");
     }
     return 1;
 }
@@ -400,6 +403,8 @@ static void on_end(struct simhttp_req *h, enum simhttp_end why)
         break;
     case SIMHTTP_DONE_OK:
     case SIMHTTP_DONE_ERROR:
+        if (why == SIMHTTP_DONE_ERROR && r->fault == F_RESET)
+            req_reset_now(r); /* before MHD's orderly shutdown sends a FIN */
         if (!r->is_control && !r->finished) {
             if (why == SIMHTTP_DONE_OK && h->status >= 400) {
                 char o[32];
@@ -437,12 +442,10 @@ static void apply_fault(struct sim_req *r)
         return;
     r->fault = f;
     r->fault_arg = arg;
-    static const char *const names[] = {"none", "refuse", "500",   "503", "429",
-                                        "hang", "stall",  "close", "404", "slow"};
     char outcome[32];
-    snprintf(outcome, sizeof outcome, "fault:%s", names[f]);
+    snprintf(outcome, sizeof outcome, "fault:%s", FAULT_NAMES[f]);
     stats_outcome(r, outcome);
-    SOL_DEBUG("request %llu: fault %s", (unsigned long long)r->id, names[f]);
+    SOL_DEBUG("request %llu: fault %s", (unsigned long long)r->id, FAULT_NAMES[f]);
     switch (f) {
     case F_500:
         req_error(r, 500, "llama runner process has terminated: exit status 2");
@@ -560,9 +563,11 @@ static void on_dispatch(struct simhttp_req *h)
     apply_fault(r);
     if (r->h.phase != SIMHTTP_WAITING || r->fault == F_HANG)
         return;
-    if (r->fault == F_CLOSE && !route_is_inference(r->route) && r->route != R_PULL &&
+    if (fault_cuts(r->fault) && !route_is_inference(r->route) && r->route != R_PULL &&
         r->route != R_PUSH && r->route != R_CREATE) {
         r->h.drop = 1; /* nothing streams here: cut before any byte */
+        if (r->fault == F_RESET)
+            req_arm_reset(r);
         return;
     }
     if (route_is_inference(r->route) && r->route != R_V1_MODELS && r->route != R_V1_MODEL)

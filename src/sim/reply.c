@@ -7,7 +7,11 @@
  */
 #include "sim.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include "sollol/log.h"
 
 /* ---- timer ---- */
 
@@ -66,20 +70,53 @@ void req_error(struct sim_req *r, int status, const char *msg)
 
 /* ---- streaming ---- */
 
+void req_arm_reset(struct sim_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        r->h.conn ? MHD_get_connection_info(r->h.conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (!ci)
+        return;
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    if (setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0)
+        SOL_WARN("request %llu: SO_LINGER: %s", (unsigned long long)r->id, strerror(errno));
+}
+
+void req_reset_now(struct sim_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        r->h.conn ? MHD_get_connection_info(r->h.conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (!ci)
+        return;
+    /* Linux: connecting a TCP socket to AF_UNSPEC aborts it (tcp_disconnect
+     * sends the RST at once); MHD then closes a dead socket. */
+    struct sockaddr sa = {.sa_family = AF_UNSPEC};
+    if (connect(ci->connect_fd, &sa, sizeof sa) != 0)
+        SOL_DEBUG("request %llu: disconnect: %s", (unsigned long long)r->id, strerror(errno));
+}
+
+/* close/reset: end the chunked body without its last chunk, once drained. */
+static void cut(struct sim_req *r)
+{
+    r->h.out_cut = 1;
+    if (r->fault == F_RESET)
+        req_arm_reset(r);
+}
+
 int stream_emit(struct sim_req *r, const char *data, size_t n)
 {
     if (r->h.out_done || r->h.out_cut || r->h.cancelled)
         return 0;
-    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
-        if (r->fault == F_CLOSE)
-            r->h.out_cut = 1;
+    int limited = r->fault == F_STALL || fault_cuts(r->fault);
+    if (limited && r->lines_out >= r->fault_arg) {
+        if (fault_cuts(r->fault))
+            cut(r);
         return 0;
     }
     sb_put(&r->h.out, data, n);
     r->lines_out++;
-    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
-        if (r->fault == F_CLOSE)
-            r->h.out_cut = 1; /* cut once this chunk is out */
+    if (limited && r->lines_out >= r->fault_arg) {
+        if (fault_cuts(r->fault))
+            cut(r); /* cut once this chunk is out */
         return 0;
     }
     return 1;
@@ -91,7 +128,7 @@ void stream_flush(struct sim_req *r)
 {
     if (r->h.phase == SIMHTTP_WAITING) {
         if (r->h.out.len == 0 && !r->h.out_done && !r->h.out_cut && r->lines_out == 0 &&
-            !((r->fault == F_STALL || r->fault == F_CLOSE) && r->fault_arg == 0))
+            !((r->fault == F_STALL || fault_cuts(r->fault)) && r->fault_arg == 0))
             return;
         r->h.cb_resp = 1;
         req_ready(r);

@@ -186,7 +186,15 @@ enum fault_mode {
     F_CLOSE,
     F_404,
     F_SLOW,
+    F_RESET,
 };
+
+/* close and reset cut the connection at the same point; reset makes the
+ * kernel answer with a TCP RST (SO_LINGER 0) instead of a FIN. */
+static inline int fault_cuts(enum fault_mode f)
+{
+    return f == F_CLOSE || f == F_RESET;
+}
 
 struct sim_fault {
     enum fault_mode mode;
@@ -203,6 +211,7 @@ enum route {
     R_NONE = 0,
     R_ROOT,
     R_VERSION,
+    R_STATUS,
     R_TAGS,
     R_PS,
     R_SHOW,
@@ -388,6 +397,11 @@ void stream_lines_start(struct sim_req *r); /* pull/create/push: r->lines, one p
 int stream_emit(struct sim_req *r, const char *data, size_t n);
 /* After producing: send headers with the first chunk, or wake the reader. */
 void stream_flush(struct sim_req *r);
+/* The reset fault: the connection's close will be a TCP RST (SO_LINGER 0).
+ * Bytes already written still reach the client first. */
+void req_arm_reset(struct sim_req *r);
+/* Aborts the connection now with a RST (the request is ending in error). */
+void req_reset_now(struct sim_req *r);
 
 /* ---------------------------------------------------------------- api.c */
 
