@@ -430,9 +430,35 @@ static void handle_push(struct sim_req *r)
     }
     struct sim_model *m = model_find(name);
     if (!m) {
-        char msg[SIM_NAME_MAX + 32];
-        snprintf(msg, sizeof msg, "model '%s' not found", name);
-        req_error(r, 500, msg);
+        /* PushModel reports progress before it opens the manifest, so a
+         * streamed push of a missing model is a 200 whose last line is the
+         * error; waitForStream (stream:false) answers 500 application/json. */
+        struct mname n;
+        char msg[SIM_NAME_MAX * 4 + 96];
+        if (mname_parse(name, &n))
+            snprintf(msg, sizeof msg,
+                     "open /usr/share/ollama/.ollama/models/manifests/%s/%s/%s/%s: no such file "
+                     "or directory",
+                     n.host, n.ns, n.model, n.tag);
+        else
+            snprintf(msg, sizeof msg, "unqualified name: %s", name);
+        if (!stream_flag(j)) {
+            r->h.out.len = 0;
+            sb_puts(&r->h.out, "{\"error\":");
+            sb_json_str(&r->h.out, msg);
+            sb_putc(&r->h.out, '}');
+            r->h.status = 500;
+            r->h.ctype = "application/json";
+            req_ready(r);
+            return;
+        }
+        struct sbuf *b = &r->lines;
+        progress_line(b, "retrieving manifest", NULL, 0, 0);
+        progress_line(b, "couldn't retrieve manifest", NULL, 0, 0);
+        sb_puts(b, "{\"error\":");
+        sb_json_str(b, msg);
+        sb_puts(b, "}\n");
+        stream_lines_start(r);
         return;
     }
     char status[64], digest[80];
