@@ -1,12 +1,11 @@
 /*
  * api.c - Ollama's non-inference routes as the simulator answers them:
- * /, /api/version, /api/tags, /api/ps, /api/show, /api/pull, /api/push,
+ * /, /api/version, /api/status, /api/tags, /api/ps, /api/show, /api/pull, /api/push,
  * /api/create, /api/copy, /api/delete, /api/blobs/:digest, /api/me,
  * /api/signout and the OpenAI model list (/v1/models[/:model]).
  *
- * Shapes, field order and status codes follow Ollama v0.12.x
- * (server/routes.go, api/types.go, openai/openai.go). Also home of the JSON
- * request helpers that reproduce Go's decoding errors.
+ * Shapes, field order and status codes follow Ollama v0.32.15
+ * (server/routes.go, api/types.go, openai/openai.go, model_list_cache.go).
  */
 #include "sim.h"
 

@@ -135,6 +135,13 @@ static void oai_head(struct sbuf *b, struct sim_req *r, const char *object)
     int64_t sec;
     long ns;
     wall_now(&sec, &ns);
+    if (r->of == OF_V1_CHAT && r->stream) {
+        /* Ollama's ChatWriter pins the first response's time on every
+         * chunk of a stream, as OpenAI does. */
+        if (!r->oai_created)
+            r->oai_created = sec;
+        sec = r->oai_created;
+    }
     sb_puts(b, "{\"id\":");
     sb_json_str(b, r->oai_id);
     sb_puts(b, ",\"object\":\"");
@@ -168,16 +175,23 @@ static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_
         sb_puts(b, ",\"done\":false}\n");
         break;
     case OF_V1_CHAT:
+        /* Ollama 0.32's ChatWriter: the role only in the stream's first
+         * chunk; the end is a chunk of its own with an empty delta. */
         sb_puts(b, "data: ");
         oai_head(b, r, "chat.completion.chunk");
         oai_model_fp(b, r);
-        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
-        sb_json_strn(b, tok, n);
-        sb_puts(b, "},\"finish_reason\":");
-        if (reason)
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        if (reason) {
+            sb_puts(b, "},\"finish_reason\":");
             sb_json_str(b, reason);
-        else
-            sb_puts(b, "null");
+        } else {
+            if (!r->oai_role_sent)
+                sb_puts(b, "\"role\":\"assistant\",");
+            r->oai_role_sent = 1;
+            sb_puts(b, "\"content\":");
+            sb_json_strn(b, tok, n);
+            sb_puts(b, "},\"finish_reason\":null");
+        }
         sb_puts(b, "}]}\n\n");
         break;
     case OF_V1_COMPLETION:
@@ -303,8 +317,16 @@ static void gen_step(struct sim_req *r)
             sb_putc(&line, '\n');
             more = stream_emit(r, line.p, line.len);
         } else {
-            chunk_json(&line, r, "", 0, done_reason(r));
-            more = stream_emit(r, line.p, line.len);
+            if (r->of == OF_V1_CHAT && !r->oai_role_sent) {
+                /* a wholly empty completion still opens with a role chunk */
+                chunk_json(&line, r, "", 0, NULL);
+                more = stream_emit(r, line.p, line.len);
+                line.len = 0;
+            }
+            if (more) {
+                chunk_json(&line, r, "", 0, done_reason(r));
+                more = stream_emit(r, line.p, line.len);
+            }
             if (more && r->include_usage) {
                 line.len = 0;
                 sb_puts(&line, "data: ");

@@ -334,6 +334,8 @@ struct sim_req {
     uint64_t eval_ns_total;
     struct sbuf text; /* generated text (chat/v1 non-streamed, slot cache) */
     char oai_id[32];
+    int64_t oai_created; /* streamed /v1 chat: the first chunk's time, on all */
+    int oai_role_sent;   /* streamed /v1 chat: the role went out (first chunk) */
     int64_t created_sec;
     long created_nsec;
     /* Pre-built lines for pull/create/push (IK_STREAM_LINES). */

@@ -288,10 +288,16 @@ class RoutesTest(unittest.TestCase):
         self.assertEqual(events[-1].raw, b"[DONE]")
         chunks = [e.json for e in events[:-1]]
         self.assertEqual(len(chunks), 5)  # 3 tokens, finish, usage
-        for ch in chunks[:3]:
+        for i, ch in enumerate(chunks[:3]):
             self.assertEqual(ch["object"], "chat.completion.chunk")
             self.assertIsNone(ch["choices"][0]["finish_reason"])
-            self.assertEqual(ch["choices"][0]["delta"]["role"], "assistant")
+            # Ollama 0.32: the role only in the first chunk
+            self.assertEqual(list(ch["choices"][0]["delta"]), ["role", "content"] if i == 0 else ["content"])
+            if i == 0:
+                self.assertEqual(ch["choices"][0]["delta"]["role"], "assistant")
+        # the finish chunk has an empty delta; one "created" for the whole stream
+        self.assertEqual(chunks[3]["choices"][0]["delta"], {})
+        self.assertEqual(len({ch["created"] for ch in chunks}), 1)
         self.assertEqual(chunks[3]["choices"][0]["finish_reason"], "length")
         self.assertEqual(chunks[4]["choices"], [])
         self.assertEqual(chunks[4]["usage"]["completion_tokens"], 3)
