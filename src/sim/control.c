@@ -204,10 +204,14 @@ void control_handle(struct sim_req *r)
 {
     r->h.out.len = 0;
     switch (r->route) {
-    case R_SIM_STATS:
-        stats_json(&r->h.out, query_u64(r, "since"));
+    case R_SIM_STATS: {
+        struct sbuf f = {0};
+        fault_json(&f);
+        stats_json(&r->h.out, query_u64(r, "since"), &f);
+        sb_free(&f);
         control_ok(r);
         break;
+    }
     case R_SIM_RESET:
         stats_reset();
         sb_puts(&r->h.out, "{\"status\":\"ok\"}");

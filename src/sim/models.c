@@ -699,7 +699,6 @@ static void take_slot(struct sim_model *m, struct sim_req *r, int slot)
     m->session_ns = r->session_given ? r->session_ns : g_sim.cfg.keep_alive_ns;
     m->expires_ns = 0;
     uv_timer_stop(&m->expire_timer);
-    stats_note_active(m);
 }
 
 static void queue_push(struct sim_model *m, struct sim_req *r)

@@ -22,9 +22,10 @@
  *   http.c     gin's routing, host check, faults before a handler, request
  *              free list; the simhttp hooks
  *
- * Calls go down this list's reverse order only (http -> control/api/infer ->
- * jsonreq/reply -> fault/stats -> models -> util); models.c reaches the
- * inference layer only through the callback given to models_init.
+ * From util.c on, a file calls only the files listed before it (main.c
+ * wires them all; g_sim is the program's state): models.c reaches the
+ * inference layer only through the callback given to models_init, and
+ * /_sim/stats gets the fault's JSON from control.c.
  */
 #ifndef SOLLOL_SIM_H
 #define SOLLOL_SIM_H
@@ -458,12 +459,13 @@ void stats_first_byte(struct sim_req *r);
 void stats_outcome(struct sim_req *r, const char *outcome);
 void stats_end(struct sim_req *r, int cancelled);
 void stats_work_done(struct sim_req *r);
-void stats_note_active(struct sim_model *m);
 void stats_request_info(struct sim_req *r); /* model, stream, body hash */
 void stats_infer(struct sim_req *r);        /* slot and prompt tokens */
 void stats_fault_injected(void);
 void stats_connection(void); /* one accepted connection (connections_total) */
 void stats_reset(void);
-void stats_json(struct sbuf *b, uint64_t since); /* the /_sim/stats body */
+/* The /_sim/stats body; fault: the active fault's JSON (fault_json), given
+ * by the caller so that statistics stay below the fault module. */
+void stats_json(struct sbuf *b, uint64_t since, const struct sbuf *fault);
 
 #endif
