@@ -40,10 +40,18 @@ static const char *const VOCAB[64] = {
 
 /* ---- deterministic text ---- */
 
-static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX])
+#define THINK_TOKENS 8 /* thinking tokens before the answer, when thinking */
+
+/* Token n_done of the answer: the first n_think ones are thinking, from a
+ * stream of their own, so the answer's text is the same with or without
+ * thinking. Sets *thinking. */
+static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX], int *thinking)
 {
+    *thinking = r->n_done < r->n_think;
+    if (*thinking)
+        return simgen_token(&r->think_prng, VOCAB, r->n_done == 0, out);
     /* A continued answer (gen_offset > 0) never starts a new sentence. */
-    return simgen_token(&r->prng, VOCAB, r->n_done + r->gen_offset == 0, out);
+    return simgen_token(&r->prng, VOCAB, r->n_done - r->n_think + r->gen_offset == 0, out);
 }
 
 /* ---- small JSON pieces ---- */
@@ -105,15 +113,24 @@ static void context_json(struct sbuf *b, struct sim_req *r)
 }
 
 /* Ollama's final object (also the whole non-streamed answer). */
-static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, size_t tlen)
+static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, size_t tlen,
+                         const struct sbuf *thinking)
 {
     model_created(b, r);
     if (r->ik == IK_GENERATE) {
         sb_puts(b, ",\"response\":");
         sb_json_strn(b, text, tlen);
+        if (thinking && thinking->len) {
+            sb_puts(b, ",\"thinking\":");
+            sb_json_strn(b, thinking->p, thinking->len);
+        }
     } else {
         sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_strn(b, text, tlen);
+        if (thinking && thinking->len) {
+            sb_puts(b, ",\"thinking\":");
+            sb_json_strn(b, thinking->p, thinking->len);
+        }
         sb_putc(b, '}');
     }
     sb_puts(b, ",\"done\":true,\"done_reason\":");
@@ -159,16 +176,22 @@ static void oai_model_fp(struct sbuf *b, struct sim_req *r)
 
 /* One streamed chunk for token text (or the final one with `reason`). */
 static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_t n,
-                       const char *reason)
+                       const char *reason, int thinking)
 {
     switch (r->of) {
     case OF_OLLAMA:
         model_created(b, r);
         if (r->ik == IK_GENERATE) {
             sb_puts(b, ",\"response\":");
+            if (thinking) {
+                sb_puts(b, "\"\",\"thinking\":");
+            }
             sb_json_strn(b, tok, n);
         } else {
             sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
+            if (thinking) {
+                sb_puts(b, "\"\",\"thinking\":");
+            }
             sb_json_strn(b, tok, n);
             sb_putc(b, '}');
         }
@@ -189,6 +212,8 @@ static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_
                 sb_puts(b, "\"role\":\"assistant\",");
             r->oai_role_sent = 1;
             sb_puts(b, "\"content\":");
+            if (thinking) /* openai.Delta: content "" kept, then reasoning */
+                sb_puts(b, "\"\",\"reasoning\":");
             sb_json_strn(b, tok, n);
             sb_puts(b, "},\"finish_reason\":null");
         }
@@ -246,10 +271,12 @@ static void oai_finish(struct sbuf *b, struct sim_req *r)
 static void finish_nonstream(struct sim_req *r)
 {
     char tok[SIMGEN_TOKEN_MAX];
+    struct sbuf thinking = {0};
     r->text.len = 0;
     while (r->n_done < r->n_predict) {
-        size_t n = next_token(r, tok);
-        sb_put(&r->text, tok, n);
+        int th;
+        size_t n = next_token(r, tok, &th);
+        sb_put(th ? &thinking : &r->text, tok, n);
         r->n_done++;
     }
     r->t_end = now_ns();
@@ -259,7 +286,7 @@ static void finish_nonstream(struct sim_req *r)
     const char *text = r->text.p ? r->text.p : "";
     switch (r->of) {
     case OF_OLLAMA:
-        ollama_final(b, r, text, r->text.len);
+        ollama_final(b, r, text, r->text.len, &thinking);
         req_json_ok(r);
         break;
     case OF_V1_CHAT:
@@ -267,6 +294,10 @@ static void finish_nonstream(struct sim_req *r)
         oai_model_fp(b, r);
         sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_strn(b, text, r->text.len);
+        if (thinking.len) {
+            sb_puts(b, ",\"reasoning\":");
+            sb_json_strn(b, thinking.p, thinking.len);
+        }
         sb_puts(b, "},\"finish_reason\":");
         sb_json_str(b, done_reason(r));
         oai_finish(b, r);
@@ -283,6 +314,7 @@ static void finish_nonstream(struct sim_req *r)
     default:
         break;
     }
+    sb_free(&thinking);
     req_ready(r);
 }
 
@@ -298,11 +330,13 @@ static void gen_step(struct sim_req *r)
             req_timer_start(r, due - now, gen_step);
             break;
         }
-        size_t n = next_token(r, tok);
-        sb_put(&r->text, tok, n);
+        int th;
+        size_t n = next_token(r, tok, &th);
+        if (!th)
+            sb_put(&r->text, tok, n);
         r->n_done++;
         line.len = 0;
-        chunk_json(&line, r, tok, n, NULL);
+        chunk_json(&line, r, tok, n, NULL, th);
         if (!stream_emit(r, line.p, line.len)) {
             stopped = 1;
             break;
@@ -313,18 +347,18 @@ static void gen_step(struct sim_req *r)
         int more = 1;
         line.len = 0;
         if (r->of == OF_OLLAMA) {
-            ollama_final(&line, r, "", 0);
+            ollama_final(&line, r, "", 0, NULL);
             sb_putc(&line, '\n');
             more = stream_emit(r, line.p, line.len);
         } else {
             if (r->of == OF_V1_CHAT && !r->oai_role_sent) {
                 /* a wholly empty completion still opens with a role chunk */
-                chunk_json(&line, r, "", 0, NULL);
+                chunk_json(&line, r, "", 0, NULL, 0);
                 more = stream_emit(r, line.p, line.len);
                 line.len = 0;
             }
             if (more) {
-                chunk_json(&line, r, "", 0, done_reason(r));
+                chunk_json(&line, r, "", 0, done_reason(r), 0);
                 more = stream_emit(r, line.p, line.len);
             }
             if (more && r->include_usage) {
@@ -378,7 +412,7 @@ void infer_slot_ready(struct sim_req *r)
             if (r->of == OF_V1_COMPLETION) {
                 if (r->stream) {
                     r->n_done = 0;
-                    chunk_json(b, r, "", 0, "load");
+                    chunk_json(b, r, "", 0, "load", 0);
                     sb_puts(b, "data: [DONE]\n\n");
                     r->h.status = 200;
                     r->h.ctype = "text/event-stream";
@@ -735,6 +769,114 @@ static void continue_prefill(struct sim_req *r, const char *prefill, uint64_t se
     r->gen_offset = 1;
 }
 
+/* ---- thinking ---- */
+
+/* The request's think value as Ollama reads it: -1 absent (the model's
+ * default), 0 off, 1 on (true or a level). /api: `think` (api.ThinkValue);
+ * /v1: `reasoning_effort` or `reasoning.effort`. Returns 0 after preparing
+ * Ollama's 400 for a bad value. */
+static int parse_think(struct sim_req *r, const cJSON *j, int oai, int *think)
+{
+    *think = -1;
+    if (!oai) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "think");
+        if (!t || cJSON_IsNull(t))
+            return 1;
+        if (cJSON_IsBool(t)) {
+            *think = cJSON_IsTrue(t);
+            return 1;
+        }
+        if (cJSON_IsString(t)) {
+            const char *v = t->valuestring;
+            if (strcmp(v, "high") && strcmp(v, "medium") && strcmp(v, "low") && strcmp(v, "max")) {
+                char msg[SIM_NAME_MAX + 120];
+                snprintf(msg, sizeof msg,
+                         "invalid think value: \"%.200s\" (must be \"high\", \"medium\", \"low\", "
+                         "\"max\", true, or false)",
+                         v);
+                req_error(r, 400, msg);
+                return 0;
+            }
+            *think = 1;
+            return 1;
+        }
+        req_error(
+            r, 400,
+            "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, "
+            "or false)");
+        return 0;
+    }
+    const char *effort = json_str(j, "reasoning_effort");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "reasoning");
+    if (!effort && cJSON_IsObject(rs))
+        effort = json_str(rs, "effort");
+    if (!effort || !*effort)
+        return 1;
+    static const char *const ON[] = {"minimal", "low", "medium", "high", "xhigh", "ultra", "max"};
+    if (strcmp(effort, "none") == 0) {
+        *think = 0;
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof ON / sizeof ON[0]; i++)
+        if (strcmp(effort, ON[i]) == 0) {
+            *think = 1;
+            return 1;
+        }
+    char msg[SIM_NAME_MAX + 160];
+    snprintf(msg, sizeof msg,
+             "invalid reasoning value: \"%.200s\" (must be \"minimal\", \"low\", \"medium\", "
+             "\"high\", \"xhigh\", \"ultra\", \"max\", or \"none\")",
+             effort);
+    req_error_oai(r, 400, "invalid_request_error", msg, 0);
+    return 0;
+}
+
+static int has_cap(const struct sim_model *m, const char *cap)
+{
+    size_t n = strlen(cap);
+    for (const char *c = m->caps; *c;) {
+        const char *e = strchr(c, '+');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == n && memcmp(c, cap, n) == 0)
+            return 1;
+        c += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Ollama's capability check: a thinking model thinks unless told not to; any
+ * other refuses think:true. Returns 0 after preparing the 400. */
+static int check_think(struct sim_req *r, const struct sim_model *m, int think)
+{
+    if (has_cap(m, "thinking")) {
+        r->thinks = think != 0;
+        return 1;
+    }
+    if (think == 1) {
+        char msg[SIM_NAME_MAX + 48];
+        snprintf(msg, sizeof msg, "\"%s\" does not support thinking", r->model_name);
+        req_error(r, 400, msg);
+        return 0;
+    }
+    return 1;
+}
+
+/* After seeding and any prefill: THINK_TOKENS of thinking come first. They
+ * are generated tokens (eval_count, num_predict), not part of the answer's
+ * text; a continued answer (a prefill) does not think again. */
+static void plan_thinking(struct sim_req *r)
+{
+    r->think_prng = mix64(r->gen_seed ^ 0x7417ce);
+    if (!r->thinks || r->gen_offset > 0)
+        return;
+    if (r->predict_given) {
+        r->n_think = r->n_predict < THINK_TOKENS ? r->n_predict : THINK_TOKENS;
+    } else {
+        r->n_think = THINK_TOKENS;
+        r->n_predict += THINK_TOKENS;
+    }
+}
+
 static void not_found(struct sim_req *r, const char *name, int quoted)
 {
     char msg[SIM_NAME_MAX + 64];
@@ -786,6 +928,9 @@ static void handle_generate(struct sim_req *r)
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     r->raw = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "raw"));
+    int think = -1;
+    if (!oai && !parse_think(r, j, 0, &think))
+        return;
     struct sim_model *m = model_find(name);
     if (!m) {
         not_found(r, name, 0);
@@ -798,6 +943,8 @@ static void handle_generate(struct sim_req *r)
         unload_answer(r, m, 0);
         return;
     }
+    if (!oai && !check_think(r, m, think))
+        return;
     if (m->embed) {
         char msg[SIM_NAME_MAX + 48];
         snprintf(msg, sizeof msg, "\"%s\" does not support generate", name);
@@ -815,6 +962,7 @@ static void handle_generate(struct sim_req *r)
     ch = fnv1a64(ch, "", 1);
     ch = fnv1a64(ch, prompt, r->prompt_len);
     seed_generation(r, ch, seed_mix);
+    plan_thinking(r);
     start(r, m);
 }
 
@@ -917,6 +1065,9 @@ static void handle_chat(struct sim_req *r)
         r->include_usage = cJSON_IsObject(so) &&
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
+    int think = -1;
+    if (!parse_think(r, j, oai, &think))
+        return;
     struct sim_model *m = model_find(name);
     struct mname n;
     if (!m && !mname_parse(name, &n)) {
@@ -933,6 +1084,8 @@ static void handle_chat(struct sim_req *r)
         unload_answer(r, m, 1);
         return;
     }
+    if (!check_think(r, m, think))
+        return;
     if (m->embed) {
         char msg[SIM_NAME_MAX + 48];
         snprintf(msg, sizeof msg, "\"%s\" does not support chat", name);
@@ -955,6 +1108,7 @@ static void handle_chat(struct sim_req *r)
         continue_prefill(r, prefill, seed_mix);
     else
         seed_generation(r, ch, seed_mix);
+    plan_thinking(r);
     start(r, m);
 }
 

@@ -313,6 +313,9 @@ struct sim_req {
     int predict_given;
     int n_done;
     int gen_offset; /* tokens of the answer before this request's (a prefill) */
+    int thinks;     /* the model thinks for this request */
+    int n_think;    /* of n_predict, the first n_think tokens are thinking */
+    uint64_t think_prng;
     int prompt_tokens;
     int cached_tokens;
     int64_t session_ns;

@@ -1088,6 +1088,76 @@ class Ollama032Test(unittest.TestCase):
         self.assertEqual(c["eval_count"], 3)
         self.assertRegex(c["message"]["content"], r"^( [a-zA-Z0-9]+|\.)")
 
+    def test_thinking(self):
+        """A model with the thinking capability thinks unless think:false;
+        thinking tokens come first, are generated (eval_count, num_predict)
+        and leave the answer's text as it is without them."""
+        with h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0",
+                         models=("qwen3:4b,loaded,caps=completion+thinking",)) as sim:
+            url = sim.url
+            msgs = [{"role": "user", "content": "why"}]
+            plain = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs,
+                                                    "stream": False, "think": False}).json()
+            self.assertNotIn("thinking", plain["message"])
+            self.assertEqual(plain["eval_count"], 16)
+            t = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs,
+                                                "stream": False}).json()
+            self.assertEqual(t["message"]["content"], plain["message"]["content"])
+            self.assertTrue(t["message"]["thinking"])
+            self.assertEqual(t["eval_count"], 24)
+            with h.open_stream("POST", url + "/api/chat",
+                               {"model": "qwen3:4b", "messages": msgs, "think": "high"}) as s:
+                lines = [e.json for e in s.lines()]
+            thinking = [l["message"]["thinking"] for l in lines if "thinking" in l["message"]]
+            self.assertEqual(len(thinking), 8)
+            self.assertTrue(all(l["message"]["content"] == "" for l in lines[:8]))
+            self.assertEqual("".join(thinking), t["message"]["thinking"])
+            self.assertEqual("".join(l["message"]["content"] for l in lines), t["message"]["content"])
+            # num_predict counts thinking tokens
+            n = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs, "stream": False,
+                                                "options": {"num_predict": 10}}).json()
+            self.assertEqual((n["eval_count"], len(n["message"]["content"].split())), (10, 2))
+            g = h.post_json(url + "/api/generate", {"model": "qwen3:4b", "prompt": "why",
+                                                    "stream": False}).json()
+            self.assertTrue(g["thinking"])
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "qwen3:4b", "messages": msgs}).json()
+            self.assertTrue(v1["choices"][0]["message"]["reasoning"])
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "qwen3:4b", "messages": msgs,
+                                                            "reasoning_effort": "none"}).json()
+            self.assertNotIn("reasoning", v1["choices"][0]["message"])
+            # a continued answer does not think again
+            first = plain["message"]["content"].split(" ")[0]  # the first token
+            c = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "stream": False,
+                                                "messages": msgs + [{"role": "assistant",
+                                                                     "content": first}]}).json()
+            self.assertNotIn("thinking", c["message"])
+            self.assertEqual(first + c["message"]["content"], plain["message"]["content"])
+            self.assertEqual(c["eval_count"], 15)
+        # errors as Ollama's
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": True})
+        self.assertEqual((r.status, r.json()), (400, {"error": "\"llama3.2:3b\" does not support thinking"}))
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": "lots"})
+        self.assertEqual(r.status, 400)
+        self.assertTrue(r.json()["error"].startswith("invalid think value"))
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": False})
+        self.assertEqual(r.status, 200)
+
+    def chat_raw(self, body):
+        return h.post_json(self.url + "/api/chat", dict(body, stream=False))
+
+    def test_empty_v1_stream(self):
+        """A prefill that is the whole answer: the /v1 stream still opens with a
+        role chunk, then the finish chunk."""
+        user = [{"role": "user", "content": "q"}]
+        full = self.chat(user)["message"]["content"]
+        with h.open_stream("POST", self.url + "/v1/chat/completions",
+                           {"model": "llama3.2:3b", "temperature": 0.8, "stream": True,
+                            "messages": user + [{"role": "assistant", "content": full}]}) as s:
+            chunks = [e.json for e in s.sse() if e.raw != b"[DONE]"]
+        self.assertEqual([c["choices"][0]["delta"] for c in chunks],
+                         [{"role": "assistant", "content": ""}, {}])
+        self.assertEqual(chunks[1]["choices"][0]["finish_reason"], "stop")
+
     def test_reset_fault(self):
         h.sim_fault(self.url, "reset", arg=3, count=1)
         body = json.dumps(chat_body(model="llama3.2:3b")).encode()
