@@ -131,6 +131,11 @@ static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, si
             sb_puts(b, ",\"thinking\":");
             sb_json_strn(b, thinking->p, thinking->len);
         }
+        if (thinking && r->tool_call[0]) { /* non-streamed: the call is in the answer */
+            sb_puts(b, ",\"tool_calls\":[");
+            sb_puts(b, r->tool_call);
+            sb_putc(b, ']');
+        }
         sb_putc(b, '}');
     }
     sb_puts(b, ",\"done\":true,\"done_reason\":");
@@ -172,6 +177,47 @@ static void oai_model_fp(struct sbuf *b, struct sim_req *r)
     sb_puts(b, ",\"model\":");
     sb_json_str(b, r->model_name);
     sb_puts(b, ",\"system_fingerprint\":\"fp_ollama\"");
+}
+
+/* openai.ToToolCalls: arguments as a JSON string. */
+static void oai_tool_call(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, "{\"id\":");
+    sb_json_str(b, r->tool_id);
+    sb_puts(b, ",\"index\":0,\"type\":\"function\",\"function\":{\"name\":");
+    sb_json_str(b, r->tool_name);
+    sb_puts(b, ",\"arguments\":");
+    sb_json_str(b, r->tool_args);
+    sb_puts(b, "}}");
+}
+
+/* "stop" becomes "tool_calls" when the answer called a tool (only stop). */
+static const char *oai_finish_reason(struct sim_req *r)
+{
+    const char *reason = done_reason(r);
+    return r->tool_call[0] && strcmp(reason, "stop") == 0 ? "tool_calls" : reason;
+}
+
+/* The streamed chunk that carries the tool call. */
+static void tool_chunk_json(struct sbuf *b, struct sim_req *r)
+{
+    if (r->of == OF_OLLAMA) {
+        model_created(b, r);
+        sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[");
+        sb_puts(b, r->tool_call);
+        sb_puts(b, "]},\"done\":false}\n");
+        return;
+    }
+    sb_puts(b, "data: ");
+    oai_head(b, r, "chat.completion.chunk");
+    oai_model_fp(b, r);
+    sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+    if (!r->oai_role_sent)
+        sb_puts(b, "\"role\":\"assistant\",");
+    r->oai_role_sent = 1;
+    sb_puts(b, "\"content\":\"\",\"tool_calls\":[");
+    oai_tool_call(b, r);
+    sb_puts(b, "]},\"finish_reason\":null}]}\n\n");
 }
 
 /* One streamed chunk for token text (or the final one with `reason`). */
@@ -276,7 +322,8 @@ static void finish_nonstream(struct sim_req *r)
     while (r->n_done < r->n_predict) {
         int th;
         size_t n = next_token(r, tok, &th);
-        sb_put(th ? &thinking : &r->text, tok, n);
+        if (th || !r->tool_call[0])
+            sb_put(th ? &thinking : &r->text, tok, n);
         r->n_done++;
     }
     r->t_end = now_ns();
@@ -298,8 +345,13 @@ static void finish_nonstream(struct sim_req *r)
             sb_puts(b, ",\"reasoning\":");
             sb_json_strn(b, thinking.p, thinking.len);
         }
+        if (r->tool_call[0]) {
+            sb_puts(b, ",\"tool_calls\":[");
+            oai_tool_call(b, r);
+            sb_putc(b, ']');
+        }
         sb_puts(b, "},\"finish_reason\":");
-        sb_json_str(b, done_reason(r));
+        sb_json_str(b, oai_finish_reason(r));
         oai_finish(b, r);
         break;
     case OF_V1_COMPLETION:
@@ -332,11 +384,20 @@ static void gen_step(struct sim_req *r)
         }
         int th;
         size_t n = next_token(r, tok, &th);
-        if (!th)
+        if (!th && !r->tool_call[0])
             sb_put(&r->text, tok, n);
         r->n_done++;
-        line.len = 0;
-        chunk_json(&line, r, tok, n, NULL, th);
+        if (!th && r->tool_call[0]) {
+            /* the call's tokens are the parser's, not text: the call goes out
+             * as one chunk once its last token is generated */
+            if (r->n_done < r->n_predict)
+                continue;
+            line.len = 0;
+            tool_chunk_json(&line, r);
+        } else {
+            line.len = 0;
+            chunk_json(&line, r, tok, n, NULL, th);
+        }
         if (!stream_emit(r, line.p, line.len)) {
             stopped = 1;
             break;
@@ -358,7 +419,7 @@ static void gen_step(struct sim_req *r)
                 line.len = 0;
             }
             if (more) {
-                chunk_json(&line, r, "", 0, done_reason(r), 0);
+                chunk_json(&line, r, "", 0, oai_finish_reason(r), 0);
                 more = stream_emit(r, line.p, line.len);
             }
             if (more && r->include_usage) {
@@ -877,6 +938,64 @@ static void plan_thinking(struct sim_req *r)
     }
 }
 
+/*
+ * A model with the tools capability, given tools and a conversation whose
+ * last message is the user's, answers with one call of the first tool
+ * (Ollama's parsers turn the model's call text into message.tool_calls):
+ * its generated tokens are the call, not text. Arguments: each of the
+ * tool's required parameters gets a word of the answer it would have
+ * written; the id is derived from the generation seed. A conversation that
+ * ends with a tool result is answered with text.
+ */
+static void plan_tool_call(struct sim_req *r, const cJSON *tools)
+{
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 0), "function");
+    const char *name = json_str(fn, "name");
+    if (!name || !*name || strlen(name) >= sizeof r->tool_name)
+        return;
+    str_copy(r->tool_name, sizeof r->tool_name, name);
+    snprintf(r->tool_id, sizeof r->tool_id, "call_%08llx",
+             (unsigned long long)(mix64(r->gen_seed ^ 0x7001) & 0xffffffffULL));
+    struct sbuf a = {0};
+    sb_putc(&a, '{');
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(params, "required");
+    uint64_t st = r->prng;
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, req)
+    {
+        if (!cJSON_IsString(it))
+            continue;
+        char w[SIMGEN_TOKEN_MAX];
+        size_t n = simgen_token(&st, VOCAB, 1, w);
+        if (i++)
+            sb_putc(&a, ',');
+        sb_json_str(&a, it->valuestring);
+        sb_putc(&a, ':');
+        sb_json_strn(&a, w, n);
+    }
+    sb_putc(&a, '}');
+    if (a.len < sizeof r->tool_args) {
+        memcpy(r->tool_args, a.p, a.len);
+        r->tool_args[a.len] = 0;
+        struct sbuf c = {0};
+        sb_puts(&c, "{\"id\":");
+        sb_json_str(&c, r->tool_id);
+        sb_puts(&c, ",\"function\":{\"index\":0,\"name\":");
+        sb_json_str(&c, r->tool_name);
+        sb_puts(&c, ",\"arguments\":");
+        sb_put(&c, a.p, a.len);
+        sb_puts(&c, "}}");
+        if (c.len < sizeof r->tool_call) {
+            memcpy(r->tool_call, c.p, c.len);
+            r->tool_call[c.len] = 0;
+        }
+        sb_free(&c);
+    }
+    sb_free(&a);
+}
+
 static void not_found(struct sim_req *r, const char *name, int quoted)
 {
     char msg[SIM_NAME_MAX + 64];
@@ -1086,6 +1205,20 @@ static void handle_chat(struct sim_req *r)
     }
     if (!check_think(r, m, think))
         return;
+    const cJSON *vtools = cJSON_GetObjectItemCaseSensitive(j, "tools");
+    if (!cJSON_IsArray(vtools))
+        vtools = NULL;
+    if (vtools && cJSON_GetArraySize(vtools) > 0 && !has_cap(m, "tools")) {
+        /* scheduleRunner: "<name> does not support tools" (model.Name is
+         * the full name) */
+        struct mname fn;
+        char msg[SIM_NAME_MAX * 4 + 48];
+        mname_parse(name, &fn);
+        snprintf(msg, sizeof msg, "%s/%s/%s:%s does not support tools", fn.host, fn.ns, fn.model,
+                 fn.tag);
+        req_error(r, 400, msg);
+        return;
+    }
     if (m->embed) {
         char msg[SIM_NAME_MAX + 48];
         snprintf(msg, sizeof msg, "\"%s\" does not support chat", name);
@@ -1109,6 +1242,8 @@ static void handle_chat(struct sim_req *r)
     else
         seed_generation(r, ch, seed_mix);
     plan_thinking(r);
+    if (vtools && cJSON_GetArraySize(vtools) > 0 && last_role && strcmp(last_role, "user") == 0)
+        plan_tool_call(r, vtools);
     start(r, m);
 }
 

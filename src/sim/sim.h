@@ -316,6 +316,12 @@ struct sim_req {
     int thinks;     /* the model thinks for this request */
     int n_think;    /* of n_predict, the first n_think tokens are thinking */
     uint64_t think_prng;
+    /* A tool call answers instead of text when tool_call[0] (Ollama's JSON
+     * of the call; tool_args: its arguments object). */
+    char tool_call[1024];
+    char tool_args[640];
+    char tool_name[128];
+    char tool_id[24];
     int prompt_tokens;
     int cached_tokens;
     int64_t session_ns;

@@ -1142,6 +1142,58 @@ class Ollama032Test(unittest.TestCase):
         r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": False})
         self.assertEqual(r.status, 200)
 
+    def test_tool_calls(self):
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}]
+        msgs = [{"role": "user", "content": "weather in Paris?"}]
+        with h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0",
+                         models=("llama3.2:3b,loaded,caps=completion+tools",)) as sim:
+            url = sim.url
+            r = h.post_json(url + "/api/chat", {"model": "llama3.2:3b", "messages": msgs,
+                                                "tools": tools, "stream": False}).json()
+            self.assertEqual(r["message"]["content"], "")
+            (call,) = r["message"]["tool_calls"]
+            self.assertEqual(list(call), ["id", "function"])
+            self.assertTrue(call["id"].startswith("call_"))
+            self.assertEqual((call["function"]["index"], call["function"]["name"]), (0, "get_weather"))
+            self.assertEqual(list(call["function"]["arguments"]), ["city"])
+            self.assertEqual((r["done_reason"], r["eval_count"]), ("stop", 16))
+            with h.open_stream("POST", url + "/api/chat",
+                               {"model": "llama3.2:3b", "messages": msgs, "tools": tools}) as s:
+                lines = [e.json for e in s.lines()]
+            self.assertEqual(len(lines), 2)  # the call, then the final line
+            self.assertEqual(lines[0]["message"]["tool_calls"], [call])
+            self.assertNotIn("tool_calls", lines[1]["message"])
+            # the tool's result is answered with text
+            r = h.post_json(url + "/api/chat", {
+                "model": "llama3.2:3b", "tools": tools, "stream": False,
+                "messages": msgs + [{"role": "assistant", "content": "", "tool_calls": [call]},
+                                    {"role": "tool", "content": "sunny"}]}).json()
+            self.assertTrue(r["message"]["content"])
+            self.assertNotIn("tool_calls", r["message"])
+            # /v1: arguments as a string, finish_reason tool_calls
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "llama3.2:3b", "messages": msgs,
+                                                            "tools": tools}).json()
+            ch = v1["choices"][0]
+            self.assertEqual(ch["finish_reason"], "tool_calls")
+            tc = ch["message"]["tool_calls"][0]
+            self.assertEqual((tc["type"], tc["index"], tc["function"]["name"]),
+                             ("function", 0, "get_weather"))
+            self.assertEqual(list(json.loads(tc["function"]["arguments"])), ["city"])
+            with h.open_stream("POST", url + "/v1/chat/completions",
+                               {"model": "llama3.2:3b", "messages": msgs, "tools": tools,
+                                "stream": True}) as s:
+                chunks = [e.json for e in s.sse() if e.raw != b"[DONE]"]
+            self.assertEqual(chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+                             "get_weather")
+            self.assertEqual(chunks[-1]["choices"][0], {"index": 0, "delta": {},
+                                                        "finish_reason": "tool_calls"})
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "tools": tools})
+        self.assertEqual((r.status, r.json()),
+                         (400, {"error": "registry.ollama.ai/library/llama3.2:3b does not support tools"}))
+
     def chat_raw(self, body):
         return h.post_json(self.url + "/api/chat", dict(body, stream=False))
 
