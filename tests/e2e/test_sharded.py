@@ -442,6 +442,11 @@ class Sharded(unittest.TestCase):
         self.assertEqual(by["127.0.0.1:%d" % b1.port]["state"], "in_use")
         m = h.request("GET", d.url + "/metrics").body.decode()
         self.assertIn('sollol_rpc_backend_up{backend="127.0.0.1:%d"} 0' % port2, m)
+        import re
+        down = re.search(r'sollol_rpc_backend_down_seconds\{backend="127.0.0.1:%d"\} ([0-9.e+-]+)'
+                         % port2, m)
+        self.assertTrue(down and float(down.group(1)) > 0, m)
+        self.assertIn('sollol_rpc_backend_down_seconds{backend="127.0.0.1:%d"} 0\n' % b1.port, m)
         self.backend(port=port2)
         h.wait_until(lambda: {b["address"]: b["state"] for b in self.status(d)["backends"]}
                      ["127.0.0.1:%d" % port2] == "up", timeout=10, msg="backend up again")
