@@ -397,8 +397,9 @@ static void help_exit(struct sol_child *ch)
     if (!has_usage) {
         char tail[300], cause[200];
         sol_child_tail(ch, 3, tail, sizeof tail, cause, sizeof cause);
-        SOL_WARN("coordinator: cannot learn the flags of %s (--help: %s%s): passing them all",
-                 h->path, ch->term_signal ? "killed" : "no usage text", tail[0] ? tail : "");
+        SOL_WARN("coordinator: cannot learn the flags of %s (--help: %s%s%s): passing them all",
+                 h->path, ch->term_signal ? "killed" : "no usage text", tail[0] ? ": " : "",
+                 cause[0] ? cause : tail);
     }
 }
 
@@ -588,8 +589,14 @@ static void launch(struct sol_coord *c);
 static void preflight_fail(struct sol_coord *c, unsigned status, const char *msg)
 {
     if (c->survey) {
-        /* The start-up survey only reports: the first request tries again. */
+        /* The start-up survey only reports: the first request tries again.
+         * Without a reference version the backends are still probed (their
+         * rows then say up or down, not which version is wrong). */
         SOL_ERROR("coordinator: %s", msg);
+        if (c->step == ST_REFERENCE) {
+            start_probes(c);
+            return;
+        }
         c->survey = 0;
         c->step = ST_IDLE;
         if (c->state == CS_STOPPED && coord_queued(c))
