@@ -88,7 +88,9 @@ struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, siz
 void sol_child_tail(const struct sol_child *ch, unsigned k, char *out, size_t outlen, char *cause,
                     size_t causelen);
 
-/* The cause line among `n` output lines (see sol_child_tail), or NULL. */
+/* The cause line among `n` output lines (see sol_child_tail), or NULL: the
+ * last abort site ("file.cpp:NNN: ...", GGML_ASSERT) if any, else the last
+ * error line. */
 const char *sol_child_cause_line(const char *const *lines, unsigned n);
 
 /* SIGTERM to the child's process group, SIGKILL after grace_ms. Idempotent;

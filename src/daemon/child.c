@@ -203,8 +203,32 @@ static int is_cause(const char *l)
            strstr(l, "unknown argument") != NULL || strstr(l, "GGML_ASSERT") != NULL;
 }
 
+/* An abort's own line: "file.cpp:NNN: message" (GGML_ABORT, GGML_ASSERT).
+ * It is written straight to stderr while llama.cpp's other lines go
+ * through a log thread, so it may come before or after them. */
+static int is_abort_site(const char *l)
+{
+    if (strstr(l, "GGML_ASSERT"))
+        return 1;
+    for (const char *p = l; (p = strstr(p, ".c")) != NULL; p++) {
+        const char *q = p + 2;
+        if (strncmp(q, "pp", 2) == 0)
+            q += 2;
+        if (*q != ':' || q[1] < '0' || q[1] > '9')
+            continue;
+        for (q++; *q >= '0' && *q <= '9'; q++)
+            ;
+        if (*q == ':')
+            return 1;
+    }
+    return 0;
+}
+
 const char *sol_child_cause_line(const char *const *lines, unsigned n)
 {
+    for (unsigned i = n; i-- > 0;)
+        if (is_abort_site(lines[i]))
+            return lines[i];
     for (unsigned i = n; i-- > 0;)
         if (is_cause(lines[i]))
             return lines[i];

@@ -292,7 +292,19 @@ static void child_closed(void *owner)
 
 static void ring_line(void *owner, const char *line, size_t len)
 {
-    ring_add(owner, line, len);
+    struct sol_coord *c = owner;
+    ring_add(c, line, len);
+    /* llama-server's output is read after its exit is reported, often: a
+     * cause line that comes later (the ggml-rpc.cpp line follows ggml's
+     * "E recv failed") replaces the one quoted at the exit. */
+    if (c->cause_pending && c->log_count) {
+        const char *l = c->log_ring[(c->log_head + c->log_count - 1) % LOG_LINES];
+        char cause[SOL_CHILD_LINE_MAX + 1];
+        if (sol_child_cause_line(&l, 1)) {
+            ring_cause(c, cause, sizeof cause);
+            snprintf(c->last_exit, sizeof c->last_exit, "%s: %s", c->last_exit_head, cause);
+        }
+    }
 }
 
 /* Every child is counted from here to its on_closed, so shutdown waits for
@@ -1369,6 +1381,7 @@ static void launch(struct sol_coord *c)
     }
     argv[n] = NULL;
     char err[1024];
+    c->cause_pending = 0; /* the new one's lines say nothing of the last exit */
     c->llama = spawn(c, "llama-server", argv, 1, on_llama_exit, c, err, sizeof err);
     if (!c->llama) {
         preflight_fail(c, 503, err);
@@ -1428,13 +1441,15 @@ static void on_llama_exit(struct sol_child *ch)
     uint64_t now = now_ms(c);
     int at_once = !ch->stop_requested && now - c->launched_at < 2000;
     if (ch->term_signal)
-        snprintf(c->last_exit, sizeof c->last_exit, "killed by signal %d%s%s", ch->term_signal,
-                 cause[0] ? ": " : "", cause);
+        snprintf(c->last_exit_head, sizeof c->last_exit_head, "killed by signal %d",
+                 ch->term_signal);
     else
-        snprintf(c->last_exit, sizeof c->last_exit, "exit status %lld%s%s%s",
+        snprintf(c->last_exit_head, sizeof c->last_exit_head, "exit status %lld%s",
                  (long long)ch->exit_status,
-                 at_once && ch->exit_status == 0 ? " right after start" : "", cause[0] ? ": " : "",
-                 cause);
+                 at_once && ch->exit_status == 0 ? " right after start" : "");
+    snprintf(c->last_exit, sizeof c->last_exit, "%s%s%s", c->last_exit_head, cause[0] ? ": " : "",
+             cause);
+    c->cause_pending = 1;
     if (c->stopping) {
         /* llama-server first, then the local rpc servers it used: it
          * aborts when a backend goes away under it, even at its own exit. */

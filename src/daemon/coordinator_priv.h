@@ -198,6 +198,8 @@ struct sol_coord {
     uint64_t crashes[MAX_CRASHES];
     unsigned n_crashes;
     char last_exit[400];
+    char last_exit_head[64]; /* "exit status N" / "killed by signal N" of the last exit */
+    int cause_pending;       /* its output may still name a later cause: last_exit follows */
 
     /* /health poll through the daemon's curl multi */
     struct sol_curl_xfer health;

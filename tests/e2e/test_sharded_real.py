@@ -317,7 +317,9 @@ class RealSharded(unittest.TestCase):
         # The cause as llama.cpp printed it (GGML_NO_BACKTRACE=1: no gdb frames).
         print("\n[last_exit] %s" % st["coordinator"]["last_exit"], file=sys.stderr)
         self.assertIn("signal 6", st["coordinator"]["last_exit"])
-        self.assertIn("ggml-rpc.cpp", st["coordinator"]["last_exit"])
+        # ggml's "E recv failed ..." and then "ggml-rpc.cpp:NNN: Remote RPC
+        # server crashed ...": the later one once all its output is read.
+        self.assertRegex(st["coordinator"]["last_exit"], r"ggml-rpc\.cpp:\d+|\bE recv failed")
         self.assertNotIn("gdb", d.stderr_text())
         self.assertFalse(any(p == pid for p, _ in children_of(d.popen.pid)), "zombie")
 
@@ -339,8 +341,10 @@ class RealSharded(unittest.TestCase):
         row = self.rows(d)["127.0.0.1:%d" % port2]
         self.assertIn("connection", row["last_error"])
         self.assertIsInstance(row["down_since"], str)
-        st = self.wait_state(d, "ready")
-        self.assertNotEqual(st["coordinator"]["pid"], pid)
+        # (It stays "ready" for a moment while the old llama-server stops.)
+        h.wait_until(lambda: self.status(d)["coordinator"]["pid"] not in (pid, None) and
+                     self.status(d)["coordinator"]["state"] == "ready", timeout=60,
+                     interval=0.05, msg="relaunched")
         measure("backend killed while idle -> relaunched over the other: %.0f ms",
                 (time.monotonic() - t_kill) * 1000)
         s, lines = self.stream(d, body=self.chat(n=4))

@@ -41,6 +41,13 @@ static void test_cause_lines(void)
     /* The last cause wins; nothing matches: NULL. */
     const char *two[] = {"error: first", "E second"};
     CHECK(strcmp(cause(two, 2), "E second") == 0, "last one");
+    /* The abort's own line wins over the log thread's E lines, whatever
+     * their order. */
+    const char *order[] = {"/src/ggml/src/ggml-rpc/ggml-rpc.cpp:519: Remote RPC server crashed",
+                           "0.00.961.835 E send failed (bytes_sent=0, size_to_send=8)"};
+    CHECK(strcmp(cause(order, 2), order[0]) == 0, "abort site first");
+    const char *not_site[] = {"E real cause", "loading model.cpp from disk: 3 files"};
+    CHECK(strcmp(cause(not_site, 2), "E real cause") == 0, "a .cpp word is not a site");
     const char *none[] = {"main: server is listening on http://127.0.0.1:8080", "Eager loading",
                           "load_tensors: offloaded 5/5 layers to GPU"};
     CHECK(sol_child_cause_line(none, 3) == NULL, "no cause");
