@@ -1418,8 +1418,9 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     r->info.num_predict = -1;
     r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
-        int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
+        int want = ((r->route->flags & SOL_RF_NEEDS_MODEL) ? SOL_INSPECT_NEEDS_MODEL : 0) |
+                   ((r->route->flags & SOL_RF_NAME_ALIAS) ? SOL_INSPECT_NAME_ALIAS : 0);
+        int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len, want,
                                       d->cfg->json_max_depth, &r->info, err, sizeof err);
         if (status)
             return reply_error(r, (unsigned)status, err);

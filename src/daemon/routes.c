@@ -13,7 +13,7 @@ static const struct sol_route routes[] = {
     {"/api/chat", SOL_ROUTE_PROXY, SOL_M_POST, OLLAMA_INFER},
     {"/api/embed", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE},
     {"/api/embeddings", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_INFERENCE},
-    {"/api/show", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL},
+    {"/api/show", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_NAME_ALIAS},
     {"/v1/chat/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
     {"/v1/completions", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
     {"/v1/embeddings", SOL_ROUTE_PROXY, SOL_M_POST, OPENAI_INFER},
@@ -26,11 +26,14 @@ static const struct sol_route routes[] = {
     {"/dashboard", SOL_ROUTE_DASHBOARD, SOL_M_GET | SOL_M_HEAD, 0}, /* dashboard.c */
     {"/api/sollol/dashboard", SOL_ROUTE_DASHBOARD_DATA, SOL_M_GET, 0},
     {"/api/sollol/rpc", SOL_ROUTE_RPC_STATUS, SOL_M_GET, 0}, /* coordinator.c */
-    {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL},
-    {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL},
+    /* Ollama accepts the deprecated "name" for "model" on these five (api/types.go;
+     * /api/copy has only source and destination). */
+    {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST,
+     SOL_RF_STREAM_DEFAULT | SOL_RF_NEEDS_MODEL | SOL_RF_NAME_ALIAS},
+    {"/api/delete", SOL_ROUTE_FANOUT, SOL_M_DELETE, SOL_RF_NEEDS_MODEL | SOL_RF_NAME_ALIAS},
     {"/api/copy", SOL_ROUTE_FANOUT, SOL_M_POST, 0},
-    {"/api/create", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
-    {"/api/push", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT},
+    {"/api/create", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NAME_ALIAS},
+    {"/api/push", SOL_ROUTE_PINNED, SOL_M_POST, SOL_RF_STREAM_DEFAULT | SOL_RF_NAME_ALIAS},
     /* Batch-job API (batch.c; see SOL_RF_BATCH). */
     {"/api/batch/embed", SOL_ROUTE_PROXY, SOL_M_POST, SOL_RF_NEEDS_MODEL | SOL_RF_BATCH},
     {"/api/batch/jobs", SOL_ROUTE_PROXY, SOL_M_GET, SOL_RF_RAW_BODY | SOL_RF_BATCH},
