@@ -25,6 +25,7 @@ struct sol_reply_headers {
     const char *explain;       /* X-Sollol-Explain (routing decision, on request) */
     const char *queue_ms;      /* X-Sollol-Queue-Ms (time waiting for a node slot) */
     const char *server_timing; /* Server-Timing (see sol_server_timing_format) */
+    const char *sollol_version; /* X-Sollol-Version (sollold's own, on /api/version) */
     int close;                 /* ask MHD to close the connection afterwards */
 };
 

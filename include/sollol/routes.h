@@ -14,7 +14,7 @@
 enum sol_route_kind {
     SOL_ROUTE_NONE = 0,       /* unknown path: 404 */
     SOL_ROUTE_ROOT,           /* GET/HEAD /: "Ollama is running" */
-    SOL_ROUTE_VERSION,        /* GET/HEAD /api/version: the daemon's own version */
+    SOL_ROUTE_VERSION,        /* GET/HEAD /api/version: the cluster's Ollama version */
     SOL_ROUTE_PROXY,          /* body names a model; proxied to one node */
     SOL_ROUTE_TAGS,           /* GET/HEAD /api/tags: union from the probe table */
     SOL_ROUTE_PS,             /* GET /api/ps: union of loaded models, with "node" */
@@ -28,6 +28,7 @@ enum sol_route_kind {
     SOL_ROUTE_DASHBOARD,      /* GET/HEAD /dashboard: the live page (dashboard.c) */
     SOL_ROUTE_DASHBOARD_DATA, /* GET /api/sollol/dashboard: what the page polls */
     SOL_ROUTE_RPC_STATUS,     /* GET /api/sollol/rpc: the sharded path (coordinator.c) */
+    SOL_ROUTE_SOLLOL_VERSION, /* GET/HEAD /api/sollol/version: sollold's own version */
 };
 
 /* Per-route properties the lifecycle relies on. */

@@ -119,6 +119,8 @@ void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_header
         MHD_add_response_header(r, "X-Sollol-Explain", h->explain);
     if (h->allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, h->allow);
+    if (h->sollol_version)
+        MHD_add_response_header(r, "X-Sollol-Version", h->sollol_version);
     if (h->retry_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, h->retry_after);
     if (h->close)

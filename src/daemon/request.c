@@ -22,6 +22,7 @@
 #include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/compat.h"
 #include "sollol/fmt.h"
 #include "sollol/coordinator.h"
 #include "sollol/daemon.h"
@@ -1202,14 +1203,37 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     return r;
 }
 
+/*
+ * /api/version is what clients gate features on (Continue wants >= 0.6.5):
+ * the cluster can do what its oldest node can, so the answer is the lowest
+ * Ollama version among the nodes that are up; with none up, the lowest
+ * last known; with none ever known, 503. sollold's own version is in
+ * X-Sollol-Version and at /api/sollol/version.
+ */
 static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *conn,
                                    const struct sol_route *route)
 {
-    (void)d;
     if (route->kind == SOL_ROUTE_ROOT)
         return sol_reply(conn, MHD_HTTP_OK, SOL_CT_TEXT, "Ollama is running", 17, NULL);
-    static const char version[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
-    return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
+    struct sol_reply_headers h = {.sollol_version = SOLLOL_VERSION};
+    if (route->kind == SOL_ROUTE_SOLLOL_VERSION) {
+        static const char own[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
+        return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, own, sizeof own - 1, &h);
+    }
+    char v[sizeof d->table.nodes[0]->version];
+    if (!sol_compat_cluster_version(&d->table, v, sizeof v)) {
+        h.retry_after = "1";
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, 0,
+                               "no node is up: the cluster's Ollama version is not known", &h);
+    }
+    struct sol_buf b = {0};
+    sol_buf_append_str(&b, "{\"version\":");
+    sol_buf_append_json_string(&b, v, strlen(v));
+    sol_buf_append_str(&b, "}");
+    enum MHD_Result ret =
+        b.data ? sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, b.data, b.len, &h) : MHD_NO;
+    sol_buf_free(&b);
+    return ret;
 }
 
 /*
@@ -1267,7 +1291,8 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         struct sol_reply_headers h = {.allow = allow};
         return sol_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, openai, msg, &h);
     }
-    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION)
+    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION ||
+        route->kind == SOL_ROUTE_SOLLOL_VERSION)
         return serve_local(d, conn, route);
     if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
         route->kind != SOL_ROUTE_PINNED)

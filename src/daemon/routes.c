@@ -26,6 +26,7 @@ static const struct sol_route routes[] = {
     {"/dashboard", SOL_ROUTE_DASHBOARD, SOL_M_GET | SOL_M_HEAD, 0}, /* dashboard.c */
     {"/api/sollol/dashboard", SOL_ROUTE_DASHBOARD_DATA, SOL_M_GET, 0},
     {"/api/sollol/rpc", SOL_ROUTE_RPC_STATUS, SOL_M_GET, 0}, /* coordinator.c */
+    {"/api/sollol/version", SOL_ROUTE_SOLLOL_VERSION, SOL_M_GET | SOL_M_HEAD, 0},
     /* Ollama accepts the deprecated "name" for "model" on these five (api/types.go;
      * /api/copy has only source and destination). */
     {"/api/pull", SOL_ROUTE_FANOUT, SOL_M_POST,

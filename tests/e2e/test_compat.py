@@ -82,5 +82,32 @@ class NameAlias(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (400, {"error": "model is required"}))
 
 
+class ClusterVersion(unittest.TestCase):
+    """Item 3: /api/version is the lowest Ollama version of the nodes that
+    are up; sollold's own is in X-Sollol-Version and /api/sollol/version."""
+
+    def test_lowest_up_version(self):
+        a = h.start_sim("--version-string", "0.12.10", test=self)
+        b = h.start_sim("--version-string", "0.12.6", test=self)
+        d = start_daemon(self, [("sim-a", a.url), ("sim-b", b.url)])
+        r = h.request("GET", d.url + "/api/version")
+        self.assertEqual((r.status, r.json()), (200, {"version": "0.12.6"}))
+        own = r.headers.get("x-sollol-version")
+        self.assertTrue(own, r.headers)
+        r = h.request("GET", d.url + "/api/sollol/version")
+        self.assertEqual((r.status, r.json()), (200, {"version": own}))
+        self.assertEqual(h.request("HEAD", d.url + "/api/version").status, 200)
+        # The older node goes: the cluster can do more now.
+        b.stop()
+        h.wait_until(lambda: h.get_json(d.url + "/api/version") == {"version": "0.12.10"},
+                     timeout=h.scaled(10), msg="version of the node left up")
+        # None up: the lowest last known, still 200 (documented).
+        a.stop()
+        h.wait_until(lambda: h.request("GET", d.url + "/api/health").status == 503,
+                     timeout=h.scaled(10), msg="all down")
+        r = h.request("GET", d.url + "/api/version")
+        self.assertEqual((r.status, r.json()), (200, {"version": "0.12.6"}))
+
+
 if __name__ == "__main__":
     unittest.main()
