@@ -635,6 +635,10 @@ static int attempt_start(struct sol_request *r)
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+            if (r->body.len) { /* a passed-through PUT, PATCH or DELETE with a body */
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+            }
         }
         sol_coord_prepare(r, e, n); /* coordinator.c: llama-server route and body */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -840,7 +844,10 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
         if (m && m->installed)
             return SOL_ATTEMPT_MODEL_MISSING;
     }
-    if (status == 401 || status == 403)
+    /* A node that refuses us is misconfigured; but an unknown route's
+     * 401/403 is the route's own answer (Ollama's /api/me says "not signed
+     * in" so): the probes still catch a node that refuses us. */
+    if ((status == 401 || status == 403) && !(r->route->flags & SOL_RF_PASSTHROUGH))
         return SOL_ATTEMPT_AUTH_REJECTED;
     if (status >= 500 || status == 429)
         return SOL_ATTEMPT_SERVER_ERROR;
@@ -1246,10 +1253,62 @@ static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *
  */
 static char answer_on_second_call;
 
+/* The route table's answer, or for a path it does not know under /api/ or
+ * /v1/ (or a non-POST under /v1/ that only the POST catch-all matched) the
+ * pass-through to a node (routes.h). A path with a trailing slash that
+ * names a known route is not passed through: it is redirected. */
+static const struct sol_route *effective_route(const char *url, const char *method)
+{
+    const struct sol_route *route = sol_route_find(url);
+    unsigned m = sol_method_bit(method);
+    if (route && !(strcmp(route->path, "/v1/") == 0 && !(route->methods & m)))
+        return route;
+    char fixed[512];
+    if (sol_route_trailing_slash(url, m, fixed, sizeof fixed))
+        return NULL;
+    return sol_route_passthrough(url);
+}
+
+/* gin's RedirectTrailingSlash, as Ollama answers "/api/tags/": 301 for GET,
+ * 307 otherwise (the method and body are kept), to the path without the
+ * slash with the query string kept. */
+static enum MHD_Result redirect_trailing_slash(struct MHD_Connection *conn, const char *fixed,
+                                               const char *method)
+{
+    struct query_walk w = {{0}};
+    sol_buf_append_str(&w.out, fixed);
+    size_t path_len = w.out.len;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
+    if (w.out.len > path_len) /* collect_arg starts with '&' after a non-empty buffer */
+        w.out.data[path_len] = '?';
+    const char *loc = sol_buf_cstr(&w.out);
+    int get = strcmp(method, "GET") == 0;
+    struct sol_buf body = {0};
+    if (get || strcmp(method, "HEAD") == 0) {
+        sol_buf_append_str(&body, "<a href=\"");
+        sol_buf_append_str(&body, loc); /* percent-encoded by collect_arg, path as routed */
+        sol_buf_appendf(&body, "\">%s</a>.\n\n", get ? "Moved Permanently" : "Temporary Redirect");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        body.len, body.data ? body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret = MHD_NO;
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+        if (body.len)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+        sol_reply_add_headers(resp, NULL);
+        ret = MHD_queue_response(conn, get ? MHD_HTTP_MOVED_PERMANENTLY : 307, resp);
+        MHD_destroy_response(resp);
+    }
+    sol_buf_free(&body);
+    sol_buf_free(&w.out);
+    return ret;
+}
+
 static int answered_locally_without_body(struct MHD_Connection *conn, const char *url,
                                          const char *method)
 {
-    const struct sol_route *route = sol_route_find(url);
+    const struct sol_route *route = effective_route(url, method);
     int local = !route || !(route->methods & sol_method_bit(method)) ||
                 (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
                  route->kind != SOL_ROUTE_PINNED);
@@ -1268,7 +1327,7 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
                                         const char *url, const char *method,
                                         const struct sol_auth_key *key, void **con_cls)
 {
-    const struct sol_route *route = sol_route_find(url);
+    const struct sol_route *route = effective_route(url, method);
     int openai = strncmp(url, "/v1/", 4) == 0;
     if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
         struct sol_reply_headers h = {.close = 1};
@@ -1278,8 +1337,20 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     /* The catch-all "any other POST /v1/..." route names no real path: with
      * another method the path is simply unknown (404, as Ollama answers),
      * not a known path used with the wrong method. */
-    if (!route ||
-        (strcmp(route->path, "/v1/") == 0 && !(route->methods & sol_method_bit(method)))) {
+    char fixed[512];
+    if (!route && sol_route_trailing_slash(url, sol_method_bit(method), fixed, sizeof fixed))
+        return redirect_trailing_slash(conn, fixed, method);
+    if (route && (route->flags & SOL_RF_PASSTHROUGH) && sol_auth_enabled(&d->auth) &&
+        !(key && key->admin)) {
+        /* What an unknown route does is not known here: admin only. */
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "path '%.200s' is not one sollold knows; passing it to a node needs an admin key",
+                 url);
+        sol_metrics_refused(&d->metrics, SOL_REFUSED_FORBIDDEN);
+        return sol_reply_error(conn, MHD_HTTP_FORBIDDEN, openai, msg, NULL);
+    }
+    if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
         return sol_reply_error(conn, MHD_HTTP_NOT_FOUND, openai, msg, NULL);

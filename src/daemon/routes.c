@@ -56,6 +56,16 @@ static const struct sol_route batch_results = {"/api/batch/results/", SOL_ROUTE_
 static const struct sol_route v1_generic = {"/v1/", SOL_ROUTE_PROXY, SOL_M_POST,
                                             SOL_RF_OPENAI | SOL_RF_NEEDS_MODEL};
 
+/* Routes of a newer Ollama this table does not know (/api/status,
+ * /api/experimental/..., a GET under /v1/): passed through to one node that
+ * is up, body unread. Pinned, hence admin-only when API keys are set
+ * (auth.c): what such a route does is not known here. */
+#define ANY_METHOD (SOL_M_GET | SOL_M_HEAD | SOL_M_POST | SOL_M_DELETE | SOL_M_OTHER)
+static const struct sol_route api_passthrough = {"/api/*", SOL_ROUTE_PINNED, ANY_METHOD,
+                                                 SOL_RF_RAW_BODY | SOL_RF_PASSTHROUGH};
+static const struct sol_route v1_passthrough = {
+    "/v1/*", SOL_ROUTE_PINNED, ANY_METHOD, SOL_RF_OPENAI | SOL_RF_RAW_BODY | SOL_RF_PASSTHROUGH};
+
 unsigned sol_method_bit(const char *m)
 {
     if (strcmp(m, "GET") == 0)
@@ -87,6 +97,31 @@ const struct sol_route *sol_route_find(const char *path)
     if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0' && strncmp(path, "/v1/models", 10) != 0)
         return &v1_generic;
     return NULL;
+}
+
+const struct sol_route *sol_route_passthrough(const char *path)
+{
+    /* sollol's own namespaces are never an Ollama's. */
+    if (strncmp(path, "/api/sollol/", 12) == 0 || strncmp(path, "/api/batch/", 11) == 0)
+        return NULL;
+    if (strncmp(path, "/api/", 5) == 0 && path[5] != '\0')
+        return &api_passthrough;
+    if (strncmp(path, "/v1/", 4) == 0 && path[4] != '\0')
+        return &v1_passthrough;
+    return NULL;
+}
+
+int sol_route_trailing_slash(const char *path, unsigned method, char *out, size_t len)
+{
+    size_t n = strlen(path);
+    if (n < 2 || path[n - 1] != '/' || n > len)
+        return 0;
+    memcpy(out, path, n - 1);
+    out[n - 1] = '\0';
+    const struct sol_route *r = sol_route_find(out);
+    /* gin redirects when the method has a route there: the catch-all of
+     * POST /v1/... is not one. */
+    return r && r != &v1_generic && (r->methods & method) && !(r->flags & SOL_RF_PASSTHROUGH);
 }
 
 void sol_route_allow_header(const struct sol_route *r, char *buf, size_t len)

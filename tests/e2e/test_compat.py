@@ -109,5 +109,88 @@ class ClusterVersion(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (200, {"version": "0.12.6"}))
 
 
+class SmallerOnes(unittest.TestCase):
+    """Item 8."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.a = h.start_sim("--name", "sim-a", models=(MODEL + ",loaded", "qwen2:0.5b"), test=cls)
+        cls.b = h.start_sim("--name", "sim-b", models=(MODEL + ",loaded",), test=cls)
+        cls.d = start_daemon(cls, [("sim-a", cls.a.url), ("sim-b", cls.b.url)])
+
+    def test_v1_model_echoes_the_name_asked(self):
+        for asked in ("llama3.2:3b", "qwen2:0.5b", "qwen2"):
+            r = h.request("GET", self.d.url + "/v1/models/" + asked)
+            if asked == "qwen2":  # qwen2:latest is not installed
+                self.assertEqual(r.status, 404)
+                continue
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual((r.json()["id"], r.json()["owned_by"]), (asked, "library"))
+
+    def test_unknown_routes_pass_through(self):
+        h.sim_reset(self.a.url)
+        h.sim_reset(self.b.url)
+        # /api/me exists on Ollama (and the sim), not in sollold's table.
+        r = h.request("POST", self.d.url + "/api/me", {})
+        self.assertNotEqual(r.status, 404, r.body)
+        self.assertEqual(r.headers.get("x-sollol-node"), "sim-a", "the first node that is up")
+        got = [x["path"] for x in h.sim_stats(self.a.url)["requests"]]
+        self.assertIn("/api/me", got)
+        # DELETE with a parameter in the path, as Ollama's /api/user/keys/:key.
+        r = h.request("DELETE", self.d.url + "/api/user/keys/abc")
+        self.assertNotEqual(r.status, 404, r.body)
+        # A route no Ollama has: the node's own 404, as Ollama would answer.
+        r = h.request("GET", self.d.url + "/api/nothing-here?x=1")
+        self.assertEqual((r.status, r.body), (404, b"404 page not found"))
+        r = h.request("GET", self.d.url + "/v1/nope/x")
+        self.assertEqual((r.status, r.body), (404, b"404 page not found"))
+        # sollol's own namespaces are never passed on.
+        r = h.request("GET", self.d.url + "/api/sollol/nothing")
+        self.assertEqual(r.status, 404)
+        self.assertIn("not found", r.json()["error"])
+
+    def test_unknown_routes_need_an_admin_key(self):
+        import hashlib
+        keys = [{"name": "user", "sha256": hashlib.sha256(b"user-key").hexdigest()},
+                {"name": "ops", "sha256": hashlib.sha256(b"ops-key").hexdigest(), "admin": True}]
+        d = start_daemon(self, [("sim-a", self.a.url)], "--auth-keys", json.dumps(keys))
+        r = h.request("POST", d.url + "/api/me", {})
+        self.assertEqual(r.status, 401)
+        r = h.request("POST", d.url + "/api/me", {}, headers={"Authorization": "Bearer user-key"})
+        self.assertEqual(r.status, 403, r.body)
+        r = h.request("GET", d.url + "/v1/nope", headers={"Authorization": "Bearer user-key"})
+        self.assertEqual(r.status, 403, r.body)
+        h.sim_reset(self.a.url)
+        r = h.request("POST", d.url + "/api/me", {}, headers={"Authorization": "Bearer ops-key"})
+        # The node's own answer (the sim, as Ollama, says "not signed in"),
+        # which does not make the node look misconfigured.
+        self.assertEqual((r.status, r.headers.get("x-sollol-node")), (401, "sim-a"), r.body)
+        self.assertEqual([x["path"] for x in h.sim_stats(self.a.url)["requests"]], ["/api/me"])
+        r = h.request("GET", d.url + "/api/health", headers={"Authorization": "Bearer ops-key"})
+        self.assertEqual(r.json()["nodes_up"], 1)
+
+    def test_trailing_slash_redirects_as_gin(self):
+        r = h.request("GET", self.d.url + "/api/tags/?a=b")
+        self.assertEqual((r.status, r.headers.get("location")), (301, "/api/tags?a=b"))
+        r = h.request("POST", self.d.url + "/api/chat/", {"model": MODEL, "messages": []})
+        self.assertEqual((r.status, r.headers.get("location")), (307, "/api/chat"))
+        r = h.request("POST", self.d.url + "/v1/chat/completions/", {"model": MODEL})
+        self.assertEqual((r.status, r.headers.get("location")), (307, "/v1/chat/completions"))
+        # No route for the method there: not a redirect (gin looks per method).
+        r = h.request("GET", self.d.url + "/api/chat/")
+        self.assertNotIn(r.status, (301, 307))
+
+    def test_ps_lists_each_model_once(self):
+        h.wait_until(lambda: len(h.get_json(self.d.url + "/api/ps")["models"]) >= 1,
+                     timeout=h.scaled(10), msg="ps")
+        ps = h.get_json(self.d.url + "/api/ps")["models"]
+        names = [m["name"] for m in ps]
+        self.assertEqual(names, [MODEL], ps)
+        self.assertEqual(sorted(ps[0]["nodes"]), ["sim-a", "sim-b"])
+        self.assertIn(ps[0]["node"], ("sim-a", "sim-b"))
+        for k in ("model", "size", "digest", "details", "expires_at", "size_vram"):
+            self.assertIn(k, ps[0])
+
+
 if __name__ == "__main__":
     unittest.main()
