@@ -54,6 +54,15 @@ void sol_reply_local_begin(const char *request_id);
 void sol_reply_local_end(void);
 
 /*
+ * Brackets one call of the access handler for a request from an allowed
+ * CORS origin: every reply queued in between (sol_reply_add_headers)
+ * carries Access-Control-Allow-Origin: `allow_origin` (or "*" when `any`)
+ * and Vary: Origin. The string must live until end(). Not nested.
+ */
+void sol_reply_cors_begin(const char *allow_origin, int any);
+void sol_reply_cors_end(void);
+
+/*
  * Writes a Server-Timing value into buf: `queue;dur=Q, upstream;dur=U;
  * desc="first byte", total;dur=T` (milliseconds, 1 decimal); an entry whose
  * value is negative is left out. Returns the length (0 when none fits; the

@@ -1593,10 +1593,74 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     return MHD_YES;
 }
 
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls);
+
+/* gin-contrib/cors's preflight answer for an allowed origin (Ollama's
+ * configuration, compat.h): 204, whatever the path. */
+static enum MHD_Result reply_preflight(struct MHD_Connection *conn)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", SOL_CORS_ALLOW_METHODS);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", SOL_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", SOL_CORS_MAX_AGE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Access-Control-Request-Method");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Access-Control-Request-Headers");
+    sol_reply_add_headers(resp, NULL); /* Allow-Origin and Vary: Origin */
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/*
+ * CORS first, as Ollama's middleware runs first: a request with an Origin
+ * that is neither the daemon's own nor allowed (cors.origins, else Ollama's
+ * defaults) is refused 403 with an empty body, a preflight from an allowed
+ * one is answered here (204), and every reply to an allowed one carries
+ * Access-Control-Allow-Origin. Requests without Origin (every non-browser
+ * client) are untouched.
+ */
 enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
+{
+    struct sol_daemon *d = cls;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin)
+        return on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    int any;
+    enum sol_cors_verdict v =
+        sol_cors_check(origin, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
+                       d->cfg->cors_origins, &any);
+    if (v == SOL_CORS_REFUSED && !*con_cls) {
+        SOL_DEBUG("refused %s %s: origin '%.200s' not allowed (cors.origins)", method, url,
+                  origin);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_FORBIDDEN, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (v != SOL_CORS_ALLOWED)
+        return on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    sol_reply_cors_begin(origin, any);
+    enum MHD_Result ret =
+        !*con_cls && strcmp(method, "OPTIONS") == 0
+            ? reply_preflight(conn)
+            : on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    sol_reply_cors_end();
+    return ret;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;

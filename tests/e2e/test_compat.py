@@ -109,6 +109,73 @@ class ClusterVersion(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (200, {"version": "0.12.6"}))
 
 
+class Cors(unittest.TestCase):
+    """Item 4: gin-contrib/cors as Ollama configures it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = h.start_sim(test=cls)
+        cls.d = start_daemon(cls, [("sim-a", cls.sim.url)],
+                             env=dict(os.environ, OLLAMA_ORIGINS="chrome-extension://*"))
+
+    def test_preflight_from_allowed_origins(self):
+        for origin in ("http://localhost:3000", "app://obsidian.md", "vscode-webview://x1",
+                       "chrome-extension://abcdef"):
+            r = h.request("OPTIONS", self.d.url + "/api/chat",
+                          headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                   "Access-Control-Request-Headers": "content-type"})
+            self.assertEqual((r.status, r.body), (204, b""), origin)
+            self.assertEqual(r.headers.get("access-control-allow-origin"), origin)
+            self.assertEqual(r.headers.get("access-control-allow-methods"),
+                             "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS")
+            self.assertIn("Content-Type", r.headers.get("access-control-allow-headers"))
+            self.assertIn("X-Stainless-Os", r.headers.get("access-control-allow-headers"))
+            self.assertEqual(r.headers.get("access-control-max-age"), "43200")
+
+    def test_answers_carry_the_allow_header(self):
+        o = {"Origin": "http://127.0.0.1:5173"}
+        r = h.request("GET", self.d.url + "/api/tags", headers=o)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("access-control-allow-origin"), o["Origin"])
+        self.assertIn("Origin", r.headers.get("vary", ""))
+        with h.open_stream("POST", self.d.url + "/api/chat",
+                           {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                           headers=o) as st:
+            self.assertEqual(st.status, 200)
+            self.assertEqual(st.headers.get("access-control-allow-origin"), o["Origin"])
+            st.read_all()
+        r = h.request("GET", self.d.url + "/api/nope-nope", headers=o)
+        self.assertEqual(r.headers.get("access-control-allow-origin"), o["Origin"])
+
+    def test_other_origins_refused_as_ollama_does(self):
+        for method, path in (("OPTIONS", "/api/chat"), ("GET", "/api/tags"),
+                             ("POST", "/api/generate")):
+            r = h.request(method, self.d.url + path,
+                          {"model": MODEL, "prompt": "x"} if method == "POST" else None,
+                          headers={"Origin": "https://evil.example"})
+            self.assertEqual((r.status, r.body), (403, b""), (method, path))
+            self.assertNotIn("access-control-allow-origin", r.headers)
+
+    def test_no_origin_or_own_origin_unchanged(self):
+        r = h.request("GET", self.d.url + "/api/tags")
+        self.assertEqual(r.status, 200)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        r = h.request("GET", self.d.url + "/api/tags", headers={"Origin": self.d.url})
+        self.assertEqual(r.status, 200)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        # OPTIONS without Origin is no preflight: as before.
+        r = h.request("OPTIONS", self.d.url + "/api/tags")
+        self.assertEqual(r.status, 405)
+
+    def test_bad_origin_config_refused(self):
+        import subprocess
+        out = subprocess.run([h.binary("sollold"), "--listen", "127.0.0.1:0", "--node",
+                              "a=" + self.sim.url, "--origins", "example.com", "--check-config"],
+                             capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("cors.origins", out.stderr)
+
+
 class SmallerOnes(unittest.TestCase):
     """Item 8."""
 
