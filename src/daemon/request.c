@@ -266,6 +266,15 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
         if (code >= 200) {
             r->status = code;
             r->headers_complete = 1;
+            if (code == 500 && !r->coord && should_retry_status(r, code)) {
+                /* Ollama answers some request errors 500 (a missing model's
+                 * push, a capability the model lacks): read the error before
+                 * blaming the node and asking another (attempt_finished). */
+                r->retry_result = SOL_ATTEMPT_OK;
+                r->held_500 = 1;
+                r->held_bytes = 0;
+                return n;
+            }
             if (should_retry_status(r, code))
                 return 0;            /* abort; attempt_finished() retries elsewhere */
             sol_coord_on_headers(r); /* coordinator.c: translated content type */
@@ -320,6 +329,12 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (r->client_gone)
         return 0;
+    if (r->held_500) { /* only its last bytes matter: an error document is small */
+        sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, p, n);
+        r->held_bytes += n;
+        set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
+        return n;
+    }
     if (sol_buf_pending(&r->stream) >= STREAM_HIGH_WATER) {
         /* The client is slower than the node: hold the node back. libcurl
          * keeps these bytes and offers them again after unpause. */
@@ -675,6 +690,7 @@ static int attempt_start(struct sol_request *r)
         r->ttfb_ms = 0;
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
+        r->held_500 = 0;
         /* A non-streamed generation sends its first byte only when the
          * whole answer is done: allow twice the expected generation time on
          * this node on top (num_predict or the typical length, at the
@@ -849,6 +865,12 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
      * in" so): the probes still catch a node that refuses us. */
     if ((status == 401 || status == 403) && !(r->route->flags & SOL_RF_PASSTHROUGH))
         return SOL_ATTEMPT_AUTH_REJECTED;
+    /* What says the node is unwell counts against it (its breaker); what
+     * says the request was wrong does not: any other 4xx, and a 500 whose
+     * error is one Ollama gives for a bad request (compat.h). 429 says the
+     * node is overloaded. */
+    if (status == 500 && sol_compat_is_request_error_500(r->tail, r->tail_len))
+        return SOL_ATTEMPT_OK;
     if (status >= 500 || status == 429)
         return SOL_ATTEMPT_SERVER_ERROR;
     return SOL_ATTEMPT_OK;
@@ -857,6 +879,19 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
 /* One attempt ended (libcurl finished it, or the deadline sweep did). */
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
+    if (r->held_500) {
+        r->held_500 = 0;
+        if (rc == CURLE_OK && r->held_bytes <= TAIL_BYTES &&
+            sol_compat_is_request_error_500(r->tail, r->tail_len)) {
+            /* The request's fault: every node would say the same. Its
+             * answer goes to the client as the node wrote it. */
+            if (sol_buf_append(&r->stream, r->tail, r->tail_len) == 0 && r->tail_len)
+                r->last_byte = r->tail[r->tail_len - 1];
+        } else if (rc == CURLE_OK) {
+            rc = CURLE_WRITE_ERROR; /* the node's fault: retried below */
+            r->retry_result = SOL_ATTEMPT_SERVER_ERROR;
+        }
+    }
     if (rc == CURLE_OK) {
         const char *tp;
         size_t tn;

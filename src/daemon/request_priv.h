@@ -89,6 +89,10 @@ struct sol_request {
     char last_error[384];
     unsigned fail_status;
     enum sol_attempt_result retry_result; /* set when a node's answer is dropped for a retry */
+    /* A 500 that another node could take, held (in tail, not sent) until
+     * its error text says whether the request or the node is at fault. */
+    int held_500;
+    size_t held_bytes;
 
     /* What the node answered. */
     long status;

@@ -109,6 +109,61 @@ class ClusterVersion(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (200, {"version": "0.12.6"}))
 
 
+def breaker(d, node):
+    for n in h.get_json(d.url + "/api/stats")["nodes"]:
+        if n["name"] == node:
+            return n["breaker"]
+    raise AssertionError(node)
+
+
+class Breaker(unittest.TestCase):
+    """Item 6: a node's breaker counts what says the node is unwell."""
+
+    def test_request_errors_do_not_open_it(self):
+        a = h.start_sim(models=(MODEL + ",loaded", "nomic-embed-text,embed,loaded"), test=self)
+        b = h.start_sim(models=(MODEL + ",loaded",), test=self)
+        d = start_daemon(self, [("sim-a", a.url), ("sim-b", b.url)],
+                         "--breaker-failures", "3", "--breaker-cooldown-min", "30s")
+        for _ in range(5):
+            # Ollama answers a push of a model it lacks 500 (stream false).
+            r = h.request("POST", d.url + "/api/push", {"model": "nothing:here", "stream": False})
+            self.assertEqual(r.status, 500, r.body)
+            self.assertIn("not found", r.json()["error"])
+            self.assertEqual(r.headers.get("x-sollol-node"), "sim-a")
+            # A 4xx is the request's fault too.
+            r = h.request("POST", d.url + "/api/chat",
+                          {"model": MODEL, "messages": [], "options": {"num_ctx": "x"}})
+        self.assertEqual(breaker(d, "sim-a")["state"], "closed", breaker(d, "sim-a"))
+        self.assertEqual(breaker(d, "sim-a")["consecutive_failures"], 0)
+        # The model only sim-a has is still served.
+        r = h.request("POST", d.url + "/api/embed", {"model": "nomic-embed-text", "input": "x"})
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_node_failures_still_open_it(self):
+        a = h.start_sim(test=self)
+        b = h.start_sim(test=self)
+        d = start_daemon(self, [("sim-a", a.url), ("sim-b", b.url)],
+                         "--breaker-failures", "3", "--breaker-cooldown-min", "30s")
+        h.sim_fault(a.url, "500")  # "llama runner process has terminated": the node's
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": False}
+        for i in range(8):
+            r = h.request("POST", d.url + "/api/chat", body, headers={"X-Sollol-Session": str(i)})
+            self.assertEqual((r.status, r.headers.get("x-sollol-node")), (200, "sim-b"), r.body)
+            if breaker(d, "sim-a")["consecutive_failures"]:
+                break
+        # sim-a's 500 was read, judged the node's, counted, and the request
+        # went to sim-b unseen by the client.
+        self.assertEqual(breaker(d, "sim-a")["consecutive_failures"], 1)
+        self.assertTrue(any(x["path"] == "/api/chat" for x in h.sim_stats(a.url)["requests"]))
+        # Alone, the node's 500s reach the client and open the breaker.
+        d1 = start_daemon(self, [("sim-a", a.url)], "--breaker-failures", "3",
+                          "--breaker-cooldown-min", "30s")
+        for _ in range(3):
+            r = h.request("POST", d1.url + "/api/chat", body)
+            self.assertEqual(r.status, 500)
+        self.assertEqual(breaker(d1, "sim-a")["state"], "open", breaker(d1, "sim-a"))
+
+
 class Cors(unittest.TestCase):
     """Item 4: gin-contrib/cors as Ollama configures it."""
 
