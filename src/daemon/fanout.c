@@ -16,6 +16,7 @@
 #include "request_priv.h"
 
 #include "sollol/daemon.h"
+#include "sollol/health.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"
@@ -39,6 +40,11 @@ struct sol_fanout_leg {
     int running;
     int saw_success;
     char error[200];
+    /* After the node succeeded: the re-probes of what it has (tags, ps)
+     * that the final answer waits for, so the client's next request sees
+     * the change (health.h). */
+    struct sol_health_waiter wait[2];
+    unsigned waiting;
 };
 
 static int streams(const struct sol_request *r)
@@ -110,6 +116,8 @@ static void leg_failure(struct sol_fanout_leg *leg, char *out, size_t len)
         snprintf(out, len, "%s (no success reported)", leg->node->name);
 }
 
+static int leg_succeeded(const struct sol_fanout_leg *leg);
+
 /* Every leg has ended: the final line, or the whole answer. */
 static void finish(struct sol_request *r)
 {
@@ -119,9 +127,7 @@ static void finish(struct sol_request *r)
     int is_pull = strcmp(r->path, "/api/pull") == 0;
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
-        int success = leg->status >= 200 && leg->status < 300 && !leg->error[0] &&
-                      (!is_pull || !streams(r) || leg->saw_success);
-        if (success) {
+        if (leg_succeeded(leg)) {
             ok++;
         } else if (leg->status == 404 && !is_pull) {
             missing++;
@@ -172,6 +178,64 @@ static void finish(struct sol_request *r)
     sol_req_resume(r);
 }
 
+static int leg_succeeded(const struct sol_fanout_leg *leg)
+{
+    return leg->status >= 200 && leg->status < 300 && !leg->error[0] &&
+           (strcmp(leg->r->path, "/api/pull") != 0 || !streams(leg->r) || leg->saw_success);
+}
+
+static int any_waiting(const struct sol_request *r)
+{
+    for (unsigned i = 0; i < r->n_legs; i++)
+        if (r->legs[i].waiting)
+            return 1;
+    return 0;
+}
+
+/* The answer ends when every leg has, and every re-probe they asked for is in. */
+static void maybe_finish(struct sol_request *r)
+{
+    if (r->legs_running == 0 && !r->client_gone && !r->upstream_done && !any_waiting(r))
+        finish(r);
+}
+
+static void refreshed(struct sol_fanout_leg *leg)
+{
+    leg->waiting--;
+    maybe_finish(leg->r);
+}
+
+static void on_tags_refreshed(struct sol_health_waiter *w)
+{
+    refreshed((struct sol_fanout_leg *)((char *)w - offsetof(struct sol_fanout_leg, wait)));
+}
+
+static void on_ps_refreshed(struct sol_health_waiter *w)
+{
+    refreshed((struct sol_fanout_leg *)((char *)w - offsetof(struct sol_fanout_leg, wait) -
+                                        sizeof(struct sol_health_waiter)));
+}
+
+/*
+ * A node changed what it has (pull, copy: a model more; delete: one less,
+ * and not loaded either): the table must say so before the client hears
+ * of the success, or its next request is routed on stale facts (a chat
+ * for the model just pulled answered "not found on any node" for up to a
+ * tags interval). The health side re-reads the node (it alone writes
+ * model facts, from what the node says) and the answer waits for that.
+ */
+static void refresh_node(struct sol_fanout_leg *leg)
+{
+    struct sol_health *h = &leg->r->d->health;
+    leg->wait[0].done = on_tags_refreshed;
+    leg->wait[1].done = on_ps_refreshed;
+    if (sol_health_refresh(h, leg->node, SOL_HEALTH_TAGS, &leg->wait[0]) == 0)
+        leg->waiting++;
+    if (strcmp(leg->r->path, "/api/delete") == 0 &&
+        sol_health_refresh(h, leg->node, SOL_HEALTH_PS, &leg->wait[1]) == 0)
+        leg->waiting++;
+}
+
 static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
 {
     struct sol_fanout_leg *leg =
@@ -191,8 +255,9 @@ static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
                                                        err, sizeof err) == SOL_JSON_OK)
             sol_ndjson_progress(leg->buf.data, leg->buf.len, &st, leg->error, sizeof leg->error);
     }
-    if (r->legs_running == 0 && !r->client_gone)
-        finish(r);
+    if (!r->client_gone && leg_succeeded(leg))
+        refresh_node(leg);
+    maybe_finish(r);
 }
 
 static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
@@ -301,6 +366,9 @@ void sol_fanout_cancel(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
+        sol_health_unwait(&leg->wait[0]);
+        sol_health_unwait(&leg->wait[1]);
+        leg->waiting = 0;
         if (leg->running) {
             sol_curl_uv_cancel(&r->d->curl, &leg->xfer);
             leg->running = 0;
@@ -313,6 +381,8 @@ void sol_fanout_free(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
+        sol_health_unwait(&leg->wait[0]);
+        sol_health_unwait(&leg->wait[1]);
         if (leg->xfer.easy)
             curl_easy_cleanup(leg->xfer.easy);
         curl_slist_free_all(leg->headers);

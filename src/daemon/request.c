@@ -20,6 +20,7 @@
 #include "sollol/aggregate.h"
 #include "sollol/auth.h"
 #include "sollol/gate.h"
+#include "sollol/health.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/compat.h"
@@ -876,6 +877,31 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
     return SOL_ATTEMPT_OK;
 }
 
+/*
+ * A create that answered success: the model is routable on that node at
+ * once (the client's next request may be for it) and listed once the
+ * re-probe this asks for is in. Its answer went through as the node sent
+ * it, so unlike a fan-out it cannot wait for that re-probe.
+ */
+static void note_created(struct sol_request *r)
+{
+    if (!r->node || r->status != 200 || !r->model[0] || strcmp(r->path, "/api/create") != 0)
+        return;
+    /* The last line (streamed) or the object (not) says success. */
+    size_t n = r->tail_len;
+    while (n && (r->tail[n - 1] == '\n' || r->tail[n - 1] == '\r' || r->tail[n - 1] == ' '))
+        n--;
+    size_t start = n;
+    while (start && r->tail[start - 1] != '\n')
+        start--;
+    static const char ok[] = "\"success\"";
+    int success = 0;
+    for (size_t i = start; i + sizeof ok - 1 <= n && !success; i++)
+        success = memcmp(r->tail + i, ok, sizeof ok - 1) == 0;
+    if (success && !memmem(r->tail + start, n - start, "\"error\"", 7))
+        sol_health_model_installed(&r->d->health, r->node, r->model);
+}
+
 /* One attempt ended (libcurl finished it, or the deadline sweep did). */
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
@@ -900,6 +926,7 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
             sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, tp, tn);
             r->last_byte = tp[tn - 1];
         }
+        note_created(r);
         attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
         sol_req_commit(r);

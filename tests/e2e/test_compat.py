@@ -82,6 +82,52 @@ class NameAlias(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (400, {"error": "model is required"}))
 
 
+def chat_status(d, model):
+    return h.request("POST", d.url + "/api/chat",
+                     {"model": model, "messages": [{"role": "user", "content": "hi"}],
+                      "stream": False}).status
+
+
+class SeenAtOnce(unittest.TestCase):
+    """Item 2: a model pulled, copied or created is routable and listed the
+    moment its success is answered; a deleted one is gone as fast (the tags
+    probe runs every 30 s here, its default)."""
+
+    def test_pull_copy_delete(self):
+        a, b, d = two_nodes(self)
+        self.assertEqual(chat_status(d, "qwen2:0.5b"), 404)
+        with h.open_stream("POST", d.url + "/api/pull", {"model": "qwen2:0.5b"}) as st:
+            lines = [json.loads(e.raw) for e in st.lines()]
+        self.assertEqual(lines[-1], {"status": "success"})
+        self.assertEqual(chat_status(d, "qwen2:0.5b"), 200)
+        self.assertIn("qwen2:0.5b", tag_names(d))
+        r = h.request("POST", d.url + "/api/copy",
+                      {"source": "qwen2:0.5b", "destination": "mine:latest"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn("mine:latest", tag_names(d))
+        self.assertEqual(chat_status(d, "mine"), 200)
+        r = h.request("DELETE", d.url + "/api/delete", {"model": "qwen2:0.5b"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertNotIn("qwen2:0.5b", tag_names(d))
+        self.assertEqual(chat_status(d, "qwen2:0.5b"), 404)
+        # The non-streamed pull too.
+        r = h.request("POST", d.url + "/api/pull", {"model": "phi3:mini", "stream": False})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertIn("phi3:mini", tag_names(d))
+
+    def test_create(self):
+        a, b, d = two_nodes(self)
+        for stream in (True, False):
+            name = "made-%s:latest" % ("s" if stream else "n")
+            r = h.request("POST", d.url + "/api/create",
+                          {"model": name, "from": MODEL, "stream": stream})
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(ndjson(r.body)[-1], {"status": "success"})
+            self.assertEqual(chat_status(d, name), 200, name)
+            h.wait_until(lambda: name in tag_names(d), timeout=h.scaled(2),
+                         msg="listed after the re-probe")
+
+
 class ClusterVersion(unittest.TestCase):
     """Item 3: /api/version is the lowest Ollama version of the nodes that
     are up; sollold's own is in X-Sollol-Version and /api/sollol/version."""
