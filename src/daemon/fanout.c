@@ -49,7 +49,8 @@ struct sol_fanout_leg {
 
 static int streams(const struct sol_request *r)
 {
-    return sol_req_streams(r);
+    /* Ollama answers an unload with one JSON document, stream or not. */
+    return !r->unload && sol_req_streams(r);
 }
 
 /* Forwards one progress line with the node's name added. */
@@ -142,9 +143,32 @@ static void finish(struct sol_request *r)
     }
     char msg[1024];
     if (failed)
-        snprintf(msg, sizeof msg, "%s failed on %u of %u node(s): %.*s", r->path + 5, failed,
-                 r->n_legs, (int)(names.len < 900 ? names.len : 900), names.data ? names.data : "");
+        snprintf(msg, sizeof msg, "%s failed on %u of %u node(s): %.*s",
+                 r->unload ? "unload" : r->path + 5, failed, r->n_legs,
+                 (int)(names.len < 900 ? names.len : 900), names.data ? names.data : "");
     sol_buf_free(&names);
+    if (r->unload && !failed && ok) {
+        /* Every node that had it let it go: the table says so now (the
+         * node drops the runner asynchronously, a probe could still list
+         * it), and the client gets a node's own "done_reason":"unload". */
+        struct sol_fanout_leg *first_ok = NULL;
+        for (unsigned i = 0; i < r->n_legs; i++)
+            if (leg_succeeded(&r->legs[i])) {
+                sol_health_model_unloaded(r->legs[i].node, r->score.model_key);
+                if (!first_ok)
+                    first_ok = &r->legs[i];
+            }
+        r->status = 200;
+        snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_JSON);
+        sol_buf_append(&r->stream, first_ok->buf.data ? first_ok->buf.data : "",
+                       first_ok->buf.len);
+        r->content_length = (long long)sol_buf_pending(&r->stream);
+        r->upstream_done = 1;
+        SOL_INFO("request %s: %s unloaded on %u node(s)", r->id, r->model, ok);
+        sol_req_commit(r);
+        sol_req_resume(r);
+        return;
+    }
 
     if (streams(r)) {
         if (failed) {
@@ -255,7 +279,7 @@ static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
                                                        err, sizeof err) == SOL_JSON_OK)
             sol_ndjson_progress(leg->buf.data, leg->buf.len, &st, leg->error, sizeof leg->error);
     }
-    if (!r->client_gone && leg_succeeded(leg))
+    if (!r->client_gone && !r->unload && leg_succeeded(leg))
         refresh_node(leg);
     maybe_finish(r);
 }
@@ -317,6 +341,19 @@ static void note_skipped_nodes(struct sol_request *r)
     }
 }
 
+int sol_fanout_can_unload(const struct sol_request *r)
+{
+    const struct sol_node_table *t = &r->d->table;
+    for (unsigned i = 0; i < t->count; i++) {
+        const struct sol_node *n = t->nodes[i];
+        const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+        if (n->state == SOL_NODE_UP && !n->external && m && !m->gone &&
+            (m->installed || m->loaded))
+            return 1;
+    }
+    return 0;
+}
+
 int sol_fanout_start(struct sol_request *r)
 {
     struct sol_node_table *t = &r->d->table;
@@ -330,6 +367,11 @@ int sol_fanout_start(struct sol_request *r)
         struct sol_node *n = t->nodes[i];
         if (r->pinned_node >= 0 ? (int)i != r->pinned_node : n->state != SOL_NODE_UP || n->external)
             continue;
+        if (r->unload) { /* only where it is, or may be, loaded */
+            const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+            if (!m || m->gone || !(m->installed || m->loaded))
+                continue;
+        }
         struct sol_fanout_leg *leg = &r->legs[r->n_legs++];
         leg->r = r;
         leg->node = n;

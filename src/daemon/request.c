@@ -1555,6 +1555,33 @@ static void affinity_keys(struct sol_request *r)
         r->has_aff = sol_affinity_keys_generate(r->body.data, r->body.len, r->model, &r->aff);
 }
 
+/*
+ * `ollama stop` sends {"model", "keep_alive": 0} to /api/generate (a chat
+ * with no messages does the same): Ollama unloads the model and answers
+ * done_reason "unload". On a cluster that is every node that has it
+ * loaded, so it is fanned out like a delete.
+ */
+static int is_unload(const struct sol_request *r)
+{
+    int generate = strcmp(r->path, "/api/generate") == 0;
+    if ((!generate && strcmp(r->path, "/api/chat") != 0) || !r->model[0] ||
+        !sol_compat_keep_alive_zero(&r->info.keep_alive))
+        return 0;
+    if (generate) { /* req.Prompt == "" */
+        const struct sol_json_span *p = &r->info.prompt;
+        return !p->p || p->type == SOL_JSON_NULL || (p->type == SOL_JSON_STRING && p->len == 2);
+    }
+    const struct sol_json_span *m = &r->info.messages; /* len(req.Messages) == 0 */
+    if (!m->p || m->type == SOL_JSON_NULL)
+        return 1;
+    if (m->type != SOL_JSON_ARRAY)
+        return 0;
+    for (size_t i = 1; i + 1 < m->len; i++)
+        if (m->p[i] != ' ' && m->p[i] != '\t' && m->p[i] != '\n' && m->p[i] != '\r')
+            return 0;
+    return 1;
+}
+
 /* The whole body is in: inspect it and start the first attempt. */
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
@@ -1627,7 +1654,8 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         sol_req_suspend(r);
         return MHD_YES;
     }
-    if (r->route->kind == SOL_ROUTE_FANOUT) {
+    r->unload = is_unload(r) && sol_fanout_can_unload(r);
+    if (r->route->kind == SOL_ROUTE_FANOUT || r->unload) {
         if (sol_fanout_start(r) < 0)
             return reply_error(r, r->fail_status, r->last_error);
         if (r->state == RS_COMMITTED)

@@ -126,6 +126,7 @@ struct sol_request {
     struct sol_fanout_leg *legs;
     unsigned n_legs, legs_running;
     int pinned_node; /* pinned routes: node index, else -1 */
+    int unload;      /* generate/chat with keep_alive 0 and nothing to say: every node unloads */
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;
@@ -177,6 +178,11 @@ int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path
 /* Starts the legs of a fan-out request. Returns 0, or -1 with
  * r->fail_status and r->last_error set (nothing is running then). */
 int sol_fanout_start(struct sol_request *r);
+
+/* Whether some node that is up has r's model installed or loaded, so an
+ * unload fan-out has somewhere to go (else the request takes the normal
+ * path and gets its 404 or 503). */
+int sol_fanout_can_unload(const struct sol_request *r);
 /* Cancels running legs (client gone, shutdown). Idempotent. */
 void sol_fanout_cancel(struct sol_request *r);
 /* Frees the legs; only once none runs. */

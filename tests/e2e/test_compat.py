@@ -128,6 +128,49 @@ class SeenAtOnce(unittest.TestCase):
                          msg="listed after the re-probe")
 
 
+class UnloadEverywhere(unittest.TestCase):
+    """Item 5: keep_alive 0 with nothing to generate (what `ollama stop`
+    sends) unloads the model on every node that has it loaded."""
+
+    def loaded_on(self, sim):
+        return [m["name"] for m in h.get_json(sim.url + "/api/ps")["models"]]
+
+    def test_generate_and_chat_forms(self):
+        a, b, d = two_nodes(self)
+        h.wait_until(lambda: h.get_json(d.url + "/api/ps")["models"], timeout=h.scaled(5),
+                     msg="loaded")
+        self.assertEqual((self.loaded_on(a), self.loaded_on(b)), ([MODEL], [MODEL]))
+        r = h.request("POST", d.url + "/api/generate", {"model": MODEL, "keep_alive": 0})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json()["done"], r.json()["done_reason"]), (True, "unload"))
+        self.assertEqual((self.loaded_on(a), self.loaded_on(b)), ([], []))
+        self.assertEqual(h.get_json(d.url + "/api/ps")["models"], [])
+        # Load both again, then the chat form with a Go duration.
+        for sim in (a, b):
+            h.sim_models(sim.url, load=MODEL)
+        h.wait_until(lambda: len(h.get_json(d.url + "/api/ps")["models"][0]["nodes"]) == 2
+                     if h.get_json(d.url + "/api/ps")["models"] else False,
+                     timeout=h.scaled(5), msg="loaded on both")
+        r = h.request("POST", d.url + "/api/chat",
+                      {"model": MODEL, "messages": [], "keep_alive": "0s"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["done_reason"], "unload")
+        self.assertEqual((self.loaded_on(a), self.loaded_on(b)), ([], []))
+        self.assertEqual(h.get_json(d.url + "/api/ps")["models"], [])
+        # A real request with keep_alive 0 is one request on one node.
+        h.sim_reset(a.url)
+        h.sim_reset(b.url)
+        r = h.request("POST", d.url + "/api/generate",
+                      {"model": MODEL, "prompt": "hi", "keep_alive": 0, "stream": False})
+        self.assertEqual(r.status, 200, r.body)
+        served = [len([x for x in h.sim_stats(s.url)["requests"] if x["path"] == "/api/generate"])
+                  for s in (a, b)]
+        self.assertEqual(sorted(served), [0, 1])
+        # Unknown model: as before.
+        r = h.request("POST", d.url + "/api/generate", {"model": "nothing:here", "keep_alive": 0})
+        self.assertEqual(r.status, 404)
+
+
 class ClusterVersion(unittest.TestCase):
     """Item 3: /api/version is the lowest Ollama version of the nodes that
     are up; sollold's own is in X-Sollol-Version and /api/sollol/version."""
