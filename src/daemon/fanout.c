@@ -3,9 +3,9 @@
  * /api/delete and /api/copy change what a node has, so they are sent to
  * every routable node (or only the one named by X-Sollol-Node).
  *
- * Streamed pulls interleave the nodes' progress lines as they arrive, each
- * with a "node" field, and end with {"status":"success"} only when every
- * node succeeded; otherwise with an error line naming the nodes that failed.
+ * Streamed pulls give one progress summed over the nodes (summed_progress),
+ * and end with {"status":"success"} only when every node succeeded;
+ * otherwise with an error line naming the nodes that failed.
  * Non-streamed requests answer once all nodes have: success when no node
  * failed (a node that simply lacks the model, 404, does not count as a
  * failure when another node succeeded), 404 when none had the model.
@@ -15,6 +15,7 @@
  */
 #include "request_priv.h"
 
+#include "sollol/compat.h"
 #include "sollol/daemon.h"
 #include "sollol/health.h"
 #include "sollol/http_reply.h"
@@ -53,6 +54,79 @@ static int streams(const struct sol_request *r)
     return !r->unload && sol_req_streams(r);
 }
 
+/*
+ * A streamed pull on several nodes: each node reports each layer (digest)
+ * as it goes, and their lines interleaved made a client's progress bar
+ * jump back and forth. The client gets one progress per digest instead,
+ * in Ollama's shape: total = the layer's size x the nodes pulling,
+ * completed = the sum of their completed (never less than the last one
+ * sent), plus "node" (whose line it was) and "nodes" (each node's own
+ * completed). A step without a digest ("pulling manifest", "verifying
+ * sha256 digest", "writing manifest") is given once, when the first node
+ * reaches it. Returns 0 when the line is not one of those (it is then
+ * forwarded as it is, with its node).
+ */
+static int summed_progress(struct sol_fanout_leg *leg, const char *line, size_t len)
+{
+    struct sol_request *r = leg->r;
+    struct sol_json_span obj = {line, len, SOL_JSON_OBJECT}, v;
+    char status[256], digest[96];
+    if (!sol_json_object_get(&obj, "status", &v) || v.type != SOL_JSON_STRING ||
+        sol_json_string_decode(&v, status, sizeof status) < 0)
+        return 0;
+    struct sol_buf *out = &r->stream;
+    if (!sol_json_object_get(&obj, "digest", &v)) {
+        if (sol_pull_progress_first_status(r->pull, status)) {
+            sol_buf_append_str(out, "{\"status\":");
+            sol_buf_append_json_string(out, status, strlen(status));
+            sol_buf_append_str(out, ",\"node\":");
+            sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
+            sol_buf_append_str(out, "}\n");
+            r->last_byte = '\n';
+            sol_req_resume(r);
+        }
+        return 1;
+    }
+    long long total = 0, completed = 0;
+    if (v.type != SOL_JSON_STRING || sol_json_string_decode(&v, digest, sizeof digest) < 0)
+        return 0;
+    if (sol_json_object_get(&obj, "total", &v) &&
+        (v.type != SOL_JSON_NUMBER || sol_json_number_int64(&v, &total) < 0 || total < 0))
+        return 0;
+    if (sol_json_object_get(&obj, "completed", &v) &&
+        (v.type != SOL_JSON_NUMBER || sol_json_number_int64(&v, &completed) < 0 || completed < 0))
+        return 0;
+    unsigned idx = (unsigned)(leg - r->legs);
+    struct sol_pull_digest *d = sol_pull_progress_update(r->pull, idx, digest, (uint64_t)total,
+                                                         (uint64_t)completed);
+    if (!d)
+        return 0;
+    uint64_t sum_total, sum_done;
+    sol_pull_progress_sums(r->pull, d, &sum_total, &sum_done);
+    sol_buf_append_str(out, "{\"status\":");
+    sol_buf_append_json_string(out, status, strlen(status));
+    sol_buf_append_str(out, ",\"digest\":");
+    sol_buf_append_json_string(out, digest, strlen(digest));
+    if (sum_total) /* omitempty, as Ollama's ProgressResponse */
+        sol_buf_appendf(out, ",\"total\":%llu", (unsigned long long)sum_total);
+    if (sum_done)
+        sol_buf_appendf(out, ",\"completed\":%llu", (unsigned long long)sum_done);
+    sol_buf_append_str(out, ",\"node\":");
+    sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
+    sol_buf_append_str(out, ",\"nodes\":[");
+    for (unsigned i = 0; i < r->n_legs; i++) {
+        const char *name = r->legs[i].node->name;
+        sol_buf_append_str(out, i ? ",{\"node\":" : "{\"node\":");
+        sol_buf_append_json_string(out, name, strlen(name));
+        sol_buf_appendf(out, ",\"completed\":%llu,\"total\":%llu}",
+                        (unsigned long long)d->completed[i], (unsigned long long)d->size);
+    }
+    sol_buf_append_str(out, "]}\n");
+    r->last_byte = '\n';
+    sol_req_resume(r);
+    return 1;
+}
+
 /* Forwards one progress line with the node's name added. */
 static void forward_line(void *ud, const char *line, size_t len)
 {
@@ -69,6 +143,9 @@ static void forward_line(void *ud, const char *line, size_t len)
         return; /* the daemon sends the one final success line itself */
     }
     struct sol_buf *out = &r->stream;
+    if (st.is_object && r->pull && !st.has_error &&
+        summed_progress(leg, line, len)) /* one progress for all nodes */
+        return;
     if (st.is_object) {
         sol_buf_append_str(out, "{\"node\":");
         sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
@@ -382,6 +459,11 @@ int sol_fanout_start(struct sol_request *r)
         return -1;
     }
     snprintf(r->node_name, sizeof r->node_name, "%s", r->n_legs == 1 ? r->legs[0].node->name : "*");
+    if (streams(r) && strcmp(r->path, "/api/pull") == 0) {
+        r->pull = calloc(1, sizeof *r->pull); /* NULL: each node's lines as they come */
+        if (r->pull)
+            r->pull->n_legs = r->n_legs;
+    }
     if (streams(r)) {
         /* Progress flows as it comes: answer now. */
         r->status = 200;
@@ -433,4 +515,9 @@ void sol_fanout_free(struct sol_request *r)
     free(r->legs);
     r->legs = NULL;
     r->n_legs = 0;
+    if (r->pull) {
+        sol_pull_progress_free(r->pull);
+        free(r->pull);
+        r->pull = NULL;
+    }
 }

@@ -22,6 +22,7 @@
 
 struct sol_daemon;
 struct sol_fanout_leg;
+struct sol_pull_progress;
 struct sol_embed_split; /* embed.c */
 struct sol_coord_req;   /* coordinator.c */
 
@@ -127,6 +128,7 @@ struct sol_request {
     unsigned n_legs, legs_running;
     int pinned_node; /* pinned routes: node index, else -1 */
     int unload;      /* generate/chat with keep_alive 0 and nothing to say: every node unloads */
+    struct sol_pull_progress *pull; /* a streamed pull's summed progress (compat.h), or NULL */
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;

@@ -171,6 +171,43 @@ class UnloadEverywhere(unittest.TestCase):
         self.assertEqual(r.status, 404)
 
 
+class PullProgress(unittest.TestCase):
+    """Item 7: one monotone progress per digest, summed over the nodes."""
+
+    def test_summed_and_monotone(self):
+        a, b, d = two_nodes(self)
+        with h.open_stream("POST", d.url + "/api/pull", {"model": "qwen2:0.5b"}) as st:
+            lines = [json.loads(e.raw) for e in st.lines()]
+        self.assertEqual(lines[-1], {"status": "success"})
+        self.assertNotIn({"status": "success"}, lines[:-1])
+        size = next(m["size"] for m in h.get_json(a.url + "/api/tags")["models"]
+                    if m["name"] == "qwen2:0.5b")
+        last = {}
+        steps = []
+        for ln in lines[:-1]:
+            if "digest" in ln:
+                self.assertEqual(ln["total"], 2 * size, ln)
+                done = ln.get("completed", 0)
+                self.assertGreaterEqual(done, last.get(ln["digest"], 0), lines)
+                last[ln["digest"]] = done
+                self.assertEqual(sorted(n["node"] for n in ln["nodes"]), ["sim-a", "sim-b"])
+                self.assertEqual(done, sum(n["completed"] for n in ln["nodes"]))
+            else:
+                steps.append(ln["status"])
+        self.assertTrue(last and all(v == 2 * size for v in last.values()), last)
+        self.assertEqual(len(steps), len(set(steps)), "each step once: %r" % steps)
+        self.assertIn("pulling manifest", steps)
+
+    def test_a_failing_node_is_named(self):
+        a, b, d = two_nodes(self)
+        h.sim_fault(b.url, "500", scope="all")
+        with h.open_stream("POST", d.url + "/api/pull", {"model": "qwen2:0.5b"}) as st:
+            lines = [json.loads(e.raw) for e in st.lines()]
+        self.assertIn("error", lines[-1])
+        self.assertIn("sim-b", lines[-1]["error"])
+        self.assertNotIn({"status": "success"}, lines)
+
+
 class ClusterVersion(unittest.TestCase):
     """Item 3: /api/version is the lowest Ollama version of the nodes that
     are up; sollold's own is in X-Sollol-Version and /api/sollol/version."""
