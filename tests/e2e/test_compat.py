@@ -362,12 +362,14 @@ class SmallerOnes(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.a = h.start_sim("--name", "sim-a", models=(MODEL + ",loaded", "qwen2:0.5b"), test=cls)
+        cls.a = h.start_sim("--name", "sim-a", models=(MODEL + ",loaded", "qwen2:0.5b", "phi3"),
+                            test=cls)
         cls.b = h.start_sim("--name", "sim-b", models=(MODEL + ",loaded",), test=cls)
         cls.d = start_daemon(cls, [("sim-a", cls.a.url), ("sim-b", cls.b.url)])
 
     def test_v1_model_echoes_the_name_asked(self):
-        for asked in ("llama3.2:3b", "qwen2:0.5b", "qwen2"):
+        # phi3 is installed as phi3:latest: Ollama answers the id asked.
+        for asked in ("phi3", "phi3:latest", "library/phi3", "qwen2:0.5b", "qwen2"):
             r = h.request("GET", self.d.url + "/v1/models/" + asked)
             if asked == "qwen2":  # qwen2:latest is not installed
                 self.assertEqual(r.status, 404)
