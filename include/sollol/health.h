@@ -29,6 +29,7 @@ struct sol_health_conf {
     unsigned probe_interval_ms;
     unsigned tags_interval_ms;
     unsigned probe_timeout_ms;
+    unsigned max_models_per_node; /* 0 = SOL_NODE_MAX_MODELS_DEFAULT */
 };
 
 struct sol_health {
@@ -142,13 +143,33 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out_ms);
  * Applies a /api/tags or /api/ps response body to a node's model list.
  * Returns 0, or -1 when the body is not the expected JSON (the node's
  * models are then unchanged). Exposed for tests and fuzzing.
+ *
+ * What a node lists is untrusted: entries it no longer lists in either
+ * list, with no request running, are dropped (their learned speeds with
+ * them), and it gets at most max_models entries (0 = the default,
+ * SOL_NODE_MAX_MODELS_DEFAULT): names beyond are ignored and counted in
+ * n->models_dropped (the prober logs a warning when that starts). A probe
+ * costs O(names listed); the model index stays O(1) per lookup.
  */
+int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len,
+                              unsigned max_models);
+int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len, unsigned max_models);
+/* The same with the default cap. */
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len);
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len);
 
-/* Finds or adds the node's entry for a canonical model name. NULL when
- * memory runs out. Entries are never removed (they keep learned speeds). */
+/* Finds or adds the node's entry for a canonical model name (no cap: the
+ * probes apply it). NULL when memory runs out. Entries move when the list
+ * grows or is evicted: never keep a pointer across callbacks. */
 struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canonical);
+
+/* Drops the entries that are neither installed nor loaded and have no
+ * request in flight; rebuilds the index. Returns how many were dropped. */
+unsigned sol_node_models_evict(struct sol_node *n);
+
+/* (Re)builds the model index of a list filled by hand (benchmarks, tests).
+ * 0, or -1 (out of memory: lookups then scan). */
+int sol_node_models_reindex(struct sol_node *n);
 
 /* Frees a node's model list. */
 void sol_node_models_free(struct sol_node *n);

@@ -23,6 +23,7 @@
 #define SOLLOL_METRICS_H
 
 #include "sollol/affinity.h"
+#include "sollol/auth.h"
 #include "sollol/buf.h"
 #include "sollol/node-t.h"
 #include "sollol/queue.h"
@@ -66,6 +67,8 @@ enum sol_refusal {
     SOL_REFUSED_UNAUTHORIZED,         /* 401: no or unknown API key */
     SOL_REFUSED_FORBIDDEN,            /* 403: admin route or a model outside the key's list */
     SOL_REFUSED_RATE_LIMITED,         /* 429: the key's token bucket is empty */
+    SOL_REFUSED_BODY_BUDGET,          /* 503: the memory for request bodies is in use */
+    SOL_REFUSED_AUTH_FAILURES,        /* 429: too many failed authentications from the address */
     SOL_REFUSAL_KINDS
 };
 
@@ -132,6 +135,8 @@ struct sol_metrics_view {
     struct sol_affinity_stats affinity;
     int process;               /* 1: add process_* families from /proc/self */
     uint64_t cut_slow_headers; /* connections cut for sending headers too slowly (limits.c) */
+    uint64_t cut_slow_body;    /* ... a request body below limits.min_body_rate */
+    uint64_t cut_no_progress;  /* ... keeping the HTTP server busy without progress */
     /* The sharded-model coordinator's status (the "rpc" object of
      * /api/stats: {"enabled", "backends": [{"address", "reachable",
      * "version", "in_use", "excluded", "free_bytes", "total_bytes"}],
@@ -139,6 +144,11 @@ struct sol_metrics_view {
      * sollol_rpc_* and sollol_coordinator_* families are rendered only when
      * it is given with "enabled": true. Borrowed. */
     const cJSON *rpc;
+    /* The scraper's API key (NULL: unrestricted): every series that names
+     * a model it may not use is left out (aggregate.h, sol_model_visible),
+     * "other" included, so the counts of other models do not show either.
+     * Borrowed. */
+    const struct sol_auth_key *key;
 };
 
 /* Allocates the tables for a node table of n_nodes (the per-node token
@@ -167,8 +177,10 @@ enum sol_refusal sol_metrics_refusal_of(unsigned status, int from_auth);
  * U+FFFD. 0 or -1. */
 int sol_metrics_append_label_value(struct sol_buf *out, const char *s);
 
-/* Queues the answer to GET /metrics. */
-enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c);
+/* Queues the answer to GET /metrics as API key `key` may see it (NULL:
+ * everything; see struct sol_metrics_view). */
+enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c,
+                                  const struct sol_auth_key *key);
 
 #define SOL_CT_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
 

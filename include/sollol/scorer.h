@@ -257,8 +257,10 @@ double sol_scorer_service_s(const struct sol_scorer *s, const struct sol_node *n
                             const struct sol_score_req *req);
 
 /*
- * The node's entry for the model with this key, or NULL. Linear scan
- * comparing 64-bit keys only; says nothing about installed/loaded/gone.
+ * The node's entry for the model with this key, or NULL: a lookup in the
+ * node's model index (O(1)), or a scan when it has none; says nothing about
+ * installed/loaded/gone. The pointer is valid until the next probe changes
+ * the node's list: use it at once, never keep it across callbacks.
  */
 struct sol_node_model *sol_node_find_model(const struct sol_node *n, uint64_t key);
 

@@ -38,11 +38,10 @@ static int by_newest(const void *a, const void *b)
     return strcmp(x->m->name, y->m->name);
 }
 
-/* Whether API key k (NULL: no restriction) may use a model a node lists
- * as `name`: its globs are matched against what a client would send, so
- * the listed name, the same without ":latest", and the canonical form
- * (as auth does for requests) are all tried. */
-static int listed_model_allowed(const struct sol_auth_key *k, const char *name)
+/* Globs are matched against what a client would send, so the listed name,
+ * the same without ":latest", and the canonical form (as auth does for
+ * requests) are all tried. */
+int sol_model_visible(const struct sol_auth_key *k, const char *name)
 {
     if (!k || !k->n_models)
         return 1;
@@ -83,7 +82,7 @@ static long collect(const struct sol_node_table *t, int want_loaded, const struc
             const struct sol_node_model *m = &node->models[j];
             if (want_loaded ? !(m->loaded && m->ps_entry) : !(m->installed && m->tags_entry))
                 continue;
-            if (!listed_model_allowed(key, m->name))
+            if (!sol_model_visible(key, m->name))
                 continue;
             size_t k = 0;
             for (; k < n && v[k].m->key != m->key; k++)
@@ -239,8 +238,33 @@ static const char *state_name(enum sol_node_state s)
     return s == SOL_NODE_UP ? "up" : s == SOL_NODE_DOWN ? "down" : "misconfigured";
 }
 
-static cJSON *stats_json(struct sol_daemon *d)
+int sol_key_restricted(const struct sol_auth_key *k)
 {
+    return k && k->n_models > 0;
+}
+
+void sol_aggregate_filter_rpc(cJSON *rpc, const struct sol_auth_key *key)
+{
+    if (!rpc || !sol_key_restricted(key))
+        return;
+    cJSON *co = cJSON_GetObjectItemCaseSensitive(rpc, "coordinator");
+    if (!cJSON_IsObject(co))
+        return;
+    /* Operator details: the file, its process's output and exit. */
+    static const char *const hidden[] = {"gguf", "reason", "last_exit", "last_log_lines"};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(co, hidden[i]);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(co, "model");
+    if (cJSON_IsString(model) && model->valuestring[0] &&
+        !sol_model_visible(key, model->valuestring))
+        cJSON_DeleteItemFromObjectCaseSensitive(co, "model");
+}
+
+/* key: the caller's (NULL = unrestricted); see aggregate.h for what a
+ * restricted key sees. */
+static cJSON *stats_json(struct sol_daemon *d, const struct sol_auth_key *key)
+{
+    int restricted = sol_key_restricted(key);
     uint64_t now = sol_now_ms(d);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", SOLLOL_VERSION);
@@ -272,6 +296,7 @@ static cJSON *stats_json(struct sol_daemon *d)
     }
     /* The sharded path (coordinator.c): backends and llama-server. */
     cJSON *rpc = sol_coord_status_json(d->coord);
+    sol_aggregate_filter_rpc(rpc, key);
     if (rpc)
         cJSON_AddItemToObject(root, "rpc", rpc);
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
@@ -282,7 +307,8 @@ static cJSON *stats_json(struct sol_daemon *d)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(nodes, o);
         cJSON_AddStringToObject(o, "name", n->name);
-        cJSON_AddStringToObject(o, "url", n->base_url);
+        if (!restricted) /* where the node is: the operator's business */
+            cJSON_AddStringToObject(o, "url", n->base_url);
         cJSON_AddStringToObject(o, "state", state_name(n->state));
         cJSON_AddStringToObject(o, "ollama_version", n->version);
         cJSON *b = cJSON_AddObjectToObject(o, "breaker");
@@ -301,10 +327,13 @@ static cJSON *stats_json(struct sol_daemon *d)
             cJSON_AddNumberToObject(o, "tags_age_ms", (double)(now - n->tags_at_ms));
         else
             cJSON_AddNullToObject(o, "tags_age_ms");
-        cJSON_AddStringToObject(o, "last_error", n->last_error);
+        if (!restricted) /* may name a model or the node's address */
+            cJSON_AddStringToObject(o, "last_error", n->last_error);
         cJSON *models = cJSON_AddArrayToObject(o, "models");
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *m = &n->models[j];
+            if (!sol_model_visible(key, m->name))
+                continue;
             cJSON *mo = cJSON_CreateObject();
             cJSON_AddItemToArray(models, mo);
             cJSON_AddStringToObject(mo, "name", m->name);
@@ -342,10 +371,10 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     unsigned status = MHD_HTTP_OK;
     switch (route->kind) {
     case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
-        return sol_metrics_serve(d, c);
+        return sol_metrics_serve(d, c, key);
     case SOL_ROUTE_DASHBOARD: /* GET /dashboard and its data (dashboard.c) */
     case SOL_ROUTE_DASHBOARD_DATA:
-        return sol_dashboard_serve(d, c, route);
+        return sol_dashboard_serve(d, c, route, key);
     case SOL_ROUTE_TAGS:
         rc = sol_aggregate_tags(&d->table, key, &b);
         break;
@@ -381,6 +410,7 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
     }
     case SOL_ROUTE_RPC_STATUS: { /* coordinator.c */
         cJSON *root = sol_coord_status_json(d->coord);
+        sol_aggregate_filter_rpc(root, key);
         char *text = root ? cJSON_PrintUnformatted(root) : NULL;
         cJSON_Delete(root);
         rc = text ? sol_buf_append_str(&b, text) : -1;
@@ -388,7 +418,7 @@ enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection 
         break;
     }
     case SOL_ROUTE_STATS: {
-        cJSON *root = stats_json(d);
+        cJSON *root = stats_json(d, key);
         char *text = root ? cJSON_PrintUnformatted(root) : NULL;
         cJSON_Delete(root);
         rc = text ? sol_buf_append_str(&b, text) : -1;

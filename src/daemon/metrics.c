@@ -3,6 +3,7 @@
  */
 #include "sollol/metrics.h"
 
+#include "sollol/aggregate.h"
 #include "sollol/breaker.h"
 #include "sollol/coordinator.h"
 #include "sollol/daemon.h"
@@ -309,6 +310,8 @@ static const char *const refusal_names[SOL_REFUSAL_KINDS] = {
     [SOL_REFUSED_UNAUTHORIZED] = "unauthorized",
     [SOL_REFUSED_FORBIDDEN] = "forbidden",
     [SOL_REFUSED_RATE_LIMITED] = "rate_limited",
+    [SOL_REFUSED_BODY_BUDGET] = "body_budget",
+    [SOL_REFUSED_AUTH_FAILURES] = "auth_failures",
 };
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -454,6 +457,16 @@ static const char *route_label(const struct sol_metrics *m, unsigned idx)
     return idx == 0 || idx >= m->n_routes ? "other" : m->routes[idx]->path;
 }
 
+/* Whether model label index idx is shown to the view's key: "other" (and
+ * requests without a model) stand for models the key may not use too, so
+ * a restricted key does not see them. */
+static int model_shown(const struct sol_metrics *m, const struct sol_metrics_view *v, unsigned idx)
+{
+    if (!sol_key_restricted(v->key))
+        return 1;
+    return idx > 0 && idx < m->n_models && sol_model_visible(v->key, m->model_names[idx]);
+}
+
 static void render_hist(struct out *o, const char *name, const char *lname, const char *lvalue,
                         const struct sol_metrics_hist *h, const char *const *le, unsigned n)
 {
@@ -492,6 +505,8 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             continue;
         unsigned route, model, node, code;
         series_unpack(s->key, &route, &model, &node, &code);
+        if (!model_shown(m, v, model))
+            continue;
         put(o, "sollol_requests_total");
         label(o, 1, "route", route_label(m, route));
         label(o, 0, "model", model < m->n_models ? m->model_names[model] : "other");
@@ -548,12 +563,16 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
         value_u64(o, m->refused[k]);
     }
     family(o, "sollol_connections_cut_total", "counter",
-           "Client connections closed by the daemon, by reason (slow_headers: request headers "
-           "not complete within limits.header_timeout).");
-    put(o, "sollol_connections_cut_total");
-    label(o, 1, "reason", "slow_headers");
-    put(o, "}");
-    value_u64(o, v->cut_slow_headers);
+           "Client connections closed by the daemon, by reason (slow_headers, slow_body: "
+           "below limits.header_timeout_ms, limits.min_body_rate; no_progress: unusable input).");
+    const char *cut_names[] = {"slow_headers", "slow_body", "no_progress"};
+    uint64_t cut_counts[] = {v->cut_slow_headers, v->cut_slow_body, v->cut_no_progress};
+    for (unsigned k = 0; k < 3; k++) {
+        put(o, "sollol_connections_cut_total");
+        label(o, 1, "reason", cut_names[k]);
+        put(o, "}");
+        value_u64(o, cut_counts[k]);
+    }
 
     family(o, "sollol_request_retries_total", "counter",
            "Attempts after the first of finished requests, by route.");
@@ -593,7 +612,7 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
         for (unsigned n = 0; n < nn; n++)
             for (unsigned j = 0; j < m->n_models && !v->table->nodes[n]->removed; j++) {
                 size_t slot = (size_t)n * (SOL_METRICS_MAX_MODELS + 1) + j;
-                if (!m->gen_tokens[slot] && !m->prompt_tokens[slot])
+                if ((!m->gen_tokens[slot] && !m->prompt_tokens[slot]) || !model_shown(m, v, j))
                     continue;
                 put(o, names[k]);
                 label(o, 1, "node", v->table->nodes[n]->name);
@@ -694,7 +713,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
     for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *nm = &n->models[j];
-            if (!nm->installed && !nm->loaded)
+            if ((!nm->installed && !nm->loaded) || !sol_model_visible(v->key, nm->name))
                 continue;
             put(o, "sollol_node_model_loaded");
             label(o, 1, "node", n->name);
@@ -714,7 +733,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
             for (unsigned j = 0; j < n->n_models; j++) {
                 const struct sol_node_model *nm = &n->models[j];
                 double tps = k ? nm->prompt_tps : nm->gen_tps;
-                if (!nm->samples || tps <= 0)
+                if (!nm->samples || tps <= 0 || !sol_model_visible(v->key, nm->name))
                     continue;
                 put(o, tps_names[k]);
                 label(o, 1, "node", n->name);
@@ -907,7 +926,8 @@ int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_vie
     return o.rc ? -1 : 0;
 }
 
-enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c)
+enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c,
+                                  const struct sol_auth_key *key)
 {
     struct sol_metrics_view v = {
         .table = &d->table,
@@ -918,6 +938,9 @@ enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c
         .affinity_on = d->affinity_on,
         .process = 1,
         .cut_slow_headers = d->limits.cut_slow_headers,
+        .cut_slow_body = d->limits.cut_slow_body,
+        .cut_no_progress = d->limits.cut_no_progress,
+        .key = key,
     };
     sol_queue_stats(&d->queue, v.now_ms, &v.queue);
     if (d->affinity_on)
