@@ -116,8 +116,8 @@ struct sol_pull_digest *sol_pull_progress_update(struct sol_pull_progress *p, un
                                                  uint64_t completed);
 
 /* Sum to report for d now: *total = size x legs, *completed = max(sum, sent). */
-void sol_pull_progress_sums(struct sol_pull_progress *p, struct sol_pull_digest *d,
-                            uint64_t *total, uint64_t *completed);
+void sol_pull_progress_sums(struct sol_pull_progress *p, struct sol_pull_digest *d, uint64_t *total,
+                            uint64_t *completed);
 
 /* A status line without a digest: 1 the first time this text is seen (give
  * it to the client), 0 after (another node reached the same step). */

@@ -108,8 +108,7 @@ void sol_health_unwait(struct sol_health_waiter *w);
  * Ollama drops the runner asynchronously, so a probe right away could
  * still list it).
  */
-void sol_health_model_installed(struct sol_health *h, struct sol_node *node,
-                                const char *canonical);
+void sol_health_model_installed(struct sol_health *h, struct sol_node *node, const char *canonical);
 void sol_health_model_unloaded(struct sol_node *node, uint64_t key);
 
 /*

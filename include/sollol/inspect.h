@@ -27,8 +27,9 @@ struct sol_body_info {
 
 /* Bits of sol_inspect_body()'s `needs_model` (1 alone keeps its old meaning). */
 #define SOL_INSPECT_NEEDS_MODEL 1 /* no model: 400 "model is required" */
-#define SOL_INSPECT_NAME_ALIAS  2 /* "name" stands for an absent or empty "model" (Ollama's
-                                     deprecated field of pull, push, show, delete, create) */
+#define SOL_INSPECT_NAME_ALIAS                                                                     \
+    2 /* "name" stands for an absent or empty "model" (Ollama's                                    \
+         deprecated field of pull, push, show, delete, create) */
 
 /*
  * Inspects `body` for a route with `needs_model` (SOL_INSPECT_* bits). Returns 0, or the HTTP

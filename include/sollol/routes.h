@@ -41,7 +41,7 @@ enum sol_route_flags {
     /* sollol's batch-job API (batch.c). These routes have kind SOL_ROUTE_PROXY
      * so the lifecycle reads their body; request.c hands them to embed.c. */
     SOL_RF_BATCH = 1 << 5,
-    SOL_RF_NAME_ALIAS = 1 << 6, /* "name" stands for "model" (Ollama's deprecated field) */
+    SOL_RF_NAME_ALIAS = 1 << 6,  /* "name" stands for "model" (Ollama's deprecated field) */
     SOL_RF_PASSTHROUGH = 1 << 7, /* an unknown Ollama route (sol_route_passthrough) */
 };
 

@@ -194,12 +194,11 @@ int sol_compat_is_request_error_500(const char *body, size_t len)
 /* ---- CORS --------------------------------------------------------------- */
 
 static const char *const default_origins[] = {
-    "http://localhost",     "https://localhost",     "http://localhost:*",
-    "https://localhost:*",  "http://127.0.0.1",      "https://127.0.0.1",
-    "http://127.0.0.1:*",   "https://127.0.0.1:*",   "http://0.0.0.0",
-    "https://0.0.0.0",      "http://0.0.0.0:*",      "https://0.0.0.0:*",
-    "app://*",              "file://*",              "tauri://*",
-    "vscode-webview://*",   "vscode-file://*",
+    "http://localhost", "https://localhost", "http://localhost:*", "https://localhost:*",
+    "http://127.0.0.1", "https://127.0.0.1", "http://127.0.0.1:*", "https://127.0.0.1:*",
+    "http://0.0.0.0",   "https://0.0.0.0",   "http://0.0.0.0:*",   "https://0.0.0.0:*",
+    "app://*",          "file://*",          "tauri://*",          "vscode-webview://*",
+    "vscode-file://*",
 };
 
 /* gin-contrib/cors: an entry with '*' is prefix*suffix (AllowWildcard);
@@ -285,8 +284,8 @@ struct sol_pull_digest *sol_pull_progress_update(struct sol_pull_progress *p, un
     return d;
 }
 
-void sol_pull_progress_sums(struct sol_pull_progress *p, struct sol_pull_digest *d,
-                            uint64_t *total, uint64_t *completed)
+void sol_pull_progress_sums(struct sol_pull_progress *p, struct sol_pull_digest *d, uint64_t *total,
+                            uint64_t *completed)
 {
     uint64_t sum = 0;
     for (unsigned i = 0; i < p->n_legs; i++)

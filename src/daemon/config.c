@@ -1663,9 +1663,12 @@ static int check_auth_keys_file(void *obj, char *why, size_t whylen)
  * extension scheme. */
 static int check_cors_origins(void *obj, char *why, size_t whylen)
 {
-    static const char *const schemes[] = {"http://",           "https://",
-                                          "chrome-extension://", "safari-extension://",
-                                          "moz-extension://",  "ms-browser-extension://"};
+    static const char *const schemes[] = {"http://",
+                                          "https://",
+                                          "chrome-extension://",
+                                          "safari-extension://",
+                                          "moz-extension://",
+                                          "ms-browser-extension://"};
     const char *p = ((struct sol_config *)obj)->cors_origins;
     while (p && *p) {
         while (*p == ' ' || *p == '\t')

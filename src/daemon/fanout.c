@@ -97,8 +97,8 @@ static int summed_progress(struct sol_fanout_leg *leg, const char *line, size_t 
         (v.type != SOL_JSON_NUMBER || sol_json_number_int64(&v, &completed) < 0 || completed < 0))
         return 0;
     unsigned idx = (unsigned)(leg - r->legs);
-    struct sol_pull_digest *d = sol_pull_progress_update(r->pull, idx, digest, (uint64_t)total,
-                                                         (uint64_t)completed);
+    struct sol_pull_digest *d =
+        sol_pull_progress_update(r->pull, idx, digest, (uint64_t)total, (uint64_t)completed);
     if (!d)
         return 0;
     uint64_t sum_total, sum_done;
@@ -237,8 +237,7 @@ static void finish(struct sol_request *r)
             }
         r->status = 200;
         snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_JSON);
-        sol_buf_append(&r->stream, first_ok->buf.data ? first_ok->buf.data : "",
-                       first_ok->buf.len);
+        sol_buf_append(&r->stream, first_ok->buf.data ? first_ok->buf.data : "", first_ok->buf.len);
         r->content_length = (long long)sol_buf_pending(&r->stream);
         r->upstream_done = 1;
         SOL_INFO("request %s: %s unloaded on %u node(s)", r->id, r->model, ok);
@@ -424,8 +423,7 @@ int sol_fanout_can_unload(const struct sol_request *r)
     for (unsigned i = 0; i < t->count; i++) {
         const struct sol_node *n = t->nodes[i];
         const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
-        if (n->state == SOL_NODE_UP && !n->external && m && !m->gone &&
-            (m->installed || m->loaded))
+        if (n->state == SOL_NODE_UP && !n->external && m && !m->gone && (m->installed || m->loaded))
             return 1;
     }
     return 0;

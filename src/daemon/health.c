@@ -34,8 +34,8 @@ struct sol_health_probe {
     int done_once;   /* finished at least once (for the first round) */
     uint64_t due_ms; /* next start */
     int too_big;
-    uint64_t started_seq;                /* h->seq when it last started */
-    struct sol_health_waiter *waiters;   /* sol_health_refresh(): waiting for a fresh answer */
+    uint64_t started_seq;              /* h->seq when it last started */
+    struct sol_health_waiter *waiters; /* sol_health_refresh(): waiting for a fresh answer */
 };
 
 static uint64_t now_ms(struct sol_health *h)
@@ -698,8 +698,7 @@ void sol_health_unwait(struct sol_health_waiter *w)
     w->pprev = NULL;
 }
 
-void sol_health_model_installed(struct sol_health *h, struct sol_node *node,
-                                const char *canonical)
+void sol_health_model_installed(struct sol_health *h, struct sol_node *node, const char *canonical)
 {
     struct sol_node_model *m = sol_node_model_get(node, canonical);
     if (m) {

@@ -1699,7 +1699,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
  * configuration, compat.h): 204, whatever the path. */
 static enum MHD_Result reply_preflight(struct MHD_Connection *conn)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", SOL_CORS_ALLOW_METHODS);
@@ -1735,8 +1736,7 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
         sol_cors_check(origin, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
                        d->cfg->cors_origins, &any);
     if (v == SOL_CORS_REFUSED && !*con_cls) {
-        SOL_DEBUG("refused %s %s: origin '%.200s' not allowed (cors.origins)", method, url,
-                  origin);
+        SOL_DEBUG("refused %s %s: origin '%.200s' not allowed (cors.origins)", method, url, origin);
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
         if (!resp)

@@ -78,7 +78,8 @@ int main(void)
               strcmp(cJSON_GetArrayItem(where, 0)->valuestring, "a") == 0 &&
               strcmp(cJSON_GetArrayItem(where, 1)->valuestring, "b") == 0,
           "nodes: %s", sol_buf_cstr(&out));
-    CHECK(strcmp(name_at(models, 0, "node"), "a") == 0 || strcmp(name_at(models, 0, "node"), "b") == 0,
+    CHECK(strcmp(name_at(models, 0, "node"), "a") == 0 ||
+              strcmp(name_at(models, 0, "node"), "b") == 0,
           "node field");
     cJSON_Delete(j);
     sol_buf_clear(&out);

@@ -111,16 +111,16 @@ static void test_cors(void)
     int all;
     CHECK(cors(NULL, NULL, &all) == SOL_CORS_NONE, "no Origin");
     CHECK(cors("http://127.0.0.1:11434", NULL, &all) == SOL_CORS_NONE, "own origin");
-    static const char *const ok[] = {
-        "http://localhost",         "http://localhost:3000",   "https://localhost:8443",
-        "http://127.0.0.1:5173",    "https://127.0.0.1",       "http://0.0.0.0:8080",
-        "app://obsidian.md",        "file://",                 "tauri://localhost",
-        "vscode-webview://abc-123", "vscode-file://vscode-app"};
+    static const char *const ok[] = {"http://localhost",        "http://localhost:3000",
+                                     "https://localhost:8443",  "http://127.0.0.1:5173",
+                                     "https://127.0.0.1",       "http://0.0.0.0:8080",
+                                     "app://obsidian.md",       "file://",
+                                     "tauri://localhost",       "vscode-webview://abc-123",
+                                     "vscode-file://vscode-app"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         CHECK(cors(ok[i], NULL, &all) == SOL_CORS_ALLOWED && !all, "%s", ok[i]);
     static const char *const refused[] = {"https://evil.example", "http://localhost.evil.example",
-                                          "chrome-extension://abcdef", "null",
-                                          "http://LOCALHOST"};
+                                          "chrome-extension://abcdef", "null", "http://LOCALHOST"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         CHECK(cors(refused[i], NULL, &all) == SOL_CORS_REFUSED, "%s", refused[i]);
     CHECK(cors("chrome-extension://abcdef", "chrome-extension://*", &all) == SOL_CORS_ALLOWED,
