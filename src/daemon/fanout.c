@@ -237,7 +237,8 @@ static void finish(struct sol_request *r)
             }
         r->status = 200;
         snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_JSON);
-        sol_buf_append(&r->stream, first_ok->buf.data ? first_ok->buf.data : "", first_ok->buf.len);
+        if (first_ok && first_ok->buf.data) /* ok > 0: there is one */
+            sol_buf_append(&r->stream, first_ok->buf.data, first_ok->buf.len);
         r->content_length = (long long)sol_buf_pending(&r->stream);
         r->upstream_done = 1;
         SOL_INFO("request %s: %s unloaded on %u node(s)", r->id, r->model, ok);
