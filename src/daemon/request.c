@@ -1320,7 +1320,8 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 static int build_upstream_path(struct sol_request *r, const char *url)
 {
     size_t rl = strlen(r->route->path);
-    if (rl && r->route->path[rl - 1] != '/')
+    /* A pass-through (unknown route) keeps its own path: it names no route here. */
+    if (rl && r->route->path[rl - 1] != '/' && !(r->route->flags & SOL_RF_PASSTHROUGH))
         url = r->route->path;
     struct query_walk w = {{0}};
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
@@ -1430,13 +1431,13 @@ static char answer_on_second_call;
  * names a known route is not passed through: it is redirected. */
 static const struct sol_route *effective_route(const char *url, const char *method)
 {
+    size_t len = strlen(url);
+    if (len > 1 && url[len - 1] == '/')
+        return NULL; /* redirected when it names a route, else 404; never forwarded */
     const struct sol_route *route = sol_route_find(url);
     unsigned m = sol_method_bit(method);
     if (route && !(strcmp(route->path, "/v1/") == 0 && !(route->methods & m)))
         return route;
-    char fixed[512];
-    if (sol_route_trailing_slash(url, m, fixed, sizeof fixed))
-        return NULL;
     return sol_route_passthrough(url);
 }
 
@@ -1480,12 +1481,29 @@ static enum MHD_Result redirect_trailing_slash(struct MHD_Connection *conn, cons
  * sol_request_on_uri(), before libmicrohttpd decoded the path). */
 static char bad_target;
 
+/* A target whose only fault is one trailing '/' after a normal path
+ * ("/api/tags/?x=1"): Ollama (gin) redirects it to the path without it, so
+ * it passes here and is redirected or answered 404, never forwarded
+ * (effective_route()). */
+static int trailing_slash_only(const char *uri)
+{
+    size_t len = strlen(uri), path = strcspn(uri, "?");
+    if (path < 2 || uri[path - 1] != '/' || len > 8192)
+        return 0;
+    char copy[8192];
+    memcpy(copy, uri, path - 1);
+    memcpy(copy + path - 1, uri + path, len - path + 1);
+    const char *why;
+    return sol_target_check(copy, len - 1, NULL, 0, &why) >= 0;
+}
+
 void *sol_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
     (void)conn;
     const char *why;
-    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0) {
+    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0 &&
+        !trailing_slash_only(uri)) {
         SOL_DEBUG("refused request target: %s", why);
         return &bad_target;
     }

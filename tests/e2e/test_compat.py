@@ -268,7 +268,8 @@ class Breaker(unittest.TestCase):
     def test_node_failures_still_open_it(self):
         a = h.start_sim(test=self)
         b = h.start_sim(test=self)
-        d = start_daemon(self, [("sim-a", a.url), ("sim-b", b.url)],
+        # Round robin: sim-a gets a turn whatever the two nodes' costs.
+        d = start_daemon(self, [("sim-a", a.url), ("sim-b", b.url)], "--routing", "round_robin",
                          "--breaker-failures", "3", "--breaker-cooldown-min", "30s")
         h.sim_fault(a.url, "500")  # "llama runner process has terminated": the node's
         body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": False}
