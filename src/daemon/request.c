@@ -1502,8 +1502,7 @@ void *sol_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn
     (void)cls;
     (void)conn;
     const char *why;
-    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0 &&
-        !trailing_slash_only(uri)) {
+    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0 && !trailing_slash_only(uri)) {
         SOL_DEBUG("refused request target: %s", why);
         return &bad_target;
     }
