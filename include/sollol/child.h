@@ -97,6 +97,11 @@ const char *sol_child_cause_line(const char *const *lines, unsigned n);
  * NULL or an exited child is fine. */
 void sol_child_stop(struct sol_child *ch);
 
+/* SIGKILL to the child's process group now (a stop that must not run the
+ * program's own shutdown). Counts as a requested stop. NULL or an exited
+ * child is fine. */
+void sol_child_kill(struct sol_child *ch);
+
 /* A free loopback TCP port: the first free one in [lo, hi], or an
  * ephemeral one when lo is 0. Returns 0 with *port, or -1. The port is free
  * when this returns; the child binds it a moment later. */

@@ -125,6 +125,16 @@ void sol_child_stop(struct sol_child *ch)
     uv_timer_start(&ch->kill_timer, on_kill_timer, ch->grace_ms, 0);
 }
 
+void sol_child_kill(struct sol_child *ch)
+{
+    if (!ch || !ch->running)
+        return;
+    ch->stop_requested = 1;
+    uv_timer_stop(&ch->kill_timer);
+    kill(-ch->pid, SIGKILL);
+    kill(ch->pid, SIGKILL);
+}
+
 struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, size_t errlen)
 {
     struct sol_child *ch = calloc(1, sizeof *ch);

@@ -1153,7 +1153,14 @@ static void conn_work_done(uv_work_t *req, int status)
             c->lost_restart = 1;
             c->node->held = 1;
             snprintf(c->reason, sizeof c->reason, "%s", why);
-            coord_stop_llama(c, why);
+            /* SIGKILL, not SIGTERM: its shutdown would talk to every
+             * backend (freeing buffers) and abort at the dead one, and a
+             * live rpc server whose client vanishes while it replies dies
+             * of SIGPIPE (it does not ignore it): killed at once, it says
+             * nothing, and the others only see the connection close. */
+            SOL_INFO("coordinator: stopping llama-server (SIGKILL): %s", why);
+            c->step = ST_STOPPING;
+            sol_child_kill(c->llama);
         }
     }
     free(w);

@@ -277,10 +277,21 @@ class RealSharded(unittest.TestCase):
         self.assertIsNone(self.status(d2)["coordinator"]["pid"])
         self.assertNotIn("started llama-server", d2.stderr_text())
 
+    def survivor(self):
+        """A local RPC server sollold supervises: the backend that is left
+        when another dies. It must be supervised (as the systemd unit does
+        with Restart=on-failure): when llama-server aborts while this one is
+        replying to it, the real server dies of SIGPIPE (it does not ignore
+        it), and sollold restarts it."""
+        port = h.free_port()
+        return {"local_rpc_servers": [{"port": port, "cache": False}],
+                "llama_server": {"rpc_server_binary": os.environ["SOLLOL_REAL_RPC_SERVER"]}}, port
+
     def test_backend_killed_mid_stream(self):
-        b1 = self.backend()
         b2 = self.backend(check_exit=False)
-        d = self.daemon([b1, b2], llama_server={"parallel": 1})
+        cfg, local = self.survivor()
+        cfg["llama_server"]["parallel"] = 1
+        d = self.daemon([b2], **cfg)
         self.stream(d, body=self.chat(n=2))
         pid = self.status(d)["coordinator"]["pid"]
         s = h.open_stream("POST", d.url + "/api/chat", self.chat(n=1500), timeout=120)
@@ -314,6 +325,8 @@ class RealSharded(unittest.TestCase):
         self.assertIn("without 127.0.0.1:%d" % b2.port, st["coordinator"]["recovery"])
         row = self.rows(d)["127.0.0.1:%d" % b2.port]
         self.assertEqual(row["state"], "down")
+        print("\n[info] the surviving rpc server was restarted %d time(s) (SIGPIPE at the abort)"
+              % st["local_rpc_servers"][0]["restarts"], file=sys.stderr)
         # The cause as llama.cpp printed it (GGML_NO_BACKTRACE=1: no gdb frames).
         print("\n[last_exit] %s" % st["coordinator"]["last_exit"], file=sys.stderr)
         self.assertIn("signal 6", st["coordinator"]["last_exit"])
@@ -362,9 +375,9 @@ class RealSharded(unittest.TestCase):
         # Sent before the coordinator noticed (llama-server only learns of
         # it when it uses the backend, then aborts before its first byte):
         # the request waits for the recovery and is answered, never 502.
-        b1 = self.backend()
         b2 = self.backend(check_exit=False)
-        d = self.daemon([b1, b2])
+        cfg, local = self.survivor()
+        d = self.daemon([b2], **cfg)
         self.stream(d, body=self.chat(n=2))
         b2.popen.kill()
         b2.popen.wait()
