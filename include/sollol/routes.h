@@ -58,6 +58,15 @@ struct sol_route {
     unsigned flags;   /* enum sol_route_flags */
 };
 
+/* Whether the route sends the request's body on to nodes (proxied, fanned
+ * out or pinned to one). Every other route is the daemon's own answer and
+ * reads no body. */
+static inline int sol_route_reads_body(const struct sol_route *route)
+{
+    return route->kind == SOL_ROUTE_PROXY || route->kind == SOL_ROUTE_FANOUT ||
+           route->kind == SOL_ROUTE_PINNED;
+}
+
 /* Maps "GET", "POST", ... to its bit; anything else is SOL_M_OTHER. */
 unsigned sol_method_bit(const char *method);
 

@@ -15,6 +15,7 @@
 
 #include "sollol/breaker.h"
 #include "sollol/child.h"
+#include "sollol/container_of.h"
 #include "sollol/daemon.h"
 #include "sollol/gguf.h"
 #include "sollol/health.h"
@@ -1043,7 +1044,7 @@ static size_t discard_body(char *p, size_t size, size_t nmemb, void *ud)
 
 static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_coord *c = (struct sol_coord *)((char *)x - offsetof(struct sol_coord, health));
+    struct sol_coord *c = SOL_CONTAINER_OF(x, struct sol_coord, health);
     c->health_running = 0;
     long code = 0;
     if (rc == CURLE_OK)

@@ -4,6 +4,7 @@
 #include "sollol/daemon.h"
 
 #include "sollol/breaker.h"
+#include "sollol/container_of.h"
 #include "sollol/coordinator.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
@@ -578,7 +579,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void on_curl_closed(struct sol_curl_uv *cu)
 {
-    struct sol_daemon *d = (struct sol_daemon *)((char *)cu - offsetof(struct sol_daemon, curl));
+    struct sol_daemon *d = SOL_CONTAINER_OF(cu, struct sol_daemon, curl);
     d->handles_open--;
     maybe_stopped(d);
 }
@@ -597,12 +598,12 @@ static void stop_mhd_and_curl(struct sol_daemon *d)
 
 static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
 {
-    stop_mhd_and_curl((struct sol_daemon *)((char *)glue - offsetof(struct sol_daemon, mhd_glue)));
+    stop_mhd_and_curl(SOL_CONTAINER_OF(glue, struct sol_daemon, mhd_glue));
 }
 
 static void on_health_closed(struct sol_health *h)
 {
-    struct sol_daemon *d = (struct sol_daemon *)((char *)h - offsetof(struct sol_daemon, health));
+    struct sol_daemon *d = SOL_CONTAINER_OF(h, struct sol_daemon, health);
     if (d->mhd_attached)
         sol_mhd_uv_close(&d->mhd_glue, on_mhd_glue_closed);
     else
@@ -613,8 +614,7 @@ static void on_health_closed(struct sol_health *h)
  * connections before the daemon is stopped. */
 static void on_discovery_closed(struct sol_discovery *disc)
 {
-    struct sol_daemon *d =
-        (struct sol_daemon *)((char *)disc - offsetof(struct sol_daemon, discovery));
+    struct sol_daemon *d = SOL_CONTAINER_OF(disc, struct sol_daemon, discovery);
     d->discovery_running = 0;
     d->handles_open--;
     /* Nothing more can maybe_stopped() here: health still holds the curl

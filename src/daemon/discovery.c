@@ -4,6 +4,7 @@
 #include "sollol/discovery.h"
 
 #include "sollol/buf.h"
+#include "sollol/container_of.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -210,8 +211,7 @@ static void scan_next(struct sol_discovery *disc);
 
 static void slot_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_discovery_slot *s =
-        (struct sol_discovery_slot *)((char *)x - offsetof(struct sol_discovery_slot, xfer));
+    struct sol_discovery_slot *s = SOL_CONTAINER_OF(x, struct sol_discovery_slot, xfer);
     struct sol_discovery *disc = s->disc;
     s->running = 0;
     disc->running--;

@@ -26,6 +26,7 @@
 
 #include "sollol/batch.h"
 #include "sollol/breaker.h"
+#include "sollol/container_of.h"
 #include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
@@ -543,8 +544,7 @@ static void node_error_message(const struct sol_buf *b, char *out, size_t len)
 
 static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_embed_chunk *c =
-        (struct sol_embed_chunk *)((char *)x - offsetof(struct sol_embed_chunk, xfer));
+    struct sol_embed_chunk *c = SOL_CONTAINER_OF(x, struct sol_embed_chunk, xfer);
     struct sol_embed_split *s = c->s;
     struct sol_daemon *d = s->d;
     struct sol_node *n = c->node;

@@ -16,6 +16,7 @@
 #include "request_priv.h"
 
 #include "sollol/daemon.h"
+#include "sollol/container_of.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"
@@ -174,8 +175,7 @@ static void finish(struct sol_request *r)
 
 static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_fanout_leg *leg =
-        (struct sol_fanout_leg *)((char *)x - offsetof(struct sol_fanout_leg, xfer));
+    struct sol_fanout_leg *leg = SOL_CONTAINER_OF(x, struct sol_fanout_leg, xfer);
     struct sol_request *r = leg->r;
     leg->running = 0;
     r->legs_running--;

@@ -24,9 +24,7 @@ static int refusal_waits_for_body(struct sol_daemon *d, struct MHD_Connection *c
                                   const char *url, const char *method)
 {
     const struct sol_route *route = sol_route_find(url);
-    if (!route || !(route->methods & sol_method_bit(method)) ||
-        (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
-         route->kind != SOL_ROUTE_PINNED) ||
+    if (!route || !(route->methods & sol_method_bit(method)) || !sol_route_reads_body(route) ||
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT))
         return 0;
     const char *cl =

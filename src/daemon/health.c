@@ -5,6 +5,7 @@
 
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/container_of.h"
 #include "sollol/log.h"
 #include "sollol/model_name.h"
 #include "sollol/scorer.h"
@@ -344,8 +345,7 @@ static void check_first_round(struct sol_health *h)
 
 static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_health_probe *pr =
-        (struct sol_health_probe *)((char *)x - offsetof(struct sol_health_probe, xfer));
+    struct sol_health_probe *pr = SOL_CONTAINER_OF(x, struct sol_health_probe, xfer);
     struct sol_health *h = pr->h;
     struct sol_node *n = pr->node;
     pr->running = 0;

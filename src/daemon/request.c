@@ -19,6 +19,7 @@
 #include "sollol/access_log.h"
 #include "sollol/aggregate.h"
 #include "sollol/auth.h"
+#include "sollol/container_of.h"
 #include "sollol/gate.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
@@ -738,7 +739,7 @@ static int admit(struct sol_request *r)
 
 static struct sol_request *from_entry(const struct sol_queue_entry *e)
 {
-    return (struct sol_request *)((char *)e - offsetof(struct sol_request, qe));
+    return SOL_CONTAINER_OF(e, struct sol_request, qe);
 }
 
 /*
@@ -899,7 +900,7 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
 
 static void on_upstream_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_request *r = (struct sol_request *)((char *)x - offsetof(struct sol_request, xfer));
+    struct sol_request *r = SOL_CONTAINER_OF(x, struct sol_request, xfer);
     attempt_finished(r, rc);
 }
 
@@ -1226,9 +1227,8 @@ static int answered_locally_without_body(struct MHD_Connection *conn, const char
                                          const char *method)
 {
     const struct sol_route *route = sol_route_find(url);
-    int local = !route || !(route->methods & sol_method_bit(method)) ||
-                (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
-                 route->kind != SOL_ROUTE_PINNED);
+    int local =
+        !route || !(route->methods & sol_method_bit(method)) || !sol_route_reads_body(route);
     if (!local)
         return 0;
     const char *cl =
@@ -1269,8 +1269,7 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     }
     if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION)
         return serve_local(d, conn, route);
-    if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
-        route->kind != SOL_ROUTE_PINNED)
+    if (!sol_route_reads_body(route))
         return sol_aggregate_serve(d, conn, route, url, key);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
