@@ -12,22 +12,11 @@
 #include "sollol/node-t.h"
 #include "sollol/routes.h"
 
-#include <microhttpd.h>
 #include <stdint.h>
 
-struct sol_daemon;
-
-/* Queues the answer for an aggregated route (kinds TAGS, PS, V1_MODELS,
- * V1_MODEL, HEALTH, STATS). `url` is the request path; `key` the caller's
- * API key (NULL when keys are off or the path is public): the model lists
- * show only models the key may use. */
-enum MHD_Result sol_aggregate_serve(struct sol_daemon *d, struct MHD_Connection *c,
-                                    const struct sol_route *route, const char *url,
-                                    const struct sol_auth_key *key);
-
-/* The bodies, for tests: each appends a complete JSON document to out and
- * returns 0, or -1 when memory runs out. Models API key `key` may not use
- * (its model globs, matched against the listed name, the name without
+/* The bodies of the aggregated routes (admin.c serves them): each appends
+ * a complete JSON document to out and returns 0, or -1 when memory runs out. Models API key `key`
+ * may not use (its model globs, matched against the listed name, the name without
  * ":latest" and the canonical form) are left out; NULL leaves out none. */
 int sol_aggregate_tags(const struct sol_node_table *t, const struct sol_auth_key *key,
                        struct sol_buf *out);

@@ -23,7 +23,9 @@
 #include "sollol/metrics.h" /* GET /metrics */
 #include "sollol/node-t.h"
 #include "sollol/queue.h"
+#include "sollol/routes.h"
 
+#include <microhttpd.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -33,6 +35,13 @@
 
 struct sol_request;
 struct sol_coord;
+struct sol_daemon;
+
+/* The daemon's own answers (admin.h): request.c hands every route that
+ * reads no body to this hook, which daemon.c sets to sol_admin_serve(). */
+typedef enum MHD_Result (*sol_serve_local_fn)(struct sol_daemon *d, struct MHD_Connection *c,
+                                              const struct sol_route *route, const char *url,
+                                              const struct sol_auth_key *key);
 
 struct sol_daemon {
     uv_loop_t *loop;
@@ -64,6 +73,7 @@ struct sol_daemon {
     struct sol_auth auth;           /* API keys and rate limits (auth.c) */
     struct sol_limits limits;       /* per-connection limits (limits.c) */
     struct sol_coord *coord;        /* sharded path (coordinator.c); NULL when off */
+    sol_serve_local_fn serve_local; /* the daemon's own answers (admin.c) */
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term, sig_hup;

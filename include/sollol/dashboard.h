@@ -24,15 +24,12 @@
 #include "sollol/routes.h"
 #include "sollol/scorer.h"
 
-#include <microhttpd.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define SOL_DASH_SECONDS   300 /* ring length: the last five minutes */
 #define SOL_DASH_BUCKETS   48  /* log-scale latency buckets: 1 ms * 1.3^i */
 #define SOL_DASH_DECISIONS 24  /* routing decisions kept */
-
-struct sol_daemon;
 
 struct sol_dash_second {
     uint64_t sec; /* loop-clock second this slot holds; slot is stale otherwise */
@@ -116,10 +113,5 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
  * time from src/daemon/dashboard/ (see CMakeLists.txt). */
 extern const unsigned char sol_dashboard_page[];
 extern const size_t sol_dashboard_page_len;
-
-/* Serves SOL_ROUTE_DASHBOARD (the page) and SOL_ROUTE_DASHBOARD_DATA (the
- * JSON, `?seconds=N` to ask for fewer than SOL_DASH_SECONDS). */
-enum MHD_Result sol_dashboard_serve(struct sol_daemon *d, struct MHD_Connection *c,
-                                    const struct sol_route *route);
 
 #endif

@@ -29,7 +29,6 @@
 #include "sollol/routes.h"
 
 #include <cjson/cJSON.h>
-#include <microhttpd.h>
 #include <stdint.h>
 
 #define SOL_METRICS_MAX_MODELS 256  /* model labels besides "other" */
@@ -40,8 +39,6 @@
 #define SOL_METRICS_DURATION_BUCKETS 15
 #define SOL_METRICS_TTFB_BUCKETS     14
 #define SOL_METRICS_QUEUE_BUCKETS    12
-
-struct sol_daemon;
 
 /* Counts per upper bound (not cumulative; rendering accumulates). */
 struct sol_metrics_hist {
@@ -166,9 +163,6 @@ enum sol_refusal sol_metrics_refusal_of(unsigned status, int from_auth);
 /* Appends `s` as a label value: \\ \" \n escaped, invalid UTF-8 replaced by
  * U+FFFD. 0 or -1. */
 int sol_metrics_append_label_value(struct sol_buf *out, const char *s);
-
-/* Queues the answer to GET /metrics. */
-enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c);
 
 #define SOL_CT_PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
 

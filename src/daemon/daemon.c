@@ -3,6 +3,8 @@
  */
 #include "sollol/daemon.h"
 
+#include "admin.h"
+
 #include "sollol/breaker.h"
 #include "sollol/container_of.h"
 #include "sollol/coordinator.h"
@@ -427,6 +429,7 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->cfg = cfg;
     d->listen_fd = -1;
     d->max_attempts = (unsigned)cfg->max_attempts;
+    d->serve_local = sol_admin_serve; /* the daemon's own answers (admin.c) */
     d->started_ms = uv_now(loop);
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));

@@ -4,7 +4,6 @@
  */
 #include "sollol/dashboard.h"
 
-#include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 
 #include <math.h>
@@ -318,48 +317,4 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
     rc |= sol_buf_appendf(out, "],\"decisions_total\":%llu}",
                           (unsigned long long)db->decisions_total);
     return rc ? -1 : 0;
-}
-
-/* ---- serving -------------------------------------------------------------- */
-
-enum MHD_Result sol_dashboard_serve(struct sol_daemon *d, struct MHD_Connection *c,
-                                    const struct sol_route *route)
-{
-    if (route->kind == SOL_ROUTE_DASHBOARD) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(
-            sol_dashboard_page_len, (void *)sol_dashboard_page, MHD_RESPMEM_PERSISTENT);
-        if (!r)
-            return MHD_NO;
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
-        /* Everything is inline and talks only to this daemon: nothing else
-         * may load, so the page works offline and cannot be made to leak. */
-        MHD_add_response_header(r, "Content-Security-Policy",
-                                "default-src 'none'; script-src 'unsafe-inline'; style-src "
-                                "'unsafe-inline'; connect-src 'self'; img-src data:; "
-                                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
-        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-        MHD_add_response_header(r, "Cache-Control", "no-cache");
-        sol_reply_add_headers(r, NULL);
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
-    unsigned seconds = SOL_DASH_SECONDS;
-    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "seconds");
-    if (q) {
-        char *end;
-        unsigned long v = strtoul(q, &end, 10);
-        if (end == q || *end || v < 1 || v > SOL_DASH_SECONDS)
-            return sol_reply_error(c, MHD_HTTP_BAD_REQUEST, 0,
-                                   "seconds must be an integer from 1 to 300", NULL);
-        seconds = (unsigned)v;
-    }
-    struct sol_buf b = {0};
-    if (sol_dashboard_json(&d->dashboard, &d->table, sol_now_ms(d), seconds, &b) < 0 || !b.data) {
-        sol_buf_free(&b);
-        return sol_reply_error(c, 500, 0, "out of memory", NULL);
-    }
-    enum MHD_Result ret = sol_reply(c, MHD_HTTP_OK, SOL_CT_JSON, b.data, b.len, NULL);
-    sol_buf_free(&b);
-    return ret;
 }

@@ -4,8 +4,6 @@
 #include "sollol/metrics.h"
 
 #include "sollol/breaker.h"
-#include "sollol/coordinator.h"
-#include "sollol/daemon.h"
 #include "sollol/http_reply.h"
 #include "sollol/model_name.h"
 #include "sollol/scorer.h"
@@ -905,33 +903,4 @@ int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_vie
     if (v->process)
         render_process(&o);
     return o.rc ? -1 : 0;
-}
-
-enum MHD_Result sol_metrics_serve(struct sol_daemon *d, struct MHD_Connection *c)
-{
-    struct sol_metrics_view v = {
-        .table = &d->table,
-        .now_ms = sol_now_ms(d),
-        .uptime_s = (double)(sol_now_ms(d) - d->started_ms) / 1000.0,
-        .requests_live = d->requests_live,
-        .retries_total = d->retries_total,
-        .affinity_on = d->affinity_on,
-        .process = 1,
-        .cut_slow_headers = d->limits.cut_slow_headers,
-    };
-    sol_queue_stats(&d->queue, v.now_ms, &v.queue);
-    if (d->affinity_on)
-        sol_affinity_get_stats(&d->affinity, &v.affinity);
-    cJSON *rpc = d->coord ? sol_coord_status_json(d->coord) : NULL; /* coordinator.c */
-    v.rpc = rpc;
-    struct sol_buf b = {0};
-    int rc = sol_metrics_render(&d->metrics, &v, &b);
-    cJSON_Delete(rpc);
-    if (rc < 0 || !b.data) {
-        sol_buf_free(&b);
-        return sol_reply_error(c, 500, 0, "out of memory", NULL);
-    }
-    enum MHD_Result ret = sol_reply(c, MHD_HTTP_OK, SOL_CT_PROMETHEUS, b.data, b.len, NULL);
-    sol_buf_free(&b);
-    return ret;
 }

@@ -17,7 +17,6 @@
 #include "request_priv.h"
 
 #include "sollol/access_log.h"
-#include "sollol/aggregate.h"
 #include "sollol/auth.h"
 #include "sollol/container_of.h"
 #include "sollol/gate.h"
@@ -1203,16 +1202,6 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     return r;
 }
 
-static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *conn,
-                                   const struct sol_route *route)
-{
-    (void)d;
-    if (route->kind == SOL_ROUTE_ROOT)
-        return sol_reply(conn, MHD_HTTP_OK, SOL_CT_TEXT, "Ollama is running", 17, NULL);
-    static const char version[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
-    return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
-}
-
 /*
  * A request without a body that the daemon answers itself (unknown path,
  * wrong method, "/", /api/version, the aggregates) is answered on MHD's
@@ -1267,10 +1256,8 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         struct sol_reply_headers h = {.allow = allow};
         return sol_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, openai, msg, &h);
     }
-    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION)
-        return serve_local(d, conn, route);
-    if (!sol_route_reads_body(route))
-        return sol_aggregate_serve(d, conn, route, url, key);
+    if (!sol_route_reads_body(route)) /* the daemon's own answers (admin.c) */
+        return d->serve_local(d, conn, route, url, key);
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
