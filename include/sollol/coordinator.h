@@ -43,25 +43,6 @@ struct sol_request;
 struct sol_node;
 struct sol_coord;
 
-/* One rpc-server address. */
-struct sol_coord_addr {
-    char host[256];
-    int port;
-};
-
-/* rpc-server's default port, for entries that give none. */
-#define SOL_RPC_DEFAULT_PORT 50052
-
-/*
- * Parses a backend list: JSON `[{"host":"h","port":N}, "h:p", ...]`, or
- * plain text "h:p,h:p" (the RPC_BACKENDS form; also newline-separated with
- * '#' comments, the rpc_backends.conf form). A missing port is 50052.
- * Entries go to out[0..cap) (out may be NULL to only validate); *n (may be
- * NULL) gets the count. Returns 0, or -1 with a bare reason in err.
- */
-int sol_coord_parse_backends(const char *text, struct sol_coord_addr *out, size_t cap, size_t *n,
-                             char *err, size_t errlen);
-
 /* Name of the virtual node in the table, logs and X-Sollol-Node. */
 #define SOL_COORD_NODE_NAME "rpc"
 

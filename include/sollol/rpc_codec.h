@@ -81,4 +81,28 @@ int sol_rpc_version_compatible(const struct sol_rpc_version *ref, const struct s
 /* Parses "MAJ.MIN[.PATCH]" (optionally prefixed with "v"). Returns 0/-1. */
 int sol_rpc_version_parse(const char *s, struct sol_rpc_version *out);
 
+/* ---- backend lists (config.c checks them, coordinator.c uses them) ---- */
+
+/* One rpc-server address. */
+struct sol_rpc_addr {
+    char host[256];
+    int port;
+};
+
+/* Most backends one list may name (the coordinator's table holds as many). */
+#define SOL_RPC_MAX_BACKENDS 64
+
+/* rpc-server's default port, for entries that give none. */
+#define SOL_RPC_DEFAULT_PORT 50052
+
+/*
+ * Parses a backend list: JSON `[{"host":"h","port":N}, "h:p", ...]`, or
+ * plain text "h:p,h:p" (the RPC_BACKENDS form; also newline-separated with
+ * '#' comments, the rpc_backends.conf form). A missing port is 50052.
+ * Entries go to out[0..cap) (out may be NULL to only validate); *n (may be
+ * NULL) gets the count. Returns 0, or -1 with a bare reason in err.
+ */
+int sol_rpc_parse_backends(const char *text, struct sol_rpc_addr *out, size_t cap, size_t *n,
+                           char *err, size_t errlen);
+
 #endif

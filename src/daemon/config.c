@@ -6,9 +6,9 @@
  * not parse or is out of bounds fails the unit test instead of shipping.
  */
 #include "sollol/config.h"
-#include "sollol/discovery.h"
+#include "sollol/discovery_targets.h"
 #include "sollol/auth.h"
-#include "sollol/coordinator.h"
+#include "sollol/rpc_codec.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -1540,7 +1540,7 @@ static int check_discovery_cidrs(void *obj, char *why, size_t whylen)
 static int check_rpc_backends(void *obj, char *why, size_t whylen)
 {
     const struct sol_config *cfg = obj;
-    return sol_coord_parse_backends(cfg->rpc_backends, NULL, 0, NULL, why, whylen);
+    return sol_rpc_parse_backends(cfg->rpc_backends, NULL, 0, NULL, why, whylen);
 }
 
 static int check_node_name(void *obj, char *why, size_t whylen)

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define MAX_BACKENDS       64
+#define MAX_BACKENDS       SOL_RPC_MAX_BACKENDS
 #define MAX_SHARDED        32
 #define LOG_LINES          200
 #define LOG_LINE_MAX       1000
@@ -47,7 +47,7 @@ enum step {
 };
 
 struct backend {
-    struct sol_coord_addr addr;
+    struct sol_rpc_addr addr;
     int local; /* one of local_rpc_servers */
     struct sol_rpc_probe *probe;
     int probed; /* a full probe result is recorded */

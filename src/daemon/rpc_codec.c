@@ -3,6 +3,8 @@
  */
 #include "sollol/rpc_codec.h"
 
+#include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,5 +140,174 @@ int sol_rpc_version_parse(const char *s, struct sol_rpc_version *out)
     out->major = v[0];
     out->minor = v[1];
     out->patch = v[2];
+    return 0;
+}
+
+/* ---- backend lists ------------------------------------------------------- */
+
+static int parse_one(const char *s, size_t len, struct sol_rpc_addr *a, char *err, size_t errlen)
+{
+    while (len && isspace((unsigned char)*s)) {
+        s++;
+        len--;
+    }
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    if (!len) {
+        snprintf(err, errlen, "empty backend address");
+        return -1;
+    }
+    const char *host = s;
+    size_t hlen = len;
+    const char *port = NULL;
+    size_t plen = 0;
+    if (*s == '[') {
+        const char *rb = memchr(s, ']', len);
+        if (!rb) {
+            snprintf(err, errlen, "invalid backend address '%.*s'", (int)len, s);
+            return -1;
+        }
+        host = s + 1;
+        hlen = (size_t)(rb - s - 1);
+        if ((size_t)(rb - s) + 1 < len) {
+            if (rb[1] != ':') {
+                snprintf(err, errlen, "invalid backend address '%.*s'", (int)len, s);
+                return -1;
+            }
+            port = rb + 2;
+            plen = len - (size_t)(rb - s) - 2;
+        }
+    } else {
+        const char *colon = memchr(s, ':', len);
+        if (colon && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) == NULL) {
+            hlen = (size_t)(colon - s);
+            port = colon + 1;
+            plen = len - hlen - 1;
+        }
+    }
+    if (hlen == 0 || hlen >= sizeof a->host) {
+        snprintf(err, errlen, "invalid backend host in '%.*s'", (int)len, s);
+        return -1;
+    }
+    for (size_t i = 0; i < hlen; i++)
+        if (!(isalnum((unsigned char)host[i]) || host[i] == '.' || host[i] == '-' ||
+              host[i] == '_' || host[i] == ':')) {
+            snprintf(err, errlen, "invalid backend host in '%.*s'", (int)len, s);
+            return -1;
+        }
+    long p = SOL_RPC_DEFAULT_PORT;
+    if (port) {
+        char buf[8];
+        if (plen == 0 || plen >= sizeof buf) {
+            snprintf(err, errlen, "invalid backend port in '%.*s'", (int)len, s);
+            return -1;
+        }
+        memcpy(buf, port, plen);
+        buf[plen] = '\0';
+        char *end;
+        p = strtol(buf, &end, 10);
+        if (*end || p < 1 || p > 65535) {
+            snprintf(err, errlen, "invalid backend port in '%.*s'", (int)len, s);
+            return -1;
+        }
+    }
+    memcpy(a->host, host, hlen);
+    a->host[hlen] = '\0';
+    a->port = (int)p;
+    return 0;
+}
+
+static int add_addr(const struct sol_rpc_addr *a, struct sol_rpc_addr *out, size_t cap, size_t *n,
+                    char *err, size_t errlen)
+{
+    for (size_t i = 0; out && i < *n && i < cap; i++)
+        if (strcmp(out[i].host, a->host) == 0 && out[i].port == a->port)
+            return 0; /* listed twice: one backend */
+    if (*n >= SOL_RPC_MAX_BACKENDS) {
+        snprintf(err, errlen, "too many backends (at most %d)", SOL_RPC_MAX_BACKENDS);
+        return -1;
+    }
+    if (out && *n < cap)
+        out[*n] = *a;
+    (*n)++;
+    return 0;
+}
+
+int sol_rpc_parse_backends(const char *text, struct sol_rpc_addr *out, size_t cap, size_t *n,
+                           char *err, size_t errlen)
+{
+    size_t count = 0;
+    if (!text)
+        text = "";
+    const char *t = text;
+    while (isspace((unsigned char)*t))
+        t++;
+    struct sol_rpc_addr a;
+    if (*t == '[') {
+        cJSON *arr = cJSON_Parse(t);
+        if (!cJSON_IsArray(arr)) {
+            cJSON_Delete(arr);
+            snprintf(err, errlen, "expected a JSON array of backends");
+            return -1;
+        }
+        const cJSON *it;
+        int rc = 0;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (cJSON_IsString(it)) {
+                rc = parse_one(it->valuestring, strlen(it->valuestring), &a, err, errlen);
+            } else if (cJSON_IsObject(it)) {
+                const cJSON *h = cJSON_GetObjectItemCaseSensitive(it, "host");
+                const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "port");
+                if (!cJSON_IsString(h) || (p && !cJSON_IsNumber(p))) {
+                    snprintf(err, errlen,
+                             "a backend object needs \"host\" (string) and "
+                             "\"port\" (number)");
+                    rc = -1;
+                } else {
+                    rc = parse_one(h->valuestring, strlen(h->valuestring), &a, err, errlen);
+                    if (rc == 0 && p) {
+                        if (p->valuedouble < 1 || p->valuedouble > 65535 ||
+                            p->valuedouble != (int)p->valuedouble) {
+                            snprintf(err, errlen, "invalid backend port %g", p->valuedouble);
+                            rc = -1;
+                        } else {
+                            a.port = (int)p->valuedouble;
+                        }
+                    }
+                }
+            } else {
+                snprintf(err, errlen, "a backend is an object or a \"host:port\" string");
+                rc = -1;
+            }
+            if (rc == 0)
+                rc = add_addr(&a, out, cap, &count, err, errlen);
+            if (rc)
+                break;
+        }
+        cJSON_Delete(arr);
+        if (rc)
+            return -1;
+    } else {
+        /* "h:p,h:p" or lines with # comments */
+        const char *p = t;
+        while (*p) {
+            size_t len = strcspn(p, ",\n");
+            const char *hash = memchr(p, '#', len);
+            size_t use = hash ? (size_t)(hash - p) : len;
+            int blank = 1;
+            for (size_t i = 0; i < use; i++)
+                if (!isspace((unsigned char)p[i]))
+                    blank = 0;
+            if (!blank && (parse_one(p, use, &a, err, errlen) < 0 ||
+                           add_addr(&a, out, cap, &count, err, errlen) < 0))
+                return -1;
+            p += len;
+            if (*p)
+                p++;
+        }
+    }
+    if (n)
+        *n = count;
     return 0;
 }
