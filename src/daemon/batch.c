@@ -23,7 +23,7 @@
 #include "request_priv.h"
 
 #include "sollol/batch.h"
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/http_reply.h"
 #include "sollol/log.h"
 

@@ -16,7 +16,7 @@
 #include "sollol/breaker.h"
 #include "sollol/child.h"
 #include "sollol/container_of.h"
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/gguf.h"
 #include "sollol/health.h"
 #include "sollol/log.h"

@@ -10,7 +10,7 @@
 #include "coordinator_priv.h"
 #include "request_priv.h"
 
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/gguf.h"
 #include "sollol/model_name.h"
 #include "sollol/translate.h"

@@ -27,11 +27,6 @@
 
 #define SWEEP_INTERVAL_MS 100
 
-uint64_t sol_now_ms(const struct sol_daemon *d)
-{
-    return uv_now(d->loop);
-}
-
 static void notify(const char *msg)
 {
     if (sol_notify(msg) < 0)

@@ -27,7 +27,7 @@
 #include "sollol/batch.h"
 #include "sollol/breaker.h"
 #include "sollol/container_of.h"
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"

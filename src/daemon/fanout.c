@@ -15,7 +15,7 @@
  */
 #include "request_priv.h"
 
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/container_of.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"

@@ -4,7 +4,7 @@
  */
 #include "sollol/gate.h"
 
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/http_reply.h"
 #include "sollol/log.h"
 #include "sollol/metrics.h"

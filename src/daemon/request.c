@@ -24,7 +24,7 @@
 #include "sollol/buf.h"
 #include "sollol/fmt.h"
 #include "sollol/coordinator.h"
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
 #include "sollol/inspect.h"
