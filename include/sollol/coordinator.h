@@ -47,13 +47,32 @@ struct sol_coord;
 #define SOL_COORD_NODE_NAME "rpc"
 
 /*
+ * What the coordinator must tell the requests waiting for the sharded
+ * model, which it never sees (it sits below the proxy): daemon.c binds
+ * these to request.c and coordinator_serve.c at creation, as it binds the
+ * balancer's on_slot_freed. Called from the coordinator's timers and
+ * callbacks, never from inside a libcurl callback.
+ */
+struct sol_coord_hooks {
+    /* llama-server is ready (or a slot freed): start every waiting request
+     * a node can take now. */
+    void (*kick)(void *ud);
+    /* Requests waiting in the admission queue for the sharded model. */
+    unsigned (*queued)(void *ud);
+    /* Ends every such waiting request with `status` and `msg`. */
+    void (*fail_waiting)(void *ud, unsigned status, const char *msg);
+    void *ud;
+};
+
+/*
  * Creates the coordinator when d->cfg enables model sharding, and appends
  * its virtual node to d->table (the table must have room for one more
  * entry). Nothing runs until sol_coord_start(). Returns 0 (also
  * when sharding is disabled: d->coord stays NULL), or -1 with a message in
  * err (bad rpc_backends entry, unreadable rpc_backends file, out of memory).
  */
-int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen);
+int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, char *err,
+                     size_t errlen);
 
 /*
  * Starts the coordinator's timers, its store scan and the local rpc-server
@@ -107,6 +126,11 @@ void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len)
 
 /* Frees the request's coordinator state (request.c's req_free). */
 void sol_coord_req_free(struct sol_request *r);
+
+/* The hooks' request side (struct sol_coord_hooks): requests of d waiting
+ * in the queue for the sharded model, counted or ended with an error. */
+unsigned sol_coord_requests_queued(struct sol_daemon *d);
+void sol_coord_requests_fail(struct sol_daemon *d, unsigned status, const char *msg);
 
 /* ---- status ---- */
 

@@ -11,7 +11,6 @@
 #include "sollol/coordinator.h"
 
 #include "coordinator_priv.h"
-#include "request_priv.h"
 
 #include "sollol/breaker.h"
 #include "sollol/child.h"
@@ -22,7 +21,6 @@
 #include "sollol/log.h"
 #include "sollol/model_name.h"
 #include "sollol/model_store.h"
-#include "sollol/request.h"
 #include "sollol/rpc_probe.h"
 #include "sollol/translate.h"
 
@@ -157,31 +155,20 @@ static void rpc_server_path(const struct sol_config *cfg, char *out, size_t outl
 
 unsigned coord_queued(struct sol_coord *c)
 {
-    unsigned n = 0;
-    for (struct sol_request *r = c->d->requests; r; r = r->next)
-        n += r->coord && r->conn && sol_queue_is_queued(&r->qe);
-    return n;
+    return c->hooks.queued(c->hooks.ud);
 }
 
 /* Ends every request waiting for the sharded model with `status`. */
 static void fail_waiting(struct sol_coord *c, unsigned status, const char *msg)
 {
-    for (struct sol_request *r = c->d->requests; r; r = r->next) {
-        if (!r->coord || !r->conn || !sol_queue_remove(&c->d->queue, &r->qe))
-            continue;
-        r->queue_ms += now_ms(c) - r->qe.enqueued_ms;
-        r->fail_status = status;
-        snprintf(r->last_error, sizeof r->last_error, "%s", msg);
-        r->state = RS_FAILED;
-        sol_req_resume(r);
-    }
+    c->hooks.fail_waiting(c->hooks.ud, status, msg);
 }
 
 static void on_kick(uv_timer_t *t)
 {
     struct sol_coord *c = t->data;
     if (!c->stopping)
-        sol_request_dispatch(c->d);
+        c->hooks.kick(c->hooks.ud);
 }
 
 static void set_model_entry(struct sol_coord *c, const char *canonical, int loaded)
@@ -1222,7 +1209,8 @@ static int parse_sharded(struct sol_coord *c, char *err, size_t errlen)
     return 0;
 }
 
-int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
+int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, char *err,
+                     size_t errlen)
 {
     const struct sol_config *cfg = d->cfg;
     d->coord = NULL;
@@ -1234,6 +1222,7 @@ int sol_coord_create(struct sol_daemon *d, char *err, size_t errlen)
         return -1;
     }
     c->d = d;
+    c->hooks = *hooks;
     c->cfg = cfg;
     if (add_backends(c, cfg->rpc_backends, "rpc_backends", err, errlen) < 0 ||
         parse_sharded(c, err, errlen) < 0 || parse_locals(c, err, errlen) < 0)

@@ -129,6 +129,7 @@ struct scan_work {
 
 struct sol_coord {
     struct sol_daemon *d;
+    struct sol_coord_hooks hooks; /* the requests' side, bound by daemon.c */
     const struct sol_config *cfg;
     struct sol_node *node;
 

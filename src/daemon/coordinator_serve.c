@@ -449,3 +449,26 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     }
     return root;
 }
+
+/* ---- the coordinator's hooks, request side ------------------------------- */
+
+unsigned sol_coord_requests_queued(struct sol_daemon *d)
+{
+    unsigned n = 0;
+    for (struct sol_request *r = d->requests; r; r = r->next)
+        n += r->coord && r->conn && sol_queue_is_queued(&r->qe);
+    return n;
+}
+
+void sol_coord_requests_fail(struct sol_daemon *d, unsigned status, const char *msg)
+{
+    for (struct sol_request *r = d->requests; r; r = r->next) {
+        if (!r->coord || !r->conn || !sol_queue_remove(&d->queue, &r->qe))
+            continue;
+        r->queue_ms += sol_now_ms(d) - r->qe.enqueued_ms;
+        r->fail_status = status;
+        snprintf(r->last_error, sizeof r->last_error, "%s", msg);
+        r->state = RS_FAILED;
+        sol_req_resume(r);
+    }
+}

@@ -114,6 +114,22 @@ static void on_slot_freed(void *ud)
     uv_timer_start(&d->dispatch_timer, on_dispatch, 0, 0);
 }
 
+/* The coordinator's hooks (coordinator.h): it never sees a request. */
+static void coord_kick(void *ud)
+{
+    sol_request_dispatch(ud);
+}
+
+static unsigned coord_queued(void *ud)
+{
+    return sol_coord_requests_queued(ud);
+}
+
+static void coord_fail_waiting(void *ud, unsigned status, const char *msg)
+{
+    sol_coord_requests_fail(ud, status, msg);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct sol_daemon *d = s->data;
@@ -430,7 +446,9 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
-    if (sol_coord_create(d, err, errlen) < 0) /* coordinator.c: the sharded path */
+    struct sol_coord_hooks ch = {
+        .kick = coord_kick, .queued = coord_queued, .fail_waiting = coord_fail_waiting, .ud = d};
+    if (sol_coord_create(d, &ch, err, errlen) < 0) /* coordinator.c: the sharded path */
         return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
