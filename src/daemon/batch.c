@@ -22,7 +22,7 @@
  */
 #include "request_priv.h"
 
-#include "sollol/batch.h"
+#include "sollol/embed_plan.h"
 #include "sollol/daemon-t.h"
 #include "sollol/http_reply.h"
 #include "sollol/log.h"

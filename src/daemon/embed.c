@@ -24,7 +24,7 @@
  */
 #include "request_priv.h"
 
-#include "sollol/batch.h"
+#include "sollol/embed_plan.h"
 #include "sollol/breaker.h"
 #include "sollol/container_of.h"
 #include "sollol/daemon-t.h"

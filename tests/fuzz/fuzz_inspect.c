@@ -16,7 +16,7 @@
 #include "fuzz_util.h"
 
 #include "sollol/affinity.h"
-#include "sollol/batch.h"
+#include "sollol/embed_plan.h"
 #include "sollol/inspect.h"
 #include "sollol/model_name.h"
 

@@ -1,5 +1,5 @@
 /*
- * batch.h - distributed embedding batches: the pure parts (no I/O, no
+ * embed_plan.h - distributed embedding batches: the pure parts (no I/O, no
  * daemon), shared by embed.c (one /api/embed request split across nodes),
  * batch.c (the background batch-job API) and their unit test.
  *
@@ -12,8 +12,8 @@
  * Nothing here builds a DOM: the input array and the answers are read with
  * json_scan spans.
  */
-#ifndef SOLLOL_BATCH_H
-#define SOLLOL_BATCH_H
+#ifndef SOLLOL_EMBED_PLAN_H
+#define SOLLOL_EMBED_PLAN_H
 
 #include "sollol/buf.h"
 #include "sollol/json_scan.h"
