@@ -93,45 +93,6 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
 /* Frees the coordinator after on_stopped. NULL is fine. */
 void sol_coord_free(struct sol_coord *c);
 
-/* ---- request hooks (request.c) ---- */
-
-/*
- * Called once the body is inspected, before admission. Returns 0 when the
- * request goes on through the normal path (for a sharded model r->coord is
- * then set and the coordinator is starting if it was stopped: the request
- * waits in the queue until llama-server is ready), 1 when it was answered
- * here (r->state is RS_COMMITTED with the body in r->stream), or -1 with
- * r->fail_status and r->last_error set (failed state, pre-flight failed,
- * invalid body).
- */
-int sol_coord_take(struct sol_request *r);
-
-/* An attempt on node n starts with easy handle e: for the virtual node,
- * points e at llama-server's route with the translated body. */
-void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n);
-
-/* Nonzero while the running attempt's response is being translated. */
-int sol_coord_translating(const struct sol_request *r);
-
-/* The attempt's status and headers are in: sets the client's content type. */
-void sol_coord_on_headers(struct sol_request *r);
-
-/* Translates `n` response bytes; the result is appended to *out (owned by
- * r->coord). Returns 0, or -1 when the transfer must end. */
-int sol_coord_on_body(struct sol_request *r, const char *p, size_t n, const char **out,
-                      size_t *out_len);
-
-/* The response ended cleanly: what the translator still owes. */
-void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len);
-
-/* Frees the request's coordinator state (request.c's req_free). */
-void sol_coord_req_free(struct sol_request *r);
-
-/* The hooks' request side (struct sol_coord_hooks): requests of d waiting
- * in the queue for the sharded model, counted or ended with an error. */
-unsigned sol_coord_requests_queued(struct sol_daemon *d);
-void sol_coord_requests_fail(struct sol_daemon *d, unsigned status, const char *msg);
-
 /* ---- status ---- */
 
 /* The status object of GET /api/sollol/rpc (and "rpc" in /api/stats):

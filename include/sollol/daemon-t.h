@@ -35,6 +35,7 @@
 #define SOL_TRIM_PEAK 256
 
 struct sol_request;
+struct sol_req_kind;
 struct sol_coord;
 struct sol_daemon;
 
@@ -75,6 +76,9 @@ struct sol_daemon {
     struct sol_limits limits;       /* per-connection limits (limits.c) */
     struct sol_coord *coord;        /* sharded path (coordinator.c); NULL when off */
     sol_serve_local_fn serve_local; /* the daemon's own answers (admin.c) */
+    /* Request kinds (request_priv.h), asked in order; set by daemon.c. */
+    const struct sol_req_kind *const *kinds;
+    unsigned n_kinds;
 
     uv_timer_t sweep_timer; /* enforces upstream deadlines */
     uv_signal_t sig_int, sig_term, sig_hup;

@@ -20,6 +20,9 @@
  * The job table is process-wide (one daemon per process), so the daemon
  * object needs no field for it; sol_batch_shutdown() empties it.
  */
+#include "batch.h"
+
+#include "embed.h"
 #include "request_priv.h"
 
 #include "sollol/embed_plan.h"
@@ -434,3 +437,16 @@ void sol_batch_shutdown(struct sol_daemon *d)
         job_free(g.head);
     g.bytes = 0;
 }
+
+static enum sol_take batch_take(struct sol_request *r)
+{
+    if (!(r->route->flags & SOL_RF_BATCH))
+        return SOL_TAKE_PASS;
+    return (enum sol_take)sol_batch_serve(r);
+}
+
+const struct sol_req_kind sol_batch_kind = {
+    .name = "batch",
+    .take = batch_take,
+    .shutdown = sol_batch_shutdown,
+};

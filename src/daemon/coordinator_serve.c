@@ -5,7 +5,7 @@
  * response, answers it gives itself (load/unload, /api/show), and
  * GET /api/sollol/rpc. The life of llama-server is coordinator.c's.
  */
-#include "sollol/coordinator.h"
+#include "coordinator_serve.h"
 
 #include "coordinator_priv.h"
 #include "request_priv.h"
@@ -449,6 +449,28 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     }
     return root;
 }
+
+/* ---- the request kind ----------------------------------------------------- */
+
+static enum sol_take coord_take(struct sol_request *r)
+{
+    int rc = sol_coord_take(r);
+    if (rc == 0)
+        return r->coord ? SOL_TAKE_RIDES : SOL_TAKE_PASS;
+    return rc > 0 ? SOL_TAKE_SERVED : SOL_TAKE_FAILED;
+}
+
+const struct sol_req_kind sol_coord_kind = {
+    .name = "sharded",
+    .take = coord_take,
+    .prepare = sol_coord_prepare,
+    .on_headers = sol_coord_on_headers,
+    .translating = sol_coord_translating,
+    .on_body = sol_coord_on_body,
+    .on_done = sol_coord_on_done,
+    .free = sol_coord_req_free,
+    .keeps_inputs = 1,
+};
 
 /* ---- the coordinator's hooks, request side ------------------------------- */
 

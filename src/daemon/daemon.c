@@ -4,6 +4,10 @@
 #include "sollol/daemon.h"
 
 #include "admin.h"
+#include "batch.h"
+#include "coordinator_serve.h"
+#include "embed.h"
+#include "fanout.h"
 
 #include "sollol/breaker.h"
 #include "sollol/container_of.h"
@@ -113,6 +117,17 @@ static void on_slot_freed(void *ud)
     d->dispatch_pending = 1;
     uv_timer_start(&d->dispatch_timer, on_dispatch, 0, 0);
 }
+
+/* The request kinds (request_priv.h), in the order request.c asks them:
+ * the sharded path first (it rides the proxy path, so a split embedding
+ * after it still sees the request), then the batch-job routes, large
+ * /api/embed batches, fan-out routes. */
+static const struct sol_req_kind *const kinds[] = {
+    &sol_coord_kind,
+    &sol_batch_kind,
+    &sol_embed_kind,
+    &sol_fanout_kind,
+};
 
 /* The coordinator's hooks (coordinator.h): it never sees a request. */
 static void coord_kick(void *ud)
@@ -441,6 +456,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->listen_fd = -1;
     d->max_attempts = (unsigned)cfg->max_attempts;
     d->serve_local = sol_admin_serve; /* the daemon's own answers (admin.c) */
+    d->kinds = kinds;
+    d->n_kinds = sizeof kinds / sizeof kinds[0];
     d->started_ms = uv_now(loop);
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));

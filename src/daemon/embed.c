@@ -5,8 +5,9 @@
  * helpers, docs/api.md for the rules).
  *
  * A split (struct sol_embed_split) is independent of any client
- * connection: request.c hands /api/embed requests to sol_embed_take(),
- * which runs one for the request, and batch.c runs one per background job.
+ * connection: request.c hands /api/embed requests to sol_embed_take() (the
+ * take of sol_embed_kind), which runs one for the request, and batch.c
+ * runs one per background job.
  *
  * Each chunk is a leg of its own: it takes a balancer slot (get on the
  * planned node, put with the outcome and the node's metrics), so the
@@ -22,6 +23,8 @@
  * answer is kept only as the text of its embeddings array; the answers
  * together are bounded by SOL_EMBED_MAX_RESULT_BYTES.
  */
+#include "embed.h"
+
 #include "request_priv.h"
 
 #include "sollol/embed_plan.h"
@@ -859,8 +862,6 @@ static void on_request_split_done(void *ud, struct sol_embed_split *s)
 
 int sol_embed_take(struct sol_request *r)
 {
-    if (r->route->flags & SOL_RF_BATCH)
-        return sol_batch_serve(r);
     struct sol_daemon *d = r->d;
     int min = d->cfg->embed_split_min_inputs;
     if (min <= 0 || r->route->kind != SOL_ROUTE_PROXY || strcmp(r->path, "/api/embed") != 0 ||
@@ -913,3 +914,17 @@ void sol_embed_free(struct sol_request *r)
     sol_embed_split_free(r->embed);
     r->embed = NULL;
 }
+
+static enum sol_take embed_take(struct sol_request *r)
+{
+    return (enum sol_take)sol_embed_take(r);
+}
+
+const struct sol_req_kind sol_embed_kind = {
+    .name = "embed",
+    .take = embed_take,
+    .running = sol_embed_running,
+    .cancel = sol_embed_cancel,
+    .free = sol_embed_free,
+    .keeps_inputs = 1,
+};

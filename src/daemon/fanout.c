@@ -13,6 +13,8 @@
  * Legs do not take balancer slots: these are administrative requests whose
  * targets are chosen by the operator, not by load.
  */
+#include "fanout.h"
+
 #include "request_priv.h"
 
 #include "sollol/daemon-t.h"
@@ -322,3 +324,24 @@ void sol_fanout_free(struct sol_request *r)
     r->legs = NULL;
     r->n_legs = 0;
 }
+
+static enum sol_take fanout_take(struct sol_request *r)
+{
+    if (r->route->kind != SOL_ROUTE_FANOUT)
+        return SOL_TAKE_PASS;
+    return sol_fanout_start(r) < 0 ? SOL_TAKE_FAILED : SOL_TAKE_SERVED;
+}
+
+static int fanout_running(const struct sol_request *r)
+{
+    return r->legs_running != 0;
+}
+
+const struct sol_req_kind sol_fanout_kind = {
+    .name = "fanout",
+    .take = fanout_take,
+    .running = fanout_running,
+    .cancel = sol_fanout_cancel,
+    .free = sol_fanout_free,
+    .keeps_inputs = 1,
+};

@@ -23,7 +23,6 @@
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/fmt.h"
-#include "sollol/coordinator.h"
 #include "sollol/daemon-t.h"
 #include "sollol/dashboard.h"
 #include "sollol/http_reply.h"
@@ -76,9 +75,11 @@ static void req_free(struct sol_request *r)
     sol_buf_free(&r->stream);
     free(r->upstream_path);
     free(r->explain);
-    sol_fanout_free(r);
-    sol_embed_free(r);     /* embed.c: distributed embedding batches */
-    sol_coord_req_free(r); /* coordinator.c: the sharded path */
+    /* Every kind frees what it attached (one may ride the proxy path and
+     * another take the request after it: the sharded path, then a split). */
+    for (unsigned i = 0; i < d->n_kinds; i++)
+        if (d->kinds[i]->free)
+            d->kinds[i]->free(r);
     free(r);
 }
 
@@ -162,8 +163,8 @@ static void attempt_end(struct sol_request *r, enum sol_attempt_result result)
 /* Cancels a running attempt (client gone, shutdown, deadline). */
 static void attempt_cancel(struct sol_request *r, enum sol_attempt_result result)
 {
-    sol_fanout_cancel(r);
-    sol_embed_cancel(r); /* embed.c: distributed embedding batches */
+    if (r->kind && r->kind->cancel) /* a kind's own transfers (fan-out legs, embed chunks) */
+        r->kind->cancel(r);
     if (!r->attempt_running)
         return;
     sol_curl_uv_cancel(&r->d->curl, &r->xfer);
@@ -266,8 +267,10 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
             r->status = code;
             r->headers_complete = 1;
             if (should_retry_status(r, code))
-                return 0;            /* abort; attempt_finished() retries elsewhere */
-            sol_coord_on_headers(r); /* coordinator.c: translated content type */
+                return 0; /* abort; attempt_finished() retries elsewhere */
+            /* e.g. the sharded path's content type */
+            if (r->kind && r->kind->on_headers)
+                r->kind->on_headers(r);
         } else {
             /* Interim 1xx block: the real headers follow. */
             curl_slist_free_all(r->response_headers);
@@ -328,10 +331,10 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     }
     size_t taken = n;
     const char *src = p;
-    if (sol_coord_translating(r)) {
-        /* coordinator.c: llama-server's SSE becomes Ollama's NDJSON here,
-         * line by line; the client gets the translated bytes. */
-        if (sol_coord_on_body(r, p, n, &src, &n) < 0 && n == 0)
+    if (r->kind && r->kind->translating && r->kind->translating(r)) {
+        /* e.g. the sharded path: llama-server's SSE becomes Ollama's NDJSON
+         * here, line by line; the client gets the translated bytes. */
+        if (r->kind->on_body(r, p, n, &src, &n) < 0 && n == 0)
             return 0;
         if (n == 0 && r->state == RS_UPSTREAM) {
             /* Nothing for the client yet (stream:false collects the answer):
@@ -635,7 +638,8 @@ static int attempt_start(struct sol_request *r)
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
         }
-        sol_coord_prepare(r, e, n); /* coordinator.c: llama-server route and body */
+        if (r->kind && r->kind->prepare) /* e.g. the sharded path: llama-server's route and body */
+            r->kind->prepare(r, e, n);
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -850,9 +854,10 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
     if (rc == CURLE_OK) {
-        const char *tp;
-        size_t tn;
-        sol_coord_on_done(r, &tp, &tn); /* coordinator.c: the translated final line */
+        const char *tp = "";
+        size_t tn = 0;
+        if (r->kind && r->kind->on_done) /* e.g. the sharded path's translated final line */
+            r->kind->on_done(r, &tp, &tn);
         if (tn && sol_buf_append(&r->stream, tp, tn) == 0) {
             sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, tp, tn);
             r->last_byte = tp[tn - 1];
@@ -1024,7 +1029,7 @@ static struct sol_reply_headers reply_headers(struct sol_request *r)
  */
 static void release_attempt_inputs(struct sol_request *r)
 {
-    if (r->legs || r->embed || r->coord)
+    if (r->kind && r->kind->keeps_inputs)
         return;
     curl_slist_free_all(r->client_headers);
     r->client_headers = NULL;
@@ -1437,26 +1442,20 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     const char *ex = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Explain");
     r->want_explain = ex && (strcmp(ex, "1") == 0 || strcasecmp(ex, "true") == 0);
     build_client_headers(r);
-    /* coordinator.c: models served by llama-server over rpc-server backends. */
-    int coord_taken = sol_coord_take(r);
-    if (coord_taken < 0)
-        return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
-    if (coord_taken > 0)
-        return queue_stream_response(r);
-    /* embed.c: large /api/embed batches split over nodes, and the batch-job
-     * API (batch.c). */
-    int embed_taken = sol_embed_take(r);
-    if (embed_taken < 0)
-        return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
-    if (embed_taken > 0) {
-        if (r->state == RS_COMMITTED)
-            return queue_stream_response(r);
-        sol_req_suspend(r);
-        return MHD_YES;
-    }
-    if (r->route->kind == SOL_ROUTE_FANOUT) {
-        if (sol_fanout_start(r) < 0)
-            return reply_error(r, r->fail_status, r->last_error);
+    /* The request kinds daemon.c registered (the sharded path, batch jobs,
+     * split embeddings, fan-out), in order: the first that takes the
+     * request serves it; one that rides lets it go on along the proxy path
+     * below with its hooks called at each step. */
+    for (unsigned i = 0; i < d->n_kinds; i++) {
+        const struct sol_req_kind *k = d->kinds[i];
+        enum sol_take taken = k->take(r);
+        if (taken == SOL_TAKE_FAILED)
+            return reply_error(r, r->fail_status ? r->fail_status : 500, r->last_error);
+        if (taken == SOL_TAKE_PASS)
+            continue;
+        r->kind = k;
+        if (taken == SOL_TAKE_RIDES)
+            continue;
         if (r->state == RS_COMMITTED)
             return queue_stream_response(r);
         sol_req_suspend(r);
@@ -1624,13 +1623,9 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
             r->fail_status = 503;
             r->state = RS_FAILED;
         }
-        if (r->legs_running) {
-            sol_fanout_cancel(r);
+        if (r->kind && r->kind->running && r->kind->running(r)) {
+            r->kind->cancel(r);     /* fan-out legs, embed chunks */
             r->attempt_running = 1; /* end it below like a single attempt */
-        }
-        if (sol_embed_running(r)) { /* embed.c: distributed embedding batches */
-            sol_embed_cancel(r);
-            r->attempt_running = 1;
         }
         if (r->attempt_running) {
             attempt_cancel(r, SOL_ATTEMPT_CANCELLED);
@@ -1645,5 +1640,7 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
         r->upstream_done = 1;
         sol_req_resume(r);
     }
-    sol_batch_shutdown(d); /* batch.c: background embedding jobs */
+    for (unsigned i = 0; i < d->n_kinds; i++) /* e.g. background embedding jobs (batch.c) */
+        if (d->kinds[i]->shutdown)
+            d->kinds[i]->shutdown(d);
 }

@@ -1,7 +1,11 @@
 /*
- * request_priv.h - the request object, shared by the modules that serve
- * one client request: request.c (single-node proxying) and fanout.c
- * (requests sent to several nodes). Not a public interface: see request.h.
+ * request_priv.h - the request object and the request-kind interface,
+ * shared by request.c (one request proxied to one node at a time, with
+ * retries) and the kinds that plug into it: fanout.c, embed.c, batch.c and
+ * coordinator_serve.c. Not a public interface: see request.h.
+ *
+ * sol_req_* functions are request.c's services to the kinds; sol_request_*
+ * (request.h) are its entry points for the daemon.
  */
 #ifndef SOLLOL_REQUEST_PRIV_H
 #define SOLLOL_REQUEST_PRIV_H
@@ -130,6 +134,10 @@ struct sol_request {
      * for a model served by llama-server over rpc-server backends. */
     struct sol_coord_req *coord;
 
+    /* The request kind that took this request or rides its proxy path
+     * (see struct sol_req_kind); NULL = the plain proxy path. */
+    const struct sol_req_kind *kind;
+
     /* Suspension and client hang-up. */
     int suspended;
     int client_gone;
@@ -170,70 +178,62 @@ void sol_req_append_stream_error(struct sol_request *r, const char *msg);
 int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path,
                              const struct curl_slist *client_headers, struct curl_slist **headers);
 
-/* Starts the legs of a fan-out request. Returns 0, or -1 with
- * r->fail_status and r->last_error set (nothing is running then). */
-int sol_fanout_start(struct sol_request *r);
-/* Cancels running legs (client gone, shutdown). Idempotent. */
-void sol_fanout_cancel(struct sol_request *r);
-/* Frees the legs; only once none runs. */
-void sol_fanout_free(struct sol_request *r);
+/* ---- Request kinds ---------------------------------------------------------
+ *
+ * request.c serves one request on one node at a time; every other way of
+ * serving a request is a kind that plugs in here (nginx's upstream
+ * create_request/process_header/finalize_request), registered by daemon.c
+ * in struct sol_daemon's kinds[]: the sharded path (coordinator_serve.c),
+ * batch jobs (batch.c), split embeddings (embed.c), fan-out (fanout.c).
+ * request.c names none of them.
+ *
+ * Called from request.c only, never from inside a libcurl callback except
+ * where said (prepare runs before the transfer is added; on_headers and
+ * on_body inside the attempt's header and write callbacks: they must not
+ * remove the transfer).
+ */
 
-/* ---- Distributed embedding batches (embed.c, batch.c) ---- */
-
-/* One batch cut into chunks sent to several nodes (embed.c). It belongs to
- * a client request or to a background job, never to a connection. */
-struct sol_embed_split_params {
-    struct sol_daemon *d;
-    const char *id;   /* for logs (the request's or job's id) */
-    const char *path; /* upstream path of every chunk ("/api/embed[?query]") */
-    const char *body; /* the whole body; borrowed until sol_embed_split_free() */
-    size_t body_len;
-    struct sol_json_span input;       /* the input array inside body */
-    size_t n_inputs;                  /* its elements, all strings */
-    const char *model;                /* canonical name */
-    const char *model_echo;           /* as the client spelled it: the answer's "model" */
-    const struct curl_slist *headers; /* sent with every chunk (copied) */
-    unsigned reserve_slots;           /* per node, left to other traffic when planning */
-    size_t min_chunk;                 /* fewest inputs per chunk */
-    int allow_single;                 /* run even when the plan is one chunk */
-    /* After each chunk that completed: inputs done so far. May be NULL. */
-    void (*on_progress)(void *ud, size_t done, size_t total);
-    /* The split ended (every chunk done, or one failed for good). Never
-     * called from sol_embed_split_start(); the split does nothing after it,
-     * so it may free the split. */
-    void (*on_done)(void *ud, struct sol_embed_split *s);
-    void *ud;
+/* What take() did with a request. */
+enum sol_take {
+    SOL_TAKE_FAILED = -1, /* answer r->fail_status with r->last_error */
+    SOL_TAKE_PASS = 0,    /* not this kind's: the next kind is asked */
+    SOL_TAKE_SERVED = 1,  /* the kind serves it: r->state is RS_UPSTREAM (request.c
+                             suspends the connection) or RS_COMMITTED (the answer is
+                             ready in r->stream) */
+    SOL_TAKE_RIDES = 2,   /* goes on along the proxy path with this kind's hooks
+                             (the next kinds are still asked) */
 };
-/* Plans and starts the chunks. Returns 0 (*out set), 1 when the batch is
- * not split (no eligible node, or one chunk without allow_single; nothing
- * started), -1 with *status and err (nothing running). */
-int sol_embed_split_start(const struct sol_embed_split_params *p, struct sol_embed_split **out,
-                          unsigned *status, char *err, size_t errlen);
-/* After on_done: appends the merged answer (0), or gives the failure (-1). */
-int sol_embed_split_result(struct sol_embed_split *s, struct sol_buf *out, unsigned *status,
-                           char *err, size_t errlen);
-/* The one node that served every chunk, or "*". */
-const char *sol_embed_split_nodes(const struct sol_embed_split *s);
-/* Cancels the running legs (their slots are put back as cancelled);
- * on_done is not called. NULL and repeated calls are fine. */
-void sol_embed_split_cancel(struct sol_embed_split *s);
-/* Cancels and frees. NULL is fine. */
-void sol_embed_split_free(struct sol_embed_split *s);
 
-/* request.c's hook in on_body_complete(): takes /api/embed batches worth
- * splitting and the batch-job routes. Returns 0 (not taken: go on), 1
- * (taken: r->state is RS_UPSTREAM, or RS_COMMITTED with the answer ready),
- * -1 (answer r->fail_status with r->last_error). */
-int sol_embed_take(struct sol_request *r);
-/* Cleanup mirrors of sol_fanout_cancel()/sol_fanout_free(). */
-void sol_embed_cancel(struct sol_request *r);
-int sol_embed_running(const struct sol_request *r);
-void sol_embed_free(struct sol_request *r);
-
-/* The batch-job API (batch.c): serves a SOL_RF_BATCH route, as
- * sol_embed_take(). */
-int sol_batch_serve(struct sol_request *r);
-/* Shutdown: cancels the running job and frees every job. */
-void sol_batch_shutdown(struct sol_daemon *d);
+struct sol_req_kind {
+    const char *name;
+    /* Once the body is inspected, before admission. Required. */
+    enum sol_take (*take)(struct sol_request *r);
+    /* Riding kinds, on the proxy path (NULL = nothing to do):
+     * an attempt on node n starts with easy handle e (after the request's
+     * own options are set); */
+    void (*prepare)(struct sol_request *r, CURL *e, const struct sol_node *n);
+    /* the attempt's status and headers are in (r->status set); */
+    void (*on_headers)(struct sol_request *r);
+    /* nonzero when the running attempt's bytes go through on_body; */
+    int (*translating)(const struct sol_request *r);
+    /* `n` bytes from the node: *out and *out_len get what the client sees
+     * (owned by the kind). Returns 0, or -1 when the transfer must end. */
+    int (*on_body)(struct sol_request *r, const char *p, size_t n, const char **out,
+                   size_t *out_len);
+    /* the answer ended cleanly: what the kind still owes the client. */
+    void (*on_done)(struct sol_request *r, const char **out, size_t *out_len);
+    /* Serving kinds: nonzero while the kind's own transfers run. */
+    int (*running)(const struct sol_request *r);
+    /* Cancels the kind's own transfers (client gone, shutdown). Idempotent. */
+    void (*cancel)(struct sol_request *r);
+    /* Frees what the kind attached to r. Called for every kind when the
+     * request is freed, whether it took r or not: a no-op then. */
+    void (*free)(struct sol_request *r);
+    /* Daemon shutdown: the kind ends what it runs outside any request. */
+    void (*shutdown)(struct sol_daemon *d);
+    /* The kind uses the body and forwarded headers after the answer is
+     * committed: request.c keeps them until the request is freed. */
+    int keeps_inputs;
+};
 
 #endif

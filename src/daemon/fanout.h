@@ -1,0 +1,24 @@
+/*
+ * fanout.h - requests sent to several nodes at once (/api/pull,
+ * /api/delete, /api/copy): one leg per routable node, progress lines
+ * merged, one answer. A request kind (request_priv.h).
+ */
+#ifndef SOLLOL_FANOUT_H
+#define SOLLOL_FANOUT_H
+
+struct sol_request;
+struct sol_req_kind;
+
+/* take: SOL_ROUTE_FANOUT routes (sol_fanout_start); running, cancel, free:
+ * the legs. */
+extern const struct sol_req_kind sol_fanout_kind;
+
+/* Starts the legs of a fan-out request. Returns 0, or -1 with
+ * r->fail_status and r->last_error set (nothing is running then). */
+int sol_fanout_start(struct sol_request *r);
+/* Cancels running legs (client gone, shutdown). Idempotent. */
+void sol_fanout_cancel(struct sol_request *r);
+/* Frees the legs; only once none runs. */
+void sol_fanout_free(struct sol_request *r);
+
+#endif
