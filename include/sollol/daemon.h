@@ -54,7 +54,4 @@ void sol_daemon_shutdown(struct sol_daemon *d, void (*on_stopped)(struct sol_dae
  */
 int sol_daemon_reload(struct sol_daemon *d);
 
-/* (Re)starts, retargets or idles discovery after d->cfg changed. */
-void sol_daemon_discovery_update(struct sol_daemon *d);
-
 #endif

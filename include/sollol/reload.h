@@ -71,4 +71,8 @@ void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *cfg);
 /* Nodes in service (not removed) and those of them that are up. */
 void sol_daemon_node_counts(const struct sol_daemon *d, unsigned *up, unsigned *total);
 
+/* (Re)starts, retargets or idles discovery after d->cfg changed; found
+ * nodes join, vanished ones leave (above). */
+void sol_daemon_discovery_update(struct sol_daemon *d);
+
 #endif

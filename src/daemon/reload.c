@@ -5,7 +5,7 @@
 #include "sollol/reload.h"
 
 #include "sollol/breaker.h"
-#include "sollol/daemon.h"
+#include "sollol/daemon-t.h"
 #include "sollol/health.h"
 #include "sollol/log.h"
 
@@ -331,4 +331,78 @@ void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *next)
     *cur = *next;
     free(next);
     sol_daemon_discovery_update(d);
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+static void on_discovered(void *ud, const char *url, const char *version)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && strcmp(n->base_url, url) == 0)
+            return; /* configured, or found before */
+    }
+    struct sol_config tmp;
+    char err[256];
+    if (sol_config_defaults(&tmp, err, sizeof err) < 0 ||
+        sol_config_add_node(&tmp, NULL, url, err, sizeof err) < 0) {
+        SOL_WARN("discovery: %s: %s", url, err);
+        sol_config_free(&tmp);
+        return;
+    }
+    /* Named by address; a configured node may already use that name. */
+    struct sol_node_conf *nc = &tmp.nodes[0];
+    for (unsigned i = 0; i < d->table.count; i++)
+        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->name, nc->name) == 0) {
+            SOL_WARN("discovery: %s answers like Ollama %s but its name %s is taken", url, version,
+                     nc->name);
+            sol_config_free(&tmp);
+            return;
+        }
+    SOL_INFO("discovery: %s answers like Ollama %s", url, version);
+    sol_daemon_node_join(d, nc, 1);
+    sol_config_free(&tmp);
+}
+
+static void on_vanished(void *ud, const char *url)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && n->discovered && strcmp(n->base_url, url) == 0)
+            sol_daemon_node_leave(d, n, "missed by the last discovery scans");
+    }
+}
+
+void sol_daemon_discovery_update(struct sol_daemon *d)
+{
+    const struct sol_config *cfg = d->cfg;
+    struct sol_discovery_targets targets;
+    char why[256];
+    if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &targets, why, sizeof why) <
+        0) {
+        /* The config loader validated the syntax; only memory can fail. */
+        SOL_ERROR("discovery: %s", why);
+        return;
+    }
+    struct sol_discovery_conf dc = {.interval_ms = cfg->discovery_interval_ms,
+                                    .timeout_ms = cfg->discovery_timeout_ms,
+                                    .concurrency = (unsigned)cfg->discovery_concurrency,
+                                    .max_missed = (unsigned)cfg->discovery_max_missed};
+    if (d->discovery_running) {
+        /* Empty targets keep it ticking, so what it found ages out. */
+        sol_discovery_reconfigure(&d->discovery, &targets, &dc);
+    } else if (targets.n) {
+        if (sol_discovery_start(&d->discovery, d->loop, &d->curl, &targets, &dc, on_discovered,
+                                on_vanished, d) < 0) {
+            SOL_ERROR("discovery: out of memory; not scanning");
+        } else {
+            d->discovery_running = 1;
+            d->handles_open++; /* its timer */
+            SOL_INFO("discovery: scanning %u address(es) every %u ms", d->discovery.targets.hosts,
+                     dc.interval_ms);
+        }
+    }
+    sol_discovery_targets_free(&targets);
 }
