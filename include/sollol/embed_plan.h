@@ -1,7 +1,8 @@
 /*
- * embed_plan.h - distributed embedding batches: the pure parts (no I/O, no
- * daemon), shared by embed.c (one /api/embed request split across nodes),
- * batch.c (the background batch-job API) and their unit test.
+ * embed_plan.h - distributed embedding batches: the pure parts
+ * (embed_plan.c: no I/O, no daemon), shared by embed.c (one /api/embed
+ * request split across nodes), batch.c (the background batch-job API) and
+ * their unit test.
  *
  * A large `input` array is cut into contiguous chunks; each chunk is sent
  * to a node as an /api/embed request whose body is the client's body with
