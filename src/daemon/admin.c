@@ -8,15 +8,15 @@
  */
 #include "admin.h"
 
-#include "sollol/aggregate.h"
-#include "sollol/breaker.h"
-#include "sollol/coordinator.h"
-#include "sollol/daemon.h"
-#include "sollol/dashboard.h"
-#include "sollol/http_reply.h"
-#include "sollol/metrics.h"
-#include "sollol/model_name.h"
-#include "sollol/reload.h"
+#include "base/aggregate.h"
+#include "base/breaker.h"
+#include "nodes/coordinator.h"
+#include "daemon-t.h"
+#include "base/dashboard.h"
+#include "base/http_reply.h"
+#include "base/metrics.h"
+#include "base/model_name.h"
+#include "reload.h"
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>

@@ -9,8 +9,8 @@
 #ifndef SOLLOL_ADMIN_H
 #define SOLLOL_ADMIN_H
 
-#include "sollol/auth.h"
-#include "sollol/routes.h"
+#include "base/auth.h"
+#include "base/routes.h"
 
 #include <microhttpd.h>
 

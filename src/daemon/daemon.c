@@ -1,22 +1,22 @@
 /*
  * daemon.c - start-up and shutdown of the daemon object (see daemon.h).
  */
-#include "sollol/daemon.h"
+#include "daemon.h"
 
 #include "admin.h"
-#include "batch.h"
-#include "coordinator_serve.h"
-#include "embed.h"
-#include "fanout.h"
+#include "proxy/batch.h"
+#include "proxy/coordinator_serve.h"
+#include "proxy/embed.h"
+#include "proxy/fanout.h"
 
-#include "sollol/breaker.h"
+#include "base/breaker.h"
 #include "sollol/container_of.h"
-#include "sollol/coordinator.h"
-#include "sollol/health.h"
+#include "nodes/coordinator.h"
+#include "nodes/health.h"
 #include "sollol/log.h"
-#include "sollol/notify.h"
-#include "sollol/reload.h"
-#include "sollol/request.h"
+#include "notify.h"
+#include "reload.h"
+#include "proxy/request.h"
 
 #include <errno.h>
 #ifdef __GLIBC__

@@ -2,11 +2,11 @@
  * reload.c - nodes joining and leaving a running daemon, and reloaded
  * configurations (see reload.h).
  */
-#include "sollol/reload.h"
+#include "reload.h"
 
-#include "sollol/breaker.h"
-#include "sollol/daemon-t.h"
-#include "sollol/health.h"
+#include "base/breaker.h"
+#include "daemon-t.h"
+#include "nodes/health.h"
 #include "sollol/log.h"
 
 #include <stdio.h>

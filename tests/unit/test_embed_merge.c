@@ -5,7 +5,7 @@
  */
 #include "check.h"
 
-#include "sollol/embed_plan.h"
+#include "base/embed_plan.h"
 #include "sollol/json_scan.h"
 
 #include <cjson/cJSON.h>

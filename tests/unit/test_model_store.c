@@ -7,7 +7,7 @@
  */
 #include "check.h"
 
-#include "sollol/model_store.h"
+#include "base/model_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

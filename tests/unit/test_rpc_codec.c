@@ -7,7 +7,7 @@
  */
 #include "check.h"
 
-#include "sollol/rpc_codec.h"
+#include "base/rpc_codec.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,0 +1,108 @@
+/*
+ * health.h - active health probes: the health side of the node table.
+ *
+ * Every node is probed through the daemon's curl multi, on the loop, never
+ * blocking a request:
+ *  - GET /api/version every probe interval (with +-10% jitter so a fleet of
+ *    nodes is not probed in lock-step): liveness and round-trip time;
+ *  - GET /api/ps with every liveness probe: which models are loaded;
+ *  - GET /api/tags every tags interval, when a node comes back, and when
+ *    asked (a node answered "model not found"): which models are installed.
+ *
+ * Probes write node state (state, rtt, models' installed/loaded facts, the
+ * raw /api/tags and /api/ps entries the aggregated endpoints serve). State
+ * changes are logged once per change, not once per probe. Nothing else in
+ * the daemon writes these fields.
+ */
+#ifndef SOLLOL_HEALTH_H
+#define SOLLOL_HEALTH_H
+
+#include "sollol/curl_uv.h"
+#include "base/node-t.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+struct sol_health_probe;
+
+struct sol_health_conf {
+    unsigned probe_interval_ms;
+    unsigned tags_interval_ms;
+    unsigned probe_timeout_ms;
+};
+
+struct sol_health {
+    uv_loop_t *loop;
+    struct sol_curl_uv *curl;
+    struct sol_node_table *table;
+    const struct sol_breaker_conf *breaker_conf;
+    struct sol_health_conf conf;
+    uv_timer_t tick;
+    struct sol_health_probe **probes; /* per node: 3 probes (version, ps, tags), one block each */
+    unsigned n_probes;
+    uint64_t rng;
+    int first_round_done;
+    void (*on_first_round)(struct sol_health *h, void *ud);
+    void *ud;
+    void (*on_closed)(struct sol_health *h);
+    int closing;
+};
+
+/*
+ * Starts probing every node of `table` at once, then periodically.
+ * on_first_round (may be NULL) runs once, when every node has answered or
+ * failed its first version and tags probes: the daemon is ready then.
+ * Returns 0, or -1 when memory runs out.
+ */
+int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *curl,
+                     struct sol_node_table *table, const struct sol_breaker_conf *bc,
+                     const struct sol_health_conf *conf,
+                     void (*on_first_round)(struct sol_health *h, void *ud), void *ud);
+
+/* Asks for a /api/tags probe of `node` as soon as possible (no-op while one
+ * is running). Used when a node answered 404 for a model it listed. */
+void sol_health_refresh_tags(struct sol_health *h, const struct sol_node *node);
+
+/*
+ * Starts probing the nodes appended to the table since the last call (or
+ * since sol_health_start): their first probes run on the next tick. Nodes
+ * already known keep their probes (which never move in memory). Returns 0,
+ * or -1 when memory runs out (the nodes not covered stay unprobed, hence
+ * down, until a later call succeeds).
+ */
+int sol_health_sync(struct sol_health *h);
+
+/*
+ * Cancels the running probes of `node` (just marked removed: it is not
+ * probed again while node->removed is set, so its state stays what the
+ * caller set). Clearing node->removed later makes it probed on the next
+ * tick.
+ */
+void sol_health_forget(struct sol_health *h, const struct sol_node *node);
+
+/* Cancels running probes and closes the timer; on_closed runs after. */
+void sol_health_stop(struct sol_health *h, void (*on_closed)(struct sol_health *h));
+
+/*
+ * Parses an RFC 3339 timestamp ("2024-06-04T14:38:31.83753-07:00",
+ * "...Z") into Unix milliseconds. Returns 0, or -1 when it is not one.
+ * Exposed for tests.
+ */
+int sol_parse_rfc3339_ms(const char *s, int64_t *out_ms);
+
+/*
+ * Applies a /api/tags or /api/ps response body to a node's model list.
+ * Returns 0, or -1 when the body is not the expected JSON (the node's
+ * models are then unchanged). Exposed for tests and fuzzing.
+ */
+int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len);
+int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len);
+
+/* Finds or adds the node's entry for a canonical model name. NULL when
+ * memory runs out. Entries are never removed (they keep learned speeds). */
+struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canonical);
+
+/* Frees a node's model list. */
+void sol_node_models_free(struct sol_node *n);
+
+#endif
