@@ -1392,3 +1392,89 @@ void sol_coord_free(struct sol_coord *c)
         free(c->log_ring[(c->log_head + i) % LOG_LINES]);
     free(c);
 }
+
+/* ---- status -------------------------------------------------------------- */
+
+cJSON *sol_coord_status_json(const struct sol_coord *c)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    cJSON_AddBoolToObject(root, "enabled", c != NULL);
+    if (!c)
+        return root;
+    uint64_t now = uv_now(c->d->loop);
+    char v[32];
+    if (c->have_ref) {
+        snprintf(v, sizeof v, "%u.%u.%u", c->ref.major, c->ref.minor, c->ref.patch);
+        cJSON_AddStringToObject(root, "reference_version", v);
+        cJSON_AddStringToObject(root, "reference_source", c->ref_source);
+    } else {
+        cJSON_AddNullToObject(root, "reference_version");
+    }
+    cJSON *bs = cJSON_AddArrayToObject(root, "backends");
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        const struct backend *b = &c->backends[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(bs, o);
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s:%d", b->addr.host, b->addr.port);
+        cJSON_AddStringToObject(o, "address", addr);
+        cJSON_AddBoolToObject(o, "local", b->local);
+        if (b->probed)
+            cJSON_AddBoolToObject(o, "reachable", b->reachable);
+        else
+            cJSON_AddNullToObject(o, "reachable");
+        if (b->probed && b->last.answered) {
+            snprintf(v, sizeof v, "%u.%u.%u", b->last.version.major, b->last.version.minor,
+                     b->last.version.patch);
+            cJSON_AddStringToObject(o, "version", v);
+            cJSON_AddStringToObject(o, "hello_form", b->last.v4_form ? "v4" : "v1-v3");
+        } else {
+            cJSON_AddNullToObject(o, "version");
+        }
+        cJSON_AddNumberToObject(o, "devices", b->last.n_devices);
+        cJSON_AddNumberToObject(o, "free_bytes", (double)b->last.free_sum);
+        cJSON_AddNumberToObject(o, "total_bytes", (double)b->last.total_sum);
+        cJSON_AddBoolToObject(o, "excluded", b->excluded);
+        cJSON_AddStringToObject(o, "excluded_why", b->why);
+        cJSON_AddBoolToObject(o, "in_use", b->required && c->llama != NULL);
+    }
+    cJSON *co = cJSON_AddObjectToObject(root, "coordinator");
+    cJSON_AddStringToObject(co, "state", coord_state_name(c->state));
+    cJSON_AddStringToObject(co, "model", c->model);
+    cJSON_AddStringToObject(co, "gguf", c->gguf_path);
+    cJSON_AddStringToObject(co, "reason", c->reason);
+    if (c->llama) {
+        cJSON_AddNumberToObject(co, "pid", c->llama->pid);
+        cJSON_AddNumberToObject(co, "port", c->port);
+    } else {
+        cJSON_AddNullToObject(co, "pid");
+        cJSON_AddNullToObject(co, "port");
+    }
+    cJSON_AddNumberToObject(co, "restarts", c->restarts);
+    cJSON_AddNumberToObject(co, "next_backoff_ms",
+                            c->backoff_ms ? c->backoff_ms : c->cfg->llama_backoff_min_ms);
+    cJSON_AddNumberToObject(co, "uptime_s",
+                            c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
+    cJSON_AddStringToObject(co, "last_exit", c->last_exit);
+    cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
+    cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
+    unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;
+    for (unsigned i = start; i < c->log_count; i++)
+        cJSON_AddItemToArray(lines, cJSON_CreateString(c->log_ring[(c->log_head + i) % LOG_LINES]));
+    cJSON *ls = cJSON_AddArrayToObject(root, "local_rpc_servers");
+    for (unsigned i = 0; i < c->n_locals; i++) {
+        const struct local_rpc *l = &c->locals[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(ls, o);
+        cJSON_AddNumberToObject(o, "port", l->port);
+        if (l->ch)
+            cJSON_AddNumberToObject(o, "pid", l->ch->pid);
+        else
+            cJSON_AddNullToObject(o, "pid");
+        cJSON_AddNumberToObject(o, "restarts", l->restarts);
+        cJSON_AddBoolToObject(o, "cache", l->cache);
+    }
+    return root;
+}
