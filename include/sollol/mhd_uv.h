@@ -25,7 +25,32 @@ struct sol_mhd_uv {
     int kick_pending;   /* an MHD_run() is due (resumed connections) */
     unsigned suspended; /* connections suspended with sol_mhd_uv_suspend, not resumed */
     void (*on_closed)(struct sol_mhd_uv *glue);
+    /* Runs in a row for which MHD asked to run again at once, and since
+     * when (see SOL_MHD_IMMEDIATE_RUNS). */
+    unsigned zero_runs;
+    uint64_t spin_since_ms;
+    uint64_t spin_reported_ms;
+    /* Optional: called (outside MHD_run) when MHD has asked to run again
+     * at once for SOL_MHD_SPIN_MS or more, then at most once per
+     * SOL_MHD_SPIN_MS while it goes on; since_ms is when it began (loop
+     * clock). The daemon cuts the connections that made no progress. */
+    void (*on_spin)(struct sol_mhd_uv *glue, uint64_t since_ms);
+    void *spin_ud;
 };
+
+/*
+ * MHD_get_timeout() says 0 ("run again now") while a connection has input
+ * it has not consumed. libmicrohttpd 0.9.75 says so forever for a
+ * connection whose input it can neither use nor refuse (a chunk-size line
+ * longer than its buffer), and libuv 1.44 runs a 0 ms timer re-armed from
+ * its own callback again in the same pass, without polling I/O or
+ * signals: one such connection froze the loop. So only the first
+ * SOL_MHD_IMMEDIATE_RUNS runs of a streak follow at once; after that the
+ * timer waits 1 ms, so every run is a loop iteration that polls I/O and
+ * signals, and a streak longer than SOL_MHD_SPIN_MS is reported (on_spin).
+ */
+#define SOL_MHD_IMMEDIATE_RUNS 16
+#define SOL_MHD_SPIN_MS        250
 
 /*
  * Opens a non-blocking, close-on-exec listening TCP socket. `host` is an IPv4

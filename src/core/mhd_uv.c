@@ -150,6 +150,21 @@ static void arm_timer(struct sol_mhd_uv *glue)
         /* Cap so that a long idle timeout never defers MHD's housekeeping
          * (closing timed-out connections) by more than a second. */
         due = ms > 1000 ? 1000 : (uint64_t)ms;
+    if (due == 0) {
+        uint64_t now = uv_now(glue->loop);
+        if (glue->zero_runs++ == 0)
+            glue->spin_since_ms = now;
+        if (glue->zero_runs > SOL_MHD_IMMEDIATE_RUNS) {
+            due = 1; /* a loop iteration in between: I/O and signals are polled */
+            if (glue->on_spin && now - glue->spin_since_ms >= SOL_MHD_SPIN_MS &&
+                now - glue->spin_reported_ms >= SOL_MHD_SPIN_MS) {
+                glue->spin_reported_ms = now;
+                glue->on_spin(glue, glue->spin_since_ms);
+            }
+        }
+    } else {
+        glue->zero_runs = 0;
+    }
     if (glue->kick_pending) {
         /* A resume happened during MHD_run(): run again soon. */
         uint64_t k = kick_delay_ms(glue);
@@ -173,6 +188,8 @@ int sol_mhd_uv_attach(struct sol_mhd_uv *glue, uv_loop_t *loop, struct MHD_Daemo
     glue->kick_pending = 0;
     glue->suspended = 0;
     glue->on_closed = NULL;
+    glue->zero_runs = 0;
+    glue->spin_since_ms = glue->spin_reported_ms = 0;
     int rc = uv_poll_init(loop, &glue->poll, info->epoll_fd);
     if (rc < 0)
         return rc;

@@ -144,6 +144,8 @@ static enum MHD_Result serve_metrics(struct sol_daemon *d, struct MHD_Connection
         .affinity_on = d->affinity_on,
         .process = 1,
         .cut_slow_headers = d->limits.cut_slow_headers,
+        .cut_slow_body = d->limits.cut_slow_body,
+        .cut_no_progress = d->limits.cut_no_progress,
     };
     sol_queue_stats(&d->queue, v.now_ms, &v.queue);
     if (d->affinity_on)

@@ -357,6 +357,14 @@ static void announce(struct sol_daemon *d)
 
 /* The first probe round is done: start accepting. Connections that came
  * earlier waited in the listen backlog, so none was refused or misrouted. */
+/* MHD asked to run again at once for a while (mhd_uv.h): cut the
+ * connections receiving a body that made no progress meanwhile. */
+static void on_mhd_spin(struct sol_mhd_uv *glue, uint64_t since_ms)
+{
+    struct sol_daemon *d = glue->spin_ud;
+    sol_limits_cut_stalled(&d->limits, since_ms, sol_now_ms(d));
+}
+
 static void on_first_round(struct sol_health *h, void *ud)
 {
     (void)h;
@@ -364,6 +372,8 @@ static void on_first_round(struct sol_health *h, void *ud)
     if (d->stopping || d->ready)
         return;
     d->ready = 1;
+    d->mhd_glue.on_spin = on_mhd_spin; /* limits.c cuts what keeps MHD busy */
+    d->mhd_glue.spin_ud = d;
     if (sol_mhd_uv_attach(&d->mhd_glue, d->loop, d->mhd) < 0) {
         SOL_ERROR("cannot attach the HTTP server to the loop");
         sol_daemon_stop(d, d->on_stopped);
@@ -449,13 +459,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
         SOL_WARN("no API keys configured and listening on a non-loopback address: anyone who "
                  "can reach this port can use every node (see docs/security.md)");
     /* Limits (docs/security.md): MHD enforces the hard ones itself. */
-    struct sol_limits_conf lc = {
-        .max_url_bytes = cfg->max_url_bytes,
-        .max_header_bytes = cfg->max_header_bytes,
-        .max_per_client = (unsigned)cfg->max_connections_per_client,
-        .header_timeout_ms = cfg->header_timeout_ms,
-        .idle_timeout_ms = cfg->client_idle_timeout_ms,
-    };
+    struct sol_limits_conf lc;
+    sol_daemon_limits_conf(cfg, &lc);
     sol_limits_init(&d->limits, loop, &lc);
     unsigned idle_s = (cfg->client_idle_timeout_ms + 999) / 1000;
     d->mhd = MHD_start_daemon(
@@ -637,6 +642,7 @@ void sol_daemon_free(struct sol_daemon *d)
     sol_metrics_free(&d->metrics);     /* GET /metrics (metrics.c) */
     sol_dashboard_free(&d->dashboard); /* GET /dashboard (dashboard.c) */
     sol_auth_free(&d->auth);
+    sol_limits_free(&d->limits);
     if (d->affinity_on)
         sol_affinity_free(&d->affinity);
     d->affinity_on = 0;

@@ -4,6 +4,7 @@
  */
 #include "reload.h"
 
+#include "base/auth.h"
 #include "base/breaker.h"
 #include "daemon-t.h"
 #include "nodes/health.h"
@@ -233,6 +234,88 @@ static void keep_running(struct sol_config *next, const struct sol_config *cur)
         SOL_ERROR("reload: out of memory keeping the sharding settings");
 }
 
+void sol_daemon_limits_conf(const struct sol_config *cfg, struct sol_limits_conf *lc)
+{
+    memset(lc, 0, sizeof *lc);
+    lc->max_url_bytes = cfg->max_url_bytes;
+    lc->max_header_bytes = cfg->max_header_bytes;
+    lc->max_per_client = (unsigned)cfg->max_connections_per_client;
+    lc->header_timeout_ms = cfg->header_timeout_ms;
+    lc->idle_timeout_ms = cfg->client_idle_timeout_ms;
+    lc->body_budget_bytes = cfg->max_body_total_bytes;
+    lc->body_budget_per_client = cfg->max_body_bytes_per_client;
+    lc->min_body_rate = cfg->min_body_bytes_per_s > 0xffffffffull
+                            ? 0xffffffffu
+                            : (unsigned)cfg->min_body_bytes_per_s;
+    lc->body_grace_ms = cfg->body_grace_ms;
+    char why[128];
+    const char *r = cfg->auth_failures_per_client;
+    if (r && *r &&
+        sol_auth_parse_rate(r, &lc->auth_fail_per_ms, &lc->auth_fail_burst, why, sizeof why) < 0)
+        lc->auth_fail_per_ms = lc->auth_fail_burst = 0; /* validated at load: not reached */
+}
+
+/*
+ * limits.*: libmicrohttpd was started with some of them (its connection
+ * limit, idle timeout, per-address backstop and buffer size), which only a
+ * restart changes; the rest are read by limits.c at each use.
+ */
+static void apply_limits(struct sol_daemon *d, struct sol_config *next,
+                         const struct sol_config *cur)
+{
+    if (next->max_connections != cur->max_connections)
+        SOL_WARN("reload: limits.max_connections: needs a restart; still %d", cur->max_connections);
+    next->max_connections = cur->max_connections;
+    if (next->client_idle_timeout_ms != cur->client_idle_timeout_ms)
+        SOL_WARN("reload: limits.client_idle_timeout_ms: needs a restart; still %u ms",
+                 cur->client_idle_timeout_ms);
+    next->client_idle_timeout_ms = cur->client_idle_timeout_ms;
+    struct sol_limits_conf lc;
+    sol_daemon_limits_conf(next, &lc);
+    struct sol_limits probe = {.conf = lc};
+    if (sol_limits_mhd_pool(&probe) > d->limits.mhd_pool) {
+        SOL_WARN("reload: limits.max_url_bytes, limits.max_header_bytes: raising them beyond "
+                 "%zu bytes together needs a restart; still %llu and %llu",
+                 d->limits.mhd_pool, cur->max_url_bytes, cur->max_header_bytes);
+        next->max_url_bytes = cur->max_url_bytes;
+        next->max_header_bytes = cur->max_header_bytes;
+    }
+    unsigned per_ip = sol_limits_mhd_per_ip(&probe);
+    if (d->limits.mhd_per_ip && (per_ip == 0 || per_ip > d->limits.mhd_per_ip)) {
+        SOL_WARN("reload: limits.max_connections_per_client: raising it beyond %u needs a "
+                 "restart; still %d",
+                 d->limits.mhd_per_ip / 2, cur->max_connections_per_client);
+        next->max_connections_per_client = cur->max_connections_per_client;
+    }
+    sol_daemon_limits_conf(next, &lc);
+    sol_limits_set_conf(&d->limits, &lc);
+}
+
+/* auth.*: keys (and the keys file, read again), public paths and rates. */
+static void apply_auth(struct sol_daemon *d, const struct sol_config *next)
+{
+    struct sol_auth a;
+    char err[512];
+    if (sol_auth_init(&a, next->auth_keys, next->auth_keys_file, next->auth_public, err,
+                      sizeof err) < 0) {
+        sol_auth_free(&a);
+        SOL_WARN("reload: auth: %s; the running keys stay in force", err);
+        return;
+    }
+    int was_on = sol_auth_enabled(&d->auth);
+    unsigned added = 0, removed = 0, kept = 0;
+    if (sol_auth_replace(&d->auth, &a, &added, &removed, &kept) < 0) {
+        sol_auth_free(&a);
+        SOL_ERROR("reload: auth: out of memory; the running keys stay in force");
+        return;
+    }
+    sol_auth_free(&a);
+    if (added || removed || was_on != sol_auth_enabled(&d->auth))
+        SOL_INFO("reload: auth: %zu key(s) in force (%u added, %u removed, %u kept)%s",
+                 d->auth.n_keys, added, removed, kept,
+                 sol_auth_enabled(&d->auth) ? "" : ": no key left, access is open to all");
+}
+
 /* Membership: config nodes gone by name leave; the new list joins or is
  * updated in place. */
 static void apply_nodes(struct sol_daemon *d, const struct sol_config *next)
@@ -291,6 +374,8 @@ void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *next)
     /* Tunables read from d->cfg at use time (timeouts, limits, retry
      * deadline) change with the swap below; copies held elsewhere are
      * updated here. */
+    apply_limits(d, next, cur);
+    apply_auth(d, next);
     d->max_attempts = (unsigned)next->max_attempts;
     d->balancer.mode = next->routing_mode;
     struct sol_scorer_conf sc = {

@@ -58,7 +58,12 @@ void sol_daemon_nodes_drained(struct sol_daemon *d);
 
 /*
  * Applies a freshly loaded configuration: nodes added, removed or changed,
- * limits, timeouts and tunables updated, discovery retargeted. Keys that
+ * limits, timeouts and tunables updated, API keys, public paths and rates
+ * replaced (a removed key is refused at once, a kept key keeps its bucket),
+ * discovery retargeted. limits.* that libmicrohttpd took at start
+ * (max_connections, client_idle_timeout_ms, and raising the URL/header
+ * sizes or the per-client connections beyond their start values) keep
+ * their running values, with a warning each. Keys that
  * need a restart (listen, queue.max_length, affinity.capacity, demo,
  * demo_nodes, sim_path) keep their running values, with a warning each.
  * Takes ownership of `cfg` (its contents move into d->cfg, whose address
@@ -67,6 +72,10 @@ void sol_daemon_nodes_drained(struct sol_daemon *d);
  * logged and left out.
  */
 void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *cfg);
+
+/* The limits.* settings of cfg as limits.c takes them (start and reload). */
+struct sol_limits_conf;
+void sol_daemon_limits_conf(const struct sol_config *cfg, struct sol_limits_conf *lc);
 
 /* Nodes in service (not removed) and those of them that are up. */
 void sol_daemon_node_counts(const struct sol_daemon *d, unsigned *up, unsigned *total);

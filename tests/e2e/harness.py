@@ -857,32 +857,39 @@ def rpc_probe(host, port, timeout=5.0):
 
 def npm_install(src_dir, files, dest_name, what):
     """Copies `files` (package.json first) from src_dir into
-    <build>/<dest_name> and runs `npm install` there once per version of
-    package.json (a stamp in node_modules remembers it). Returns the folder,
-    or raises unittest.SkipTest naming `what` when node/npm are missing or
-    the install fails."""
+    <build>/<dest_name> and installs the packages there once per version of
+    package.json and package-lock.json (a stamp in node_modules remembers
+    it): `npm ci` when a package-lock.json is among `files` (the exact tree
+    that was committed), else `npm install`. Returns the folder, or raises
+    unittest.SkipTest naming `what` when node/npm are missing or the install
+    fails. In CI (CI=true) those are failures: a suite that CI runs must not
+    pass by being skipped."""
     import shutil
     import unittest
+    skip = AssertionError if os.environ.get("CI") == "true" else unittest.SkipTest
     npm = shutil.which("npm")
     if not shutil.which("node") or not npm:
-        raise unittest.SkipTest("node/npm not installed: %s skipped" % what)
+        raise skip("node/npm not installed: %s skipped" % what)
     dest = os.path.join(build_dir(), dest_name)
     os.makedirs(dest, exist_ok=True)
+    want = ""
     for name in files:
         shutil.copy(os.path.join(src_dir, name), dest)
+        if name in ("package.json", "package-lock.json"):
+            with open(os.path.join(src_dir, name)) as f:
+                want += f.read()
     stamp = os.path.join(dest, "node_modules", ".sollol-installed")
-    with open(os.path.join(src_dir, "package.json")) as f:
-        want = f.read()
     have = None
     if os.path.exists(stamp):
         with open(stamp) as f:
             have = f.read()
     if have != want:
-        r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        verb = "ci" if "package-lock.json" in files else "install"
+        r = subprocess.run([npm, verb, "--no-audit", "--no-fund", "--loglevel=error"],
                            cwd=dest, capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
-            raise unittest.SkipTest("npm install for the %s failed: %s" %
-                                    (what, (r.stderr or r.stdout)[-500:]))
+            raise skip("npm %s for the %s failed: %s" %
+                                    (verb, what, (r.stderr or r.stdout)[-500:]))
         with open(stamp, "w") as f:
             f.write(want)
     return dest

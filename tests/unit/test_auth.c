@@ -11,6 +11,7 @@
 #include "base/routes.h"
 #include "sollol/sha256.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -381,6 +382,92 @@ static void test_config_keys(void)
     sol_config_free(&cfg);
 }
 
+/* #14 item 8: an empty model list failed open (every model). */
+static void test_empty_models(void)
+{
+    struct sol_auth a;
+    char err[512];
+    CHECK(sol_auth_init(&a,
+                        "[{\"name\":\"k\",\"sha256\":"
+                        "\"0000000000000000000000000000000000000000000000000000000000000000\","
+                        "\"models\":[]}]",
+                        NULL, NULL, err, sizeof err) < 0,
+          "models: [] refused");
+    CHECK(strstr(err, "auth.keys[0].models: an empty list is not allowed") != NULL, "%s", err);
+    sol_auth_free(&a);
+}
+
+/* #14 item 13: a FIFO must neither block open() nor be read. */
+static void test_keys_file_fifo(void)
+{
+    char path[] = "/tmp/sollol-test-fifo-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0)
+        return;
+    close(fd);
+    unlink(path);
+    CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+    struct sol_auth a;
+    char err[512];
+    CHECK(sol_auth_init(&a, NULL, path, NULL, err, sizeof err) < 0, "FIFO refused (no hang)");
+    CHECK(strstr(err, "is not a regular file") != NULL, "%s", err);
+    sol_auth_free(&a);
+    unlink(path);
+}
+
+/* #14 item 4: a reload replaces the keys; kept keys keep their buckets. */
+static void test_replace(void)
+{
+    char json[1024], err[512];
+    struct sol_auth a, next;
+    char hex_old[65], hex_lim[65], hex_new[65];
+    unsigned char d[SOL_SHA256_LEN];
+    const char *plain[] = {"old-key-123", "lim-key-123", "new-key-123"};
+    char *hex[] = {hex_old, hex_lim, hex_new};
+    for (int i = 0; i < 3; i++) {
+        sol_sha256(plain[i], strlen(plain[i]), d);
+        for (int j = 0; j < SOL_SHA256_LEN; j++)
+            snprintf(hex[i] + 2 * j, 3, "%02x", d[j]);
+    }
+    snprintf(json, sizeof json,
+             "[{\"name\":\"old\",\"sha256\":\"%s\"},"
+             "{\"name\":\"lim\",\"sha256\":\"%s\",\"rate\":\"2/h\"}]",
+             hex_old, hex_lim);
+    CHECK(sol_auth_init(&a, json, NULL, "[\"/metrics\"]", err, sizeof err) == 0, "%s", err);
+    struct sol_auth_verdict v;
+    sol_auth_check(&a, "/api/chat", 0, "Bearer lim-key-123", 1000, &v);
+    sol_auth_check(&a, "/api/chat", 0, "Bearer lim-key-123", 1000, &v);
+    CHECK(v.status == 0, "two tokens");
+    sol_auth_check(&a, "/api/chat", 0, "Bearer lim-key-123", 1000, &v);
+    CHECK(v.status == 429, "bucket empty");
+    const struct sol_auth_key *held = NULL;
+    sol_auth_check(&a, "/api/chat", 0, "Bearer old-key-123", 1000, &v);
+    held = v.key; /* a request in flight keeps this pointer */
+    snprintf(json, sizeof json,
+             "[{\"name\":\"new\",\"sha256\":\"%s\"},"
+             "{\"name\":\"lim\",\"sha256\":\"%s\",\"rate\":\"4/h\"}]",
+             hex_new, hex_lim);
+    CHECK(sol_auth_init(&next, json, NULL, "[]", err, sizeof err) == 0, "%s", err);
+    unsigned added = 9, removed = 9, kept = 9;
+    CHECK(sol_auth_replace(&a, &next, &added, &removed, &kept) == 0, "replaced");
+    CHECK(added == 1 && removed == 1 && kept == 1, "counts %u %u %u", added, removed, kept);
+    CHECK(next.n_keys == 0 && next.keys == NULL, "next left empty");
+    sol_auth_free(&next);
+    CHECK(held && strcmp(held->name, "old") == 0, "a retired key stays readable");
+    sol_auth_check(&a, "/api/chat", 0, "Bearer old-key-123", 1001, &v);
+    CHECK(v.status == 401, "removed key refused");
+    sol_auth_check(&a, "/api/chat", 0, "Bearer new-key-123", 1001, &v);
+    CHECK(v.status == 0, "new key accepted");
+    sol_auth_check(&a, "/api/chat", 0, "Bearer lim-key-123", 1001, &v);
+    CHECK(v.status == 429, "a reload does not refill the bucket");
+    CHECK(!sol_auth_is_public(&a, "/metrics"), "public paths replaced too");
+    /* The new rate (4/h) refills: one token in 15 min. */
+    sol_auth_check(&a, "/api/chat", 0, "Bearer lim-key-123", 1001 + 15 * 60 * 1000, &v);
+    CHECK(v.status == 0, "refilled at the new rate");
+    sol_auth_free(&a);
+}
+
 int main(int argc, char **argv)
 {
     const char *root = argc > 1 ? argv[1] : ".";
@@ -394,5 +481,8 @@ int main(int argc, char **argv)
     test_rate_limit();
     test_models_and_fairness();
     test_config_keys();
+    test_empty_models();
+    test_keys_file_fifo();
+    test_replace();
     return check_summary();
 }

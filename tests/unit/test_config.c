@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef SOLLOL_VERSION
@@ -1079,6 +1080,11 @@ static void test_defaults_and_load_file(void)
     CHECK_NUM(cfg.demo, 0);
     CHECK_NUM(cfg.demo_nodes, 3);
     CHECK_STR(cfg.sim_path, "");
+    CHECK_NUM(cfg.max_body_total_bytes, 256ULL << 20);
+    CHECK_NUM(cfg.max_body_bytes_per_client, 128ULL << 20);
+    CHECK_NUM(cfg.min_body_bytes_per_s, 1024);
+    CHECK_NUM(cfg.body_grace_ms, 10000);
+    CHECK_STR(cfg.auth_failures_per_client, "30/m");
 
     const char *f = tmp_file("{\"log_level\": \"debug\", \"nodes\": [\"a=10.0.0.1\"]}");
     CHECK(sol_config_load_file(&cfg, f, err, sizeof err) == 0);
@@ -1103,6 +1109,21 @@ static void test_defaults_and_load_file(void)
         CHECK_STR(cfg.nodes[0].name, "a");
     CHECK(sol_config_load_file(&cfg, "/nonexistent/y.json", err, sizeof err) == -1);
     CHECK_HAS(err, "config: cannot open config file '/nonexistent/y.json'");
+    /* #14 item 13: a FIFO (reloads run on the loop) neither blocks nor is read;
+     * nor is a directory. */
+    char fifo[] = "/tmp/sollol-test-cfg-fifo-XXXXXX";
+    int ffd = mkstemp(fifo);
+    if (ffd >= 0) {
+        close(ffd);
+        unlink(fifo);
+        CHECK(mkfifo(fifo, 0600) == 0);
+        CHECK(sol_config_load_file(&cfg, fifo, err, sizeof err) == -1);
+        CHECK_HAS(err, "is not a regular file");
+        unlink(fifo);
+    }
+    CHECK(sol_config_load_file(&cfg, "/tmp", err, sizeof err) == -1);
+    CHECK_HAS(err, "is not a regular file");
+    CHECK_NUM(cfg.log_level, SOL_LOG_DEBUG);
 
     /* A second file on top of the first; an empty node list is allowed here. */
     const char *f2 = tmp_file("{\"nodes\": [], \"timeouts\": {\"idle_ms\": \"1s\"}}");

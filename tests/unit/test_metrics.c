@@ -443,10 +443,15 @@ int main(void)
               sum_lines(text, "sollol_refused_requests_total{reason=\"headers_too_large\"}", &n) ==
                   1 &&
               sum_lines(text, "sollol_refused_requests_total{reason=\"forbidden\"}", &n) == 0 &&
-              sum_lines(text, "sollol_refused_requests_total{", &n) == 5 && n == 7,
+              sum_lines(text, "sollol_refused_requests_total{", &n) == 5 && n == SOL_REFUSAL_KINDS,
           "refusals by reason");
     CHECK(sum_lines(text, "sollol_connections_cut_total{reason=\"slow_headers\"}", &n) == 5,
           "slow-header cuts");
+    CHECK(sum_lines(text, "sollol_connections_cut_total{reason=\"slow_body\"}", &n) == 0 &&
+              n == 1 &&
+              sum_lines(text, "sollol_connections_cut_total{reason=\"no_progress\"}", &n) == 0 &&
+              n == 1,
+          "slow-body and no-progress cuts, present from the start");
     free(text);
 
     /* A node that joins after start (reload, discovery) gets its own label

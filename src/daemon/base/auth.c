@@ -67,7 +67,66 @@ void sol_auth_free(struct sol_auth *a)
     for (size_t i = 0; i < a->n_public; i++)
         free(a->public_paths[i]);
     free(a->public_paths);
+    while (a->retired) {
+        struct sol_auth_retired *r = a->retired;
+        a->retired = r->next;
+        for (size_t i = 0; i < r->n_keys; i++)
+            key_free(&r->keys[i]);
+        free(r->keys);
+        free(r);
+    }
     memset(a, 0, sizeof *a);
+}
+
+int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added, unsigned *removed,
+                     unsigned *kept)
+{
+    struct sol_auth_retired *r = NULL;
+    if (a->n_keys && !(r = calloc(1, sizeof *r)))
+        return -1;
+    unsigned n_added = 0, n_kept = 0;
+    for (size_t i = 0; i < next->n_keys; i++) {
+        struct sol_auth_key *k = &next->keys[i];
+        const struct sol_auth_key *o = NULL;
+        for (size_t j = 0; j < a->n_keys && !o; j++)
+            if (strcmp(a->keys[j].name, k->name) == 0)
+                o = &a->keys[j];
+        if (!o) {
+            n_added++;
+            continue;
+        }
+        n_kept++;
+        /* A reload is no way to refill a bucket: what was spent stays spent. */
+        if (k->rate_per_ms > 0 && o->rate_per_ms > 0) {
+            k->tokens = o->tokens < k->burst ? o->tokens : k->burst;
+            k->last_ms = o->last_ms;
+        }
+    }
+    if (added)
+        *added = n_added;
+    if (kept)
+        *kept = n_kept;
+    if (removed)
+        *removed = (unsigned)a->n_keys - n_kept;
+    if (r) {
+        r->keys = a->keys;
+        r->n_keys = a->n_keys;
+        r->next = a->retired;
+        a->retired = r;
+    } else {
+        free(a->keys);
+    }
+    for (size_t i = 0; i < a->n_public; i++)
+        free(a->public_paths[i]);
+    free(a->public_paths);
+    a->keys = next->keys;
+    a->n_keys = next->n_keys;
+    a->public_paths = next->public_paths;
+    a->n_public = next->n_public;
+    struct sol_auth_retired *keep = next->retired;
+    memset(next, 0, sizeof *next);
+    next->retired = keep; /* none: next came from sol_auth_init */
+    return 0;
 }
 
 static int valid_name(const char *s)
@@ -134,7 +193,17 @@ static int key_from_json(struct sol_auth_key *k, const cJSON *o, int plain_ok, c
                 return -1;
             }
             size_t n = (size_t)cJSON_GetArraySize(it);
-            k->models = calloc(n ? n : 1, sizeof *k->models);
+            if (n == 0) {
+                /* An empty list would read as "no restriction": refuse it
+                 * rather than fail open. */
+                snprintf(err, errlen,
+                         "%s.models: an empty list is not allowed (it would allow every "
+                         "model); list the model patterns the key may use, or leave \"models\" "
+                         "out to allow every model",
+                         where);
+                return -1;
+            }
+            k->models = calloc(n, sizeof *k->models);
             if (!k->models)
                 goto oom;
             const cJSON *m;
@@ -237,7 +306,9 @@ static int add_keys(struct sol_auth *a, const cJSON *arr, int plain_ok, const ch
  */
 static char *read_keys_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO must not block open() (reloads run on the loop);
+     * fstat below then refuses anything but a regular file. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         snprintf(err, errlen, "auth.keys_file: cannot open '%s': %s", path, strerror(errno));
         return NULL;
@@ -247,7 +318,10 @@ static char *read_keys_file(const char *path, char *err, size_t errlen)
     if (fstat(fd, &st) < 0) {
         snprintf(err, errlen, "auth.keys_file: cannot stat '%s': %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "auth.keys_file: '%s' is not a regular file", path);
+        snprintf(err, errlen,
+                 "auth.keys_file: '%s' is not a regular file (a FIFO, device or directory is "
+                 "never read)",
+                 path);
     } else if (st.st_uid != geteuid()) {
         snprintf(err, errlen,
                  "auth.keys_file: '%s' is owned by uid %u, not by sollold's user (uid %u); "
@@ -406,6 +480,14 @@ static const char *bearer(const char *h, size_t *len)
     return n ? h : NULL;
 }
 
+int sol_auth_is_public(const struct sol_auth *a, const char *path)
+{
+    for (size_t i = 0; i < a->n_public; i++)
+        if (strcmp(path, a->public_paths[i]) == 0)
+            return 1;
+    return 0;
+}
+
 const struct sol_auth_key *sol_auth_identify(const struct sol_auth *a, const char *path,
                                              const char *authorization)
 {
@@ -513,7 +595,7 @@ enum MHD_Result sol_auth_refuse(struct MHD_Connection *c, const struct sol_auth_
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, SOL_CT_JSON);
     if (v->status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    if (v->status == 429) {
+    if (v->status == 429 || v->retry_after_s) {
         char ra[16];
         snprintf(ra, sizeof ra, "%u", v->retry_after_s);
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);

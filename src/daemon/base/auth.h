@@ -41,12 +41,34 @@ struct sol_auth_key {
     uint64_t fairness;  /* hash of the name, the queue's client key */
 };
 
+/* A key table replaced by a reload: requests in flight may still point at
+ * its keys, so it is kept until sol_auth_free() (a few hundred bytes per
+ * key per reload). */
+struct sol_auth_retired {
+    struct sol_auth_retired *next;
+    struct sol_auth_key *keys;
+    size_t n_keys;
+};
+
 struct sol_auth {
     struct sol_auth_key *keys;
     size_t n_keys;
     char **public_paths; /* exact paths open without a key */
     size_t n_public;
+    struct sol_auth_retired *retired;
 };
+
+/*
+ * Reload: the keys and public paths of `next` (from sol_auth_init) take
+ * effect in a; next is left empty. A key kept under the same name keeps
+ * its token bucket (capped at its new burst when its rate changed; a key
+ * that gains a rate starts full). Keys no longer listed stop working at
+ * once; the old table is retired (see above), never freed here. Counts of
+ * keys added, removed and kept are returned for the log (may be NULL).
+ * Returns 0, or -1 when memory runs out (a is then unchanged).
+ */
+int sol_auth_replace(struct sol_auth *a, struct sol_auth *next, unsigned *added, unsigned *removed,
+                     unsigned *kept);
 
 /*
  * Builds the key table from the config's texts: keys_json is the JSON array
@@ -99,6 +121,9 @@ struct sol_auth_verdict {
 void sol_auth_check(struct sol_auth *a, const char *path, int admin_route,
                     const char *authorization, uint64_t now_ms, struct sol_auth_verdict *v);
 
+/* Nonzero when path is listed in auth.public (served without a key). */
+int sol_auth_is_public(const struct sol_auth *a, const char *path);
+
 /* The key a request presents, as sol_auth_check() would find it, but with
  * no verdict and no token taken: for a request already let through whose
  * key was not kept. NULL when keys are off, the path is public, or no
@@ -112,7 +137,8 @@ int sol_auth_model_allowed(const struct sol_auth_key *k, const char *as_sent,
                            const char *canonical);
 
 /* Queues the refusal v (status != 0) in Ollama's or OpenAI's error shape,
- * with WWW-Authenticate on 401 and Retry-After on 429. */
+ * with WWW-Authenticate on 401 and Retry-After on 429 (and on any status
+ * with retry_after_s set, e.g. the gate's 503 for a full body budget). */
 enum MHD_Result sol_auth_refuse(struct MHD_Connection *c, const struct sol_auth_verdict *v,
                                 int openai);
 

@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef SOLLOL_VERSION
 #define SOLLOL_VERSION "unknown"
@@ -41,6 +44,7 @@ static int check_node_name(void *obj, char *why, size_t whylen);
 static int check_discovery_cidrs(void *obj, char *why, size_t whylen);
 static int check_auth_keys(void *obj, char *why, size_t whylen);
 static int check_auth_keys_file(void *obj, char *why, size_t whylen);
+static int check_auth_failures(void *obj, char *why, size_t whylen);
 static int check_auth_public(void *obj, char *why, size_t whylen);
 static int check_rpc_backends(void *obj, char *why, size_t whylen);
 
@@ -525,6 +529,57 @@ const struct sol_config_key sol_config_keys[] = {
      .max = 4096,
      .offset = CFG(json_max_depth),
      .doc = "Deepest nesting of arrays and objects accepted in a request body: 400 beyond"},
+    {.key = "limits.max_body_total_bytes",
+     .env = "SOLLOL_MAX_BODY_TOTAL",
+     .flag = "max-body-total",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "256MiB",
+     .min = 0,
+     .max = 1099511627776.0,
+     .offset = CFG(max_body_total_bytes),
+     .doc = "Request bodies held in memory by all clients together (0 = no limit): 503 beyond"},
+    {.key = "limits.max_body_bytes_per_client",
+     .env = "SOLLOL_MAX_BODY_PER_CLIENT",
+     .flag = "max-body-per-client",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "128MiB",
+     .min = 0,
+     .max = 1099511627776.0,
+     .offset = CFG(max_body_bytes_per_client),
+     .doc = "Request bodies held in memory for one client address (0 = no limit): 503 beyond"},
+    {.key = "limits.min_body_rate",
+     .env = "SOLLOL_MIN_BODY_RATE",
+     .flag = "min-body-rate",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "1KiB",
+     .min = 0,
+     .max = 1073741824.0,
+     .offset = CFG(min_body_bytes_per_s),
+     .doc = "Bytes per second a request body must average after limits.body_grace_ms (0 = "
+            "off); slower connections are cut"},
+    {.key = "limits.body_grace_ms",
+     .env = "SOLLOL_BODY_GRACE",
+     .flag = "body-grace",
+     .metavar = "DURATION",
+     .type = SOL_CONF_DURATION_MS,
+     .def = "10s",
+     .min = 0,
+     .max = 3600000,
+     .offset = CFG(body_grace_ms),
+     .doc = "Time a request body may take before limits.min_body_rate applies"},
+    {.key = "limits.auth_failures_per_client",
+     .env = "SOLLOL_AUTH_FAILURES_PER_CLIENT",
+     .flag = "auth-failures-per-client",
+     .metavar = "RATE",
+     .type = SOL_CONF_STRING,
+     .def = "30/m",
+     .offset = CFG(auth_failures_per_client),
+     .after_set = check_auth_failures,
+     .doc = "Failed authentications (401) one client address may make, as N/s, N/m or N/h "
+            "(\"\" = no limit): 429 with Retry-After beyond"},
     {.key = "log_level",
      .env = "SOLLOL_LOG_LEVEL",
      .flag = "log-level",
@@ -1581,6 +1636,13 @@ static int check_auth_keys_file(void *obj, char *why, size_t whylen)
     return path && *path ? sol_auth_check_keys_file(path, why, whylen) : 0;
 }
 
+static int check_auth_failures(void *obj, char *why, size_t whylen)
+{
+    const char *r = ((struct sol_config *)obj)->auth_failures_per_client;
+    double per_ms, burst;
+    return r && *r ? sol_auth_parse_rate(r, &per_ms, &burst, why, whylen) : 0;
+}
+
 static int check_auth_public(void *obj, char *why, size_t whylen)
 {
     return sol_auth_check_public_json(((struct sol_config *)obj)->auth_public, why, whylen);
@@ -2464,10 +2526,32 @@ static int apply_object(struct sol_config *cfg, const cJSON *obj, const char *pr
 static int read_file(const char *path, char **out, size_t *len, const struct src *src, char *err,
                      size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Reloads run on the loop: a FIFO (or a device) would block open()
+     * and read(). O_NONBLOCK keeps open() from waiting for a writer, and
+     * only a regular file is read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return fail(err, errlen, NULL, src, "cannot open config file '%s': %s", path,
                     strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int saved = errno;
+        close(fd);
+        return fail(err, errlen, NULL, src, "cannot stat config file '%s': %s", path,
+                    strerror(saved));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, errlen, NULL, src,
+                    "config file '%s' is not a regular file (a FIFO, device or directory is "
+                    "never read)",
+                    path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return fail(err, errlen, NULL, src, "out of memory");
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     int too_big = 0;

@@ -115,14 +115,19 @@ struct sol_config {
     char *auth_public;    /* JSON array of paths open without a key */
 
     /* Limits on what clients may send and hold (docs/security.md). */
-    unsigned long long max_url_bytes;    /* request target: 414 beyond */
-    unsigned long long max_header_bytes; /* header fields together: 431 beyond */
-    int max_connections;                 /* client connections at once */
-    int max_connections_per_client;      /* per client address; 0 = no limit */
-    unsigned header_timeout_ms;          /* headers of one request must arrive in this time */
-    unsigned client_idle_timeout_ms;     /* silent client connections are closed */
-    int max_upstream_transfers;          /* proxied requests in flight to all nodes */
-    int json_max_depth;                  /* nesting of request bodies: 400 beyond */
+    unsigned long long max_url_bytes;        /* request target: 414 beyond */
+    unsigned long long max_header_bytes;     /* header fields together: 431 beyond */
+    int max_connections;                     /* client connections at once */
+    int max_connections_per_client;          /* per client address; 0 = no limit */
+    unsigned header_timeout_ms;              /* headers of one request must arrive in this time */
+    unsigned client_idle_timeout_ms;         /* silent client connections are closed */
+    int max_upstream_transfers;              /* proxied requests in flight to all nodes */
+    int json_max_depth;                      /* nesting of request bodies: 400 beyond */
+    unsigned long long max_body_total_bytes; /* bodies held, all clients: 503 beyond; 0 = off */
+    unsigned long long max_body_bytes_per_client; /* bodies held, one address; 0 = off */
+    unsigned long long min_body_bytes_per_s;      /* slower bodies are cut; 0 = off */
+    unsigned body_grace_ms;                       /* before the minimum rate applies */
+    char *auth_failures_per_client;               /* "N/m" failed keys per address; "" = off */
 
     int log_level;       /* enum sol_log_level (sollol/log.h) */
     int log_format_json; /* 0 = text lines, 1 = one JSON object per line */

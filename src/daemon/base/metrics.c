@@ -307,6 +307,8 @@ static const char *const refusal_names[SOL_REFUSAL_KINDS] = {
     [SOL_REFUSED_UNAUTHORIZED] = "unauthorized",
     [SOL_REFUSED_FORBIDDEN] = "forbidden",
     [SOL_REFUSED_RATE_LIMITED] = "rate_limited",
+    [SOL_REFUSED_BODY_BUDGET] = "body_budget",
+    [SOL_REFUSED_AUTH_FAILURES] = "auth_failures",
 };
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -546,12 +548,16 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
         value_u64(o, m->refused[k]);
     }
     family(o, "sollol_connections_cut_total", "counter",
-           "Client connections closed by the daemon, by reason (slow_headers: request headers "
-           "not complete within limits.header_timeout).");
-    put(o, "sollol_connections_cut_total");
-    label(o, 1, "reason", "slow_headers");
-    put(o, "}");
-    value_u64(o, v->cut_slow_headers);
+           "Client connections closed by the daemon, by reason (slow_headers, slow_body: "
+           "below limits.header_timeout_ms, limits.min_body_rate; no_progress: unusable input).");
+    const char *cut_names[] = {"slow_headers", "slow_body", "no_progress"};
+    uint64_t cut_counts[] = {v->cut_slow_headers, v->cut_slow_body, v->cut_no_progress};
+    for (unsigned k = 0; k < 3; k++) {
+        put(o, "sollol_connections_cut_total");
+        label(o, 1, "reason", cut_names[k]);
+        put(o, "}");
+        value_u64(o, cut_counts[k]);
+    }
 
     family(o, "sollol_request_retries_total", "counter",
            "Attempts after the first of finished requests, by route.");

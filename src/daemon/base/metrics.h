@@ -63,6 +63,8 @@ enum sol_refusal {
     SOL_REFUSED_UNAUTHORIZED,         /* 401: no or unknown API key */
     SOL_REFUSED_FORBIDDEN,            /* 403: admin route or a model outside the key's list */
     SOL_REFUSED_RATE_LIMITED,         /* 429: the key's token bucket is empty */
+    SOL_REFUSED_BODY_BUDGET,          /* 503: the memory for request bodies is in use */
+    SOL_REFUSED_AUTH_FAILURES,        /* 429: too many failed authentications from the address */
     SOL_REFUSAL_KINDS
 };
 
@@ -129,6 +131,8 @@ struct sol_metrics_view {
     struct sol_affinity_stats affinity;
     int process;               /* 1: add process_* families from /proc/self */
     uint64_t cut_slow_headers; /* connections cut for sending headers too slowly (limits.c) */
+    uint64_t cut_slow_body;    /* ... a request body below limits.min_body_rate */
+    uint64_t cut_no_progress;  /* ... keeping the HTTP server busy without progress */
     /* The sharded-model coordinator's status (the "rpc" object of
      * /api/stats: {"enabled", "backends": [{"address", "reachable",
      * "version", "in_use", "excluded", "free_bytes", "total_bytes"}],

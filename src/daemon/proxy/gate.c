@@ -10,6 +10,8 @@
 #include "base/metrics.h"
 #include "base/routes.h"
 
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +37,52 @@ static int refusal_waits_for_body(struct sol_daemon *d, struct MHD_Connection *c
     return n > 0 && n <= d->cfg->max_body_bytes;
 }
 
+/* Routes whose body the request lifecycle reads (request.c). */
+static int body_route(const struct sol_route *route, const char *method)
+{
+    return route && (route->methods & sol_method_bit(method)) &&
+           (route->kind == SOL_ROUTE_PROXY || route->kind == SOL_ROUTE_FANOUT ||
+            route->kind == SOL_ROUTE_PINNED);
+}
+
+/*
+ * A body on its way to a route that reads it counts against the body
+ * budgets from here (limits.c): a declared length at once, a chunked body
+ * as it arrives. Returns 0 (go on), 1 (refused and answered: *out) or 2
+ * (a 503 to answer once the body has arrived and been dropped, as access
+ * control's refusals: *held).
+ */
+static int body_gate(struct sol_daemon *d, struct MHD_Connection *conn, const char *url,
+                     const char *method, int openai, enum MHD_Result *out,
+                     struct sol_auth_verdict *held)
+{
+    if (!body_route(sol_route_find(url), method))
+        return 0;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                              MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+    unsigned long long n = cl && !chunked ? strtoull(cl, NULL, 10) : 0;
+    if (!chunked && (n == 0 || n > d->cfg->max_body_bytes))
+        return 0; /* no body, or refused 413 by request.c before it is read */
+    struct sol_auth_verdict v = {0};
+    v.status = sol_limits_body_begin(&d->limits, conn, n, &v.retry_after_s, v.msg, sizeof v.msg);
+    if (!v.status)
+        return 0;
+    SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
+    sol_metrics_refused(&d->metrics,
+                        v.status == 503 ? SOL_REFUSED_BODY_BUDGET : SOL_REFUSED_BODY_TOO_LARGE);
+    if (v.status == 503 && refusal_waits_for_body(d, conn, url, method)) {
+        *held = v;
+        return 2;
+    }
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", v.retry_after_s);
+    struct sol_reply_headers h = {.close = 1, .retry_after = v.status == 503 ? ra : NULL};
+    *out = sol_reply_error(conn, v.status, openai, v.msg, &h);
+    return 1;
+}
+
 /* Limits first (they protect the daemon), then access control. */
 int sol_gate_check(struct sol_daemon *d, struct MHD_Connection *conn, const char *url,
                    const char *method, const struct sol_auth_key **key, enum MHD_Result *out,
@@ -50,21 +98,47 @@ int sol_gate_check(struct sol_daemon *d, struct MHD_Connection *conn, const char
         *out = sol_reply_error(conn, status, openai, msg, &h);
         return 1;
     }
+    uint64_t now = sol_now_ms(d);
+    if (sol_auth_enabled(&d->auth) && !sol_auth_is_public(&d->auth, url)) {
+        /* Failed authentications per address (limits.c): once used up,
+         * every request needing a key waits, valid key or not, or the
+         * refusal would tell a guesser which key was right. */
+        unsigned wait_s = sol_limits_auth_blocked(&d->limits, conn, now);
+        if (wait_s) {
+            struct sol_auth_verdict b = {.status = 429, .retry_after_s = wait_s};
+            snprintf(b.msg, sizeof b.msg,
+                     "too many failed authentications from this client address; retry in %u s",
+                     wait_s);
+            sol_metrics_refused(&d->metrics, SOL_REFUSED_AUTH_FAILURES);
+            *out = sol_auth_refuse(conn, &b, openai);
+            return 1;
+        }
+    }
     struct sol_auth_verdict v;
     sol_auth_check(
         &d->auth, url, sol_auth_route_is_admin(sol_route_find(url)),
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-        sol_now_ms(d), &v);
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), now, &v);
     if (v.status) {
         SOL_DEBUG("refused %s: %u %s", url, v.status, v.msg);
+        if (v.status == 401)
+            sol_limits_auth_failed(&d->limits, conn, now);
         sol_metrics_refused(&d->metrics, sol_metrics_refusal_of(v.status, 1));
         if (refusal_waits_for_body(d, conn, url, method)) {
+            struct sol_auth_verdict unused;
+            if (body_gate(d, conn, url, method, openai, out, &unused) == 1)
+                return 1;
+            /* Dropped as it arrives: it holds no memory (the minimum rate
+             * still applies). The first refusal is the one answered. */
+            sol_limits_body_release(&d->limits, conn);
             *held = v;
             return 2;
         }
         *out = sol_auth_refuse(conn, &v, openai);
         return 1;
     }
+    int body = body_gate(d, conn, url, method, openai, out, held);
+    if (body)
+        return body;
     *key = v.key;
     return 0;
 }

@@ -17,8 +17,11 @@ struct sol_daemon;
  *  0: it may go on; *key is the caller's API key (NULL when none is needed,
  *     i.e. no keys are configured or the path is public).
  *  1: refused and answered (429 too many connections from this address,
- *     414, 431, or auth's 401/403/429); return *out from the handler.
- *  2: refused by access control while a body of allowed size is on its
+ *     414, 431, 429 too many failed authentications from this address,
+ *     auth's 401/403/429, or the body budgets' 413/503 when no body is
+ *     to be waited for); return *out from the handler.
+ *  2: refused by access control, or 503 because the body budgets
+ *     (limits.c) are full, while a body of allowed size is on its
  *     way: *held is the verdict, to be answered with sol_auth_refuse() once
  *     the body has arrived and been dropped unread (a client that writes its
  *     whole body before reading would otherwise see a reset, not the 401).

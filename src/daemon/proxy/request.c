@@ -1042,6 +1042,8 @@ static void release_attempt_inputs(struct sol_request *r)
         sent != (curl_off_t)r->body.len)
         return;
     sol_buf_free(&r->body);
+    if (r->conn)
+        sol_limits_body_release(&r->d->limits, r->conn); /* the body budgets (limits.c) */
     /* The spans pointed into the body. */
     r->info.options = r->info.messages = r->info.prompt = r->info.input = r->info.keep_alive =
         (struct sol_json_span){0};
@@ -1396,6 +1398,12 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         r->status = r->refusal.status;
         return sol_auth_refuse(r->conn, &r->refusal, r->openai);
     }
+    if (r->body_over_budget) {
+        sol_metrics_refused(&d->metrics, SOL_REFUSED_BODY_BUDGET);
+        return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                           "server busy: the memory for request bodies is in use "
+                           "(limits.max_body_total_bytes); retry shortly");
+    }
     if (r->body_too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "request body too large (limit %llu bytes)",
@@ -1525,12 +1533,19 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
     switch (r->state) {
     case RS_RECEIVING:
         if (*upload_data_size) {
+            /* Progress for the minimum body rate, and the body budgets
+             * (limits.c) for the bytes kept. */
+            int over_budget =
+                sol_limits_body_data(&d->limits, conn, *upload_data_size, !r->body_too_big) < 0;
             if (!r->body_too_big) {
-                if (r->body.len + *upload_data_size > d->cfg->max_body_bytes) {
+                if (over_budget || r->body.len + *upload_data_size > d->cfg->max_body_bytes) {
                     /* Chunked bodies have no Content-Length to refuse early:
-                     * drop the rest as it arrives, answer 413 at the end. */
+                     * drop the rest as it arrives, answer 413 (or 503 when
+                     * the body memory is in use) at the end. */
                     r->body_too_big = 1;
+                    r->body_over_budget = over_budget;
                     sol_buf_free(&r->body);
+                    sol_limits_body_release(&d->limits, conn);
                 } else if (sol_buf_append(&r->body, upload_data, *upload_data_size) < 0) {
                     return MHD_NO;
                 }
@@ -1538,6 +1553,7 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
             *upload_data_size = 0;
             return MHD_YES;
         }
+        sol_limits_body_done(&d->limits, conn);
         return on_body_complete(r);
     case RS_UPSTREAM:
         /* Resumed without a decision: only a hang-up does that. */

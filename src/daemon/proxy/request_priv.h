@@ -71,6 +71,7 @@ struct sol_request {
 
     struct sol_buf body;
     int body_too_big;
+    int body_over_budget; /* with body_too_big: dropped for the body budgets (503) */
     struct sol_body_info info;
     int openai;
     char model[SOL_MODEL_NAME_MAX]; /* canonical */
