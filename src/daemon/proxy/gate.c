@@ -1,6 +1,6 @@
 /*
  * gate.c - the security gate every request passes on its first handler
- * call, before any body byte is read (see include/sollol/gate.h).
+ * call, before any body byte is read (see gate.h).
  */
 #include "proxy/gate.h"
 
@@ -40,9 +40,7 @@ static int refusal_waits_for_body(struct sol_daemon *d, struct MHD_Connection *c
 /* Routes whose body the request lifecycle reads (request.c). */
 static int body_route(const struct sol_route *route, const char *method)
 {
-    return route && (route->methods & sol_method_bit(method)) &&
-           (route->kind == SOL_ROUTE_PROXY || route->kind == SOL_ROUTE_FANOUT ||
-            route->kind == SOL_ROUTE_PINNED);
+    return route && (route->methods & sol_method_bit(method)) && sol_route_reads_body(route);
 }
 
 /*
