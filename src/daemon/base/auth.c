@@ -1,6 +1,6 @@
 /*
  * auth.c - API keys, admin routes, public paths and per-key rate limits
- * (see include/sollol/auth.h).
+ * (see auth.h).
  */
 #include "base/auth.h"
 

@@ -1,5 +1,5 @@
 /*
- * config.c - table-driven configuration (see include/sollol/config.h).
+ * config.c - table-driven configuration (see config.h).
  *
  * Every value, whatever its source, goes through the same parsers: the
  * built-in defaults are text parsed like user input, so a default that does

@@ -1,6 +1,6 @@
 /*
  * limits.c - per-connection limits on what a client may cost (see
- * include/sollol/limits.h).
+ * limits.h).
  */
 #include "base/limits.h"
 

@@ -1,7 +1,7 @@
 /*
  * coordinator_priv.h - the coordinator's state, shared by coordinator.c
- * (pre-flight, launch, supervision) and coordinator_serve.c (request hooks,
- * status). Not a public interface: see coordinator.h.
+ * (pre-flight, launch, supervision, status) and the request kind above it,
+ * proxy/coordinator_serve.c. Not a public interface: see coordinator.h.
  */
 #ifndef SOLLOL_COORDINATOR_PRIV_H
 #define SOLLOL_COORDINATOR_PRIV_H
