@@ -5,6 +5,7 @@
 
 #include "sollol/buf.h"
 #include "sollol/container_of.h"
+#include "sollol/leg.h"
 #include "sollol/log.h"
 
 #include <arpa/inet.h>
@@ -18,11 +19,9 @@
 
 struct sol_discovery_slot {
     struct sol_discovery *disc;
-    struct sol_curl_xfer xfer;
-    struct sol_buf body;
+    struct sol_leg up; /* body: the /api/version answer */
     uint32_t addr;
     int port;
-    int running;
     int too_big;
 };
 
@@ -91,21 +90,22 @@ static void scan_next(struct sol_discovery *disc);
 
 static void slot_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_discovery_slot *s = SOL_CONTAINER_OF(x, struct sol_discovery_slot, xfer);
+    struct sol_discovery_slot *s = SOL_CONTAINER_OF(x, struct sol_discovery_slot, up.xfer);
     struct sol_discovery *disc = s->disc;
-    s->running = 0;
+    s->up.running = 0;
     disc->running--;
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     char version[64];
     if (rc == CURLE_OK && status == 200 && !s->too_big &&
-        ollama_version(s->body.data ? s->body.data : "", s->body.len, version, sizeof version))
+        ollama_version(s->up.body.data ? s->up.body.data : "", s->up.body.len, version,
+                       sizeof version))
         confirmed(disc, s->addr, s->port, version);
     else if (rc == CURLE_OK)
         SOL_DEBUG("discovery: %u.%u.%u.%u:%d answered but not like Ollama (status %ld)",
                   s->addr >> 24, (s->addr >> 16) & 255, (s->addr >> 8) & 255, s->addr & 255,
                   s->port, status);
-    sol_buf_clear(&s->body);
+    sol_buf_clear(&s->up.body);
     scan_next(disc);
 }
 
@@ -113,18 +113,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_discovery_slot *s = ud;
     size_t n = size * nmemb;
-    if (s->body.len + n > ANSWER_LIMIT) {
+    if (s->up.body.len + n > ANSWER_LIMIT) {
         s->too_big = 1;
         return 0;
     }
-    return sol_buf_append(&s->body, p, n) < 0 ? 0 : n;
+    return sol_buf_append(&s->up.body, p, n) < 0 ? 0 : n;
 }
 
 static int slot_start(struct sol_discovery *disc, struct sol_discovery_slot *s, uint32_t addr,
                       int port)
 {
-    CURL *e = s->xfer.easy;
-    if (!e && !(e = s->xfer.easy = curl_easy_init()))
+    CURL *e = s->up.xfer.easy;
+    if (!e && !(e = s->up.xfer.easy = curl_easy_init()))
         return -1;
     char url[96];
     format_url(url, sizeof url, addr, port);
@@ -139,14 +139,12 @@ static int slot_start(struct sol_discovery *disc, struct sol_discovery_slot *s, 
     /* A scan must not fill the connection cache with hosts it never
      * talks to again. */
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-    s->xfer.on_done = slot_done;
     s->addr = addr;
     s->port = port;
     s->too_big = 0;
-    sol_buf_clear(&s->body);
-    if (sol_curl_uv_add(disc->curl, &s->xfer) < 0)
+    sol_buf_clear(&s->up.body);
+    if (sol_leg_start(&s->up, disc->curl, slot_done) < 0)
         return -1;
-    s->running = 1;
     disc->running++;
     return 0;
 }
@@ -178,7 +176,7 @@ static void scan_next(struct sol_discovery *disc)
         disc->conf.concurrency < disc->n_slots ? disc->conf.concurrency : disc->n_slots;
     for (unsigned i = 0; i < disc->n_slots && disc->running < limit; i++) {
         struct sol_discovery_slot *s = &disc->slots[i];
-        if (s->running)
+        if (s->up.running)
             continue;
         while (disc->range_i < disc->targets.n &&
                disc->offset >= disc->targets.ranges[disc->range_i].count) {
@@ -257,9 +255,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct sol_discovery *disc = h->data;
     for (unsigned i = 0; i < disc->n_slots; i++) {
-        if (disc->slots[i].xfer.easy)
-            curl_easy_cleanup(disc->slots[i].xfer.easy);
-        sol_buf_free(&disc->slots[i].body);
+        sol_leg_free(&disc->slots[i].up);
     }
     free(disc->slots);
     disc->slots = NULL;
@@ -278,10 +274,7 @@ void sol_discovery_stop(struct sol_discovery *disc, void (*on_closed)(struct sol
     disc->closing = 1;
     disc->on_closed = on_closed;
     for (unsigned i = 0; i < disc->n_slots; i++)
-        if (disc->slots[i].running) {
-            sol_curl_uv_cancel(disc->curl, &disc->slots[i].xfer);
-            disc->slots[i].running = 0;
-        }
+        sol_leg_cancel(&disc->slots[i].up, disc->curl);
     disc->running = 0;
     uv_timer_stop(&disc->timer);
     uv_close((uv_handle_t *)&disc->timer, on_timer_closed);

@@ -6,6 +6,7 @@
 #include "base/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/container_of.h"
+#include "sollol/leg.h"
 #include "sollol/log.h"
 #include "base/model_name.h"
 #include "base/scorer.h"
@@ -29,11 +30,9 @@ struct sol_health_probe {
     struct sol_health *h;
     struct sol_node *node;
     enum probe_kind kind;
-    struct sol_curl_xfer xfer;
-    struct sol_buf body;
-    int running;
-    int done_once;   /* finished at least once (for the first round) */
-    uint64_t due_ms; /* next start */
+    struct sol_leg up; /* body: the answer of the probe */
+    int done_once;     /* finished at least once (for the first round) */
+    uint64_t due_ms;   /* next start */
     int too_big;
 };
 
@@ -301,7 +300,7 @@ static void set_state(struct sol_health *h, struct sol_node *n, enum sol_node_st
         /* What it has may have changed while it was away. */
         for (int k = PROBE_PS; k <= PROBE_TAGS; k++) {
             struct sol_health_probe *pr = h->probes[n->index * PROBE_KINDS + (unsigned)k];
-            if (!pr->running)
+            if (!pr->up.running)
                 probe_start(h, pr);
         }
     } else if (st == SOL_NODE_MISCONFIGURED) {
@@ -317,11 +316,11 @@ static size_t on_probe_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_health_probe *pr = ud;
     size_t n = size * nmemb;
-    if (pr->body.len + n > PROBE_BODY_LIMIT) {
+    if (pr->up.body.len + n > PROBE_BODY_LIMIT) {
         pr->too_big = 1;
         return 0;
     }
-    return sol_buf_append(&pr->body, p, n) < 0 ? 0 : n;
+    return sol_buf_append(&pr->up.body, p, n) < 0 ? 0 : n;
 }
 
 static void check_first_round(struct sol_health *h)
@@ -345,10 +344,10 @@ static void check_first_round(struct sol_health *h)
 
 static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_health_probe *pr = SOL_CONTAINER_OF(x, struct sol_health_probe, xfer);
+    struct sol_health_probe *pr = SOL_CONTAINER_OF(x, struct sol_health_probe, up.xfer);
     struct sol_health *h = pr->h;
     struct sol_node *n = pr->node;
-    pr->running = 0;
+    pr->up.running = 0;
     pr->done_once = 1;
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -366,7 +365,8 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
             set_state(h, n, status == 401 || status == 403 ? SOL_NODE_MISCONFIGURED : SOL_NODE_DOWN,
                       why);
         } else {
-            cJSON *root = cJSON_ParseWithLength(pr->body.data ? pr->body.data : "", pr->body.len);
+            cJSON *root =
+                cJSON_ParseWithLength(pr->up.body.data ? pr->up.body.data : "", pr->up.body.len);
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
             if (cJSON_IsString(v)) {
                 snprintf(n->version, sizeof n->version, "%s", v->valuestring);
@@ -386,9 +386,11 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
             cJSON_Delete(root);
         }
     } else if (!why[0]) {
-        int ok = pr->kind == PROBE_TAGS
-                     ? sol_health_apply_tags(n, pr->body.data ? pr->body.data : "", pr->body.len)
-                     : sol_health_apply_ps(n, pr->body.data ? pr->body.data : "", pr->body.len);
+        int ok =
+            pr->kind == PROBE_TAGS
+                ? sol_health_apply_tags(n, pr->up.body.data ? pr->up.body.data : "",
+                                        pr->up.body.len)
+                : sol_health_apply_ps(n, pr->up.body.data ? pr->up.body.data : "", pr->up.body.len);
         if (ok < 0)
             SOL_WARN("node %s: GET %s: unexpected answer", n->name, probe_paths[pr->kind]);
         else if (pr->kind == PROBE_TAGS)
@@ -398,15 +400,15 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
         if (pr->kind == PROBE_TAGS)
             pr->due_ms = now_ms(h) + h->conf.probe_interval_ms; /* retry sooner */
     }
-    sol_buf_clear(&pr->body);
+    sol_buf_clear(&pr->up.body);
     check_first_round(h);
 }
 
 static void probe_start(struct sol_health *h, struct sol_health_probe *pr)
 {
     struct sol_node *n = pr->node;
-    CURL *e = pr->xfer.easy;
-    if (!e && !(e = pr->xfer.easy = curl_easy_init()))
+    CURL *e = pr->up.xfer.easy;
+    if (!e && !(e = pr->up.xfer.easy = curl_easy_init()))
         return;
     char url[1024];
     snprintf(url, sizeof url, "%s%s", n->base_url, probe_paths[pr->kind]);
@@ -419,11 +421,9 @@ static void probe_start(struct sol_health *h, struct sol_health_probe *pr)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, pr);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    pr->xfer.on_done = probe_done;
     pr->too_big = 0;
-    sol_buf_clear(&pr->body);
-    if (sol_curl_uv_add(h->curl, &pr->xfer) == 0)
-        pr->running = 1;
+    sol_buf_clear(&pr->up.body);
+    sol_leg_start(&pr->up, h->curl, probe_done);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -435,7 +435,7 @@ static void on_tick(uv_timer_t *t)
         /* A node removed by a reload or aged out of discovery is not probed:
          * its state stays down so nothing new is routed to it. The sharded
          * path's node is the coordinator's to watch. */
-        if (pr->running || now < pr->due_ms || pr->node->removed || pr->node->external)
+        if (pr->up.running || now < pr->due_ms || pr->node->removed || pr->node->external)
             continue;
         unsigned interval =
             pr->kind == PROBE_TAGS ? h->conf.tags_interval_ms : h->conf.probe_interval_ms;
@@ -518,10 +518,7 @@ void sol_health_forget(struct sol_health *h, const struct sol_node *node)
         return;
     for (unsigned k = 0; k < PROBE_KINDS; k++) {
         struct sol_health_probe *pr = h->probes[node->index * PROBE_KINDS + k];
-        if (pr->running) {
-            sol_curl_uv_cancel(h->curl, &pr->xfer);
-            pr->running = 0;
-        }
+        sol_leg_cancel(&pr->up, h->curl);
         pr->due_ms = 0; /* probed at once should it come back */
     }
     check_first_round(h); /* the first round no longer waits for it */
@@ -531,9 +528,7 @@ static void on_tick_closed(uv_handle_t *handle)
 {
     struct sol_health *h = handle->data;
     for (unsigned i = 0; i < h->n_probes; i++) {
-        if (h->probes[i]->xfer.easy)
-            curl_easy_cleanup(h->probes[i]->xfer.easy);
-        sol_buf_free(&h->probes[i]->body);
+        sol_leg_free(&h->probes[i]->up);
     }
     for (unsigned i = 0; i < h->n_probes; i += PROBE_KINDS)
         free(h->probes[i]); /* one block per node */
@@ -550,10 +545,7 @@ void sol_health_stop(struct sol_health *h, void (*on_closed)(struct sol_health *
     h->closing = 1;
     h->on_closed = on_closed;
     for (unsigned i = 0; i < h->n_probes; i++)
-        if (h->probes[i]->running) {
-            sol_curl_uv_cancel(h->curl, &h->probes[i]->xfer);
-            h->probes[i]->running = 0;
-        }
+        sol_leg_cancel(&h->probes[i]->up, h->curl);
     uv_timer_stop(&h->tick);
     uv_close((uv_handle_t *)&h->tick, on_tick_closed);
 }

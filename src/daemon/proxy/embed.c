@@ -30,6 +30,7 @@
 #include "base/embed_plan.h"
 #include "base/breaker.h"
 #include "sollol/container_of.h"
+#include "sollol/leg.h"
 #include "daemon-t.h"
 #include "base/http_reply.h"
 #include "sollol/json_scan.h"
@@ -56,14 +57,11 @@ struct sol_embed_chunk {
     struct sol_tried tried;
     struct sol_node *node; /* between get and put */
     uint64_t node_eta_ms;  /* its expected end, for put() */
-    struct sol_curl_xfer xfer;
-    struct curl_slist *headers;
-    struct sol_buf req;  /* this chunk's request body while its leg runs */
-    struct sol_buf resp; /* the node's answer; once done, its embeddings */
+    struct sol_leg up;     /* body: the node's answer; once done, its embeddings */
+    struct sol_buf req;    /* this chunk's request body while its leg runs */
     struct sol_embed_piece piece;
-    long status;
     char content_type[64];
-    int running, done, too_big;
+    int done, too_big;
     uint64_t leg_started_ms;
     double ttfb_ms;
 };
@@ -101,7 +99,7 @@ static size_t on_chunk_header(char *p, size_t size, size_t nmemb, void *ud)
     struct sol_embed_chunk *c = ud;
     size_t n = size * nmemb;
     if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) {
-        curl_easy_getinfo(c->xfer.easy, CURLINFO_RESPONSE_CODE, &c->status);
+        curl_easy_getinfo(c->up.xfer.easy, CURLINFO_RESPONSE_CODE, &c->up.status);
         if (c->ttfb_ms == 0)
             c->ttfb_ms = (double)(sol_now_ms(c->s->d) - c->leg_started_ms) + 0.001;
         return n;
@@ -122,20 +120,20 @@ static size_t on_chunk_body(char *p, size_t size, size_t nmemb, void *ud)
     struct sol_embed_chunk *c = ud;
     struct sol_embed_split *s = c->s;
     size_t n = size * nmemb;
-    if (c->status != 200) {
+    if (c->up.status != 200) {
         /* An error answer: keep enough to quote it. */
-        size_t keep = c->resp.len < ERROR_BODY_LIMIT ? ERROR_BODY_LIMIT - c->resp.len : 0;
+        size_t keep = c->up.body.len < ERROR_BODY_LIMIT ? ERROR_BODY_LIMIT - c->up.body.len : 0;
         if (keep > n)
             keep = n;
         if (keep)
-            sol_buf_append(&c->resp, p, keep);
+            sol_buf_append(&c->up.body, p, keep);
         return n;
     }
     if (s->result_bytes + n > SOL_EMBED_MAX_RESULT_BYTES) {
         c->too_big = 1;
         return 0;
     }
-    if (sol_buf_append(&c->resp, p, n) < 0)
+    if (sol_buf_append(&c->up.body, p, n) < 0)
         return 0;
     s->result_bytes += n;
     return n;
@@ -162,13 +160,13 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
     if (c->tried.count < SOL_MAX_ATTEMPTS)
         c->tried.index[c->tried.count++] = n->index;
     sol_buf_clear(&c->req);
-    CURL *e = c->xfer.easy;
+    CURL *e = c->up.xfer.easy;
     if (e)
         curl_easy_reset(e);
     else
-        e = c->xfer.easy = curl_easy_init();
+        e = c->up.xfer.easy = curl_easy_init();
     if (!e || sol_embed_chunk_body(&c->req, s->body, s->body_len, &s->input, &c->slice) < 0 ||
-        sol_req_prepare_upstream(e, n, s->path, s->headers, &c->headers) < 0) {
+        sol_req_prepare_upstream(e, n, s->path, s->headers, &c->up.headers) < 0) {
         struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
                                          .model_key = s->score.model_key,
                                          .eta_ms = c->node_eta_ms};
@@ -192,13 +190,12 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
-    c->xfer.on_done = on_chunk_done;
-    c->status = 0;
+    c->up.status = 0;
     c->content_type[0] = '\0';
     c->ttfb_ms = 0;
     c->too_big = 0;
     c->leg_started_ms = sol_now_ms(d);
-    if (sol_curl_uv_add(&d->curl, &c->xfer) < 0) {
+    if (sol_leg_start(&c->up, &d->curl, on_chunk_done) < 0) {
         struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
                                          .model_key = s->score.model_key,
                                          .eta_ms = c->node_eta_ms};
@@ -207,7 +204,6 @@ static int leg_start(struct sol_embed_chunk *c, struct sol_node *node, char *why
         snprintf(why, whylen, "cannot start a transfer to node %s", n->name);
         return -1;
     }
-    c->running = 1;
     s->running++;
     return 0;
 }
@@ -219,10 +215,8 @@ void sol_embed_split_cancel(struct sol_embed_split *s)
         return;
     for (unsigned i = 0; i < s->n_chunks; i++) {
         struct sol_embed_chunk *c = &s->chunks[i];
-        if (!c->running)
+        if (!sol_leg_cancel(&c->up, &s->d->curl))
             continue;
-        sol_curl_uv_cancel(&s->d->curl, &c->xfer);
-        c->running = 0;
         s->running--;
         if (c->node) {
             struct sol_attempt_report rep = {.result = SOL_ATTEMPT_CANCELLED,
@@ -270,11 +264,11 @@ static void node_error_message(const struct sol_buf *b, char *out, size_t len)
 
 static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_embed_chunk *c = SOL_CONTAINER_OF(x, struct sol_embed_chunk, xfer);
+    struct sol_embed_chunk *c = SOL_CONTAINER_OF(x, struct sol_embed_chunk, up.xfer);
     struct sol_embed_split *s = c->s;
     struct sol_daemon *d = s->d;
     struct sol_node *n = c->node;
-    c->running = 0;
+    c->up.running = 0;
     s->running--;
     c->node = NULL;
 
@@ -286,13 +280,13 @@ static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
     unsigned status = 0;
     char nodemsg[256], msg[384];
     const char *name = n ? n->name : "?";
-    if (rc == CURLE_OK && c->status == 200) {
+    if (rc == CURLE_OK && c->up.status == 200) {
         char why[160];
-        long len = sol_embed_parse_answer(c->resp.data ? c->resp.data : "", c->resp.len, c->count,
-                                          &c->piece, why, sizeof why);
+        long len = sol_embed_parse_answer(c->up.body.data ? c->up.body.data : "", c->up.body.len,
+                                          c->count, &c->piece, why, sizeof why);
         if (len >= 0) {
-            s->result_bytes -= c->resp.len - (size_t)len;
-            c->resp.len = (size_t)len;
+            s->result_bytes -= c->up.body.len - (size_t)len;
+            c->up.body.len = (size_t)len;
             rep.prompt_eval_count = c->piece.prompt_eval_count;
             if (c->piece.total_duration > c->piece.load_duration)
                 rep.prompt_eval_duration_ns = c->piece.total_duration - c->piece.load_duration;
@@ -304,30 +298,30 @@ static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
             snprintf(msg, sizeof msg, "node %s: unusable answer: %s", name, why);
         }
     } else if (rc == CURLE_OK) {
-        node_error_message(&c->resp, nodemsg, sizeof nodemsg);
+        node_error_message(&c->up.body, nodemsg, sizeof nodemsg);
         const struct sol_node_model *m = n ? sol_node_find_model(n, s->score.model_key) : NULL;
-        status = (unsigned)c->status;
-        if (c->status >= 500 || c->status == 429) {
+        status = (unsigned)c->up.status;
+        if (c->up.status >= 500 || c->up.status == 429) {
             rep.result = SOL_ATTEMPT_SERVER_ERROR;
             what = CHUNK_RETRY;
-        } else if (c->status == 404 && strncasecmp(c->content_type, "application/json", 16) == 0 &&
-                   m && m->installed) {
+        } else if (c->up.status == 404 &&
+                   strncasecmp(c->content_type, "application/json", 16) == 0 && m && m->installed) {
             rep.result = SOL_ATTEMPT_MODEL_MISSING;
             what = CHUNK_RETRY;
         } else {
             /* A real answer (400 for a bad option, 401/403): it would be
              * the same on every node; the client gets it as the node
              * worded it. */
-            if (c->status == 401 || c->status == 403)
+            if (c->up.status == 401 || c->up.status == 403)
                 rep.result = SOL_ATTEMPT_AUTH_REJECTED;
             what = CHUNK_FATAL;
         }
         if (what == CHUNK_FATAL && nodemsg[0])
             snprintf(msg, sizeof msg, "%s", nodemsg);
         else if (nodemsg[0])
-            snprintf(msg, sizeof msg, "node %s: answered %ld: %s", name, c->status, nodemsg);
+            snprintf(msg, sizeof msg, "node %s: answered %ld: %s", name, c->up.status, nodemsg);
         else
-            snprintf(msg, sizeof msg, "node %s: answered %ld", name, c->status);
+            snprintf(msg, sizeof msg, "node %s: answered %ld", name, c->up.status);
     } else if (c->too_big) {
         rep.result = SOL_ATTEMPT_CANCELLED;
         what = CHUNK_FATAL;
@@ -350,19 +344,19 @@ static void on_chunk_done(struct sol_curl_xfer *x, CURLcode rc)
         s->chunks_done++;
         s->inputs_done += c->count;
         sol_buf_free(&c->req);
-        curl_easy_cleanup(c->xfer.easy);
-        c->xfer.easy = NULL;
-        curl_slist_free_all(c->headers);
-        c->headers = NULL;
+        curl_easy_cleanup(c->up.xfer.easy);
+        c->up.xfer.easy = NULL;
+        curl_slist_free_all(c->up.headers);
+        c->up.headers = NULL;
         if (s->on_progress)
             s->on_progress(s->ud, s->inputs_done, s->n_inputs);
         if (s->chunks_done == s->n_chunks)
             split_finish(s); /* may free s */
         return;
     }
-    if (c->status == 200)
-        s->result_bytes -= c->resp.len;
-    sol_buf_free(&c->resp);
+    if (c->up.status == 200)
+        s->result_bytes -= c->up.body.len;
+    sol_buf_free(&c->up.body);
     if (what == CHUNK_RETRY) {
         SOL_WARN("request %s: embedding chunk %u (%zu inputs) failed: %s", s->id, c->index,
                  c->count, msg);
@@ -396,11 +390,8 @@ void sol_embed_split_free(struct sol_embed_split *s)
     sol_embed_split_cancel(s);
     for (unsigned i = 0; i < s->n_chunks; i++) {
         struct sol_embed_chunk *c = &s->chunks[i];
-        if (c->xfer.easy)
-            curl_easy_cleanup(c->xfer.easy);
-        curl_slist_free_all(c->headers);
+        sol_leg_free(&c->up);
         sol_buf_free(&c->req);
-        sol_buf_free(&c->resp);
     }
     free(s->chunks);
     curl_slist_free_all(s->headers);
@@ -541,7 +532,7 @@ int sol_embed_split_result(struct sol_embed_split *s, struct sol_buf *out, unsig
         goto oom;
     for (unsigned i = 0; i < s->n_chunks; i++) {
         pieces[i] = s->chunks[i].piece;
-        pieces[i].text = s->chunks[i].resp.data;
+        pieces[i].text = s->chunks[i].up.body.data;
     }
     int rc =
         sol_embed_merge(out, s->model_echo, pieces, s->n_chunks, s->finished_ns - s->started_ns);

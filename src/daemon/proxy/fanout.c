@@ -19,6 +19,7 @@
 
 #include "daemon-t.h"
 #include "sollol/container_of.h"
+#include "sollol/leg.h"
 #include "base/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"
@@ -35,11 +36,7 @@
 struct sol_fanout_leg {
     struct sol_request *r;
     struct sol_node *node;
-    struct sol_curl_xfer xfer;
-    struct curl_slist *headers;
-    struct sol_buf buf; /* streamed: partial line; else the whole body */
-    long status;
-    int running;
+    struct sol_leg up; /* body: streamed, the partial line; else the whole answer */
     int saw_success;
     char error[200];
 };
@@ -85,12 +82,12 @@ static size_t on_leg_body(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (leg->r->client_gone)
         return 0;
-    if (!streams(leg->r) || leg->status != 200) {
-        if (leg->buf.len + n > LEG_BODY_LIMIT)
+    if (!streams(leg->r) || leg->up.status != 200) {
+        if (leg->up.body.len + n > LEG_BODY_LIMIT)
             return 0;
-        return sol_buf_append(&leg->buf, p, n) < 0 ? 0 : n;
+        return sol_buf_append(&leg->up.body, p, n) < 0 ? 0 : n;
     }
-    return sol_ndjson_feed(&leg->buf, LINE_LIMIT, p, n, forward_line, leg) < 0 ? 0 : n;
+    return sol_ndjson_feed(&leg->up.body, LINE_LIMIT, p, n, forward_line, leg) < 0 ? 0 : n;
 }
 
 static size_t on_leg_header(char *p, size_t size, size_t nmemb, void *ud)
@@ -98,7 +95,7 @@ static size_t on_leg_header(char *p, size_t size, size_t nmemb, void *ud)
     struct sol_fanout_leg *leg = ud;
     size_t n = size * nmemb;
     if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n'))
-        curl_easy_getinfo(leg->xfer.easy, CURLINFO_RESPONSE_CODE, &leg->status);
+        curl_easy_getinfo(leg->up.xfer.easy, CURLINFO_RESPONSE_CODE, &leg->up.status);
     return n;
 }
 
@@ -107,8 +104,8 @@ static void leg_failure(struct sol_fanout_leg *leg, char *out, size_t len)
 {
     if (leg->error[0])
         snprintf(out, len, "%s (%s)", leg->node->name, leg->error);
-    else if (leg->status && leg->status != 200)
-        snprintf(out, len, "%s (answered %ld)", leg->node->name, leg->status);
+    else if (leg->up.status && leg->up.status != 200)
+        snprintf(out, len, "%s (answered %ld)", leg->node->name, leg->up.status);
     else
         snprintf(out, len, "%s (no success reported)", leg->node->name);
 }
@@ -122,11 +119,11 @@ static void finish(struct sol_request *r)
     int is_pull = strcmp(r->path, "/api/pull") == 0;
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
-        int success = leg->status >= 200 && leg->status < 300 && !leg->error[0] &&
+        int success = leg->up.status >= 200 && leg->up.status < 300 && !leg->error[0] &&
                       (!is_pull || !streams(r) || leg->saw_success);
         if (success) {
             ok++;
-        } else if (leg->status == 404 && !is_pull) {
+        } else if (leg->up.status == 404 && !is_pull) {
             missing++;
             if (!first_missing)
                 first_missing = leg;
@@ -158,7 +155,7 @@ static void finish(struct sol_request *r)
         /* No node had it: pass the node's own 404 through. */
         r->status = 404;
         snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_JSON);
-        sol_buf_append(&r->stream, first_missing->buf.data, first_missing->buf.len);
+        sol_buf_append(&r->stream, first_missing->up.body.data, first_missing->up.body.len);
     } else {
         r->status = 200;
         if (is_pull) {
@@ -177,21 +174,23 @@ static void finish(struct sol_request *r)
 
 static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
 {
-    struct sol_fanout_leg *leg = SOL_CONTAINER_OF(x, struct sol_fanout_leg, xfer);
+    struct sol_fanout_leg *leg = SOL_CONTAINER_OF(x, struct sol_fanout_leg, up.xfer);
     struct sol_request *r = leg->r;
-    leg->running = 0;
+    leg->up.running = 0;
     r->legs_running--;
     if (rc != CURLE_OK && !leg->error[0])
         snprintf(leg->error, sizeof leg->error, "%s", curl_easy_strerror(rc));
-    else if (streams(r) && leg->status == 200)
-        sol_ndjson_finish(&leg->buf, forward_line, leg); /* last line without newline */
-    if (leg->status != 200 && leg->buf.len && !leg->error[0]) {
+    else if (streams(r) && leg->up.status == 200)
+        sol_ndjson_finish(&leg->up.body, forward_line, leg); /* last line without newline */
+    if (leg->up.status != 200 && leg->up.body.len && !leg->error[0]) {
         /* An Ollama error document: keep its message for the summary. */
         char err[8];
         struct sol_ndjson_progress st;
-        if (leg->status != 404 && sol_json_scan_object(leg->buf.data, leg->buf.len, 16, NULL, NULL,
-                                                       err, sizeof err) == SOL_JSON_OK)
-            sol_ndjson_progress(leg->buf.data, leg->buf.len, &st, leg->error, sizeof leg->error);
+        if (leg->up.status != 404 &&
+            sol_json_scan_object(leg->up.body.data, leg->up.body.len, 16, NULL, NULL, err,
+                                 sizeof err) == SOL_JSON_OK)
+            sol_ndjson_progress(leg->up.body.data, leg->up.body.len, &st, leg->error,
+                                sizeof leg->error);
     }
     if (r->legs_running == 0 && !r->client_gone)
         finish(r);
@@ -201,10 +200,10 @@ static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
 {
     struct sol_daemon *d = r->d;
     struct sol_node *n = leg->node;
-    CURL *e = leg->xfer.easy = curl_easy_init();
+    CURL *e = leg->up.xfer.easy = curl_easy_init();
     if (!e)
         return -1;
-    if (sol_req_prepare_upstream(e, n, r->upstream_path, r->client_headers, &leg->headers) < 0)
+    if (sol_req_prepare_upstream(e, n, r->upstream_path, r->client_headers, &leg->up.headers) < 0)
         return -1;
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
@@ -219,10 +218,8 @@ static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_leg_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, leg);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    leg->xfer.on_done = on_leg_done;
-    if (sol_curl_uv_add(&d->curl, &leg->xfer) < 0)
+    if (sol_leg_start(&leg->up, &d->curl, on_leg_done) < 0)
         return -1;
-    leg->running = 1;
     r->legs_running++;
     return 0;
 }
@@ -303,11 +300,8 @@ void sol_fanout_cancel(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
-        if (leg->running) {
-            sol_curl_uv_cancel(&r->d->curl, &leg->xfer);
-            leg->running = 0;
+        if (sol_leg_cancel(&leg->up, &r->d->curl))
             r->legs_running--;
-        }
     }
 }
 
@@ -315,10 +309,7 @@ void sol_fanout_free(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
-        if (leg->xfer.easy)
-            curl_easy_cleanup(leg->xfer.easy);
-        curl_slist_free_all(leg->headers);
-        sol_buf_free(&leg->buf);
+        sol_leg_free(&leg->up);
     }
     free(r->legs);
     r->legs = NULL;
