@@ -14,47 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sol_node *sol_node_new(const struct sol_node_conf *nc)
-{
-    struct sol_node *n = calloc(1, sizeof *n);
-    if (!n)
-        return NULL;
-    n->name = strdup(nc->name);
-    n->base_url = strdup(nc->base_url);
-    size_t hl = strlen(nc->host_header) + 7;
-    n->host_header = malloc(hl);
-    if (!n->name || !n->base_url || !n->host_header)
-        goto oom;
-    snprintf(n->host_header, hl, "Host: %s", nc->host_header);
-    n->headers = curl_slist_append(NULL, n->host_header);
-    for (size_t h = 0; h < nc->n_headers && n->headers; h++)
-        n->headers = curl_slist_append(n->headers, nc->header_lines[h]);
-    if (!n->headers)
-        goto oom;
-    n->max_concurrent = (unsigned)nc->max_concurrent;
-    n->weight = nc->weight;
-    /* Down until its first probe answers: nothing is known of it yet. */
-    n->state = SOL_NODE_DOWN;
-    sol_breaker_init(&n->breaker);
-    return n;
-oom:
-    sol_node_free(n);
-    return NULL;
-}
-
-void sol_node_free(struct sol_node *n)
-{
-    if (!n)
-        return;
-    sol_node_models_free(n);
-    free(n->running_eta);
-    free(n->name);
-    free(n->base_url);
-    free(n->host_header);
-    curl_slist_free_all(n->headers);
-    free(n);
-}
-
 /* Same name, URL and outbound headers: the same node. */
 static int same_identity(const struct sol_node *n, const struct sol_node_conf *nc)
 {

@@ -22,20 +22,11 @@
 
 #include "base/config.h"
 #include "base/node-t.h"
+#include "base/node.h"
 
 #include <stddef.h>
 
 struct sol_daemon;
-
-/*
- * Creates a node from `nc` (strings copied) with nothing known of it
- * (down until probed). NULL when memory runs out. Used at start-up too.
- */
-struct sol_node *sol_node_new(const struct sol_node_conf *nc);
-
-/* Frees a node and everything it owns. Only when nothing refers to it:
- * at daemon teardown. */
-void sol_node_free(struct sol_node *n);
 
 /*
  * Adds `nc` to the running table (or revives the removed node of the same

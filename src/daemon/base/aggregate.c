@@ -13,11 +13,6 @@
 #include <string.h>
 #include <uv.h>
 
-int sol_node_listable(const struct sol_node *n)
-{
-    return n->state == SOL_NODE_UP;
-}
-
 /* One distinct model over the table: the entry to show for it. */
 struct pick {
     const struct sol_node_model *m;

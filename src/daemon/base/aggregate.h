@@ -10,6 +10,7 @@
 #include "base/auth.h"
 #include "sollol/buf.h"
 #include "base/node-t.h"
+#include "base/node.h"
 #include "base/routes.h"
 
 #include <stdint.h>
@@ -28,8 +29,5 @@ int sol_aggregate_v1_models(const struct sol_node_table *t, const struct sol_aut
  * `model` (any spelling Ollama accepts) and `api_key` may use it; 0 else. */
 int sol_aggregate_v1_model(const struct sol_node_table *t, const struct sol_auth_key *api_key,
                            const char *model, struct sol_buf *out);
-
-/* A node whose facts the aggregated lists use: up, and not misconfigured. */
-int sol_node_listable(const struct sol_node *n);
 
 #endif

@@ -108,6 +108,7 @@
 #define SOLLOL_SCORER_H
 
 #include "base/node-t.h"
+#include "base/node.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -255,11 +256,5 @@ double sol_scorer_cost(const struct sol_scorer *s, const struct sol_node *n,
  */
 double sol_scorer_service_s(const struct sol_scorer *s, const struct sol_node *n,
                             const struct sol_score_req *req);
-
-/*
- * The node's entry for the model with this key, or NULL. Linear scan
- * comparing 64-bit keys only; says nothing about installed/loaded/gone.
- */
-struct sol_node_model *sol_node_find_model(const struct sol_node *n, uint64_t key);
 
 #endif

@@ -56,47 +56,6 @@ static uint64_t jittered(struct sol_health *h, unsigned interval)
     return interval - interval / 10 + next_rand(h) % span;
 }
 
-/* ---- model list --------------------------------------------------------- */
-
-struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canonical)
-{
-    uint64_t key = sol_model_key(canonical);
-    struct sol_node_model *m = sol_node_find_model(n, key);
-    if (m)
-        return m;
-    if (n->n_models == n->cap_models) {
-        unsigned cap = n->cap_models ? n->cap_models * 2 : 8;
-        uint64_t *keys = realloc(n->model_keys, cap * sizeof *keys);
-        if (!keys)
-            return NULL;
-        n->model_keys = keys;
-        struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
-        if (!p)
-            return NULL;
-        n->models = p;
-        n->cap_models = cap;
-    }
-    n->model_keys[n->n_models] = key;
-    m = &n->models[n->n_models++];
-    memset(m, 0, sizeof *m);
-    snprintf(m->name, sizeof m->name, "%s", canonical);
-    m->key = key;
-    return m;
-}
-
-void sol_node_models_free(struct sol_node *n)
-{
-    for (unsigned i = 0; i < n->n_models; i++) {
-        free(n->models[i].tags_entry);
-        free(n->models[i].ps_entry);
-    }
-    free(n->models);
-    free(n->model_keys);
-    n->models = NULL;
-    n->model_keys = NULL;
-    n->n_models = n->cap_models = 0;
-}
-
 int sol_parse_rfc3339_ms(const char *s, int64_t *out)
 {
     struct tm tm;

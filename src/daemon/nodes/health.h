@@ -19,6 +19,7 @@
 
 #include "sollol/curl_uv.h"
 #include "base/node-t.h"
+#include "base/node.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -97,12 +98,5 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out_ms);
  */
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len);
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len);
-
-/* Finds or adds the node's entry for a canonical model name. NULL when
- * memory runs out. Entries are never removed (they keep learned speeds). */
-struct sol_node_model *sol_node_model_get(struct sol_node *n, const char *canonical);
-
-/* Frees a node's model list. */
-void sol_node_models_free(struct sol_node *n);
 
 #endif
