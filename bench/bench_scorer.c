@@ -12,6 +12,7 @@
  */
 #include "base/breaker.h"
 #include "base/model_name.h"
+#include "base/node.h"
 #include "base/scorer.h"
 
 #include <stdio.h>
@@ -64,8 +65,7 @@ static struct bench_table build(unsigned count)
         n->rtt_ms = rnd() % 3 ? 0.2 + 5 * rnd_unit() : 0;
         n->in_flight = (unsigned)(rnd() % 7);
         n->models = calloc(PER_NODE, sizeof *n->models);
-        n->model_keys = calloc(PER_NODE, sizeof *n->model_keys); /* as health.c keeps it */
-        if (!n->models || !n->model_keys)
+        if (!n->models)
             abort();
         n->cap_models = PER_NODE;
         /* 8 distinct models of the 16, starting at a random offset */
@@ -75,7 +75,6 @@ static struct bench_table build(unsigned count)
             unsigned id = (first + k * 2) % N_MODELS;
             snprintf(m->name, sizeof m->name, "bench-model-%u:latest", id);
             m->key = model_keys[id];
-            n->model_keys[n->n_models - 1] = m->key;
             m->installed = 1;
             m->loaded = rnd() % 3 == 0;
             if (rnd() % 2) {
@@ -85,6 +84,8 @@ static struct bench_table build(unsigned count)
                 m->samples = 10;
             }
         }
+        if (sol_node_models_reindex(n) < 0) /* as health.c keeps it */
+            abort();
         b.nodes[i] = n;
     }
     b.t.nodes = b.nodes;
@@ -96,7 +97,7 @@ static void destroy(struct bench_table *b)
 {
     for (unsigned i = 0; i < b->t.count; i++) {
         free(b->nodes[i]->models);
-        free(b->nodes[i]->model_keys);
+        free(b->nodes[i]->model_index);
         free(b->nodes[i]->name);
         free(b->nodes[i]);
     }

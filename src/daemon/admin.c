@@ -39,8 +39,11 @@ static const char *state_name(enum sol_node_state s)
     return s == SOL_NODE_UP ? "up" : s == SOL_NODE_DOWN ? "down" : "misconfigured";
 }
 
-static cJSON *stats_json(struct sol_daemon *d)
+/* key: the caller's (NULL = unrestricted); see aggregate.h for what a
+ * restricted key sees. */
+static cJSON *stats_json(struct sol_daemon *d, const struct sol_auth_key *key)
 {
+    int restricted = sol_key_restricted(key);
     uint64_t now = sol_now_ms(d);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "version", SOLLOL_VERSION);
@@ -72,6 +75,7 @@ static cJSON *stats_json(struct sol_daemon *d)
     }
     /* The sharded path (coordinator.c): backends and llama-server. */
     cJSON *rpc = sol_coord_status_json(d->coord);
+    sol_aggregate_filter_rpc(rpc, key);
     if (rpc)
         cJSON_AddItemToObject(root, "rpc", rpc);
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
@@ -82,7 +86,8 @@ static cJSON *stats_json(struct sol_daemon *d)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(nodes, o);
         cJSON_AddStringToObject(o, "name", n->name);
-        cJSON_AddStringToObject(o, "url", n->base_url);
+        if (!restricted) /* where the node is: the operator's business */
+            cJSON_AddStringToObject(o, "url", n->base_url);
         cJSON_AddStringToObject(o, "state", state_name(n->state));
         cJSON_AddStringToObject(o, "ollama_version", n->version);
         cJSON *b = cJSON_AddObjectToObject(o, "breaker");
@@ -101,10 +106,13 @@ static cJSON *stats_json(struct sol_daemon *d)
             cJSON_AddNumberToObject(o, "tags_age_ms", (double)(now - n->tags_at_ms));
         else
             cJSON_AddNullToObject(o, "tags_age_ms");
-        cJSON_AddStringToObject(o, "last_error", n->last_error);
+        if (!restricted) /* may name a model or the node's address */
+            cJSON_AddStringToObject(o, "last_error", n->last_error);
         cJSON *models = cJSON_AddArrayToObject(o, "models");
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *m = &n->models[j];
+            if (!sol_model_visible(key, m->name))
+                continue;
             cJSON *mo = cJSON_CreateObject();
             cJSON_AddItemToArray(models, mo);
             cJSON_AddStringToObject(mo, "name", m->name);
@@ -133,7 +141,8 @@ static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status, stru
     return ret;
 }
 
-static enum MHD_Result serve_metrics(struct sol_daemon *d, struct MHD_Connection *c)
+static enum MHD_Result serve_metrics(struct sol_daemon *d, struct MHD_Connection *c,
+                                     const struct sol_auth_key *key)
 {
     struct sol_metrics_view v = {
         .table = &d->table,
@@ -146,6 +155,7 @@ static enum MHD_Result serve_metrics(struct sol_daemon *d, struct MHD_Connection
         .cut_slow_headers = d->limits.cut_slow_headers,
         .cut_slow_body = d->limits.cut_slow_body,
         .cut_no_progress = d->limits.cut_no_progress,
+        .key = key,
     };
     sol_queue_stats(&d->queue, v.now_ms, &v.queue);
     if (d->affinity_on)
@@ -165,7 +175,8 @@ static enum MHD_Result serve_metrics(struct sol_daemon *d, struct MHD_Connection
 }
 
 static enum MHD_Result serve_dashboard(struct sol_daemon *d, struct MHD_Connection *c,
-                                       const struct sol_route *route)
+                                       const struct sol_route *route,
+                                       const struct sol_auth_key *key)
 {
     if (route->kind == SOL_ROUTE_DASHBOARD) {
         struct MHD_Response *r = MHD_create_response_from_buffer(
@@ -197,7 +208,8 @@ static enum MHD_Result serve_dashboard(struct sol_daemon *d, struct MHD_Connecti
         seconds = (unsigned)v;
     }
     struct sol_buf b = {0};
-    if (sol_dashboard_json(&d->dashboard, &d->table, sol_now_ms(d), seconds, &b) < 0 || !b.data) {
+    if (sol_dashboard_json(&d->dashboard, &d->table, sol_now_ms(d), seconds, key, &b) < 0 ||
+        !b.data) {
         sol_buf_free(&b);
         return sol_reply_error(c, 500, 0, "out of memory", NULL);
     }
@@ -218,10 +230,10 @@ enum MHD_Result sol_admin_serve(struct sol_daemon *d, struct MHD_Connection *c,
     case SOL_ROUTE_VERSION:
         return serve_local(d, c, route);
     case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
-        return serve_metrics(d, c);
+        return serve_metrics(d, c, key);
     case SOL_ROUTE_DASHBOARD: /* GET /dashboard and its data (dashboard.c) */
     case SOL_ROUTE_DASHBOARD_DATA:
-        return serve_dashboard(d, c, route);
+        return serve_dashboard(d, c, route, key);
     case SOL_ROUTE_TAGS:
         rc = sol_aggregate_tags(&d->table, key, &b);
         break;
@@ -257,6 +269,7 @@ enum MHD_Result sol_admin_serve(struct sol_daemon *d, struct MHD_Connection *c,
     }
     case SOL_ROUTE_RPC_STATUS: { /* coordinator.c */
         cJSON *root = sol_coord_status_json(d->coord);
+        sol_aggregate_filter_rpc(root, key);
         char *text = root ? cJSON_PrintUnformatted(root) : NULL;
         cJSON_Delete(root);
         rc = text ? sol_buf_append_str(&b, text) : -1;
@@ -264,7 +277,7 @@ enum MHD_Result sol_admin_serve(struct sol_daemon *d, struct MHD_Connection *c,
         break;
     }
     case SOL_ROUTE_STATS: {
-        cJSON *root = stats_json(d);
+        cJSON *root = stats_json(d, key);
         char *text = root ? cJSON_PrintUnformatted(root) : NULL;
         cJSON_Delete(root);
         rc = text ? sol_buf_append_str(&b, text) : -1;

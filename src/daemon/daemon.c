@@ -466,11 +466,12 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         sol_request_on_access, d, MHD_OPTION_LISTEN_SOCKET, d->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
-        sol_limits_on_connection, &d->limits, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        sol_limits_mhd_pool(&d->limits), MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, sol_request_on_completed, d, MHD_OPTION_URI_LOG_CALLBACK,
+        sol_request_on_uri, d, MHD_OPTION_NOTIFY_CONNECTION, sol_limits_on_connection, &d->limits,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, sol_limits_mhd_pool(&d->limits),
+        MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        sol_limits_mhd_per_ip(&d->limits), MHD_OPTION_END);
     if (!d->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server");
         close(d->listen_fd);
@@ -483,7 +484,8 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     }
     struct sol_health_conf hc = {.probe_interval_ms = cfg->probe_interval_ms,
                                  .tags_interval_ms = cfg->tags_interval_ms,
-                                 .probe_timeout_ms = cfg->probe_timeout_ms};
+                                 .probe_timeout_ms = cfg->probe_timeout_ms,
+                                 .max_models_per_node = (unsigned)cfg->max_models_per_node};
     uv_timer_init(loop, &d->sweep_timer);
     d->sweep_timer.data = d;
     uv_timer_init(loop, &d->dispatch_timer);

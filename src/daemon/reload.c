@@ -358,6 +358,7 @@ void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *next)
     d->queue.conf.aging_ms = next->queue_aging_ms;
     d->health.conf.probe_interval_ms = next->probe_interval_ms;
     d->health.conf.tags_interval_ms = next->tags_interval_ms;
+    d->health.conf.max_models_per_node = (unsigned)next->max_models_per_node;
     d->health.conf.probe_timeout_ms = next->probe_timeout_ms;
     sol_log_set_level((enum sol_log_level)next->log_level);
     sol_log_set_json(next->log_format_json);

@@ -9,6 +9,7 @@
 #include "check.h"
 
 #include <cjson/cJSON.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void add_tags(struct sol_node *n, const char *json)
@@ -134,6 +135,35 @@ int main(void)
     CHECK(sol_aggregate_tags(&t, &all, &out) == 0 && strstr(sol_buf_cstr(&out), "myns/tool:7b") &&
               strstr(sol_buf_cstr(&out), "old:1b"),
           "a key with no model list sees all");
+
+    /* What a restricted key may see by name (#14 item 10), and the
+     * coordinator's status as it sees it. */
+    char *llama_only[] = {"llama3.2*"};
+    struct sol_auth_key team = {.name = "team", .models = llama_only, .n_models = 1};
+    CHECK(sol_model_visible(&team, "llama3.2:latest") && sol_model_visible(&team, "llama3.2") &&
+              !sol_model_visible(&team, "qwen2.5:7b") && !sol_model_visible(&team, ""),
+          "visible");
+    CHECK(sol_model_visible(NULL, "qwen2.5:7b") && sol_model_visible(&all, "qwen2.5:7b"),
+          "unrestricted");
+    CHECK(sol_key_restricted(&team) && !sol_key_restricted(&all) && !sol_key_restricted(NULL),
+          "restricted");
+    const char *status = "{\"enabled\":true,\"backends\":[{\"address\":\"10.0.0.5:50052\"}],"
+                         "\"coordinator\":{\"state\":\"ready\",\"model\":\"big:405b\","
+                         "\"gguf\":\"/srv/m.gguf\",\"reason\":\"big:405b loaded\","
+                         "\"last_exit\":\"\",\"last_log_lines\":[\"big:405b\"]}}";
+    cJSON *rpc = cJSON_Parse(status);
+    sol_aggregate_filter_rpc(rpc, &all);
+    char *text = cJSON_PrintUnformatted(rpc);
+    CHECK(text && strstr(text, "/srv/m.gguf") && strstr(text, "\"model\":\"big:405b\""),
+          "unrestricted keeps all: %s", text);
+    free(text);
+    sol_aggregate_filter_rpc(rpc, &team);
+    text = cJSON_PrintUnformatted(rpc);
+    CHECK(text && !strstr(text, "big:405b") && !strstr(text, "gguf") &&
+              strstr(text, "\"state\":\"ready\"") && strstr(text, "10.0.0.5"),
+          "restricted: %s", text);
+    free(text);
+    cJSON_Delete(rpc);
 
     /* Nothing routable: empty lists, still valid JSON. */
     a.state = b.state = SOL_NODE_DOWN;

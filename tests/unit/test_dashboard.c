@@ -20,7 +20,7 @@ static cJSON *render(const struct sol_dashboard *db, const struct sol_node_table
                      unsigned seconds)
 {
     struct sol_buf b = {0};
-    CHECK(sol_dashboard_json(db, t, now, seconds, &b) == 0, "json");
+    CHECK(sol_dashboard_json(db, t, now, seconds, NULL, &b) == 0, "json");
     cJSON *j = cJSON_ParseWithLength(b.data, b.len);
     CHECK(j != NULL, "json parses: %.300s", b.data);
     sol_buf_free(&b);
@@ -155,6 +155,25 @@ int main(void)
               cJSON_GetObjectItem(d2, "age_ms")->valuedouble == 200 - 26,
           "decision fields");
     cJSON_Delete(j);
+
+    /* A key restricted to llama3.2* sees only the decisions about it
+     * (#14 item 10); the series (totals) stay. */
+    char *globs[] = {"llama3.2*"};
+    struct sol_auth_key restricted = {.name = "team", .models = globs, .n_models = 1};
+    struct sol_buf kb = {0};
+    CHECK(sol_dashboard_json(&db, &t, later + 200, 5, &restricted, &kb) == 0, "restricted json");
+    j = cJSON_ParseWithLength(kb.data, kb.len);
+    CHECK(j != NULL, "restricted json parses");
+    CHECK(strstr(sol_buf_cstr(&kb), "m:1") == NULL, "other model's decisions hidden");
+    d = cJSON_GetObjectItem(j, "decisions");
+    CHECK(cJSON_GetArraySize(d) == SOL_DASH_DECISIONS - 2, "%d decisions shown",
+          cJSON_GetArraySize(d));
+    CHECK(!strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(d, 0), "model")->valuestring,
+                  "llama3.2:latest"),
+          "own model shown");
+    CHECK(cJSON_GetObjectItem(j, "series") != NULL, "series kept");
+    cJSON_Delete(j);
+    sol_buf_free(&kb);
 
     sol_dashboard_free(&db);
     return check_summary();

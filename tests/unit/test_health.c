@@ -9,6 +9,10 @@
 
 #include "check.h"
 
+#include "sollol/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct sol_node_model *model(struct sol_node *n, const char *name)
@@ -63,13 +67,14 @@ static void test_tags(void)
     struct sol_node_model *q = model(&n, "qwen2.5:7b");
     CHECK(q && q->installed && strcmp(q->digest, "00ff") == 0, "case-folded name, digest prefix");
 
-    /* A model that disappears from tags is no longer installed, but its
-     * entry (learned speeds) stays. */
+    /* A model that disappears from tags (and is neither loaded nor in use)
+     * is dropped, learned speeds and all: a node must not be able to make
+     * the daemon keep every name it ever listed (#14 item 6). */
     m->gen_tps = 42;
     const char only_qwen[] = "{\"models\":[{\"name\":\"qwen2.5:7b\"}]}";
     CHECK(sol_health_apply_tags(&n, only_qwen, strlen(only_qwen)) == 0, "second tags");
-    m = model(&n, "llama3.2:latest");
-    CHECK(m && !m->installed && m->gen_tps == 42 && !m->tags_entry, "removed model kept stats");
+    CHECK(model(&n, "llama3.2:latest") == NULL && n.n_models == 1, "removed model dropped (%u)",
+          n.n_models);
 
     /* A 404 marked it gone; the next tags listing clears that. */
     q = model(&n, "qwen2.5:7b");
@@ -84,8 +89,8 @@ static void test_tags(void)
     }
     /* Ollama sends null for an empty list. */
     const char empty[] = "{\"models\":null}";
-    CHECK(sol_health_apply_tags(&n, empty, strlen(empty)) == 0 &&
-              !model(&n, "qwen2.5:7b")->installed,
+    CHECK(sol_health_apply_tags(&n, empty, strlen(empty)) == 0 && !model(&n, "qwen2.5:7b") &&
+              n.n_models == 0,
           "null list");
     /* Entries without a usable name are skipped, not fatal. */
     const char odd[] = "{\"models\":[{\"size\":1},7,{\"name\":\"\"},{\"name\":\"ok\"}]}";
@@ -136,11 +141,95 @@ static void test_many_models(void)
     sol_node_models_free(&n);
 }
 
+/* A {"models":[...]} body naming prefix-0 .. prefix-(count-1). */
+static char *names_body(const char *prefix, int count)
+{
+    struct sol_buf b = {0};
+    sol_buf_append_str(&b, "{\"models\":[");
+    for (int i = 0; i < count; i++)
+        sol_buf_appendf(&b, "%s{\"name\":\"%s-%d:latest\",\"size\":%d}", i ? "," : "", prefix, i,
+                        i + 1);
+    sol_buf_append_str(&b, "]}");
+    sol_buf_cstr(&b); /* NUL-terminated: the caller takes strlen() */
+    return b.data;
+}
+
+static void apply_names(struct sol_node *n, const char *prefix, int count, unsigned max, int ps)
+{
+    char *body = names_body(prefix, count);
+    CHECK(body && (ps ? sol_health_apply_ps_max(n, body, strlen(body), max)
+                      : sol_health_apply_tags_max(n, body, strlen(body), max)) == 0,
+          "apply %s x %d", prefix, count);
+    free(body);
+}
+
+/* #14 item 6: a node that lists new names at every probe. */
+static void test_churn_and_cap(void)
+{
+    struct sol_node n = {0};
+    char gen[16], name[48];
+    /* Ten probes, each with 500 names never seen before: the list holds the
+     * last 500, not 5,000, and every one of them is found through the index. */
+    for (int g = 0; g < 10; g++) {
+        snprintf(gen, sizeof gen, "g%d", g);
+        apply_names(&n, gen, 500, 0, 0);
+        CHECK(n.n_models == 500 && n.models_dropped == 0, "probe %d: %u models", g, n.n_models);
+    }
+    for (int i = 0; i < 500; i++) {
+        snprintf(name, sizeof name, "g9-%d:latest", i);
+        struct sol_node_model *m = model(&n, name);
+        CHECK(m && m->installed && m->size == (uint64_t)i + 1, "%s", name);
+        snprintf(name, sizeof name, "g8-%d:latest", i);
+        CHECK(model(&n, name) == NULL, "%s evicted", name);
+    }
+
+    /* The cap: 300 names with room for 100 keep the first 100 listed. */
+    apply_names(&n, "big", 300, 100, 0);
+    CHECK(n.n_models == 100 && n.models_dropped == 200, "%u kept, %u dropped", n.n_models,
+          n.models_dropped);
+    CHECK(model(&n, "big-99") && !model(&n, "big-100"), "first names kept");
+    /* At the cap, a node that replaces its names gets the new ones: what it
+     * no longer lists goes first. */
+    apply_names(&n, "next", 100, 100, 0);
+    CHECK(n.n_models == 100 && n.models_dropped == 0 && model(&n, "next-0") && model(&n, "next-99"),
+          "replaced at the cap (%u)", n.n_models);
+
+    /* Kept although no longer in tags: loaded (ps lists it) or in use. */
+    apply_names(&n, "next", 2, 0, 1); /* next-0, next-1 loaded */
+    struct sol_node_model *busy = model(&n, "next-5");
+    CHECK(busy != NULL, "next-5");
+    if (busy)
+        busy->in_flight = 1;
+    apply_names(&n, "other", 3, 0, 0);
+    CHECK(n.n_models == 6, "3 listed + 2 loaded + 1 in flight: %u", n.n_models);
+    CHECK(model(&n, "next-0") && model(&n, "next-0")->loaded && !model(&n, "next-0")->installed,
+          "loaded kept");
+    CHECK(model(&n, "next-5") && model(&n, "next-5")->in_flight == 1, "in flight kept");
+    CHECK(model(&n, "next-6") == NULL, "idle one dropped");
+    /* The list shrank with the node's models. */
+    CHECK(n.cap_models <= 64, "cap %u", n.cap_models);
+    /* ps is capped too. */
+    apply_names(&n, "ps", 50, 10, 1);
+    CHECK(n.n_models <= 10 && n.ps_models_dropped > 0, "ps capped: %u models, %u dropped",
+          n.n_models, n.ps_models_dropped);
+    /* Duplicates in one list make one entry. */
+    const char dup[] = "{\"models\":[{\"name\":\"d\"},{\"name\":\"D:latest\"},{\"name\":\"d\"}]}";
+    CHECK(sol_health_apply_tags(&n, dup, strlen(dup)) == 0 && model(&n, "d") &&
+              model(&n, "d")->installed,
+          "dup");
+    unsigned count_d = 0;
+    for (unsigned i = 0; i < n.n_models; i++)
+        count_d += strcmp(n.models[i].name, "d:latest") == 0;
+    CHECK(count_d == 1, "%u entries for d", count_d);
+    sol_node_models_free(&n);
+}
+
 int main(void)
 {
     test_rfc3339();
     test_tags();
     test_ps();
     test_many_models();
+    test_churn_and_cap();
     return check_summary();
 }

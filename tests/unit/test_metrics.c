@@ -398,6 +398,27 @@ int main(void)
     CHECK(sum_lines(text, "process_start_time_seconds ", &n) > 1.5e9, "start time");
     free(text);
 
+    /* A key restricted to llama3.2* (#14 item 10): no series names another
+     * model, nor "other" (which may stand for any); node families whole. */
+    char *globs[] = {"llama3.2*"};
+    struct sol_auth_key restricted = {.name = "team", .models = globs, .n_models = 1};
+    v.key = &restricted;
+    text = render(&m, &v);
+    check_structure(text);
+    CHECK(strstr(text, "qwen") == NULL, "qwen hidden");
+    CHECK(strstr(text, "evil") == NULL, "hostile model hidden");
+    CHECK(strstr(text, "model=\"other\"") == NULL, "other hidden");
+    snprintf(pre, sizeof pre,
+             "sollol_requests_total{route=\"/api/chat\",model=\"llama3.2:latest\",%s,code=\"2xx\"}",
+             hostile_node_escaped);
+    CHECK(sum_lines(text, pre, &n) == 3 && n == 1, "own model's requests shown");
+    CHECK(sum_lines(text, "sollol_node_model_loaded{", &n) == 1 && n == 1, "own model loaded");
+    CHECK(sum_lines(text, "sollol_node_model_generate_tokens_per_second{", &n) == 42.5,
+          "own model speed");
+    CHECK(sum_lines(text, "sollol_node_up{", &n) == 1 && n == 2, "nodes shown");
+    free(text);
+    v.key = NULL;
+
     /* The model cap: 300 more models every node knows; past the cap, "other". */
     unsigned before = m.n_models;
     for (int i = 0; i < 300; i++) {

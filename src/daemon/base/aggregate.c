@@ -27,11 +27,10 @@ static int by_newest(const void *a, const void *b)
     return strcmp(x->m->name, y->m->name);
 }
 
-/* Whether API key k (NULL: no restriction) may use a model a node lists
- * as `name`: its globs are matched against what a client would send, so
- * the listed name, the same without ":latest", and the canonical form
- * (as auth does for requests) are all tried. */
-static int listed_model_allowed(const struct sol_auth_key *k, const char *name)
+/* Globs are matched against what a client would send, so the listed name,
+ * the same without ":latest", and the canonical form (as auth does for
+ * requests) are all tried. */
+int sol_model_visible(const struct sol_auth_key *k, const char *name)
 {
     if (!k || !k->n_models)
         return 1;
@@ -72,7 +71,7 @@ static long collect(const struct sol_node_table *t, int want_loaded, const struc
             const struct sol_node_model *m = &node->models[j];
             if (want_loaded ? !(m->loaded && m->ps_entry) : !(m->installed && m->tags_entry))
                 continue;
-            if (!listed_model_allowed(key, m->name))
+            if (!sol_model_visible(key, m->name))
                 continue;
             size_t k = 0;
             if (!want_loaded)
@@ -205,4 +204,26 @@ int sol_aggregate_v1_model(const struct sol_node_table *t, const struct sol_auth
     if (!best)
         return 0;
     return v1_model_object(best, out) ? -1 : 1;
+}
+
+int sol_key_restricted(const struct sol_auth_key *k)
+{
+    return k && k->n_models > 0;
+}
+
+void sol_aggregate_filter_rpc(cJSON *rpc, const struct sol_auth_key *key)
+{
+    if (!rpc || !sol_key_restricted(key))
+        return;
+    cJSON *co = cJSON_GetObjectItemCaseSensitive(rpc, "coordinator");
+    if (!cJSON_IsObject(co))
+        return;
+    /* Operator details: the file, its process's output and exit. */
+    static const char *const hidden[] = {"gguf", "reason", "last_exit", "last_log_lines"};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(co, hidden[i]);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(co, "model");
+    if (cJSON_IsString(model) && model->valuestring[0] &&
+        !sol_model_visible(key, model->valuestring))
+        cJSON_DeleteItemFromObjectCaseSensitive(co, "model");
 }

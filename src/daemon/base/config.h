@@ -86,6 +86,7 @@ struct sol_config {
 
     unsigned probe_interval_ms; /* liveness probe period per node */
     unsigned tags_interval_ms;  /* /api/tags period per node */
+    int max_models_per_node;    /* model entries kept per node (health.h) */
     unsigned probe_timeout_ms;
 
     int breaker_failure_threshold;

@@ -4,6 +4,7 @@
  */
 #include "base/dashboard.h"
 
+#include "base/aggregate.h"
 #include "base/http_reply.h"
 
 #include <math.h>
@@ -197,7 +198,8 @@ static int decision_reason(struct sol_buf *b, const struct sol_dash_decision *dd
 }
 
 int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_table *t,
-                       uint64_t now_ms, unsigned seconds, struct sol_buf *out)
+                       uint64_t now_ms, unsigned seconds, const struct sol_auth_key *key,
+                       struct sol_buf *out)
 {
     if (!db->ring)
         return -1;
@@ -282,10 +284,12 @@ int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_tab
     rc |= sol_buf_append_str(out, "},\"decisions\":[");
     unsigned n = db->decisions_total < SOL_DASH_DECISIONS ? (unsigned)db->decisions_total
                                                           : SOL_DASH_DECISIONS;
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0, shown = 0; i < n; i++) {
         unsigned idx = (db->next_decision + SOL_DASH_DECISIONS - 1 - i) % SOL_DASH_DECISIONS;
         const struct sol_dash_decision *dd = &db->decisions[idx];
-        rc |= sol_buf_appendf(out, "%s{\"age_ms\":%llu,\"id\":", i ? "," : "",
+        if (!sol_model_visible(key, dd->model))
+            continue;
+        rc |= sol_buf_appendf(out, "%s{\"age_ms\":%llu,\"id\":", shown++ ? "," : "",
                               (unsigned long long)(now_ms >= dd->at_ms ? now_ms - dd->at_ms : 0));
         rc |= sol_buf_append_json_string(out, dd->id, strlen(dd->id));
         rc |= sol_buf_append_str(out, ",\"model\":");

@@ -18,6 +18,7 @@
 #ifndef SOLLOL_DASHBOARD_H
 #define SOLLOL_DASHBOARD_H
 
+#include "base/auth.h"
 #include "sollol/buf.h"
 #include "base/metrics.h"
 #include "base/node-t.h"
@@ -104,10 +105,14 @@ void sol_dashboard_decision(struct sol_dashboard *db, uint64_t now_ms, const cha
  * [newest first: {"age_ms", "id", "model", "how", "attempt", "node",
  * "cost_s", "runner", "runner_cost_s", "candidates", "affinity", "skipped":
  * [{"node","reason"}], "skipped_total", "reason"}], "decisions_total"}.
- * `seconds` is capped at SOL_DASH_SECONDS. 0, or -1 (out of memory).
+ * `seconds` is capped at SOL_DASH_SECONDS. `key` is the caller's API key
+ * (NULL: unrestricted): decisions for models it may not use are left out
+ * (aggregate.h, sol_model_visible); the per-second series are totals that
+ * name no model. 0, or -1 (out of memory).
  */
 int sol_dashboard_json(const struct sol_dashboard *db, const struct sol_node_table *t,
-                       uint64_t now_ms, unsigned seconds, struct sol_buf *out);
+                       uint64_t now_ms, unsigned seconds, const struct sol_auth_key *key,
+                       struct sol_buf *out);
 
 /* The page (HTML with its CSS and JavaScript inline), generated at build
  * time from src/daemon/dashboard/ (see CMakeLists.txt). */

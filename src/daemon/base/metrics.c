@@ -3,6 +3,7 @@
  */
 #include "base/metrics.h"
 
+#include "base/aggregate.h"
 #include "base/breaker.h"
 #include "base/http_reply.h"
 #include "base/model_name.h"
@@ -454,6 +455,16 @@ static const char *route_label(const struct sol_metrics *m, unsigned idx)
     return idx == 0 || idx >= m->n_routes ? "other" : m->routes[idx]->path;
 }
 
+/* Whether model label index idx is shown to the view's key: "other" (and
+ * requests without a model) stand for models the key may not use too, so
+ * a restricted key does not see them. */
+static int model_shown(const struct sol_metrics *m, const struct sol_metrics_view *v, unsigned idx)
+{
+    if (!sol_key_restricted(v->key))
+        return 1;
+    return idx > 0 && idx < m->n_models && sol_model_visible(v->key, m->model_names[idx]);
+}
+
 static void render_hist(struct out *o, const char *name, const char *lname, const char *lvalue,
                         const struct sol_metrics_hist *h, const char *const *le, unsigned n)
 {
@@ -492,6 +503,8 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
             continue;
         unsigned route, model, node, code;
         series_unpack(s->key, &route, &model, &node, &code);
+        if (!model_shown(m, v, model))
+            continue;
         put(o, "sollol_requests_total");
         label(o, 1, "route", route_label(m, route));
         label(o, 0, "model", model < m->n_models ? m->model_names[model] : "other");
@@ -597,7 +610,7 @@ static void render_tokens(struct out *o, const struct sol_metrics *m,
         for (unsigned n = 0; n < nn; n++)
             for (unsigned j = 0; j < m->n_models && !v->table->nodes[n]->removed; j++) {
                 size_t slot = (size_t)n * (SOL_METRICS_MAX_MODELS + 1) + j;
-                if (!m->gen_tokens[slot] && !m->prompt_tokens[slot])
+                if ((!m->gen_tokens[slot] && !m->prompt_tokens[slot]) || !model_shown(m, v, j))
                     continue;
                 put(o, names[k]);
                 label(o, 1, "node", v->table->nodes[n]->name);
@@ -698,7 +711,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
     for (unsigned ni = 0; (n = live_node(v->table, &ni)) != NULL; ni++)
         for (unsigned j = 0; j < n->n_models; j++) {
             const struct sol_node_model *nm = &n->models[j];
-            if (!nm->installed && !nm->loaded)
+            if ((!nm->installed && !nm->loaded) || !sol_model_visible(v->key, nm->name))
                 continue;
             put(o, "sollol_node_model_loaded");
             label(o, 1, "node", n->name);
@@ -718,7 +731,7 @@ static void render_nodes(struct out *o, const struct sol_metrics_view *v)
             for (unsigned j = 0; j < n->n_models; j++) {
                 const struct sol_node_model *nm = &n->models[j];
                 double tps = k ? nm->prompt_tps : nm->gen_tps;
-                if (!nm->samples || tps <= 0)
+                if (!nm->samples || tps <= 0 || !sol_model_visible(v->key, nm->name))
                     continue;
                 put(o, tps_names[k]);
                 label(o, 1, "node", n->name);

@@ -23,6 +23,7 @@
 #define SOLLOL_METRICS_H
 
 #include "base/affinity.h"
+#include "base/auth.h"
 #include "sollol/buf.h"
 #include "base/node-t.h"
 #include "base/queue.h"
@@ -140,6 +141,11 @@ struct sol_metrics_view {
      * sollol_rpc_* and sollol_coordinator_* families are rendered only when
      * it is given with "enabled": true. Borrowed. */
     const cJSON *rpc;
+    /* The scraper's API key (NULL: unrestricted): every series that names
+     * a model it may not use is left out (aggregate.h, sol_model_visible),
+     * "other" included, so the counts of other models do not show either.
+     * Borrowed. */
+    const struct sol_auth_key *key;
 };
 
 /* Allocates the tables for a node table of n_nodes (the per-node token

@@ -92,6 +92,16 @@ struct sol_node_model {
     char *ps_entry;                /* the node's /api/ps object for it (JSON text), owned */
 };
 
+/* One slot of a node's model index: pos = position in models[] + 1
+ * (0 = empty). */
+struct sol_model_slot {
+    uint64_t key;
+    unsigned pos;
+};
+
+/* Default of health.max_models_per_node. */
+#define SOL_NODE_MAX_MODELS_DEFAULT 4096
+
 struct sol_node {
     /* identity (from config) */
     unsigned index; /* position in the table, stable for its lifetime */
@@ -118,12 +128,21 @@ struct sol_node {
     char version[32];     /* from /api/version */
     char last_error[160]; /* last failure, for stats */
 
-    /* models (health side writes facts, put() writes learned numbers) */
+    /* models (health side writes facts, put() writes learned numbers).
+     * At most the configured cap (health.max_models_per_node): a node that
+     * lists more has the rest ignored, and entries the node no longer lists
+     * (neither installed nor loaded, no request running) are dropped at each
+     * probe, so a node cannot grow the daemon's memory (health.h). */
     struct sol_node_model *models;
-    uint64_t *model_keys; /* models[i].key, packed: the scorer scans these (one cache line
-                             holds 8) instead of the ~430-byte entries; kept in step by
-                             sol_node_model_get(); NULL = scan models[] itself */
     unsigned n_models, cap_models;
+    /* models[] indexed by key (open addressing, linear probing), so finding
+     * a node's entry for a model is O(1) however many it lists; kept in step
+     * by health.c (sol_node_model_get, evictions). NULL = no index (tables
+     * built by hand): sol_node_find_model() scans models[]. */
+    struct sol_model_slot *model_index;
+    unsigned index_bits;        /* 1 << index_bits slots, at least twice n_models */
+    unsigned models_dropped;    /* names the last /api/tags listed beyond the cap */
+    unsigned ps_models_dropped; /* the same for the last /api/ps */
 
     /* load (written by the balancer) */
     unsigned in_flight;

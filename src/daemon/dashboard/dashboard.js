@@ -218,9 +218,11 @@
       var r1 = el("div", "row1");
       r1.appendChild(el("span", "name", n.name));
       r1.appendChild(el("span", "badge " + st[0], st[1]));
-      var url = el("span", "url", n.url);
-      url.title = n.url;
-      r1.appendChild(url);
+      if (n.url) { // absent for a key restricted to some models
+        var url = el("span", "url", n.url);
+        url.title = n.url;
+        r1.appendChild(url);
+      }
       card.appendChild(r1);
 
       var s = el("div", "stats");

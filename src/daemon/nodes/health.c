@@ -154,93 +154,166 @@ static cJSON *parse_models(const char *body, size_t len, const cJSON **models)
     return root;
 }
 
-/* The node's entry for one list item, or NULL to skip the item. */
-static struct sol_node_model *item_model(struct sol_node *n, const cJSON *item)
+/* Canonical name of one list item; -1 to skip the item. */
+static int item_name(const cJSON *item, char *name, size_t len)
 {
+    if (!cJSON_IsObject(item) || entry_name(item, name, len) < 0)
+        return -1;
+    return 0;
+}
+
+static void apply_tags_item(struct sol_node_model *m, const cJSON *item)
+{
+    m->installed = 1;
+    m->gone = 0;
+    m->size = number_u64(item, "size");
+    const cJSON *digest = cJSON_GetObjectItemCaseSensitive(item, "digest");
+    if (cJSON_IsString(digest)) {
+        const char *d = digest->valuestring;
+        if (strncmp(d, "sha256:", 7) == 0)
+            d += 7;
+        snprintf(m->digest, sizeof m->digest, "%s", d);
+    }
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(item, "modified_at");
+    int64_t ms;
+    if (cJSON_IsString(mod) && sol_parse_rfc3339_ms(mod->valuestring, &ms) == 0)
+        m->modified_at_ms = ms;
+    char *text = cJSON_PrintUnformatted(item);
+    if (text) {
+        free(m->tags_entry);
+        m->tags_entry = text;
+    }
+}
+
+static void apply_ps_item(struct sol_node_model *m, const cJSON *item)
+{
+    m->loaded = 1;
+    m->size_vram = number_u64(item, "size_vram");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(item, "expires_at");
+    int64_t ms;
+    m->expires_at_ms =
+        cJSON_IsString(exp) && sol_parse_rfc3339_ms(exp->valuestring, &ms) == 0 ? ms : 0;
+    char *text = cJSON_PrintUnformatted(item);
+    if (text) {
+        free(m->ps_entry);
+        m->ps_entry = text;
+    }
+}
+
+/*
+ * Applies one list (tags: is_tags = 1, else ps) in three steps, so a node
+ * at its cap that replaces its names still gets the new ones: the entries
+ * it lists again are updated; the entries it no longer lists (and that no
+ * other list or running request holds) are dropped; then new names are
+ * added while the node has fewer than max_models, the rest counted in
+ * n->models_dropped.
+ */
+static int apply_list(struct sol_node *n, const char *body, size_t len, unsigned max_models,
+                      int is_tags)
+{
+    const cJSON *models;
+    cJSON *root = parse_models(body, len, &models);
+    if (!root)
+        return -1;
+    if (!max_models)
+        max_models = SOL_NODE_MAX_MODELS_DEFAULT;
+    for (unsigned i = 0; i < n->n_models; i++) {
+        if (is_tags)
+            n->models[i].installed = 0;
+        else
+            n->models[i].loaded = 0;
+    }
     char name[SOL_MODEL_NAME_MAX];
-    if (!cJSON_IsObject(item) || entry_name(item, name, sizeof name) < 0)
-        return NULL;
-    return sol_node_model_get(n, name);
+    const cJSON *item;
+    unsigned fresh = 0;
+    cJSON_ArrayForEach(item, models)
+    {
+        if (item_name(item, name, sizeof name) < 0)
+            continue;
+        struct sol_node_model *m = sol_node_find_model(n, sol_model_key(name));
+        if (!m) {
+            fresh++;
+            continue;
+        }
+        if (is_tags)
+            apply_tags_item(m, item);
+        else
+            apply_ps_item(m, item);
+    }
+    for (unsigned i = 0; i < n->n_models; i++) {
+        struct sol_node_model *m = &n->models[i];
+        if (is_tags && !m->installed) {
+            free(m->tags_entry);
+            m->tags_entry = NULL;
+        } else if (!is_tags && !m->loaded) {
+            free(m->ps_entry);
+            m->ps_entry = NULL;
+        }
+    }
+    sol_node_models_evict(n);
+    unsigned dropped = 0;
+    if (fresh) {
+        cJSON_ArrayForEach(item, models)
+        {
+            if (item_name(item, name, sizeof name) < 0)
+                continue;
+            struct sol_node_model *m = sol_node_find_model(n, sol_model_key(name));
+            if (m && (is_tags ? m->installed : m->loaded))
+                continue; /* updated above, or a duplicate of the list */
+            if (!m) {
+                if (n->n_models >= max_models) {
+                    dropped++;
+                    continue;
+                }
+                if (!(m = sol_node_model_get(n, name)))
+                    continue;
+            }
+            if (is_tags)
+                apply_tags_item(m, item);
+            else
+                apply_ps_item(m, item);
+        }
+    }
+    /* Shrink a list that emptied out (a node that listed thousands once);
+     * only here, so a node replacing its names does not shrink and regrow. */
+    if (n->cap_models > 64 && n->n_models < n->cap_models / 4) {
+        unsigned cap = n->n_models * 2 > 8 ? n->n_models * 2 : 8;
+        struct sol_node_model *p = realloc(n->models, cap * sizeof *p);
+        if (p) {
+            n->models = p;
+            n->cap_models = cap;
+            if (sol_node_models_reindex(n) < 0) { /* node.c */
+                free(n->model_index);
+                n->model_index = NULL;
+            }
+        }
+    }
+    if (is_tags)
+        n->models_dropped = dropped;
+    else
+        n->ps_models_dropped = dropped;
+    cJSON_Delete(root);
+    return 0;
+}
+
+int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len, unsigned max_models)
+{
+    return apply_list(n, body, len, max_models, 1);
+}
+
+int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len, unsigned max_models)
+{
+    return apply_list(n, body, len, max_models, 0);
 }
 
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len)
 {
-    const cJSON *models;
-    cJSON *root = parse_models(body, len, &models);
-    if (!root)
-        return -1;
-    for (unsigned i = 0; i < n->n_models; i++)
-        n->models[i].installed = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, models)
-    {
-        struct sol_node_model *m = item_model(n, item);
-        if (!m)
-            continue;
-        m->installed = 1;
-        m->gone = 0;
-        m->size = number_u64(item, "size");
-        const cJSON *digest = cJSON_GetObjectItemCaseSensitive(item, "digest");
-        if (cJSON_IsString(digest)) {
-            const char *d = digest->valuestring;
-            if (strncmp(d, "sha256:", 7) == 0)
-                d += 7;
-            snprintf(m->digest, sizeof m->digest, "%s", d);
-        }
-        const cJSON *mod = cJSON_GetObjectItemCaseSensitive(item, "modified_at");
-        int64_t ms;
-        if (cJSON_IsString(mod) && sol_parse_rfc3339_ms(mod->valuestring, &ms) == 0)
-            m->modified_at_ms = ms;
-        char *text = cJSON_PrintUnformatted(item);
-        if (text) {
-            free(m->tags_entry);
-            m->tags_entry = text;
-        }
-    }
-    for (unsigned i = 0; i < n->n_models; i++) {
-        if (!n->models[i].installed) {
-            free(n->models[i].tags_entry);
-            n->models[i].tags_entry = NULL;
-        }
-    }
-    cJSON_Delete(root);
-    return 0;
+    return apply_list(n, body, len, 0, 1);
 }
 
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len)
 {
-    const cJSON *models;
-    cJSON *root = parse_models(body, len, &models);
-    if (!root)
-        return -1;
-    for (unsigned i = 0; i < n->n_models; i++)
-        n->models[i].loaded = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, models)
-    {
-        struct sol_node_model *m = item_model(n, item);
-        if (!m)
-            continue;
-        m->loaded = 1;
-        m->size_vram = number_u64(item, "size_vram");
-        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(item, "expires_at");
-        int64_t ms;
-        m->expires_at_ms =
-            cJSON_IsString(exp) && sol_parse_rfc3339_ms(exp->valuestring, &ms) == 0 ? ms : 0;
-        char *text = cJSON_PrintUnformatted(item);
-        if (text) {
-            free(m->ps_entry);
-            m->ps_entry = text;
-        }
-    }
-    for (unsigned i = 0; i < n->n_models; i++) {
-        if (!n->models[i].loaded) {
-            free(n->models[i].ps_entry);
-            n->models[i].ps_entry = NULL;
-        }
-    }
-    cJSON_Delete(root);
-    return 0;
+    return apply_list(n, body, len, 0, 0);
 }
 
 /* ---- probes ------------------------------------------------------------- */
@@ -345,15 +418,26 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
             cJSON_Delete(root);
         }
     } else if (!why[0]) {
-        int ok =
-            pr->kind == PROBE_TAGS
-                ? sol_health_apply_tags(n, pr->up.body.data ? pr->up.body.data : "",
-                                        pr->up.body.len)
-                : sol_health_apply_ps(n, pr->up.body.data ? pr->up.body.data : "", pr->up.body.len);
+        int is_tags = pr->kind == PROBE_TAGS;
+        unsigned was_dropped = is_tags ? n->models_dropped : n->ps_models_dropped;
+        const char *text = pr->up.body.data ? pr->up.body.data : "";
+        int ok = apply_list(n, text, pr->up.body.len, h->conf.max_models_per_node, is_tags);
+        unsigned dropped = is_tags ? n->models_dropped : n->ps_models_dropped;
         if (ok < 0)
             SOL_WARN("node %s: GET %s: unexpected answer", n->name, probe_paths[pr->kind]);
-        else if (pr->kind == PROBE_TAGS)
+        else if (is_tags)
             n->tags_at_ms = now_ms(h);
+        /* Once when it starts (not at every probe), and once when it ends. */
+        if (ok == 0 && dropped && !was_dropped)
+            SOL_WARN("node %s: GET %s lists more models than health.max_models_per_node (%u): "
+                     "%u names ignored",
+                     n->name, probe_paths[pr->kind],
+                     h->conf.max_models_per_node ? h->conf.max_models_per_node
+                                                 : SOL_NODE_MAX_MODELS_DEFAULT,
+                     dropped);
+        else if (ok == 0 && !dropped && was_dropped)
+            SOL_INFO("node %s: GET %s fits within health.max_models_per_node again", n->name,
+                     probe_paths[pr->kind]);
     } else {
         SOL_DEBUG("node %s: %s", n->name, why);
         if (pr->kind == PROBE_TAGS)

@@ -30,6 +30,7 @@ struct sol_health_conf {
     unsigned probe_interval_ms;
     unsigned tags_interval_ms;
     unsigned probe_timeout_ms;
+    unsigned max_models_per_node; /* 0 = SOL_NODE_MAX_MODELS_DEFAULT */
 };
 
 struct sol_health {
@@ -95,7 +96,18 @@ int sol_parse_rfc3339_ms(const char *s, int64_t *out_ms);
  * Applies a /api/tags or /api/ps response body to a node's model list.
  * Returns 0, or -1 when the body is not the expected JSON (the node's
  * models are then unchanged). Exposed for tests and fuzzing.
+ *
+ * What a node lists is untrusted: entries it no longer lists in either
+ * list, with no request running, are dropped (their learned speeds with
+ * them), and it gets at most max_models entries (0 = the default,
+ * SOL_NODE_MAX_MODELS_DEFAULT): names beyond are ignored and counted in
+ * n->models_dropped (the prober logs a warning when that starts). A probe
+ * costs O(names listed); the model index stays O(1) per lookup.
  */
+int sol_health_apply_tags_max(struct sol_node *n, const char *body, size_t len,
+                              unsigned max_models);
+int sol_health_apply_ps_max(struct sol_node *n, const char *body, size_t len, unsigned max_models);
+/* The same with the default cap. */
 int sol_health_apply_tags(struct sol_node *n, const char *body, size_t len);
 int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len);
 

@@ -17,6 +17,14 @@
  * a finished job is dropped SOL_BATCH_RETENTION_MS after it finished
  * (checked whenever the API is used).
  *
+ * A job belongs to the API key that submitted it (remembered by the key's
+ * SHA-256, so a reload that keeps the key keeps its jobs): another key is
+ * answered 404 for it, as if it did not exist, and does not see it in the
+ * list; an admin key sees and may cancel every job. A job submitted without
+ * a key (keys off, or a public path) is visible to every caller that
+ * presents none. Job ids carry 128 random bits (getrandom), so an id
+ * cannot be guessed from another.
+ *
  * The job table is process-wide (one daemon per process), so the daemon
  * object needs no field for it; sol_batch_shutdown() empties it.
  */
@@ -35,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define SOL_BATCH_MAX_JOBS      64
@@ -50,6 +59,10 @@ static const char *const status_names[] = {"queued", "running", "completed", "fa
 struct batch_job {
     struct batch_job *prev, *next;
     char id[48];
+    /* The submitting key: has_owner = 0 when none was presented. */
+    int has_owner;
+    unsigned char owner_sha[SOL_SHA256_LEN];
+    char owner_name[64]; /* for admins' listings and the log */
     enum job_status status;
     char model[SOL_MODEL_NAME_MAX];      /* canonical */
     char model_echo[SOL_MODEL_NAME_MAX]; /* as submitted */
@@ -70,7 +83,6 @@ static struct {
     struct batch_job *head, *tail;
     unsigned count;
     unsigned long long bytes; /* bodies and results held */
-    uint64_t seq;
     struct batch_job *running;
 } g;
 
@@ -96,10 +108,19 @@ static void append_time(struct sol_buf *b, const char *key, int64_t ms)
     sol_buf_appendf(b, "\"%s.%03dZ\"", text, (int)(ms % 1000));
 }
 
-static void job_status_json(struct sol_buf *b, const struct batch_job *j)
+/* show_key: the caller is an admin, who sees every key's jobs, so each
+ * says whose it is ("key": name, null when submitted without one). */
+static void job_status_json(struct sol_buf *b, const struct batch_job *j, int show_key)
 {
     sol_buf_append_str(b, "{\"job_id\":");
     sol_buf_append_json_string(b, j->id, strlen(j->id));
+    if (show_key) {
+        sol_buf_append_str(b, ",\"key\":");
+        if (j->has_owner)
+            sol_buf_append_json_string(b, j->owner_name, strlen(j->owner_name));
+        else
+            sol_buf_append_str(b, "null");
+    }
     sol_buf_appendf(b, ",\"status\":\"%s\",\"model\":", status_names[j->status]);
     sol_buf_append_json_string(b, j->model_echo, strlen(j->model_echo));
     sol_buf_appendf(b, ",\"total\":%zu,\"done\":%zu", j->total, j->done);
@@ -154,12 +175,58 @@ static void job_finish(struct batch_job *j, enum job_status st)
     job_drop_body(j);
 }
 
-static struct batch_job *job_find(const char *id)
+/* Whether the caller of r may see (and cancel, delete, read) job j: with
+ * keys off everyone may; an admin key may see every job; otherwise only the
+ * key that submitted it (compared by its SHA-256), or, for a job submitted
+ * without a key, a caller that presents none either. */
+static int job_visible(const struct sol_request *r, const struct batch_job *j)
+{
+    const struct sol_auth_key *k = r->auth_key;
+    if (!sol_auth_enabled(&r->d->auth))
+        return 1;
+    if (k && k->admin)
+        return 1;
+    if (!k || !j->has_owner)
+        return !k && !j->has_owner;
+    return sol_ct_equal(k->sha, j->owner_sha, SOL_SHA256_LEN);
+}
+
+static int caller_is_admin(const struct sol_request *r)
+{
+    return sol_auth_enabled(&r->d->auth) && r->auth_key && r->auth_key->admin;
+}
+
+/* The job with this id the caller may see, or NULL (absent and not theirs
+ * look the same). */
+static struct batch_job *job_find(const struct sol_request *r, const char *id)
 {
     for (struct batch_job *j = g.head; j; j = j->next)
         if (strcmp(j->id, id) == 0)
-            return j;
+            return job_visible(r, j) ? j : NULL;
     return NULL;
+}
+
+/* "emb-" and 128 random bits in hex. 0, or -1 when the kernel has no
+ * randomness to give without blocking (only early in boot). */
+static int new_job_id(char *out, size_t len)
+{
+    unsigned char raw[16];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, GRND_NONBLOCK);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char text[2 * sizeof raw + 1];
+    for (size_t i = 0; i < sizeof raw; i++) {
+        text[2 * i] = hex[raw[i] >> 4];
+        text[2 * i + 1] = hex[raw[i] & 15];
+    }
+    text[2 * sizeof raw] = '\0';
+    snprintf(out, len, "emb-%s", text);
+    return 0;
 }
 
 /* Drops finished jobs past their retention. */
@@ -308,8 +375,16 @@ static int submit(struct sol_request *r)
     struct batch_job *j = calloc(1, sizeof *j);
     if (!j)
         return oom(r);
+    if (new_job_id(j->id, sizeof j->id) < 0) {
+        free(j);
+        return sol_req_fail(r, 503, "no randomness available for a job id yet: retry");
+    }
+    if (sol_auth_enabled(&d->auth) && r->auth_key) {
+        j->has_owner = 1;
+        memcpy(j->owner_sha, r->auth_key->sha, sizeof j->owner_sha);
+        snprintf(j->owner_name, sizeof j->owner_name, "%s", r->auth_key->name);
+    }
     g.d = d;
-    snprintf(j->id, sizeof j->id, "emb-%s-%06llx", d->id_prefix, (unsigned long long)++g.seq);
     snprintf(j->model, sizeof j->model, "%s", r->model);
     snprintf(j->model_echo, sizeof j->model_echo, "%s", r->info.model);
     /* The job takes the body over; the spans into it stay valid. */
@@ -339,7 +414,8 @@ static int submit(struct sol_request *r)
         g.head = j;
     g.tail = j;
     g.count++;
-    SOL_INFO("batch job %s: queued (%zu inputs of model %s)", j->id, n, j->model);
+    SOL_INFO("batch job %s: queued (%zu inputs of model %s, key %s)", j->id, n, j->model,
+             j->has_owner ? j->owner_name : "none");
     pump();
 
     sol_buf_append_str(&r->stream, "{\"job_id\":");
@@ -354,10 +430,14 @@ static int submit(struct sol_request *r)
 static int list(struct sol_request *r)
 {
     int rc = sol_buf_append_str(&r->stream, "{\"jobs\":[");
+    int first = 1, admin = caller_is_admin(r);
     for (struct batch_job *j = g.head; j; j = j->next) {
-        if (j != g.head)
+        if (!job_visible(r, j))
+            continue;
+        if (!first)
             rc |= sol_buf_append_str(&r->stream, ",");
-        job_status_json(&r->stream, j);
+        first = 0;
+        job_status_json(&r->stream, j, admin);
     }
     rc |= sol_buf_append_str(&r->stream, "]}");
     return rc ? oom(r) : answer(r, 200);
@@ -371,7 +451,7 @@ static int cancel_or_delete(struct sol_request *r, struct batch_job *j)
         j->split = NULL;
         job_finish(j, JOB_CANCELLED);
         SOL_INFO("batch job %s: cancelled (%zu of %zu inputs done)", j->id, j->done, j->total);
-        job_status_json(&r->stream, j);
+        job_status_json(&r->stream, j, caller_is_admin(r));
         if (was_running)
             pump();
         return answer(r, 200);
@@ -419,14 +499,14 @@ int sol_batch_serve(struct sol_request *r)
         id = path + 19;
         is_results = 1;
     }
-    struct batch_job *j = id ? job_find(id) : NULL;
+    struct batch_job *j = id ? job_find(r, id) : NULL;
     if (!j)
         return sol_req_fail(r, 404, "batch job '%.100s' not found", id ? id : "");
     if (is_results)
         return results(r, j);
     if (strcmp(r->method, "DELETE") == 0)
         return cancel_or_delete(r, j);
-    job_status_json(&r->stream, j);
+    job_status_json(&r->stream, j, caller_is_admin(r));
     return answer(r, 200);
 }
 

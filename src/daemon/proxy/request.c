@@ -17,9 +17,11 @@
 #include "proxy/request_priv.h"
 
 #include "base/access_log.h"
+#include "base/aggregate.h"
 #include "base/auth.h"
 #include "sollol/container_of.h"
 #include "proxy/gate.h"
+#include "base/hdr_check.h"
 #include "base/breaker.h"
 #include "sollol/buf.h"
 #include "sollol/fmt.h"
@@ -256,13 +258,54 @@ static int should_retry_status(struct sol_request *r, long code)
     return 1;
 }
 
+/*
+ * Drops the fields named in the node's own Connection field(s) (hop-by-hop
+ * by the node's word, RFC 9110 7.6.1) and those fields themselves, once the
+ * whole header block is in (Connection may come after the fields it names).
+ */
+static void prune_connection_named(struct sol_request *r)
+{
+    r->resp_has_connection = 0;
+    struct curl_slist *keep = NULL;
+    for (struct curl_slist *a = r->response_headers; a; a = a->next) {
+        const char *colon = strchr(a->data, ':');
+        if (!colon)
+            continue;
+        size_t klen = (size_t)(colon - a->data);
+        int drop = klen == 10 && strncasecmp(a->data, "Connection", 10) == 0;
+        for (struct curl_slist *c = r->response_headers; c && !drop; c = c->next)
+            if (strncasecmp(c->data, "Connection: ", 12) == 0)
+                drop = sol_hdr_list_has(c->data + 12, strlen(c->data + 12), a->data, klen);
+        struct curl_slist *l = drop ? keep : curl_slist_append(keep, a->data);
+        if (l)
+            keep = l;
+    }
+    curl_slist_free_all(r->response_headers);
+    r->response_headers = keep;
+}
+
+/* A node whose header block passes SOL_NODE_HEADER_MAX: libmicrohttpd
+ * could not send it on (the client would see an empty reply), so the
+ * attempt fails as the node's fault and another node gets the request. */
+static size_t node_header_fault(struct sol_request *r)
+{
+    r->node_fault = "response headers too large";
+    r->retry_result = SOL_ATTEMPT_SERVER_ERROR;
+    return 0;
+}
+
 static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_request *r = ud;
     size_t n = size * nmemb;
+    r->resp_header_bytes += (unsigned)(n < SOL_NODE_HEADER_MAX ? n : SOL_NODE_HEADER_MAX);
+    if (r->resp_header_bytes > SOL_NODE_HEADER_MAX && r->state == RS_UPSTREAM)
+        return node_header_fault(r);
     if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) {
         long code = 0;
         curl_easy_getinfo(r->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
+        if (r->resp_has_connection)
+            prune_connection_named(r);
         if (code >= 200) {
             r->status = code;
             r->headers_complete = 1;
@@ -275,12 +318,14 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
             /* Interim 1xx block: the real headers follow. */
             curl_slist_free_all(r->response_headers);
             r->response_headers = NULL;
+            r->resp_header_bytes = 0;
         }
         return n;
     }
     if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         curl_slist_free_all(r->response_headers);
         r->response_headers = NULL;
+        r->resp_has_connection = 0;
         r->content_type[0] = '\0';
         r->content_length = -1;
         return n;
@@ -301,10 +346,18 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
         snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)vlen, v);
     } else if (IS("Content-Length")) {
         r->content_length = strtoll(v, NULL, 10);
-    } else if (IS("Connection") || IS("Keep-Alive") || IS("Transfer-Encoding") || IS("Date") ||
-               IS("Server") || IS("Proxy-Authenticate") || IS("Proxy-Connection") || IS("TE") ||
-               IS("Trailer") || IS("Upgrade") || IS("Content-Encoding")) {
-        /* Hop-by-hop, or set by our own HTTP server. */
+    } else if (IS("Connection") && vlen < 1024 && !r->headers_complete) {
+        /* Kept until the block is in, to drop what it names (then itself). */
+        char line[1100];
+        snprintf(line, sizeof line, "Connection: %.*s", (int)vlen, v);
+        struct curl_slist *l = curl_slist_append(r->response_headers, line);
+        if (l) {
+            r->response_headers = l;
+            r->resp_has_connection = 1;
+        }
+    } else if (!sol_hdr_response_keep(p, klen, v, vlen)) {
+        /* Hop-by-hop, set by our own HTTP server, or not the node's to say
+         * to our client (cookies, auth challenges, Location off-daemon). */
     } else if (klen > 0 && klen < 128 && vlen < 4096) {
         char line[4300];
         snprintf(line, sizeof line, "%.*s: %.*s", (int)klen, p, (int)vlen, v);
@@ -314,6 +367,24 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
     }
 #undef IS
     return n;
+}
+
+/*
+ * The deadline after bytes from the node: the idle timeout from now, but
+ * never later than the idle timeout from the start of the current line. A
+ * node that trickles a byte per gap without ever finishing a line (an
+ * NDJSON or SSE line, or a whole non-streamed answer) is cut as a
+ * timeout, its fault, instead of holding the slot forever. The line's
+ * clock restarts at each newline and when a paused transfer resumes (the
+ * client, not the node, held it back).
+ */
+static void progress_deadline(struct sol_request *r, const char *p, size_t n)
+{
+    uint64_t now = now_ms(r), idle = r->d->cfg->idle_timeout_ms;
+    if (!r->line_started_ms || memchr(p, '\n', n))
+        r->line_started_ms = now;
+    uint64_t line_by = r->line_started_ms + idle;
+    set_deadline(r, line_by < now + idle ? line_by : now + idle);
 }
 
 static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -339,7 +410,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
         if (n == 0 && r->state == RS_UPSTREAM) {
             /* Nothing for the client yet (stream:false collects the answer):
              * stay uncommitted, so a failure can still be a clean error. */
-            set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
+            progress_deadline(r, p, taken);
             return taken;
         }
     }
@@ -350,7 +421,7 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, src, n);
     if (n)
         r->last_byte = src[n - 1];
-    set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
+    progress_deadline(r, p, taken);
     sol_req_commit(r);
     sol_req_resume(r);
     return taken;
@@ -462,6 +533,9 @@ int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path
         return -1;
     sol_cat(url, ulen, sol_cat(url, ulen, 0, n->base_url, blen), path, plen);
     curl_easy_setopt(e, CURLOPT_URL, url); /* libcurl keeps its own copy */
+    /* The path is already the one access control judged: libcurl must not
+     * resolve dot segments in it (build_upstream_path()). */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     if (url != small)
         free(url);
     curl_slist_free_all(*headers);
@@ -674,6 +748,10 @@ static int attempt_start(struct sol_request *r)
         r->ttfb_ms = 0;
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
+        r->resp_header_bytes = 0;
+        r->resp_has_connection = 0;
+        r->node_fault = NULL;
+        r->line_started_ms = 0;
         /* A non-streamed generation sends its first byte only when the
          * whole answer is done: allow twice the expected generation time on
          * this node on top (num_predict or the typical length, at the
@@ -868,10 +946,27 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         sol_req_resume(r);
         return;
     }
+    if (r->state == RS_UPSTREAM &&
+        (rc == CURLE_URL_MALFORMAT || rc == CURLE_BAD_FUNCTION_ARGUMENT)) {
+        /* libcurl refused to even send the request: the request's fault (a
+         * URL it cannot build), not the node's. No node is blamed (no
+         * breaker counts it) and no other node is tried. */
+        SOL_WARN("request %s: not sent to node %s: %s", r->id, r->node_name,
+                 curl_easy_strerror(rc));
+        attempt_end(r, SOL_ATTEMPT_CANCELLED);
+        snprintf(r->last_error, sizeof r->last_error, "invalid request: %s",
+                 curl_easy_strerror(rc));
+        r->fail_status = 400;
+        r->state = RS_FAILED;
+        sol_req_resume(r);
+        return;
+    }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT;
     const char *why = timeout ? "timed out waiting for the node" : curl_easy_strerror(rc);
     char answered[64];
-    if (r->retry_result != SOL_ATTEMPT_OK) {
+    if (r->node_fault) {
+        why = r->node_fault;
+    } else if (r->retry_result != SOL_ATTEMPT_OK) {
         snprintf(answered, sizeof answered, "answered %ld", r->status);
         why = answered;
     }
@@ -974,6 +1069,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *out, size_t max)
         r->bytes_out += n;
         if (r->paused && sol_buf_pending(&r->stream) < STREAM_LOW_WATER && r->attempt_running) {
             r->paused = 0;
+            r->line_started_ms = now_ms(r); /* the client held the node back */
             set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
             curl_easy_pause(r->xfer.easy, CURLPAUSE_CONT);
         }
@@ -1148,8 +1244,20 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/*
+ * The node gets the path that routing and access control judged: the
+ * route's own path, or for a prefix route (blobs, the /v1/ catch-all) the
+ * decoded path, which sol_target_check() has proven to be its own normal
+ * form (on_request_start()). Never a client's raw bytes: a node or libcurl
+ * that resolved dot segments or decoded separators again would serve
+ * another route than the one judged. libcurl is told to leave the path as
+ * is (CURLOPT_PATH_AS_IS in sol_req_prepare_upstream()).
+ */
 static int build_upstream_path(struct sol_request *r, const char *url)
 {
+    size_t rl = strlen(r->route->path);
+    if (rl && r->route->path[rl - 1] != '/')
+        url = r->route->path;
     struct query_walk w = {{0}};
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
     size_t len = strlen(url) + w.out.len + 1;
@@ -1219,6 +1327,76 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
  */
 static char answer_on_second_call;
 
+/* *con_cls of a request whose raw target sol_target_check() refused (set by
+ * sol_request_on_uri(), before libmicrohttpd decoded the path). */
+static char bad_target;
+
+void *sol_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    const char *why;
+    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0) {
+        SOL_DEBUG("refused request target: %s", why);
+        return &bad_target;
+    }
+    return NULL;
+}
+
+struct field_walk {
+    struct sol_hdr_field f[128];
+    size_t n;
+    int overflow;
+};
+
+static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct field_walk *w = cls;
+    if (w->n == sizeof w->f / sizeof w->f[0]) {
+        w->overflow = 1;
+        return MHD_NO;
+    }
+    w->f[w->n++] =
+        (struct sol_hdr_field){key, key_size, value ? value : "", value ? value_size : 0};
+    return MHD_YES;
+}
+
+/*
+ * The first handler call's checks of the request line and header block
+ * (hdr_check.h), before the gate and before any body byte: a refused raw
+ * target, a malformed header, a Transfer-Encoding the daemon cannot frame
+ * or conflicting Content-Lengths. Returns 0, or the status it answered.
+ */
+static unsigned refuse_malformed(struct MHD_Connection *conn, void *con_cls, enum MHD_Result *out)
+{
+    char msg[192];
+    unsigned status = 0;
+    if (con_cls == (void *)&bad_target) {
+        status = 400;
+        snprintf(msg, sizeof msg,
+                 "invalid request path: it must be its own normal form "
+                 "(no dot segments, encoded separators or control bytes)");
+    } else {
+        struct field_walk w;
+        w.n = 0;
+        w.overflow = 0;
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_field, &w);
+        /* More fields than the walk holds: their layout is not checked
+         * (limits.max_header_bytes bounds them), the rest is. */
+        status = sol_hdr_check_request(w.f, w.n, !w.overflow, msg, sizeof msg);
+    }
+    if (!status)
+        return 0;
+    /* Ollama's shape: nothing about a malformed request says which API
+     * family it meant. Connection: close, as RFC 9112 asks after a framing
+     * error: the bytes after the header block cannot be trusted. */
+    struct sol_reply_headers h = {.close = 1};
+    *out = sol_reply_error(conn, status, 0, msg, &h);
+    return status;
+}
+
 static int answered_locally_without_body(struct MHD_Connection *conn, const char *url,
                                          const char *method)
 {
@@ -1265,6 +1443,16 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     }
     if (!sol_route_reads_body(route)) /* the daemon's own answers (admin.c) */
         return d->serve_local(d, conn, route, url, key);
+    /* The raw target passed sol_request_on_uri(); the decoded one must be
+     * its own normal form too (no '?', '#' or '%' decoded into it), as it is
+     * what the route table and access control judged. */
+    const char *why = "the decoded path has '?', '#' or '%'";
+    if (strpbrk(url, "?#%") || sol_target_check(url, strlen(url), NULL, 0, &why) < 0) {
+        char msg[192];
+        snprintf(msg, sizeof msg, "invalid request path: %s", why);
+        struct sol_reply_headers h = {.close = 1};
+        return sol_reply_error(conn, MHD_HTTP_BAD_REQUEST, 0, msg, &h);
+    }
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > d->cfg->max_body_bytes) {
@@ -1496,7 +1684,12 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
 {
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;
-    if (!r) {
+    if (!r || (void *)r == (void *)&bad_target) {
+        enum MHD_Result bad;
+        if (refuse_malformed(conn, r, &bad)) {
+            *con_cls = NULL;
+            return bad;
+        }
         /* Security gate (limits.c, auth.c), before anything else is read. */
         const struct sol_auth_key *key = NULL;
         enum MHD_Result refused;
@@ -1575,7 +1768,7 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     sol_limits_request_done(&d->limits, conn); /* next request's header deadline */
     struct sol_request *r = *con_cls;
     *con_cls = NULL;
-    if (!r || (void *)r == (void *)&answer_on_second_call)
+    if (!r || (void *)r == (void *)&answer_on_second_call || (void *)r == (void *)&bad_target)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->client_gone) {
         r->client_gone = 1;

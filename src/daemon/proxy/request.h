@@ -31,6 +31,12 @@ enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, co
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls);
 
+/* MHD's URI log callback (MHD_OPTION_URI_LOG_CALLBACK): sees the raw request
+ * target before libmicrohttpd decodes it (hdr_check.h). Its result becomes
+ * the request's *con_cls: NULL, or a marker that makes the access handler
+ * answer 400 on its first call, before the gate and before any body byte. */
+void *sol_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+
 /* MHD_RequestCompletedCallback; cls is the struct sol_daemon. */
 void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe);

@@ -101,6 +101,10 @@ struct sol_request {
     long long content_length; /* -1 unknown */
     struct curl_slist *response_headers;
     int headers_complete;
+    unsigned resp_header_bytes; /* the node's header block so far (SOL_NODE_HEADER_MAX) */
+    int resp_has_connection;    /* a node's Connection field waits in response_headers */
+    const char *node_fault;     /* static text: why the node is at fault (header overflow) */
+    uint64_t line_started_ms;   /* since then no newline from the node (line progress bound) */
 
     /* Stream between node and client. */
     struct sol_buf stream;
