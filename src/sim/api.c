@@ -1,12 +1,11 @@
 /*
  * api.c - Ollama's non-inference routes as the simulator answers them:
- * /, /api/version, /api/tags, /api/ps, /api/show, /api/pull, /api/push,
+ * /, /api/version, /api/status, /api/tags, /api/ps, /api/show, /api/pull, /api/push,
  * /api/create, /api/copy, /api/delete, /api/blobs/:digest, /api/me,
  * /api/signout and the OpenAI model list (/v1/models[/:model]).
  *
- * Shapes, field order and status codes follow Ollama v0.12.x
- * (server/routes.go, api/types.go, openai/openai.go). Also home of the JSON
- * request helpers that reproduce Go's decoding errors.
+ * Shapes, field order and status codes follow Ollama v0.32.15
+ * (server/routes.go, api/types.go, openai/openai.go, model_list_cache.go).
  */
 #include "sim.h"
 
@@ -21,329 +20,14 @@
 static char (*g_blobs)[65];
 static size_t g_nblobs, g_blob_cap;
 
-/* ---- JSON request helpers (shared with infer.c) ---- */
-
-static const char *json_kind(const cJSON *v)
-{
-    if (cJSON_IsString(v))
-        return "string";
-    if (cJSON_IsNumber(v))
-        return "number";
-    if (cJSON_IsBool(v))
-        return "bool";
-    if (cJSON_IsArray(v))
-        return "array";
-    if (cJSON_IsObject(v))
-        return "object";
-    return "null";
-}
-
-/* ---- Go's JSON syntax errors ----
- * Walks the first JSON value of a body the way encoding/json's decoder does
- * and reports its message for the first offending byte ("unexpected EOF"
- * when the input ends early). What follows that value is ignored, as
- * json.Decoder ignores it. */
-
-struct jscan {
-    const unsigned char *p, *end;
-    char *msg;
-    size_t msglen;
-    int depth;
-};
-
-static void quote_char(unsigned char c, char *out, size_t n)
-{
-    if (c == '\'')
-        snprintf(out, n, "'\\''");
-    else if (c == '"')
-        snprintf(out, n, "'\"'");
-    else if (c >= 0x20 && c < 0x7f)
-        snprintf(out, n, "'%c'", c);
-    else if (c == '\n')
-        snprintf(out, n, "'\\n'");
-    else if (c == '\r')
-        snprintf(out, n, "'\\r'");
-    else if (c == '\t')
-        snprintf(out, n, "'\\t'");
-    else if (c < 0x80 || (c >= 0x80 && c < 0xa0) || c == 0xad)
-        snprintf(out, n, c < 0x80 ? "'\\x%02x'" : "'\\u%04x'", c);
-    else /* Go quotes the byte as the rune U+00XX */
-        snprintf(out, n, "'%c%c'", 0xc0 | (c >> 6), 0x80 | (c & 0x3f));
-}
-
-static int js_fail(struct jscan *j, const char *context)
-{
-    if (j->p >= j->end) {
-        snprintf(j->msg, j->msglen, "unexpected EOF");
-    } else {
-        char q[16];
-        quote_char(*j->p, q, sizeof q);
-        snprintf(j->msg, j->msglen, "invalid character %s %s", q, context);
-    }
-    return 0;
-}
-
-static void js_ws(struct jscan *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int js_value(struct jscan *j);
-
-static int js_string(struct jscan *j)
-{
-    j->p++; /* opening quote */
-    while (j->p < j->end) {
-        unsigned char c = *j->p;
-        if (c == '"') {
-            j->p++;
-            return 1;
-        }
-        if (c < 0x20)
-            return js_fail(j, "in string literal");
-        if (c == '\\') {
-            j->p++;
-            if (j->p >= j->end)
-                return js_fail(j, "");
-            if (*j->p == 'u') {
-                for (int i = 0; i < 4; i++) {
-                    j->p++;
-                    if (j->p >= j->end || !isxdigit(*j->p))
-                        return js_fail(j, "in \\u hexadecimal character escape");
-                }
-            } else if (!strchr("\"\\/bfnrt", *j->p)) {
-                return js_fail(j, "in string escape code");
-            }
-        }
-        j->p++;
-    }
-    return js_fail(j, "");
-}
-
-static int js_digits(struct jscan *j)
-{
-    int n = 0;
-    while (j->p < j->end && isdigit(*j->p)) {
-        j->p++;
-        n++;
-    }
-    return n;
-}
-
-static int js_number(struct jscan *j)
-{
-    if (*j->p == '-') {
-        j->p++;
-        if (j->p >= j->end || !isdigit(*j->p))
-            return js_fail(j, "in numeric literal");
-    }
-    if (*j->p == '0')
-        j->p++;
-    else
-        js_digits(j);
-    if (j->p < j->end && *j->p == '.') {
-        j->p++;
-        if (!js_digits(j))
-            return js_fail(j, "after decimal point in numeric literal");
-    }
-    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-        j->p++;
-        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-            j->p++;
-        if (!js_digits(j))
-            return js_fail(j, "in exponent of numeric literal");
-    }
-    return 1;
-}
-
-static int js_literal(struct jscan *j, const char *word)
-{
-    for (size_t i = 0; word[i]; i++, j->p++) {
-        if (j->p >= j->end || *j->p != (unsigned char)word[i]) {
-            char ctx[48];
-            snprintf(ctx, sizeof ctx, "in literal %s (expecting '%c')", word, word[i]);
-            return js_fail(j, ctx);
-        }
-    }
-    return 1;
-}
-
-static int js_value(struct jscan *j)
-{
-    js_ws(j);
-    if (j->p >= j->end)
-        return js_fail(j, "");
-    if (++j->depth > 10000)
-        return js_fail(j, "looking for beginning of value");
-    unsigned char c = *j->p;
-    int ok = 1;
-    if (c == '{') {
-        j->p++;
-        js_ws(j);
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-        } else {
-            for (;;) {
-                js_ws(j);
-                if (j->p >= j->end || *j->p != '"') {
-                    ok = js_fail(j, "looking for beginning of object key string");
-                    break;
-                }
-                if (!(ok = js_string(j)))
-                    break;
-                js_ws(j);
-                if (j->p >= j->end || *j->p != ':') {
-                    ok = js_fail(j, "after object key");
-                    break;
-                }
-                j->p++;
-                if (!(ok = js_value(j)))
-                    break;
-                js_ws(j);
-                if (j->p < j->end && *j->p == ',') {
-                    j->p++;
-                    continue;
-                }
-                if (j->p < j->end && *j->p == '}') {
-                    j->p++;
-                    break;
-                }
-                ok = js_fail(j, "after object key:value pair");
-                break;
-            }
-        }
-    } else if (c == '[') {
-        j->p++;
-        js_ws(j);
-        if (j->p < j->end && *j->p == ']') {
-            j->p++;
-        } else {
-            for (;;) {
-                if (!(ok = js_value(j)))
-                    break;
-                js_ws(j);
-                if (j->p < j->end && *j->p == ',') {
-                    j->p++;
-                    continue;
-                }
-                if (j->p < j->end && *j->p == ']') {
-                    j->p++;
-                    break;
-                }
-                ok = js_fail(j, "after array element");
-                break;
-            }
-        }
-    } else if (c == '"') {
-        ok = js_string(j);
-    } else if (c == '-' || isdigit(c)) {
-        ok = js_number(j);
-    } else if (c == 't') {
-        ok = js_literal(j, "true");
-    } else if (c == 'f') {
-        ok = js_literal(j, "false");
-    } else if (c == 'n') {
-        ok = js_literal(j, "null");
-    } else {
-        ok = js_fail(j, "looking for beginning of value");
-    }
-    j->depth--;
-    return ok;
-}
-
-/* 1 when Go's decoder accepts the first JSON value of the body; else 0 and
- * Go's message for the first offending byte. */
-static int go_json_valid(const char *p, size_t n, char *msg, size_t msglen)
-{
-    struct jscan j = {(const unsigned char *)p, (const unsigned char *)p + n, msg, msglen, 0};
-    return js_value(&j);
-}
-
-static int only_space(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isspace((unsigned char)p[i]))
-            return 0;
-    return 1;
-}
-
-cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai)
-{
-    if (r->h.body.len == 0 || only_space(r->h.body.p, r->h.body.len)) {
-        if (oai)
-            req_error_oai(r, 400, "invalid_request_error", "EOF", 0);
-        else
-            req_error(r, 400, "missing request body");
-        return NULL;
-    }
-    /* Go's decoder decides what is valid (cJSON is more lenient: "1.",
-     * raw control characters in strings), and what the error says. */
-    char msg[160];
-    if (!go_json_valid(r->h.body.p, r->h.body.len, msg, sizeof msg)) {
-        if (oai)
-            req_error_oai(r, 400, "invalid_request_error", msg, 0);
-        else
-            req_error(r, 400, msg);
-        return NULL;
-    }
-    if (!r->json)
-        r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
-    if (!r->json) {
-        if (oai)
-            req_error_oai(r, 400, "invalid_request_error", "invalid JSON", 0);
-        else
-            req_error(r, 400, "invalid JSON");
-        return NULL;
-    }
-    if (cJSON_IsNull(r->json)) {
-        /* Go decodes null into a struct as "nothing set". */
-        cJSON_Delete(r->json);
-        r->json = cJSON_CreateObject();
-    }
-    if (!cJSON_IsObject(r->json)) {
-        snprintf(msg, sizeof msg, "json: cannot unmarshal %s into Go value of type %s",
-                 json_kind(r->json), gotype);
-        if (oai)
-            req_error_oai(r, 400, "invalid_request_error", msg, 0);
-        else
-            req_error(r, 400, msg);
-        return NULL;
-    }
-    return r->json;
-}
-
-int json_field(struct sim_req *r, const cJSON *obj, const char *key, int type, const char *gotype,
-               const char *gofieldtype, int oai, const cJSON **out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    *out = NULL;
-    if (!v || cJSON_IsNull(v))
-        return 1;
-    int ok = (type == cJSON_True) ? cJSON_IsBool(v) : (v->type & 0xFF) == type;
-    if (ok) {
-        *out = v;
-        return 1;
-    }
-    char msg[200];
-    snprintf(msg, sizeof msg, "json: cannot unmarshal %s into Go struct field %s.%s of type %s",
-             json_kind(v), gotype, key, gofieldtype);
-    if (oai)
-        req_error_oai(r, 400, "invalid_request_error", msg, 0);
-    else
-        req_error(r, 400, msg);
-    return 0;
-}
-
-const char *json_str(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* ---- shared pieces ---- */
 
-void api_model_details(struct sbuf *b, const struct sim_model *m)
+static int embedding_length(const struct sim_model *m)
+{
+    return m->embed ? m->dim : 3072;
+}
+
+void api_model_details(struct sbuf *b, const struct sim_model *m, int lengths)
 {
     sb_puts(b, "{\"parent_model\":\"\",\"format\":\"gguf\",\"family\":");
     sb_json_str(b, m->family);
@@ -353,7 +37,29 @@ void api_model_details(struct sbuf *b, const struct sim_model *m)
     sb_json_str(b, m->params);
     sb_puts(b, ",\"quantization_level\":");
     sb_json_str(b, m->quant);
+    if (lengths) /* /api/tags since the model list cache (read from the GGUF) */
+        sb_printf(b, ",\"context_length\":%d,\"embedding_length\":%d", m->ctx, embedding_length(m));
     sb_putc(b, '}');
+}
+
+/* The capabilities array, from the '+'-separated list. */
+static void caps_json(struct sbuf *b, const struct sim_model *m)
+{
+    sb_putc(b, '[');
+    const char *c = m->caps;
+    int first = 1;
+    while (*c) {
+        const char *e = strchr(c, '+');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len) {
+            if (!first)
+                sb_putc(b, ',');
+            first = 0;
+            sb_json_strn(b, c, len);
+        }
+        c += len + (e ? 1 : 0);
+    }
+    sb_putc(b, ']');
 }
 
 static int cmp_modified(const void *a, const void *b)
@@ -411,7 +117,9 @@ static void handle_tags(struct sim_req *r)
         sb_puts(b, ",\"digest\":");
         sb_json_str(b, m->digest);
         sb_puts(b, ",\"details\":");
-        api_model_details(b, m);
+        api_model_details(b, m, 1);
+        sb_puts(b, ",\"capabilities\":");
+        caps_json(b, m);
         sb_putc(b, '}');
     }
     sb_puts(b, "]}");
@@ -479,7 +187,7 @@ static void handle_ps(struct sim_req *r)
         sb_puts(b, ",\"digest\":");
         sb_json_str(b, m->digest);
         sb_puts(b, ",\"details\":");
-        api_model_details(b, m);
+        api_model_details(b, m, 0);
         sb_puts(b, ",\"expires_at\":\"");
         sb_rfc3339(b, es[i], ens[i]);
         sb_puts(b, "\",\"size_vram\":");
@@ -559,7 +267,7 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
         sb_json_str(b, LLAMA_TEMPLATE);
     }
     sb_puts(b, ",\"details\":");
-    api_model_details(b, m);
+    api_model_details(b, m, 0);
     struct kv kv[9];
     memset(kv, 0, sizeof kv);
     int n = 0;
@@ -576,7 +284,7 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
     snprintf(kv[n].key, sizeof kv[n].key, "%.60s.context_length", m->family);
     snprintf(kv[n++].val, sizeof kv[0].val, "%d", m->ctx);
     snprintf(kv[n].key, sizeof kv[n].key, "%.60s.embedding_length", m->family);
-    snprintf(kv[n++].val, sizeof kv[0].val, "%d", m->embed ? m->dim : 3072);
+    snprintf(kv[n++].val, sizeof kv[0].val, "%d", embedding_length(m));
     snprintf(kv[n].key, sizeof kv[n].key, "tokenizer.ggml.model");
     snprintf(kv[n++].val, sizeof kv[0].val, "\"%s\"", m->embed ? "bert" : "gpt2");
     qsort(kv, (size_t)n, sizeof kv[0], cmp_kv);
@@ -588,21 +296,9 @@ static void show_json(struct sbuf *b, const struct sim_model *m)
         sb_putc(b, ':');
         sb_puts(b, kv[i].val);
     }
-    sb_puts(b, "},\"capabilities\":[");
-    const char *c = m->caps;
-    int first = 1;
-    while (*c) {
-        const char *e = strchr(c, '+');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len) {
-            if (!first)
-                sb_putc(b, ',');
-            first = 0;
-            sb_json_strn(b, c, len);
-        }
-        c += len + (e ? 1 : 0);
-    }
-    sb_puts(b, "],\"modified_at\":\"");
+    sb_puts(b, "},\"capabilities\":");
+    caps_json(b, m);
+    sb_puts(b, ",\"modified_at\":\"");
     sb_rfc3339(b, m->modified_sec, m->modified_nsec);
     sb_puts(b, "\"}");
 }
@@ -733,9 +429,35 @@ static void handle_push(struct sim_req *r)
     }
     struct sim_model *m = model_find(name);
     if (!m) {
-        char msg[SIM_NAME_MAX + 32];
-        snprintf(msg, sizeof msg, "model '%s' not found", name);
-        req_error(r, 500, msg);
+        /* PushModel reports progress before it opens the manifest, so a
+         * streamed push of a missing model is a 200 whose last line is the
+         * error; waitForStream (stream:false) answers 500 application/json. */
+        struct mname n;
+        char msg[SIM_NAME_MAX * 4 + 96];
+        if (mname_parse(name, &n))
+            snprintf(msg, sizeof msg,
+                     "open /usr/share/ollama/.ollama/models/manifests/%s/%s/%s/%s: no such file "
+                     "or directory",
+                     n.host, n.ns, n.model, n.tag);
+        else
+            snprintf(msg, sizeof msg, "unqualified name: %s", name);
+        if (!stream_flag(j)) {
+            r->h.out.len = 0;
+            sb_puts(&r->h.out, "{\"error\":");
+            sb_json_str(&r->h.out, msg);
+            sb_putc(&r->h.out, '}');
+            r->h.status = 500;
+            r->h.ctype = "application/json";
+            req_ready(r);
+            return;
+        }
+        struct sbuf *b = &r->lines;
+        progress_line(b, "retrieving manifest", NULL, 0, 0);
+        progress_line(b, "couldn't retrieve manifest", NULL, 0, 0);
+        sb_puts(b, "{\"error\":");
+        sb_json_str(b, msg);
+        sb_puts(b, "}\n");
+        stream_lines_start(r);
         return;
     }
     char status[64], digest[80];
@@ -1010,6 +732,13 @@ void api_handle(struct sim_req *r)
         sb_puts(&r->h.out, "{\"version\":");
         sb_json_str(&r->h.out, g_sim.cfg.version);
         sb_putc(&r->h.out, '}');
+        req_json_ok(r);
+        req_ready(r);
+        break;
+    case R_STATUS:
+        /* api.StatusResponse: cloud models on (no OLLAMA_NO_CLOUD, no
+         * server config disabling them). */
+        sb_puts(&r->h.out, "{\"cloud\":{\"disabled\":false,\"source\":\"none\"}}");
         req_json_ok(r);
         req_ready(r);
         break;

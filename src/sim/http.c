@@ -35,6 +35,7 @@ struct route_def {
 static const struct route_def ROUTES[] = {
     {"/", R_ROOT, SIMHTTP_GET | SIMHTTP_HEAD, 0},
     {"/api/version", R_VERSION, SIMHTTP_GET | SIMHTTP_HEAD, 0},
+    {"/api/status", R_STATUS, SIMHTTP_GET, 0},
     {"/api/tags", R_TAGS, SIMHTTP_GET | SIMHTTP_HEAD, 0},
     {"/api/ps", R_PS, SIMHTTP_GET, 0},
     {"/api/show", R_SHOW, SIMHTTP_POST, 0},
@@ -68,18 +69,6 @@ static const struct route_def ROUTES[] = {
 static struct in6_addr *g_local_ips;
 static int g_nlocal;
 static void (*g_shutdown_done)(void);
-
-int route_is_inference(enum route rt)
-{
-    return rt == R_GENERATE || rt == R_CHAT || rt == R_EMBED || rt == R_EMBEDDINGS ||
-           route_is_v1(rt);
-}
-
-int route_is_v1(enum route rt)
-{
-    return rt == R_V1_CHAT || rt == R_V1_COMPLETIONS || rt == R_V1_EMBEDDINGS ||
-           rt == R_V1_MODELS || rt == R_V1_MODEL;
-}
 
 static int route_matches(const struct route_def *d, const char *path, const char **param)
 {
@@ -368,27 +357,17 @@ static int on_body(struct simhttp_req *h, const char *data, size_t n)
 
 /* ---- timer, responses ---- */
 
-static void on_sim_timer(struct simhttp_req *h)
-{
-    struct sim_req *r = SIM_REQ(h);
-    r->timer_cb(r);
-}
-
-void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r))
-{
-    r->timer_cb = cb;
-    simhttp_timer_start(&r->h, delay_ns, on_sim_timer);
-}
-
-/* The stall and close faults act on a non-streamed answer when it is ready. */
+/* The stall, close and reset faults act on a non-streamed answer when it is ready. */
 static int on_before_ready(struct simhttp_req *h)
 {
     struct sim_req *r = SIM_REQ(h);
     if (!h->cb_resp && r->fault == F_STALL)
         return 0; /* a stalled non-streamed answer never comes */
-    if (!h->cb_resp && r->fault == F_CLOSE) {
+    if (!h->cb_resp && fault_cuts(r->fault)) {
         h->drop = 1;
-        stats_outcome(r, "fault:close");
+        if (r->fault == F_RESET)
+            req_arm_reset(r);
+        stats_outcome(r, r->fault == F_RESET ? "fault:reset" : "fault:close");
     }
     return 1;
 }
@@ -424,6 +403,8 @@ static void on_end(struct simhttp_req *h, enum simhttp_end why)
         break;
     case SIMHTTP_DONE_OK:
     case SIMHTTP_DONE_ERROR:
+        if (why == SIMHTTP_DONE_ERROR && r->fault == F_RESET)
+            req_reset_now(r); /* before MHD's orderly shutdown sends a FIN */
         if (!r->is_control && !r->finished) {
             if (why == SIMHTTP_DONE_OK && h->status >= 400) {
                 char o[32];
@@ -448,45 +429,6 @@ static int on_accept(void)
     return 1;
 }
 
-void req_json_ok(struct sim_req *r)
-{
-    r->h.status = MHD_HTTP_OK;
-    r->h.ctype = SIMHTTP_JSON;
-}
-
-void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl)
-{
-    r->h.out.len = 0;
-    r->h.cb_resp = 0;
-    sb_puts(&r->h.out, "{\"error\":{\"message\":");
-    sb_json_str(&r->h.out, msg);
-    sb_puts(&r->h.out, ",\"type\":");
-    sb_json_str(&r->h.out, type);
-    sb_puts(&r->h.out, ",\"param\":null,\"code\":null}}");
-    if (nl)
-        sb_putc(&r->h.out, '\n');
-    r->h.status = status;
-    /* Handler errors go through Ollama's OpenAI writer (plain JSON type and
-     * a newline); middleware errors through gin's c.JSON. */
-    r->h.ctype = nl ? "application/json" : SIMHTTP_JSON;
-    req_ready(r);
-}
-
-void req_error(struct sim_req *r, int status, const char *msg)
-{
-    if (route_is_v1(r->route)) {
-        /* Ollama's OpenAI writer reports every handler error as api_error. */
-        req_error_oai(r, status, "api_error", msg, 1);
-        return;
-    }
-    r->h.out.len = 0;
-    r->h.cb_resp = 0;
-    sb_puts(&r->h.out, "{\"error\":");
-    sb_json_str(&r->h.out, msg);
-    sb_putc(&r->h.out, '}');
-    simhttp_json(&r->h, status);
-}
-
 static void req_text(struct sim_req *r, int status, const char *ctype, const char *body)
 {
     simhttp_text(&r->h, status, ctype, body);
@@ -500,12 +442,10 @@ static void apply_fault(struct sim_req *r)
         return;
     r->fault = f;
     r->fault_arg = arg;
-    static const char *const names[] = {"none", "refuse", "500",   "503", "429",
-                                        "hang", "stall",  "close", "404", "slow"};
     char outcome[32];
-    snprintf(outcome, sizeof outcome, "fault:%s", names[f]);
+    snprintf(outcome, sizeof outcome, "fault:%s", FAULT_NAMES[f]);
     stats_outcome(r, outcome);
-    SOL_DEBUG("request %llu: fault %s", (unsigned long long)r->id, names[f]);
+    SOL_DEBUG("request %llu: fault %s", (unsigned long long)r->id, FAULT_NAMES[f]);
     switch (f) {
     case F_500:
         req_error(r, 500, "llama runner process has terminated: exit status 2");
@@ -548,6 +488,7 @@ static void peek_request(struct sim_req *r)
     r->json = cJSON_ParseWithLength(r->h.body.p, r->h.body.len);
     if (!cJSON_IsObject(r->json))
         return;
+    go_json_fold(r->json); /* the handlers see the fields Go would */
     const char *keys[] = {"model", "name", "source"};
     for (size_t i = 0; i < 3; i++) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->json, keys[i]);
@@ -622,9 +563,11 @@ static void on_dispatch(struct simhttp_req *h)
     apply_fault(r);
     if (r->h.phase != SIMHTTP_WAITING || r->fault == F_HANG)
         return;
-    if (r->fault == F_CLOSE && !route_is_inference(r->route) && r->route != R_PULL &&
+    if (fault_cuts(r->fault) && !route_is_inference(r->route) && r->route != R_PULL &&
         r->route != R_PUSH && r->route != R_CREATE) {
         r->h.drop = 1; /* nothing streams here: cut before any byte */
+        if (r->fault == F_RESET)
+            req_arm_reset(r);
         return;
     }
     if (route_is_inference(r->route) && r->route != R_V1_MODELS && r->route != R_V1_MODEL)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sollol/log.h"
 
@@ -39,9 +40,18 @@ static const char *const VOCAB[64] = {
 
 /* ---- deterministic text ---- */
 
-static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX])
+#define THINK_TOKENS 8 /* thinking tokens before the answer, when thinking */
+
+/* Token n_done of the answer: the first n_think ones are thinking, from a
+ * stream of their own, so the answer's text is the same with or without
+ * thinking. Sets *thinking. */
+static size_t next_token(struct sim_req *r, char out[SIMGEN_TOKEN_MAX], int *thinking)
 {
-    return simgen_token(&r->prng, VOCAB, r->n_done == 0, out);
+    *thinking = r->n_done < r->n_think;
+    if (*thinking)
+        return simgen_token(&r->think_prng, VOCAB, r->n_done == 0, out);
+    /* A continued answer (gen_offset > 0) never starts a new sentence. */
+    return simgen_token(&r->prng, VOCAB, r->n_done - r->n_think + r->gen_offset == 0, out);
 }
 
 /* ---- small JSON pieces ---- */
@@ -66,6 +76,8 @@ static void metrics_json(struct sbuf *b, struct sim_req *r)
         return;
     sb_puts(b, ",\"prompt_eval_duration\":");
     sb_i64(b, dur(r->t_slot, r->t_prompt_done));
+    if (r->n_done == 0)
+        return; /* nothing generated (a finished prefill): omitempty drops both */
     sb_puts(b, ",\"eval_count\":");
     sb_i64(b, r->n_done);
     sb_puts(b, ",\"eval_duration\":");
@@ -101,15 +113,29 @@ static void context_json(struct sbuf *b, struct sim_req *r)
 }
 
 /* Ollama's final object (also the whole non-streamed answer). */
-static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, size_t tlen)
+static void ollama_final(struct sbuf *b, struct sim_req *r, const char *text, size_t tlen,
+                         const struct sbuf *thinking)
 {
     model_created(b, r);
     if (r->ik == IK_GENERATE) {
         sb_puts(b, ",\"response\":");
         sb_json_strn(b, text, tlen);
+        if (thinking && thinking->len) {
+            sb_puts(b, ",\"thinking\":");
+            sb_json_strn(b, thinking->p, thinking->len);
+        }
     } else {
         sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_strn(b, text, tlen);
+        if (thinking && thinking->len) {
+            sb_puts(b, ",\"thinking\":");
+            sb_json_strn(b, thinking->p, thinking->len);
+        }
+        if (thinking && r->tool_call[0]) { /* non-streamed: the call is in the answer */
+            sb_puts(b, ",\"tool_calls\":[");
+            sb_puts(b, r->tool_call);
+            sb_putc(b, ']');
+        }
         sb_putc(b, '}');
     }
     sb_puts(b, ",\"done\":true,\"done_reason\":");
@@ -131,6 +157,13 @@ static void oai_head(struct sbuf *b, struct sim_req *r, const char *object)
     int64_t sec;
     long ns;
     wall_now(&sec, &ns);
+    if (r->of == OF_V1_CHAT && r->stream) {
+        /* Ollama's ChatWriter pins the first response's time on every
+         * chunk of a stream, as OpenAI does. */
+        if (!r->oai_created)
+            r->oai_created = sec;
+        sec = r->oai_created;
+    }
     sb_puts(b, "{\"id\":");
     sb_json_str(b, r->oai_id);
     sb_puts(b, ",\"object\":\"");
@@ -146,34 +179,90 @@ static void oai_model_fp(struct sbuf *b, struct sim_req *r)
     sb_puts(b, ",\"system_fingerprint\":\"fp_ollama\"");
 }
 
+/* openai.ToToolCalls: arguments as a JSON string. */
+static void oai_tool_call(struct sbuf *b, struct sim_req *r)
+{
+    sb_puts(b, "{\"id\":");
+    sb_json_str(b, r->tool_id);
+    sb_puts(b, ",\"index\":0,\"type\":\"function\",\"function\":{\"name\":");
+    sb_json_str(b, r->tool_name);
+    sb_puts(b, ",\"arguments\":");
+    sb_json_str(b, r->tool_args);
+    sb_puts(b, "}}");
+}
+
+/* "stop" becomes "tool_calls" when the answer called a tool (only stop). */
+static const char *oai_finish_reason(struct sim_req *r)
+{
+    const char *reason = done_reason(r);
+    return r->tool_call[0] && strcmp(reason, "stop") == 0 ? "tool_calls" : reason;
+}
+
+/* The streamed chunk that carries the tool call. */
+static void tool_chunk_json(struct sbuf *b, struct sim_req *r)
+{
+    if (r->of == OF_OLLAMA) {
+        model_created(b, r);
+        sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[");
+        sb_puts(b, r->tool_call);
+        sb_puts(b, "]},\"done\":false}\n");
+        return;
+    }
+    sb_puts(b, "data: ");
+    oai_head(b, r, "chat.completion.chunk");
+    oai_model_fp(b, r);
+    sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+    if (!r->oai_role_sent)
+        sb_puts(b, "\"role\":\"assistant\",");
+    r->oai_role_sent = 1;
+    sb_puts(b, "\"content\":\"\",\"tool_calls\":[");
+    oai_tool_call(b, r);
+    sb_puts(b, "]},\"finish_reason\":null}]}\n\n");
+}
+
 /* One streamed chunk for token text (or the final one with `reason`). */
 static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_t n,
-                       const char *reason)
+                       const char *reason, int thinking)
 {
     switch (r->of) {
     case OF_OLLAMA:
         model_created(b, r);
         if (r->ik == IK_GENERATE) {
             sb_puts(b, ",\"response\":");
+            if (thinking) {
+                sb_puts(b, "\"\",\"thinking\":");
+            }
             sb_json_strn(b, tok, n);
         } else {
             sb_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
+            if (thinking) {
+                sb_puts(b, "\"\",\"thinking\":");
+            }
             sb_json_strn(b, tok, n);
             sb_putc(b, '}');
         }
         sb_puts(b, ",\"done\":false}\n");
         break;
     case OF_V1_CHAT:
+        /* Ollama 0.32's ChatWriter: the role only in the stream's first
+         * chunk; the end is a chunk of its own with an empty delta. */
         sb_puts(b, "data: ");
         oai_head(b, r, "chat.completion.chunk");
         oai_model_fp(b, r);
-        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
-        sb_json_strn(b, tok, n);
-        sb_puts(b, "},\"finish_reason\":");
-        if (reason)
+        sb_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        if (reason) {
+            sb_puts(b, "},\"finish_reason\":");
             sb_json_str(b, reason);
-        else
-            sb_puts(b, "null");
+        } else {
+            if (!r->oai_role_sent)
+                sb_puts(b, "\"role\":\"assistant\",");
+            r->oai_role_sent = 1;
+            sb_puts(b, "\"content\":");
+            if (thinking) /* openai.Delta: content "" kept, then reasoning */
+                sb_puts(b, "\"\",\"reasoning\":");
+            sb_json_strn(b, tok, n);
+            sb_puts(b, "},\"finish_reason\":null");
+        }
         sb_puts(b, "}]}\n\n");
         break;
     case OF_V1_COMPLETION:
@@ -197,76 +286,6 @@ static void chunk_json(struct sbuf *b, struct sim_req *r, const char *tok, size_
     default:
         break;
     }
-}
-
-/* ---- streaming plumbing ---- */
-
-int stream_emit(struct sim_req *r, const char *data, size_t n)
-{
-    if (r->h.out_done || r->h.out_cut || r->h.cancelled)
-        return 0;
-    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
-        if (r->fault == F_CLOSE)
-            r->h.out_cut = 1;
-        return 0;
-    }
-    sb_put(&r->h.out, data, n);
-    r->lines_out++;
-    if ((r->fault == F_STALL || r->fault == F_CLOSE) && r->lines_out >= r->fault_arg) {
-        if (r->fault == F_CLOSE)
-            r->h.out_cut = 1; /* cut once this chunk is out */
-        return 0;
-    }
-    return 1;
-}
-
-/* After producing: send headers with the first chunk, or wake the reader.
- * Like Ollama, no header goes out before there is something to send. */
-static void stream_flush(struct sim_req *r)
-{
-    if (r->h.phase == SIMHTTP_WAITING) {
-        if (r->h.out.len == 0 && !r->h.out_done && !r->h.out_cut && r->lines_out == 0 &&
-            !((r->fault == F_STALL || r->fault == F_CLOSE) && r->fault_arg == 0))
-            return;
-        r->h.cb_resp = 1;
-        req_ready(r);
-    } else {
-        req_wake(r);
-    }
-}
-
-static void lines_step(struct sim_req *r)
-{
-    uint64_t delay =
-        r->fault == F_SLOW && r->fault_arg > 0 ? (uint64_t)r->fault_arg * 1000000ULL : 0;
-    int stopped = 0;
-    while (r->lines_off < r->lines.len) {
-        const char *p = r->lines.p + r->lines_off;
-        const char *nl = memchr(p, '\n', r->lines.len - r->lines_off);
-        size_t n = nl ? (size_t)(nl - p) + 1 : r->lines.len - r->lines_off;
-        int more = stream_emit(r, p, n);
-        r->lines_off += n;
-        if (!more) {
-            stopped = 1;
-            break;
-        }
-        if (delay && r->lines_off < r->lines.len) {
-            req_timer_start(r, delay, lines_step);
-            break;
-        }
-    }
-    if (r->lines_off >= r->lines.len && !stopped)
-        r->h.out_done = 1;
-    stream_flush(r);
-}
-
-void stream_lines_start(struct sim_req *r)
-{
-    r->ik = IK_STREAM_LINES;
-    r->h.status = 200;
-    r->h.ctype = "application/x-ndjson";
-    r->lines_off = 0;
-    lines_step(r);
 }
 
 /* ---- lifecycle ---- */
@@ -298,10 +317,13 @@ static void oai_finish(struct sbuf *b, struct sim_req *r)
 static void finish_nonstream(struct sim_req *r)
 {
     char tok[SIMGEN_TOKEN_MAX];
+    struct sbuf thinking = {0};
     r->text.len = 0;
     while (r->n_done < r->n_predict) {
-        size_t n = next_token(r, tok);
-        sb_put(&r->text, tok, n);
+        int th;
+        size_t n = next_token(r, tok, &th);
+        if (th || !r->tool_call[0])
+            sb_put(th ? &thinking : &r->text, tok, n);
         r->n_done++;
     }
     r->t_end = now_ns();
@@ -311,7 +333,7 @@ static void finish_nonstream(struct sim_req *r)
     const char *text = r->text.p ? r->text.p : "";
     switch (r->of) {
     case OF_OLLAMA:
-        ollama_final(b, r, text, r->text.len);
+        ollama_final(b, r, text, r->text.len, &thinking);
         req_json_ok(r);
         break;
     case OF_V1_CHAT:
@@ -319,8 +341,17 @@ static void finish_nonstream(struct sim_req *r)
         oai_model_fp(b, r);
         sb_puts(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_strn(b, text, r->text.len);
+        if (thinking.len) {
+            sb_puts(b, ",\"reasoning\":");
+            sb_json_strn(b, thinking.p, thinking.len);
+        }
+        if (r->tool_call[0]) {
+            sb_puts(b, ",\"tool_calls\":[");
+            oai_tool_call(b, r);
+            sb_putc(b, ']');
+        }
         sb_puts(b, "},\"finish_reason\":");
-        sb_json_str(b, done_reason(r));
+        sb_json_str(b, oai_finish_reason(r));
         oai_finish(b, r);
         break;
     case OF_V1_COMPLETION:
@@ -335,6 +366,7 @@ static void finish_nonstream(struct sim_req *r)
     default:
         break;
     }
+    sb_free(&thinking);
     req_ready(r);
 }
 
@@ -350,11 +382,22 @@ static void gen_step(struct sim_req *r)
             req_timer_start(r, due - now, gen_step);
             break;
         }
-        size_t n = next_token(r, tok);
-        sb_put(&r->text, tok, n);
+        int th;
+        size_t n = next_token(r, tok, &th);
+        if (!th && !r->tool_call[0])
+            sb_put(&r->text, tok, n);
         r->n_done++;
-        line.len = 0;
-        chunk_json(&line, r, tok, n, NULL);
+        if (!th && r->tool_call[0]) {
+            /* the call's tokens are the parser's, not text: the call goes out
+             * as one chunk once its last token is generated */
+            if (r->n_done < r->n_predict)
+                continue;
+            line.len = 0;
+            tool_chunk_json(&line, r);
+        } else {
+            line.len = 0;
+            chunk_json(&line, r, tok, n, NULL, th);
+        }
         if (!stream_emit(r, line.p, line.len)) {
             stopped = 1;
             break;
@@ -365,12 +408,20 @@ static void gen_step(struct sim_req *r)
         int more = 1;
         line.len = 0;
         if (r->of == OF_OLLAMA) {
-            ollama_final(&line, r, "", 0);
+            ollama_final(&line, r, "", 0, NULL);
             sb_putc(&line, '\n');
             more = stream_emit(r, line.p, line.len);
         } else {
-            chunk_json(&line, r, "", 0, done_reason(r));
-            more = stream_emit(r, line.p, line.len);
+            if (r->of == OF_V1_CHAT && !r->oai_role_sent) {
+                /* a wholly empty completion still opens with a role chunk */
+                chunk_json(&line, r, "", 0, NULL, 0);
+                more = stream_emit(r, line.p, line.len);
+                line.len = 0;
+            }
+            if (more) {
+                chunk_json(&line, r, "", 0, oai_finish_reason(r), 0);
+                more = stream_emit(r, line.p, line.len);
+            }
             if (more && r->include_usage) {
                 line.len = 0;
                 sb_puts(&line, "data: ");
@@ -422,7 +473,7 @@ void infer_slot_ready(struct sim_req *r)
             if (r->of == OF_V1_COMPLETION) {
                 if (r->stream) {
                     r->n_done = 0;
-                    chunk_json(b, r, "", 0, "load");
+                    chunk_json(b, r, "", 0, "load", 0);
                     sb_puts(b, "data: [DONE]\n\n");
                     r->h.status = 200;
                     r->h.ctype = "text/event-stream";
@@ -505,6 +556,7 @@ void infer_slot_ready(struct sim_req *r)
 
 /* ---- embeddings ---- */
 
+/* f32: 0 numbers as float64, 1 as float32, 2 a base64 string of float32s. */
 static void embed_vector(struct sbuf *b, const struct sim_model *m, const char *text, size_t n,
                          int dims, int f32)
 {
@@ -522,6 +574,38 @@ static void embed_vector(struct sbuf *b, const struct sim_model *m, const char *
         sum += v[i] * v[i];
     }
     float norm = (float)(1.0 / fmax(sqrt((double)sum), 1e-12));
+    if (f32 == 2) {
+        /* openai.floatsToBase64: the float32s little-endian, std base64. */
+        static const char B64[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        size_t nb = (size_t)dims * 4;
+        unsigned char *raw = malloc(nb ? nb : 1);
+        if (!raw)
+            abort();
+        for (int i = 0; i < dims; i++) {
+            float x = v[i] * norm;
+            uint32_t u;
+            memcpy(&u, &x, 4);
+            for (int k = 0; k < 4; k++)
+                raw[i * 4 + k] = (unsigned char)(u >> (8 * k));
+        }
+        sb_putc(b, '"');
+        for (size_t i = 0; i < nb; i += 3) {
+            uint32_t w = (uint32_t)raw[i] << 16;
+            if (i + 1 < nb)
+                w |= (uint32_t)raw[i + 1] << 8;
+            if (i + 2 < nb)
+                w |= raw[i + 2];
+            char q[4] = {B64[(w >> 18) & 63], B64[(w >> 12) & 63],
+                         i + 1 < nb ? B64[(w >> 6) & 63] : '=', i + 2 < nb ? B64[w & 63] : '='};
+            sb_put(b, q, 4);
+        }
+        sb_putc(b, '"');
+        free(raw);
+        if (v != stackv)
+            free(v);
+        return;
+    }
     sb_putc(b, '[');
     for (int i = 0; i < dims; i++) {
         if (i)
@@ -566,7 +650,7 @@ static void embed_finish(struct sim_req *r)
             sb_putc(b, ',');
         if (r->of == OF_V1_EMBED)
             sb_puts(b, "{\"object\":\"embedding\",\"embedding\":");
-        embed_vector(b, m, it->valuestring, strlen(it->valuestring), dims, 1);
+        embed_vector(b, m, it->valuestring, strlen(it->valuestring), dims, r->embed_base64 ? 2 : 1);
         if (r->of == OF_V1_EMBED)
             sb_printf(b, ",\"index\":%d}", i);
     }
@@ -700,6 +784,218 @@ static void seed_generation(struct sim_req *r, uint64_t content_hash, uint64_t s
              (int)(r->gen_seed % 999));
 }
 
+/*
+ * A chat whose last message is the assistant's: Ollama leaves that turn open
+ * so the model continues it (template.go since v0.2.8, "preserve last
+ * assistant message"; the model's own templates close only a non-last
+ * assistant turn). The prefill is prompt: it is in prompt_eval_count.
+ *
+ * When the prefill is what this node would have generated for the
+ * conversation without it (its first k tokens, exactly), the generator is
+ * fast-forwarded past them: the continuation is the rest of that same
+ * answer, so partial text + continuation = one uninterrupted generation, and
+ * the answer still ends where it would have (without num_predict, after
+ * --num-predict tokens in all, possibly 0 more; with num_predict, that many
+ * new tokens, as num_predict counts only generated tokens). Any other prefill
+ * seeds the text with the whole conversation and continues it mid-sentence.
+ */
+static void continue_prefill(struct sim_req *r, const char *prefill, uint64_t seed_mix)
+{
+    uint64_t h = FNV64_INIT;
+    for (size_t k = 0; k + 1 < r->nmsg; k++)
+        h = fnv1a64(h, &r->msg_hash[k], sizeof r->msg_hash[k]);
+    seed_generation(r, h, seed_mix);
+    size_t len = strlen(prefill), pos = 0;
+    uint64_t state = r->prng;
+    int k = 0;
+    char tok[SIMGEN_TOKEN_MAX];
+    while (pos < len) {
+        size_t n = simgen_token(&state, VOCAB, k == 0, tok);
+        if (n > len - pos || memcmp(prefill + pos, tok, n) != 0)
+            break;
+        pos += n;
+        k++;
+    }
+    if (pos == len) {
+        r->prng = state;
+        r->gen_offset = k;
+        if (!r->predict_given)
+            r->n_predict = k >= r->n_predict ? 0 : r->n_predict - k;
+        return;
+    }
+    h = FNV64_INIT;
+    for (size_t i = 0; i < r->nmsg; i++)
+        h = fnv1a64(h, &r->msg_hash[i], sizeof r->msg_hash[i]);
+    seed_generation(r, h, seed_mix);
+    r->gen_offset = 1;
+}
+
+/* ---- thinking ---- */
+
+/* The request's think value as Ollama reads it: -1 absent (the model's
+ * default), 0 off, 1 on (true or a level). /api: `think` (api.ThinkValue);
+ * /v1: `reasoning_effort` or `reasoning.effort`. Returns 0 after preparing
+ * Ollama's 400 for a bad value. */
+static int parse_think(struct sim_req *r, const cJSON *j, int oai, int *think)
+{
+    *think = -1;
+    if (!oai) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "think");
+        if (!t || cJSON_IsNull(t))
+            return 1;
+        if (cJSON_IsBool(t)) {
+            *think = cJSON_IsTrue(t);
+            return 1;
+        }
+        if (cJSON_IsString(t)) {
+            const char *v = t->valuestring;
+            if (strcmp(v, "high") && strcmp(v, "medium") && strcmp(v, "low") && strcmp(v, "max")) {
+                char msg[SIM_NAME_MAX + 120];
+                snprintf(msg, sizeof msg,
+                         "invalid think value: \"%.200s\" (must be \"high\", \"medium\", \"low\", "
+                         "\"max\", true, or false)",
+                         v);
+                req_error(r, 400, msg);
+                return 0;
+            }
+            *think = 1;
+            return 1;
+        }
+        req_error(
+            r, 400,
+            "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, "
+            "or false)");
+        return 0;
+    }
+    const char *effort = json_str(j, "reasoning_effort");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "reasoning");
+    if (!effort && cJSON_IsObject(rs))
+        effort = json_str(rs, "effort");
+    if (!effort || !*effort)
+        return 1;
+    static const char *const ON[] = {"minimal", "low", "medium", "high", "xhigh", "ultra", "max"};
+    if (strcmp(effort, "none") == 0) {
+        *think = 0;
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof ON / sizeof ON[0]; i++)
+        if (strcmp(effort, ON[i]) == 0) {
+            *think = 1;
+            return 1;
+        }
+    char msg[SIM_NAME_MAX + 160];
+    snprintf(msg, sizeof msg,
+             "invalid reasoning value: \"%.200s\" (must be \"minimal\", \"low\", \"medium\", "
+             "\"high\", \"xhigh\", \"ultra\", \"max\", or \"none\")",
+             effort);
+    req_error_oai(r, 400, "invalid_request_error", msg, 0);
+    return 0;
+}
+
+static int has_cap(const struct sim_model *m, const char *cap)
+{
+    size_t n = strlen(cap);
+    for (const char *c = m->caps; *c;) {
+        const char *e = strchr(c, '+');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == n && memcmp(c, cap, n) == 0)
+            return 1;
+        c += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Ollama's capability check: a thinking model thinks unless told not to; any
+ * other refuses think:true. Returns 0 after preparing the 400. */
+static int check_think(struct sim_req *r, const struct sim_model *m, int think)
+{
+    if (has_cap(m, "thinking")) {
+        r->thinks = think != 0;
+        return 1;
+    }
+    if (think == 1) {
+        char msg[SIM_NAME_MAX + 48];
+        snprintf(msg, sizeof msg, "\"%s\" does not support thinking", r->model_name);
+        req_error(r, 400, msg);
+        return 0;
+    }
+    return 1;
+}
+
+/* After seeding and any prefill: THINK_TOKENS of thinking come first. They
+ * are generated tokens (eval_count, num_predict), not part of the answer's
+ * text; a continued answer (a prefill) does not think again. */
+static void plan_thinking(struct sim_req *r)
+{
+    r->think_prng = mix64(r->gen_seed ^ 0x7417ce);
+    if (!r->thinks || r->gen_offset > 0)
+        return;
+    if (r->predict_given) {
+        r->n_think = r->n_predict < THINK_TOKENS ? r->n_predict : THINK_TOKENS;
+    } else {
+        r->n_think = THINK_TOKENS;
+        r->n_predict += THINK_TOKENS;
+    }
+}
+
+/*
+ * A model with the tools capability, given tools and a conversation whose
+ * last message is the user's, answers with one call of the first tool
+ * (Ollama's parsers turn the model's call text into message.tool_calls):
+ * its generated tokens are the call, not text. Arguments: each of the
+ * tool's required parameters gets a word of the answer it would have
+ * written; the id is derived from the generation seed. A conversation that
+ * ends with a tool result is answered with text.
+ */
+static void plan_tool_call(struct sim_req *r, const cJSON *tools)
+{
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 0), "function");
+    const char *name = json_str(fn, "name");
+    if (!name || !*name || strlen(name) >= sizeof r->tool_name)
+        return;
+    str_copy(r->tool_name, sizeof r->tool_name, name);
+    snprintf(r->tool_id, sizeof r->tool_id, "call_%08llx",
+             (unsigned long long)(mix64(r->gen_seed ^ 0x7001) & 0xffffffffULL));
+    struct sbuf a = {0};
+    sb_putc(&a, '{');
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(params, "required");
+    uint64_t st = r->prng;
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, req)
+    {
+        if (!cJSON_IsString(it))
+            continue;
+        char w[SIMGEN_TOKEN_MAX];
+        size_t n = simgen_token(&st, VOCAB, 1, w);
+        if (i++)
+            sb_putc(&a, ',');
+        sb_json_str(&a, it->valuestring);
+        sb_putc(&a, ':');
+        sb_json_strn(&a, w, n);
+    }
+    sb_putc(&a, '}');
+    if (a.len < sizeof r->tool_args) {
+        memcpy(r->tool_args, a.p, a.len);
+        r->tool_args[a.len] = 0;
+        struct sbuf c = {0};
+        sb_puts(&c, "{\"id\":");
+        sb_json_str(&c, r->tool_id);
+        sb_puts(&c, ",\"function\":{\"index\":0,\"name\":");
+        sb_json_str(&c, r->tool_name);
+        sb_puts(&c, ",\"arguments\":");
+        sb_put(&c, a.p, a.len);
+        sb_puts(&c, "}}");
+        if (c.len < sizeof r->tool_call) {
+            memcpy(r->tool_call, c.p, c.len);
+            r->tool_call[c.len] = 0;
+        }
+        sb_free(&c);
+    }
+    sb_free(&a);
+}
+
 static void not_found(struct sim_req *r, const char *name, int quoted)
 {
     char msg[SIM_NAME_MAX + 64];
@@ -751,6 +1047,9 @@ static void handle_generate(struct sim_req *r)
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
     r->raw = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "raw"));
+    int think = -1;
+    if (!oai && !parse_think(r, j, 0, &think))
+        return;
     struct sim_model *m = model_find(name);
     if (!m) {
         not_found(r, name, 0);
@@ -763,6 +1062,8 @@ static void handle_generate(struct sim_req *r)
         unload_answer(r, m, 0);
         return;
     }
+    if (!oai && !check_think(r, m, think))
+        return;
     if (m->embed) {
         char msg[SIM_NAME_MAX + 48];
         snprintf(msg, sizeof msg, "\"%s\" does not support generate", name);
@@ -780,6 +1081,7 @@ static void handle_generate(struct sim_req *r)
     ch = fnv1a64(ch, "", 1);
     ch = fnv1a64(ch, prompt, r->prompt_len);
     seed_generation(r, ch, seed_mix);
+    plan_thinking(r);
     start(r, m);
 }
 
@@ -882,6 +1184,9 @@ static void handle_chat(struct sim_req *r)
         r->include_usage = cJSON_IsObject(so) &&
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     }
+    int think = -1;
+    if (!parse_think(r, j, oai, &think))
+        return;
     struct sim_model *m = model_find(name);
     struct mname n;
     if (!m && !mname_parse(name, &n)) {
@@ -896,6 +1201,22 @@ static void handle_chat(struct sim_req *r)
     size_t nmsgs = vmsgs ? (size_t)cJSON_GetArraySize(vmsgs) : 0;
     if (nmsgs == 0 && r->session_given && r->session_ns == 0) {
         unload_answer(r, m, 1);
+        return;
+    }
+    if (!check_think(r, m, think))
+        return;
+    const cJSON *vtools = cJSON_GetObjectItemCaseSensitive(j, "tools");
+    if (!cJSON_IsArray(vtools))
+        vtools = NULL;
+    if (vtools && cJSON_GetArraySize(vtools) > 0 && !has_cap(m, "tools")) {
+        /* scheduleRunner: "<name> does not support tools" (model.Name is
+         * the full name) */
+        struct mname fn;
+        char msg[SIM_NAME_MAX * 4 + 48];
+        mname_parse(name, &fn);
+        snprintf(msg, sizeof msg, "%s/%s/%s:%s does not support tools", fn.host, fn.ns, fn.model,
+                 fn.tag);
+        req_error(r, 400, msg);
         return;
     }
     if (m->embed) {
@@ -913,7 +1234,16 @@ static void handle_chat(struct sim_req *r)
     r->n_predict = g_sim.cfg.num_predict;
     uint64_t seed_mix;
     parse_sampling(r, j, oai, &seed_mix);
-    seed_generation(r, ch, seed_mix);
+    const cJSON *last = nmsgs ? cJSON_GetArrayItem(vmsgs, (int)nmsgs - 1) : NULL;
+    const char *last_role = last ? json_str(last, "role") : NULL;
+    const char *prefill = last ? json_str(last, "content") : NULL;
+    if (last_role && prefill && strcmp(last_role, "assistant") == 0 && r->nmsg > 0)
+        continue_prefill(r, prefill, seed_mix);
+    else
+        seed_generation(r, ch, seed_mix);
+    plan_thinking(r);
+    if (vtools && cJSON_GetArraySize(vtools) > 0 && last_role && strcmp(last_role, "user") == 0)
+        plan_tool_call(r, vtools);
     start(r, m);
 }
 
@@ -936,6 +1266,26 @@ static void handle_embed(struct sim_req *r)
     str_copy(r->model_name, sizeof r->model_name, name);
     if (!oai && !parse_keep_alive(r, j, oai))
         return;
+    if (oai) {
+        /* openai.EmbedRequest.EncodingFormat, checked by the middleware
+         * (Ollama 0.12.7+): "float" or "base64", any case. */
+        const cJSON *ef;
+        if (!json_field(r, j, "encoding_format", cJSON_String, gt, "string", 1, &ef))
+            return;
+        if (ef && ef->valuestring[0]) {
+            if (strcasecmp(ef->valuestring, "base64") == 0) {
+                r->embed_base64 = 1;
+            } else if (strcasecmp(ef->valuestring, "float") != 0) {
+                char msg[SIM_NAME_MAX + 96];
+                snprintf(msg, sizeof msg,
+                         "Invalid value for 'encoding_format' = %s. Supported values: ['float', "
+                         "'base64'].",
+                         ef->valuestring);
+                req_error_oai(r, 400, "invalid_request_error", msg, 0);
+                return;
+            }
+        }
+    }
     r->ik = legacy ? IK_EMBEDDINGS : IK_EMBED;
     r->of = oai ? OF_V1_EMBED : OF_OLLAMA;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dimensions");

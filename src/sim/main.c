@@ -33,7 +33,7 @@ static const char USAGE[] =
     "Identity:\n"
     "  --listen HOST:PORT        address (default 127.0.0.1:11434; port 0 = ephemeral)\n"
     "  --name NAME               node name for logs and stats (default: sim)\n"
-    "  --version-string V        what /api/version answers (default 0.12.6)\n"
+    "  --version-string V        what /api/version answers (default 0.32.15)\n"
     "  --exit-on-stdin-eof       exit when stdin closes (a parent that dies takes us along)\n"
     "  --seed N                  seed of the generated text (default 0)\n"
     "  --host-check auto|on|off  Ollama's Host header check (default auto:\n"
@@ -273,7 +273,7 @@ int main(int argc, char **argv)
     memset(&g_sim, 0, sizeof g_sim);
     c->listen = "127.0.0.1:11434";
     snprintf(c->name, sizeof c->name, "sim");
-    snprintf(c->version, sizeof c->version, "0.12.6");
+    snprintf(c->version, sizeof c->version, "0.32.15");
     c->tokens_per_second = 100;
     c->ttft_ms = 5;
     c->prompt_tps = 5000;
@@ -423,7 +423,7 @@ int main(int argc, char **argv)
         free(specs);
         return 1;
     }
-    models_init(&g_sim.loop);
+    models_init(&g_sim.loop, infer_slot_ready);
     stats_init();
     int status = 0;
     char err[256];

@@ -168,8 +168,11 @@ void mname_display(const struct mname *n, char *out, size_t outlen)
 
 /* ---- store ---- */
 
-void models_init(uv_loop_t *loop)
+static void (*g_on_slot_ready)(struct sim_req *r);
+
+void models_init(uv_loop_t *loop, void (*on_slot_ready)(struct sim_req *r))
 {
+    g_on_slot_ready = on_slot_ready;
     g_loop = loop;
 }
 
@@ -696,7 +699,6 @@ static void take_slot(struct sim_model *m, struct sim_req *r, int slot)
     m->session_ns = r->session_given ? r->session_ns : g_sim.cfg.keep_alive_ns;
     m->expires_ns = 0;
     uv_timer_stop(&m->expire_timer);
-    stats_note_active(m);
 }
 
 static void queue_push(struct sim_model *m, struct sim_req *r)
@@ -746,7 +748,7 @@ static void dispatch_queue(struct sim_model *m)
             break;
         queue_remove(r);
         take_slot(m, r, slot);
-        infer_slot_ready(r);
+        g_on_slot_ready(r);
     }
     m->dispatching = 0;
 }
@@ -774,7 +776,7 @@ int model_acquire(struct sim_model *m, struct sim_req *r)
     }
     queue_push(m, r);
     if (m->state == M_LOADED)
-        dispatch_queue(m); /* may start r right away (infer_slot_ready) */
+        dispatch_queue(m); /* may start r right away (on_slot_ready) */
     return 0;
 }
 

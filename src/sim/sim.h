@@ -11,12 +11,21 @@
  *   util.c     Go-compatible number/time formatting, Go durations
  *   models.c   installed models, name normalisation, load/unload/evict,
  *              keep-alive expiry, per-model slots, FIFO queue, prompt cache
- *   http.c     gin's routing, host check, faults before a handler, request
- *              free list, error shapes; the simhttp hooks
- *   api.c      non-inference Ollama routes (tags, ps, show, pull, ...)
+ *   stats.c    counters and the ring of recent requests
+ *   fault.c    the active fault and whether it applies to a request
+ *   reply.c    answers: JSON/error shapes, the request timer, streaming
+ *   jsonreq.c  request bodies decoded as Go's encoding/json would
  *   infer.c    generate/chat/embed and OpenAI routes: parsing, deterministic
  *              text and vectors, timing, NDJSON/SSE/JSON output
- *   control.c  faults, statistics and the /_sim/ control routes
+ *   api.c      non-inference Ollama routes (tags, ps, show, pull, ...)
+ *   control.c  the /_sim/ control routes
+ *   http.c     gin's routing, host check, faults before a handler, request
+ *              free list; the simhttp hooks
+ *
+ * From util.c on, a file calls only the files listed before it (main.c
+ * wires them all; g_sim is the program's state): models.c reaches the
+ * inference layer only through the callback given to models_init, and
+ * /_sim/stats gets the fault's JSON from control.c.
  */
 #ifndef SOLLOL_SIM_H
 #define SOLLOL_SIM_H
@@ -138,7 +147,9 @@ int mname_parse(const char *s, struct mname *n); /* 1 when valid */
 void mname_key(const struct mname *n, char *out, size_t outlen);
 void mname_display(const struct mname *n, char *out, size_t outlen);
 
-void models_init(uv_loop_t *loop);
+/* on_slot_ready(r): a queued request got its slot (r->slot set); installed
+ * by the inference layer so the scheduler never names it. */
+void models_init(uv_loop_t *loop, void (*on_slot_ready)(struct sim_req *r));
 void models_shutdown(void); /* closes timers */
 void models_free(void);
 struct sim_model *model_find(const char *name); /* installed only */
@@ -176,7 +187,15 @@ enum fault_mode {
     F_CLOSE,
     F_404,
     F_SLOW,
+    F_RESET,
 };
+
+/* close and reset cut the connection at the same point; reset makes the
+ * kernel answer with a TCP RST (SO_LINGER 0) instead of a FIN. */
+static inline int fault_cuts(enum fault_mode f)
+{
+    return f == F_CLOSE || f == F_RESET;
+}
 
 struct sim_fault {
     enum fault_mode mode;
@@ -193,6 +212,7 @@ enum route {
     R_NONE = 0,
     R_ROOT,
     R_VERSION,
+    R_STATUS,
     R_TAGS,
     R_PS,
     R_SHOW,
@@ -224,6 +244,24 @@ enum route {
     R_REDIRECT,
     R_OPTIONS,
 };
+
+static inline int route_is_v1(enum route rt)
+{
+    return rt == R_V1_CHAT || rt == R_V1_COMPLETIONS || rt == R_V1_EMBEDDINGS ||
+           rt == R_V1_MODELS || rt == R_V1_MODEL;
+}
+
+/* The routes a fault of scope "inference" applies to. */
+static inline int route_is_inference(enum route rt)
+{
+    return rt == R_GENERATE || rt == R_CHAT || rt == R_EMBED || rt == R_EMBEDDINGS ||
+           route_is_v1(rt);
+}
+
+static inline const char *model_state_name(const struct sim_model *m)
+{
+    return m->state == M_LOADED ? "loaded" : m->state == M_LOADING ? "loading" : "unloaded";
+}
 
 enum infer_kind { IK_NONE = 0, IK_GENERATE, IK_CHAT, IK_EMBED, IK_EMBEDDINGS, IK_STREAM_LINES };
 enum out_fmt { OF_OLLAMA = 0, OF_V1_CHAT, OF_V1_COMPLETION, OF_V1_EMBED };
@@ -274,6 +312,16 @@ struct sim_req {
     int n_predict;
     int predict_given;
     int n_done;
+    int gen_offset; /* tokens of the answer before this request's (a prefill) */
+    int thinks;     /* the model thinks for this request */
+    int n_think;    /* of n_predict, the first n_think tokens are thinking */
+    uint64_t think_prng;
+    /* A tool call answers instead of text when tool_call[0] (Ollama's JSON
+     * of the call; tool_args: its arguments object). */
+    char tool_call[1024];
+    char tool_args[640];
+    char tool_name[128];
+    char tool_id[24];
     int prompt_tokens;
     int cached_tokens;
     int64_t session_ns;
@@ -288,13 +336,16 @@ struct sim_req {
     size_t nmsg;
     const char *prompt; /* generate: points into json */
     size_t prompt_len;
-    int n_inputs; /* embed */
+    int n_inputs;     /* embed */
+    int embed_base64; /* /v1/embeddings with encoding_format "base64" */
     int dims;
     uint64_t interval_ns;
     uint64_t t_loaded, t_slot, t_prompt_done, t_end;
     uint64_t eval_ns_total;
     struct sbuf text; /* generated text (chat/v1 non-streamed, slot cache) */
     char oai_id[32];
+    int64_t oai_created; /* streamed /v1 chat: the first chunk's time, on all */
+    int oai_role_sent;   /* streamed /v1 chat: the role went out (first chunk) */
     int64_t created_sec;
     long created_nsec;
     /* Pre-built lines for pull/create/push (IK_STREAM_LINES). */
@@ -339,24 +390,40 @@ static inline void req_wake(struct sim_req *r)
 {
     simhttp_wake(&r->h);
 }
-/* The request's one timer: cb(r) after delay_ns unless cancelled first. */
-void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r));
 static inline void req_timer_stop(struct sim_req *r)
 {
     simhttp_timer_stop(&r->h);
 }
+
+/* ---------------------------------------------------------------- reply.c */
+
+/* The request's one timer: cb(r) after delay_ns unless cancelled first. */
+void req_timer_start(struct sim_req *r, uint64_t delay_ns, void (*cb)(struct sim_req *r));
 /* Prepares a JSON error response in the shape of the request's route. */
 void req_error(struct sim_req *r, int status, const char *msg);
 void req_error_oai(struct sim_req *r, int status, const char *type, const char *msg, int nl);
-void req_json_ok(struct sim_req *r); /* status 200, application/json; charset=utf-8 */
-int route_is_inference(enum route rt);
-int route_is_v1(enum route rt);
+void req_json_ok(struct sim_req *r);        /* status 200, application/json; charset=utf-8 */
+void stream_lines_start(struct sim_req *r); /* pull/create/push: r->lines, one per chunk */
+/* Streaming: appends one chunk; returns 0 when a close/stall fault says the
+ * stream must stop producing. */
+int stream_emit(struct sim_req *r, const char *data, size_t n);
+/* After producing: send headers with the first chunk, or wake the reader. */
+void stream_flush(struct sim_req *r);
+/* The reset fault: the connection's close will be a TCP RST (SO_LINGER 0).
+ * Bytes already written still reach the client first. */
+void req_arm_reset(struct sim_req *r);
+/* Aborts the connection now with a RST (the request is ending in error). */
+void req_reset_now(struct sim_req *r);
 
 /* ---------------------------------------------------------------- api.c */
 
 void api_handle(struct sim_req *r); /* non-inference Ollama routes */
-void api_model_details(struct sbuf *b, const struct sim_model *m);
+/* details{...}; lengths: with context_length and embedding_length (tags). */
+void api_model_details(struct sbuf *b, const struct sim_model *m, int lengths);
 void api_free(void);
+
+/* ---------------------------------------------------------------- jsonreq.c */
+
 /* The request's JSON object, or NULL after preparing Go's decoding error
  * (OpenAI error shape when oai). */
 cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai);
@@ -365,25 +432,34 @@ cJSON *req_body_object(struct sim_req *r, const char *gotype, int oai);
 int json_field(struct sim_req *r, const cJSON *obj, const char *key, int type, const char *gotype,
                const char *gofieldtype, int oai, const cJSON **out);
 const char *json_str(const cJSON *obj, const char *key);
+/* Rewrites a parsed request as Go's decoder sees it: keys of the request
+ * struct (top level, messages[], stream_options) folded to their field's
+ * lower-case tag, one member per field (the last; a null after a plain
+ * string/number/bool keeps the earlier value), options deduplicated by exact
+ * key, message roles lower-cased. Idempotent. */
+void go_json_fold(cJSON *root);
 
 /* ---------------------------------------------------------------- infer.c */
 
 void infer_handle(struct sim_req *r);
-void infer_slot_ready(struct sim_req *r); /* called by models.c */
+void infer_slot_ready(struct sim_req *r); /* given to models_init */
 void infer_cancel(struct sim_req *r);
-void stream_lines_start(struct sim_req *r); /* pull/create/push */
-/* Streaming: appends one chunk; returns 0 when a close/stall fault says the
- * stream must stop producing. */
-int stream_emit(struct sim_req *r, const char *data, size_t n);
 
 /* ---------------------------------------------------------------- control.c */
 
 void control_handle(struct sim_req *r);
+
+/* ---------------------------------------------------------------- fault.c */
+
+extern const char *const FAULT_NAMES[]; /* indexed by enum fault_mode */
+void fault_json(struct sbuf *b);        /* the active fault */
 int fault_parse_mode(const char *s, struct sim_fault *f, char *err, size_t errlen);
 /* Returns the fault to apply to this request (consuming one count), or F_NONE. */
 enum fault_mode fault_take(struct sim_req *r, int64_t *arg);
 int fault_refuse_connection(void);
 void fault_clear(void);
+
+/* ---------------------------------------------------------------- stats.c */
 
 void stats_init(void);
 void stats_free(void);
@@ -392,10 +468,13 @@ void stats_first_byte(struct sim_req *r);
 void stats_outcome(struct sim_req *r, const char *outcome);
 void stats_end(struct sim_req *r, int cancelled);
 void stats_work_done(struct sim_req *r);
-void stats_note_active(struct sim_model *m);
 void stats_request_info(struct sim_req *r); /* model, stream, body hash */
 void stats_infer(struct sim_req *r);        /* slot and prompt tokens */
 void stats_fault_injected(void);
 void stats_connection(void); /* one accepted connection (connections_total) */
+void stats_reset(void);
+/* The /_sim/stats body; fault: the active fault's JSON (fault_json), given
+ * by the caller so that statistics stay below the fault module. */
+void stats_json(struct sbuf *b, uint64_t since, const struct sbuf *fault);
 
 #endif

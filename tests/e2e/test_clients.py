@@ -91,10 +91,6 @@ KNOWN_FAILING = {
     # items 1 and 2: the delete is refused; a deleted model stays listed
     # until the next tags probe.
     ("ollama-js", "deleted model gone"): "issue 17 items 1, 2",
-    # item 9 (ollama-sim, not the daemon): the simulator imitates Ollama
-    # 0.12.6, which ignores encoding_format; the SDK then decodes a float
-    # array as base64.
-    ("openai", "embeddings base64 (SDK default)"): "issue 17 item 9",
     # item 8: /v1/models/nomic-embed-text answers id nomic-embed-text:latest.
     ("openai", "models retrieve (name without tag)"): "issue 17 item 8",
     # items 1 and 2: checkOrPullModel pulls with `name` (refused), then the

@@ -117,9 +117,11 @@ ST_FILES = (b'{"architectures": ["LlamaForCausalLM"]}', b'{"model": {"type": "BP
             b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
 ST_DIGESTS = ["sha256:" + hashlib.sha256(b).hexdigest() for b in ST_FILES]
 
-# The models the examples name, installed on both nodes; all-minilm (an
+# The models the examples name, installed on both nodes (llama3.x with the
+# tools capability, as Ollama's library has them); all-minilm (an
 # embedding model) on the first node only.
-MODELS = ("llama3.2,loaded", "llama3.1:8b", "llama3.1", "codellama:code",
+MODELS = ("llama3.2,loaded,caps=completion+tools", "llama3.1:8b,caps=completion+tools",
+          "llama3.1,caps=completion+tools", "codellama:code",
           "llava,caps=completion+vision", "mistral", "llama3.2:3b-instruct-fp16,quant=F16")
 EMBED_MODELS = ("all-minilm,embed",)
 

@@ -5,7 +5,8 @@ test and benchmark relies on. Run: python3 -B tests/e2e/test_sim.py
 Timing assertions are deliberately loose: CI runs on a busy 2-core machine.
 """
 
-import base64  # noqa: F401 - kept for ad-hoc debugging of blobs
+import base64
+import http.client
 import hashlib
 import json
 import math
@@ -13,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -84,14 +86,15 @@ class RoutesTest(unittest.TestCase):
         self.assertIn("llama3.2:3b", names)
         self.assertIn("nomic-embed-text:latest", names)
         for m in models:
-            self.assertEqual(list(m.keys()), ["name", "model", "modified_at", "size", "digest", "details"])
+            self.assertEqual(list(m.keys()), ["name", "model", "modified_at", "size", "digest", "details",
+                                              "capabilities"])
             self.assertEqual(m["name"], m["model"])
             self.assertRegex(m["modified_at"], RFC3339_NANO)
             self.assertRegex(m["digest"], HEX64)
             self.assertIsInstance(m["size"], int)
             self.assertEqual(list(m["details"].keys()),
                              ["parent_model", "format", "family", "families", "parameter_size",
-                              "quantization_level"])
+                              "quantization_level", "context_length", "embedding_length"])
             self.assertEqual(m["details"]["format"], "gguf")
         llama = next(m for m in models if m["name"] == "llama3.2:3b")
         self.assertEqual(llama["size"], 2019393189)
@@ -277,10 +280,16 @@ class RoutesTest(unittest.TestCase):
         self.assertEqual(events[-1].raw, b"[DONE]")
         chunks = [e.json for e in events[:-1]]
         self.assertEqual(len(chunks), 5)  # 3 tokens, finish, usage
-        for ch in chunks[:3]:
+        for i, ch in enumerate(chunks[:3]):
             self.assertEqual(ch["object"], "chat.completion.chunk")
             self.assertIsNone(ch["choices"][0]["finish_reason"])
-            self.assertEqual(ch["choices"][0]["delta"]["role"], "assistant")
+            # Ollama 0.32: the role only in the first chunk
+            self.assertEqual(list(ch["choices"][0]["delta"]), ["role", "content"] if i == 0 else ["content"])
+            if i == 0:
+                self.assertEqual(ch["choices"][0]["delta"]["role"], "assistant")
+        # the finish chunk has an empty delta; one "created" for the whole stream
+        self.assertEqual(chunks[3]["choices"][0]["delta"], {})
+        self.assertEqual(len({ch["created"] for ch in chunks}), 1)
         self.assertEqual(chunks[3]["choices"][0]["finish_reason"], "length")
         self.assertEqual(chunks[4]["choices"], [])
         self.assertEqual(chunks[4]["usage"]["completion_tokens"], 3)
@@ -925,6 +934,313 @@ class HostCheckTest(unittest.TestCase):
         with h.start_sim("--host-check", "off") as sim:
             r = h.request("GET", sim.url + "/api/version", headers={"Host": "evil.example"})
             self.assertEqual(r.status, 200)
+
+
+class Ollama032Test(unittest.TestCase):
+    """What the simulator imitates of Ollama 0.32.15 beyond 0.12.6."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = h.start_sim(
+            "--tokens-per-second", "0", "--ttft-ms", "0", "--load-ms", "0",
+            "--embed-per-second", "0",
+            models=("llama3.2:3b,loaded", "nomic-embed-text,embed,dim=8"), test=cls)
+        cls.url = cls.sim.url
+
+    def setUp(self):
+        h.sim_fault(self.url, "none")
+
+    def chat(self, messages, path="/api/chat", **kw):
+        body = {"model": "llama3.2:3b", "messages": messages, "stream": False}
+        body.update(kw)
+        r = h.post_json(self.url + path, body)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def test_version_status_and_tags(self):
+        self.assertEqual(h.get_json(self.url + "/api/version"), {"version": "0.32.15"})
+        self.assertEqual(h.get_json(self.url + "/api/status"),
+                         {"cloud": {"disabled": False, "source": "none"}})
+        self.assertEqual(h.request("POST", self.url + "/api/status").status, 405)
+        tags = {m["name"]: m for m in h.get_json(self.url + "/api/tags")["models"]}
+        self.assertEqual(tags["llama3.2:3b"]["capabilities"], ["completion"])
+        self.assertEqual(tags["nomic-embed-text:latest"]["capabilities"], ["embedding"])
+        self.assertEqual(tags["nomic-embed-text:latest"]["details"]["embedding_length"], 8)
+        self.assertEqual(tags["llama3.2:3b"]["details"]["context_length"], 131072)
+        # /api/ps and /api/show details keep the short form
+        show = h.post_json(self.url + "/api/show", {"model": "llama3.2:3b"}).json()
+        self.assertNotIn("context_length", show["details"])
+
+    def test_base64_embeddings(self):
+        body = {"model": "nomic-embed-text", "input": ["a", "bc"]}
+        floats = h.post_json(self.url + "/v1/embeddings", body).json()
+        r = h.post_json(self.url + "/v1/embeddings", dict(body, encoding_format="base64"))
+        self.assertEqual(r.status, 200)
+        b64 = r.json()
+        self.assertEqual([d["index"] for d in b64["data"]], [0, 1])
+        for f, b in zip(floats["data"], b64["data"]):
+            raw = base64.b64decode(b["embedding"])
+            self.assertEqual(len(raw), 4 * len(f["embedding"]))
+            got = struct.unpack("<%df" % len(f["embedding"]), raw)
+            for x, y in zip(got, f["embedding"]):
+                self.assertAlmostEqual(x, y, places=6)
+        self.assertEqual(b64["usage"], floats["usage"])
+        r = h.post_json(self.url + "/v1/embeddings", dict(body, encoding_format="FLOAT"))
+        self.assertEqual(r.json()["data"], floats["data"])
+        r = h.post_json(self.url + "/v1/embeddings", dict(body, encoding_format="hex"))
+        self.assertEqual((r.status, r.json()["error"]["message"], r.json()["error"]["type"]),
+                         (400, "Invalid value for 'encoding_format' = hex. Supported values: "
+                               "['float', 'base64'].", "invalid_request_error"))
+
+    def test_duplicate_and_case_folded_keys(self):
+        """Go's encoding/json into a struct: keys match fields case-insensitively
+        (and U+017F / U+212A fold to s / k), the last one wins, and a null has
+        no effect on a plain string field."""
+        msgs = '[{"role":"user","content":"hello there"}]'
+        want = self.chat([{"role": "user", "content": "hello there"}])["message"]["content"]
+
+        def raw(body):
+            r = h.request("POST", self.url + "/api/chat", body=body.encode(),
+                          headers={"Content-Type": "application/json"})
+            return r.status, r.json()
+
+        st, j = raw('{"model":"missing","model":"llama3.2:3b","stream":false,"messages":%s}' % msgs)
+        self.assertEqual((st, j["message"]["content"]), (200, want))
+        self.assertEqual(j["model"], "llama3.2:3b")
+        st, j = raw('{"Model":"missing","MODEL":"llama3.2:3b","Stream":false,"Messages":%s}' % msgs)
+        self.assertEqual((st, j["message"]["content"]), (200, want))
+        st, j = raw('{"model":"llama3.2:3b","model":null,"stream":false,"messages":%s}' % msgs)
+        self.assertEqual((st, j["message"]["content"]), (200, want))
+        st, j = raw('{"model":"llama3.2:3b","\u017ftream":false,"messages":%s}' % msgs)
+        self.assertEqual((st, j["done"]), (200, True))  # not streamed: one object
+        # the last messages array wins; roles are lower-cased (api.Message)
+        st, j = raw('{"model":"llama3.2:3b","stream":false,"messages":[{"role":"user","content":"x"}],'
+                    '"messages":[{"ROLE":"USER","content":"nope","Content":"hello there"}]}')
+        self.assertEqual((st, j["message"]["content"]), (200, want))
+        # options is a map: exact keys, the last wins
+        st, j = raw('{"model":"llama3.2:3b","stream":false,"messages":%s,'
+                    '"options":{"num_predict":9,"num_predict":2}}' % msgs)
+        self.assertEqual((st, j["eval_count"]), (200, 2))
+        st, j = raw('{"model":"llama3.2:3b","stream":false,"messages":%s,'
+                    '"options":{"NUM_PREDICT":2}}' % msgs)
+        self.assertEqual(j["eval_count"], 16)  # not num_predict
+        # the other routes read the same way
+        r = h.request("POST", self.url + "/api/show",
+                      body=b'{"model":"missing","Model":"llama3.2:3b"}')
+        self.assertEqual(r.status, 200)
+        r = h.request("POST", self.url + "/api/embed",
+                      body=b'{"model":"nomic-embed-text","input":"a","INPUT":["a","b"]}')
+        self.assertEqual(len(r.json()["embeddings"]), 2)
+        # the stats record sees the effective model
+        self.assertEqual(last_record(self.url, "/api/embed")["model"], "nomic-embed-text")
+
+    def test_trailing_assistant_message_is_continued(self):
+        user = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "tell me"}]
+        full = self.chat(user)
+        with h.open_stream("POST", self.url + "/api/chat",
+                           {"model": "llama3.2:3b", "messages": user}) as s:
+            toks = [e.json["message"]["content"] for e in s.lines()][:-1]
+        self.assertEqual("".join(toks), full["message"]["content"])
+        n = len(toks)
+        for k in (0, 1, n // 2, n - 1, n):
+            part = "".join(toks[:k])
+            c = self.chat(user + [{"role": "assistant", "content": part}])
+            self.assertEqual(part + c["message"]["content"], full["message"]["content"], k)
+            self.assertEqual(c["done_reason"], "stop")
+            self.assertEqual(c.get("eval_count", 0), n - k)
+            if k == n:
+                self.assertNotIn("eval_count", c)  # omitempty, as Ollama
+            # the prefill is prompt
+            self.assertEqual(c["prompt_eval_count"],
+                             max(1, (len("be brief") + len("tell me") + len(part)) // 4))
+        # streamed continuation, and num_predict counts only new tokens
+        with h.open_stream("POST", self.url + "/api/chat",
+                           {"model": "llama3.2:3b",
+                            "messages": user + [{"role": "assistant", "content": "".join(toks[:3])}],
+                            "options": {"num_predict": 4}}) as s:
+            lines = [e.json for e in s.lines()]
+        self.assertEqual("".join(toks[:3]) + "".join(l["message"]["content"] for l in lines),
+                         "".join(toks[:7]))
+        self.assertEqual((lines[-1]["eval_count"], lines[-1]["done_reason"]), (4, "length"))
+        # /v1 too
+        v1 = self.chat(user, path="/v1/chat/completions", temperature=0)
+        text = v1["choices"][0]["message"]["content"]
+        with h.open_stream("POST", self.url + "/v1/chat/completions",
+                           {"model": "llama3.2:3b", "messages": user, "temperature": 0,
+                            "stream": True}) as s:
+            parts = [e.json["choices"][0]["delta"].get("content", "")
+                     for e in s.sse() if e.raw != b"[DONE]"]
+        part = "".join(parts[:5])
+        c = self.chat(user + [{"role": "assistant", "content": part}], path="/v1/chat/completions",
+                      temperature=0)
+        self.assertEqual(part + c["choices"][0]["message"]["content"], text)
+        # a prefill the node would not have written is continued mid-sentence
+        c = self.chat(user + [{"role": "assistant", "content": "Once upon a time"}],
+                      options={"num_predict": 3})
+        self.assertEqual(c["eval_count"], 3)
+        self.assertRegex(c["message"]["content"], r"^( [a-zA-Z0-9]+|\.)")
+
+    def test_thinking(self):
+        """A model with the thinking capability thinks unless think:false;
+        thinking tokens come first, are generated (eval_count, num_predict)
+        and leave the answer's text as it is without them."""
+        with h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0",
+                         models=("qwen3:4b,loaded,caps=completion+thinking",)) as sim:
+            url = sim.url
+            msgs = [{"role": "user", "content": "why"}]
+            plain = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs,
+                                                    "stream": False, "think": False}).json()
+            self.assertNotIn("thinking", plain["message"])
+            self.assertEqual(plain["eval_count"], 16)
+            t = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs,
+                                                "stream": False}).json()
+            self.assertEqual(t["message"]["content"], plain["message"]["content"])
+            self.assertTrue(t["message"]["thinking"])
+            self.assertEqual(t["eval_count"], 24)
+            with h.open_stream("POST", url + "/api/chat",
+                               {"model": "qwen3:4b", "messages": msgs, "think": "high"}) as s:
+                lines = [e.json for e in s.lines()]
+            thinking = [l["message"]["thinking"] for l in lines if "thinking" in l["message"]]
+            self.assertEqual(len(thinking), 8)
+            self.assertTrue(all(l["message"]["content"] == "" for l in lines[:8]))
+            self.assertEqual("".join(thinking), t["message"]["thinking"])
+            self.assertEqual("".join(l["message"]["content"] for l in lines), t["message"]["content"])
+            # num_predict counts thinking tokens
+            n = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "messages": msgs, "stream": False,
+                                                "options": {"num_predict": 10}}).json()
+            self.assertEqual((n["eval_count"], len(n["message"]["content"].split())), (10, 2))
+            g = h.post_json(url + "/api/generate", {"model": "qwen3:4b", "prompt": "why",
+                                                    "stream": False}).json()
+            self.assertTrue(g["thinking"])
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "qwen3:4b", "messages": msgs}).json()
+            self.assertTrue(v1["choices"][0]["message"]["reasoning"])
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "qwen3:4b", "messages": msgs,
+                                                            "reasoning_effort": "none"}).json()
+            self.assertNotIn("reasoning", v1["choices"][0]["message"])
+            # a continued answer does not think again
+            first = plain["message"]["content"].split(" ")[0]  # the first token
+            c = h.post_json(url + "/api/chat", {"model": "qwen3:4b", "stream": False,
+                                                "messages": msgs + [{"role": "assistant",
+                                                                     "content": first}]}).json()
+            self.assertNotIn("thinking", c["message"])
+            self.assertEqual(first + c["message"]["content"], plain["message"]["content"])
+            self.assertEqual(c["eval_count"], 15)
+        # errors as Ollama's
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": True})
+        self.assertEqual((r.status, r.json()), (400, {"error": "\"llama3.2:3b\" does not support thinking"}))
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": "lots"})
+        self.assertEqual(r.status, 400)
+        self.assertTrue(r.json()["error"].startswith("invalid think value"))
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "think": False})
+        self.assertEqual(r.status, 200)
+
+    def test_tool_calls(self):
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}]
+        msgs = [{"role": "user", "content": "weather in Paris?"}]
+        with h.start_sim("--tokens-per-second", "0", "--ttft-ms", "0",
+                         models=("llama3.2:3b,loaded,caps=completion+tools",)) as sim:
+            url = sim.url
+            r = h.post_json(url + "/api/chat", {"model": "llama3.2:3b", "messages": msgs,
+                                                "tools": tools, "stream": False}).json()
+            self.assertEqual(r["message"]["content"], "")
+            (call,) = r["message"]["tool_calls"]
+            self.assertEqual(list(call), ["id", "function"])
+            self.assertTrue(call["id"].startswith("call_"))
+            self.assertEqual((call["function"]["index"], call["function"]["name"]), (0, "get_weather"))
+            self.assertEqual(list(call["function"]["arguments"]), ["city"])
+            self.assertEqual((r["done_reason"], r["eval_count"]), ("stop", 16))
+            with h.open_stream("POST", url + "/api/chat",
+                               {"model": "llama3.2:3b", "messages": msgs, "tools": tools}) as s:
+                lines = [e.json for e in s.lines()]
+            self.assertEqual(len(lines), 2)  # the call, then the final line
+            self.assertEqual(lines[0]["message"]["tool_calls"], [call])
+            self.assertNotIn("tool_calls", lines[1]["message"])
+            # the tool's result is answered with text
+            r = h.post_json(url + "/api/chat", {
+                "model": "llama3.2:3b", "tools": tools, "stream": False,
+                "messages": msgs + [{"role": "assistant", "content": "", "tool_calls": [call]},
+                                    {"role": "tool", "content": "sunny"}]}).json()
+            self.assertTrue(r["message"]["content"])
+            self.assertNotIn("tool_calls", r["message"])
+            # /v1: arguments as a string, finish_reason tool_calls
+            v1 = h.post_json(url + "/v1/chat/completions", {"model": "llama3.2:3b", "messages": msgs,
+                                                            "tools": tools}).json()
+            ch = v1["choices"][0]
+            self.assertEqual(ch["finish_reason"], "tool_calls")
+            tc = ch["message"]["tool_calls"][0]
+            self.assertEqual((tc["type"], tc["index"], tc["function"]["name"]),
+                             ("function", 0, "get_weather"))
+            self.assertEqual(list(json.loads(tc["function"]["arguments"])), ["city"])
+            with h.open_stream("POST", url + "/v1/chat/completions",
+                               {"model": "llama3.2:3b", "messages": msgs, "tools": tools,
+                                "stream": True}) as s:
+                chunks = [e.json for e in s.sse() if e.raw != b"[DONE]"]
+            self.assertEqual(chunks[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+                             "get_weather")
+            self.assertEqual(chunks[-1]["choices"][0], {"index": 0, "delta": {},
+                                                        "finish_reason": "tool_calls"})
+        r = self.chat_raw({"model": "llama3.2:3b", "messages": msgs, "tools": tools})
+        self.assertEqual((r.status, r.json()),
+                         (400, {"error": "registry.ollama.ai/library/llama3.2:3b does not support tools"}))
+
+    def chat_raw(self, body):
+        return h.post_json(self.url + "/api/chat", dict(body, stream=False))
+
+    def test_empty_v1_stream(self):
+        """A prefill that is the whole answer: the /v1 stream still opens with a
+        role chunk, then the finish chunk."""
+        user = [{"role": "user", "content": "q"}]
+        full = self.chat(user)["message"]["content"]
+        with h.open_stream("POST", self.url + "/v1/chat/completions",
+                           {"model": "llama3.2:3b", "temperature": 0.8, "stream": True,
+                            "messages": user + [{"role": "assistant", "content": full}]}) as s:
+            chunks = [e.json for e in s.sse() if e.raw != b"[DONE]"]
+        self.assertEqual([c["choices"][0]["delta"] for c in chunks],
+                         [{"role": "assistant", "content": ""}, {}])
+        self.assertEqual(chunks[1]["choices"][0]["finish_reason"], "stop")
+
+    def test_reset_fault(self):
+        h.sim_fault(self.url, "reset", arg=3, count=1)
+        body = json.dumps(chat_body(model="llama3.2:3b")).encode()
+        s = h.raw_connect(self.sim.host, self.sim.port)
+        s.sendall(b"POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+                  % len(body) + body)
+        got, reset = b"", False
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            reset = True
+        finally:
+            s.close()
+        self.assertTrue(reset, "the connection must end with a TCP RST, not a FIN")
+        self.assertEqual(got.count(b'"done":false'), 3)  # the chunks before the reset arrive
+        self.assertNotIn(b'"done":true', got)
+        h.wait_until(lambda: h.sim_stats(self.url)["in_flight"] == 0, timeout=3, msg="released")
+        self.assertEqual(last_record(self.url, "/api/chat")["outcome"], "fault:reset")
+        # non-streamed: reset instead of the answer
+        h.sim_fault(self.url, "reset", arg=1, count=1)
+        with self.assertRaises((ConnectionResetError, http.client.RemoteDisconnected)):
+            h.post_json(self.url + "/api/chat", chat_body(model="llama3.2:3b", stream=False))
+
+    def test_push_of_a_missing_model(self):
+        with h.open_stream("POST", self.url + "/api/push", {"model": "nope"}) as s:
+            self.assertEqual(s.status, 200)
+            lines = [e.json for e in s.lines()]
+        self.assertEqual(lines[:2], [{"status": "retrieving manifest"},
+                                     {"status": "couldn't retrieve manifest"}])
+        self.assertEqual(lines[2], {"error": "open /usr/share/ollama/.ollama/models/manifests/"
+                                             "registry.ollama.ai/library/nope/latest: no such "
+                                             "file or directory"})
+        r = h.post_json(self.url + "/api/push", {"name": "nope", "stream": False})
+        self.assertEqual((r.status, r.headers["content-type"]), (500, "application/json"))
+        self.assertIn("no such file or directory", r.json()["error"])
 
 
 class ShutdownTest(unittest.TestCase):
