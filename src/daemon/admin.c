@@ -10,6 +10,7 @@
 
 #include "base/aggregate.h"
 #include "base/breaker.h"
+#include "base/compat.h"
 #include "nodes/coordinator.h"
 #include "daemon-t.h"
 #include "base/dashboard.h"
@@ -24,14 +25,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * /api/version is what clients gate features on (Continue wants >= 0.6.5):
+ * the cluster can do what its oldest node can, so the answer is the lowest
+ * Ollama version among the nodes that are up; with none up, the lowest
+ * last known; with none ever known, 503. sollold's own version is in
+ * X-Sollol-Version and at /api/sollol/version.
+ */
 static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *conn,
                                    const struct sol_route *route)
 {
-    (void)d;
     if (route->kind == SOL_ROUTE_ROOT)
         return sol_reply(conn, MHD_HTTP_OK, SOL_CT_TEXT, "Ollama is running", 17, NULL);
-    static const char version[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
-    return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
+    struct sol_reply_headers h = {.sollol_version = SOLLOL_VERSION};
+    if (route->kind == SOL_ROUTE_SOLLOL_VERSION) {
+        static const char own[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
+        return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, own, sizeof own - 1, &h);
+    }
+    char v[sizeof d->table.nodes[0]->version];
+    if (!sol_compat_cluster_version(&d->table, v, sizeof v)) {
+        h.retry_after = "1";
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, 0,
+                               "no node is up: the cluster's Ollama version is not known", &h);
+    }
+    struct sol_buf b = {0};
+    sol_buf_append_str(&b, "{\"version\":");
+    sol_buf_append_json_string(&b, v, strlen(v));
+    sol_buf_append_str(&b, "}");
+    enum MHD_Result ret =
+        b.data ? sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, b.data, b.len, &h) : MHD_NO;
+    sol_buf_free(&b);
+    return ret;
 }
 
 static const char *state_name(enum sol_node_state s)
@@ -228,6 +252,7 @@ enum MHD_Result sol_admin_serve(struct sol_daemon *d, struct MHD_Connection *c,
     switch (route->kind) {
     case SOL_ROUTE_ROOT:
     case SOL_ROUTE_VERSION:
+    case SOL_ROUTE_SOLLOL_VERSION:
         return serve_local(d, c, route);
     case SOL_ROUTE_METRICS: /* GET /metrics (metrics.c) */
         return serve_metrics(d, c, key);

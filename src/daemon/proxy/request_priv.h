@@ -26,6 +26,7 @@
 
 struct sol_daemon;
 struct sol_fanout_leg;
+struct sol_pull_progress;
 struct sol_embed_split; /* embed.c */
 struct sol_coord_req;   /* coordinator.c */
 
@@ -94,6 +95,10 @@ struct sol_request {
     char last_error[384];
     unsigned fail_status;
     enum sol_attempt_result retry_result; /* set when a node's answer is dropped for a retry */
+    /* A 500 that another node could take, held (in tail, not sent) until
+     * its error text says whether the request or the node is at fault. */
+    int held_500;
+    size_t held_bytes;
 
     /* What the node answered. */
     long status;
@@ -131,6 +136,8 @@ struct sol_request {
     struct sol_fanout_leg *legs;
     unsigned n_legs, legs_running;
     int pinned_node; /* pinned routes: node index, else -1 */
+    int unload;      /* generate/chat with keep_alive 0 and nothing to say: every node unloads */
+    struct sol_pull_progress *pull; /* a streamed pull's summed progress (compat.h), or NULL */
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;
