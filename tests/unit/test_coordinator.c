@@ -658,6 +658,17 @@ static void test_startup_timeout(void)
     CHECK(k->stops == 1, "not stopped at the start-up timeout: %d", k->stops);
     advance(TICK_MS * 10);
     CHECK(k->stops == 1, "one stop request per timeout: %d", k->stops);
+    /* The model finishes loading while llama-server is being stopped: a
+     * late /health 200 must not open the node's slots to a dying process. */
+    CHECK(health_pending || (advance(HEALTH_EVERY_MS), health_pending), "no /health poll");
+    if (health_pending) {
+        health_pending = 0;
+        coord_health_done(c, 200);
+        run_loop();
+    }
+    STATE_IS("starting");
+    CHECK(c->node->held && kicks == 0, "held %d, kicks %u: requests sent to a dying llama-server",
+          c->node->held, kicks);
     kid_exits(k, 0, 15);
     STATE_IS("restarting");
     CHECK(co_num("restarts") == 1, "a timed-out start counts as a crash: %g", co_num("restarts"));

@@ -876,7 +876,9 @@ void coord_health_done(struct sol_coord *c, long code)
         SOL_WARN("coordinator: llama-server /health answered %ld (was %ld)", code,
                  c->health_status);
     c->health_status = code;
-    if (c->stopping || c->step != ST_LAUNCHED || !c->llama)
+    /* Stopped at the start-up timeout: its late 200 must not open the
+     * slots to a process that is about to die. */
+    if (c->stopping || c->step != ST_LAUNCHED || !c->llama || c->llama->stop_requested)
         return;
     if (code == 200) {
         uint64_t now = now_ms(c);
