@@ -16,6 +16,7 @@
 #include "nodes/coordinator.h"
 #include "nodes/coordinator_priv.h"
 #include "nodes/rpc_probe.h"
+#include "sollol/log.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -778,6 +779,7 @@ static void write_gguf(void)
 
 int main(void)
 {
+    sol_log_set_level(SOL_LOG_WARN); /* the transitions are checked, not read */
     uv_loop_init(&loop);
     write_gguf();
     CHECK(gguf_path[0], "cannot write the GGUF file");
