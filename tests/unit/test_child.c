@@ -3,7 +3,7 @@
  * program names the cause of its exit (issue 16: a crash-loop 503 quoted
  * gdb frames instead of it). Lines as the real programs print them.
  */
-#include "sollol/child.h"
+#include "nodes/child.h"
 
 #include <stdio.h>
 #include <string.h>
