@@ -116,6 +116,7 @@ struct sol_config {
     char *auth_keys;      /* JSON array of key objects ("[]" = none) */
     char *auth_keys_file; /* "" = none; plain keys allowed there */
     char *auth_public;    /* JSON array of paths open without a key */
+    char *cors_origins;   /* origins allowed besides Ollama's defaults ("a,b"; compat.h) */
 
     /* Limits on what clients may send and hold (docs/security.md). */
     unsigned long long max_url_bytes;        /* request target: 414 beyond */

@@ -43,6 +43,7 @@ struct sol_health {
     unsigned n_probes;
     uint64_t rng;
     int first_round_done;
+    uint64_t seq; /* probe starts so far: orders a refresh's wait after them */
     void (*on_first_round)(struct sol_health *h, void *ud);
     void *ud;
     void (*on_closed)(struct sol_health *h);
@@ -63,6 +64,52 @@ int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *
 /* Asks for a /api/tags probe of `node` as soon as possible (no-op while one
  * is running). Used when a node answered 404 for a model it listed. */
 void sol_health_refresh_tags(struct sol_health *h, const struct sol_node *node);
+
+/* The probes a caller may ask to run again now (sol_health_refresh). */
+enum sol_health_kind {
+    SOL_HEALTH_PS = 1,   /* GET /api/ps: what is loaded */
+    SOL_HEALTH_TAGS = 2, /* GET /api/tags: what is installed */
+};
+
+/*
+ * Someone waiting for a re-probe (embedded in the waiter's object). `done`
+ * is called once, from the loop, when a probe of the asked kind that
+ * started after the wait began has finished, whether it succeeded or not
+ * (or when the node stops being probed: removed, or not up for /api/ps).
+ * The other fields are the health module's.
+ */
+struct sol_health_waiter {
+    void (*done)(struct sol_health_waiter *w);
+    struct sol_health_waiter *next, **pprev; /* pprev NULL: not waiting */
+    uint64_t after_seq;
+};
+
+/*
+ * Re-reads what `node` has (after a pull, copy, delete or create went
+ * through the daemon, whose client must see it at once): starts the probe
+ * of `kind` now, or again as soon as the running one ends (it may have
+ * started before the change). With `w` (may be NULL), w->done runs when
+ * that fresh answer is in the table. Returns 0, or -1 when no such probe
+ * will run (node removed or virtual, /api/ps of a node that is not up,
+ * out of memory): w is then not waiting.
+ */
+int sol_health_refresh(struct sol_health *h, const struct sol_node *node, enum sol_health_kind kind,
+                       struct sol_health_waiter *w);
+
+/* Stops waiting (no-op when w is not waiting); done is not called. */
+void sol_health_unwait(struct sol_health_waiter *w);
+
+/*
+ * What a node just acknowledged, written before its next probe says it
+ * (the health side stays the only writer of model facts): `installed`
+ * marks `canonical` installed on `node` (a create answered success: it is
+ * routable at once; /api/tags lists it when the re-probe this also asks
+ * for is in), `unloaded` marks it no longer loaded (it answered an unload:
+ * Ollama drops the runner asynchronously, so a probe right away could
+ * still list it).
+ */
+void sol_health_model_installed(struct sol_health *h, struct sol_node *node, const char *canonical);
+void sol_health_model_unloaded(struct sol_node *node, uint64_t key);
 
 /*
  * Starts probing the nodes appended to the table since the last call (or

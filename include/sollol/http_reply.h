@@ -18,14 +18,15 @@ int sol_error_body(struct sol_buf *out, unsigned status, int openai, const char 
 
 /* Headers every reply of the daemon can carry; NULL fields are left out. */
 struct sol_reply_headers {
-    const char *request_id;    /* X-Sollol-Request-Id */
-    const char *node;          /* X-Sollol-Node */
-    const char *allow;         /* Allow (405) */
-    const char *retry_after;   /* Retry-After (503, 429) */
-    const char *explain;       /* X-Sollol-Explain (routing decision, on request) */
-    const char *queue_ms;      /* X-Sollol-Queue-Ms (time waiting for a node slot) */
-    const char *server_timing; /* Server-Timing (see sol_server_timing_format) */
-    int close;                 /* ask MHD to close the connection afterwards */
+    const char *request_id;     /* X-Sollol-Request-Id */
+    const char *node;           /* X-Sollol-Node */
+    const char *allow;          /* Allow (405) */
+    const char *retry_after;    /* Retry-After (503, 429) */
+    const char *explain;        /* X-Sollol-Explain (routing decision, on request) */
+    const char *queue_ms;       /* X-Sollol-Queue-Ms (time waiting for a node slot) */
+    const char *server_timing;  /* Server-Timing (see sol_server_timing_format) */
+    const char *sollol_version; /* X-Sollol-Version (sollold's own, on /api/version) */
+    int close;                  /* ask MHD to close the connection afterwards */
 };
 
 /* Queues a copy of body with the given content type and status. Returns
@@ -51,6 +52,15 @@ void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_header
  */
 void sol_reply_local_begin(const char *request_id);
 void sol_reply_local_end(void);
+
+/*
+ * Brackets one call of the access handler for a request from an allowed
+ * CORS origin: every reply queued in between (sol_reply_add_headers)
+ * carries Access-Control-Allow-Origin: `allow_origin` (or "*" when `any`)
+ * and Vary: Origin. The string must live until end(). Not nested.
+ */
+void sol_reply_cors_begin(const char *allow_origin, int any);
+void sol_reply_cors_end(void);
 
 /*
  * Writes a Server-Timing value into buf: `queue;dur=Q, upstream;dur=U;

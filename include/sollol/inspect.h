@@ -25,8 +25,14 @@ struct sol_body_info {
     struct sol_json_span keep_alive;
 };
 
+/* Bits of sol_inspect_body()'s `needs_model` (1 alone keeps its old meaning). */
+#define SOL_INSPECT_NEEDS_MODEL 1 /* no model: 400 "model is required" */
+#define SOL_INSPECT_NAME_ALIAS                                                                     \
+    2 /* "name" stands for an absent or empty "model" (Ollama's                                    \
+         deprecated field of pull, push, show, delete, create) */
+
 /*
- * Inspects `body` for a route with `needs_model`. Returns 0, or the HTTP
+ * Inspects `body` for a route with `needs_model` (SOL_INSPECT_* bits). Returns 0, or the HTTP
  * status to answer (400) with a message in err, worded as Ollama words it:
  * "missing request body", "invalid JSON: ...", "model is required",
  * "model must be a string", "duplicate key \"model\"". `max_depth` bounds

@@ -14,7 +14,7 @@
 enum sol_route_kind {
     SOL_ROUTE_NONE = 0,       /* unknown path: 404 */
     SOL_ROUTE_ROOT,           /* GET/HEAD /: "Ollama is running" */
-    SOL_ROUTE_VERSION,        /* GET/HEAD /api/version: the daemon's own version */
+    SOL_ROUTE_VERSION,        /* GET/HEAD /api/version: the cluster's Ollama version */
     SOL_ROUTE_PROXY,          /* body names a model; proxied to one node */
     SOL_ROUTE_TAGS,           /* GET/HEAD /api/tags: union from the probe table */
     SOL_ROUTE_PS,             /* GET /api/ps: union of loaded models, with "node" */
@@ -28,6 +28,7 @@ enum sol_route_kind {
     SOL_ROUTE_DASHBOARD,      /* GET/HEAD /dashboard: the live page (dashboard.c) */
     SOL_ROUTE_DASHBOARD_DATA, /* GET /api/sollol/dashboard: what the page polls */
     SOL_ROUTE_RPC_STATUS,     /* GET /api/sollol/rpc: the sharded path (coordinator.c) */
+    SOL_ROUTE_SOLLOL_VERSION, /* GET/HEAD /api/sollol/version: sollold's own version */
 };
 
 /* Per-route properties the lifecycle relies on. */
@@ -40,6 +41,8 @@ enum sol_route_flags {
     /* sollol's batch-job API (batch.c). These routes have kind SOL_ROUTE_PROXY
      * so the lifecycle reads their body; request.c hands them to embed.c. */
     SOL_RF_BATCH = 1 << 5,
+    SOL_RF_NAME_ALIAS = 1 << 6,  /* "name" stands for "model" (Ollama's deprecated field) */
+    SOL_RF_PASSTHROUGH = 1 << 7, /* an unknown Ollama route (sol_route_passthrough) */
 };
 
 /* Methods, as a bit set so a route can list the ones it allows. */
@@ -69,6 +72,22 @@ unsigned sol_method_bit(const char *method);
  * as /v1/responses and /v1/messages): its body must name a model.
  */
 const struct sol_route *sol_route_find(const char *path);
+
+/*
+ * The route of a path under /api/ or /v1/ that the table does not know
+ * (a newer Ollama's): kind SOL_ROUTE_PINNED with SOL_RF_PASSTHROUGH and
+ * SOL_RF_RAW_BODY, any method, sent to one node that is up. NULL for other
+ * paths and for sollol's own namespaces (/api/sollol/, /api/batch/).
+ */
+const struct sol_route *sol_route_passthrough(const char *path);
+
+/*
+ * gin's RedirectTrailingSlash: when `path` ends in '/' and the same path
+ * without it is a route taking `method` (a sol_method bit), writes that
+ * path to out (len bytes) and returns 1: answer 301 (GET) or 307 (other
+ * methods) to it. Else 0.
+ */
+int sol_route_trailing_slash(const char *path, unsigned method, char *out, size_t len);
 
 /* "GET, HEAD" style list of a route's methods for the Allow header. */
 void sol_route_allow_header(const struct sol_route *r, char *buf, size_t len);

@@ -62,10 +62,10 @@ int sol_model_visible(const struct sol_auth_key *k, const char *name)
 
 /*
  * Collects one entry per model name over listable nodes: installed models
- * (want_loaded = 0) or loaded ones (1, one entry per node and model, since
- * /api/ps says where each runs), leaving out models API key `key` may not
- * use (NULL: none left out). For a name installed with different digests
- * on different nodes, the newest wins. Returns the count, or -1.
+ * (want_loaded = 0) or loaded ones (1), leaving out models API key `key`
+ * may not use (NULL: none left out). For a name installed with different
+ * digests on different nodes, the newest wins; for a model loaded on
+ * several nodes, the one loaded longest. Returns the count, or -1.
  */
 static long collect(const struct sol_node_table *t, int want_loaded, const struct sol_auth_key *key,
                     struct pick **out)
@@ -85,11 +85,14 @@ static long collect(const struct sol_node_table *t, int want_loaded, const struc
             if (!sol_model_visible(key, m->name))
                 continue;
             size_t k = 0;
-            if (!want_loaded)
-                for (; k < n && v[k].m->key != m->key; k++)
-                    ;
-            if (!want_loaded && k < n) {
-                if (m->modified_at_ms > v[k].m->modified_at_ms)
+            for (; k < n && v[k].m->key != m->key; k++)
+                ;
+            if (k < n) {
+                /* Installed: the newest copy. Loaded: once per model too
+                 * (clients key their list by name), the entry that stays
+                 * loaded longest; the nodes are listed beside it. */
+                if (want_loaded ? m->expires_at_ms > v[k].m->expires_at_ms
+                                : m->modified_at_ms > v[k].m->modified_at_ms)
                     v[k] = (struct pick){m, node};
                 continue;
             }
@@ -140,12 +143,24 @@ int sol_aggregate_ps(const struct sol_node_table *t, const struct sol_auth_key *
         size_t len = strlen(e);
         if (i)
             rc |= sol_buf_append_str(out, ",");
-        /* The node's own object, plus where it runs. */
+        /* The node's own object, plus where it runs: "node" the node of
+         * this entry, "nodes" every node that has the model loaded. */
         if (len >= 2 && e[len - 1] == '}') {
             rc |= sol_buf_append(out, e, len - 1);
             rc |= sol_buf_append_str(out, len > 2 ? ",\"node\":" : "\"node\":");
             rc |= sol_buf_append_json_string(out, v[i].node->name, strlen(v[i].node->name));
-            rc |= sol_buf_append_str(out, "}");
+            rc |= sol_buf_append_str(out, ",\"nodes\":[");
+            int first = 1;
+            for (unsigned j = 0; j < t->count; j++) {
+                const struct sol_node *on = t->nodes[j];
+                const struct sol_node_model *m = sol_node_find_model(on, v[i].m->key);
+                if (!sol_node_listable(on) || !m || !m->loaded || !m->ps_entry)
+                    continue;
+                rc |= sol_buf_append_str(out, first ? "" : ",");
+                rc |= sol_buf_append_json_string(out, on->name, strlen(on->name));
+                first = 0;
+            }
+            rc |= sol_buf_append_str(out, "]}");
         } else {
             rc |= sol_buf_append_str(out, e);
         }
@@ -156,20 +171,21 @@ int sol_aggregate_ps(const struct sol_node_table *t, const struct sol_auth_key *
 }
 
 /* OpenAI's model object, as Ollama writes it: owned_by is the namespace
- * ("library" for the default one). */
-static int v1_model_object(const struct sol_node_model *m, struct sol_buf *out)
+ * ("library" for the default one). `id` is the model's name, or for
+ * /v1/models/:model the name as asked (Ollama echoes it: ToModel). */
+static int v1_model_object(const struct sol_node_model *m, const char *id, struct sol_buf *out)
 {
     char owner[128] = "library";
-    const char *slash = strrchr(m->name, '/');
+    const char *slash = strrchr(id, '/');
     if (slash) {
-        const char *start = m->name;
+        const char *start = id;
         const char *prev = slash;
         while (prev > start && prev[-1] != '/')
             prev--;
         snprintf(owner, sizeof owner, "%.*s", (int)(slash - prev), prev);
     }
     int rc = sol_buf_append_str(out, "{\"id\":");
-    rc |= sol_buf_append_json_string(out, m->name, strlen(m->name));
+    rc |= sol_buf_append_json_string(out, id, strlen(id));
     rc |= sol_buf_appendf(out, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":",
                           (long long)(m->modified_at_ms / 1000));
     rc |= sol_buf_append_json_string(out, owner, strlen(owner));
@@ -188,7 +204,7 @@ int sol_aggregate_v1_models(const struct sol_node_table *t, const struct sol_aut
     for (long i = 0; i < n; i++) {
         if (i)
             rc |= sol_buf_append_str(out, ",");
-        rc |= v1_model_object(v[i].m, out);
+        rc |= v1_model_object(v[i].m, v[i].m->name, out);
     }
     rc |= sol_buf_append_str(out, "]}");
     free(v);
@@ -214,7 +230,7 @@ int sol_aggregate_v1_model(const struct sol_node_table *t, const struct sol_auth
     }
     if (!best)
         return 0;
-    return v1_model_object(best, out) ? -1 : 1;
+    return v1_model_object(best, model, out) ? -1 : 1;
 }
 
 static const char *state_name(enum sol_node_state s)

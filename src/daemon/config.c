@@ -46,6 +46,7 @@ static int check_auth_keys(void *obj, char *why, size_t whylen);
 static int check_auth_keys_file(void *obj, char *why, size_t whylen);
 static int check_auth_failures(void *obj, char *why, size_t whylen);
 static int check_auth_public(void *obj, char *why, size_t whylen);
+static int check_cors_origins(void *obj, char *why, size_t whylen);
 static int check_rpc_backends(void *obj, char *why, size_t whylen);
 
 /* Order matches enum sol_log_level, whose values are stored directly. */
@@ -479,6 +480,17 @@ const struct sol_config_key sol_config_keys[] = {
      .offset = CFG(auth_public),
      .after_set = check_auth_public,
      .doc = "Paths open without a key when keys exist, e.g. [\"/metrics\", \"/api/version\"]"},
+    {.key = "cors.origins",
+     .env = "OLLAMA_ORIGINS",
+     .flag = "origins",
+     .metavar = "ORIGIN,...",
+     .type = SOL_CONF_STRING,
+     .def = "",
+     .offset = CFG(cors_origins),
+     .flags = SOL_CK_LIST,
+     .after_set = check_cors_origins,
+     .doc = "Browser origins allowed besides Ollama's defaults (localhost, app://, ...), as "
+            "OLLAMA_ORIGINS; '*' = any"},
     {.key = "limits.max_url_bytes",
      .env = "SOLLOL_MAX_URL",
      .flag = "max-url",
@@ -1664,6 +1676,41 @@ static int check_auth_keys_file(void *obj, char *why, size_t whylen)
 {
     const char *path = ((struct sol_config *)obj)->auth_keys_file;
     return path && *path ? sol_auth_check_keys_file(path, why, whylen) : 0;
+}
+
+/* As gin-contrib/cors validates Ollama's origins (it refuses to start
+ * otherwise): at most one '*', and without one an http(s) or browser
+ * extension scheme. */
+static int check_cors_origins(void *obj, char *why, size_t whylen)
+{
+    static const char *const schemes[] = {"http://",
+                                          "https://",
+                                          "chrome-extension://",
+                                          "safari-extension://",
+                                          "moz-extension://",
+                                          "ms-browser-extension://"};
+    const char *p = ((struct sol_config *)obj)->cors_origins;
+    while (p && *p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t len = n;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        const char *star = memchr(p, '*', len);
+        int ok = len == 0 || (star && !memchr(star + 1, '*', len - (size_t)(star - p) - 1));
+        for (size_t i = 0; !ok && !star && i < sizeof schemes / sizeof schemes[0]; i++)
+            ok = len >= strlen(schemes[i]) && strncasecmp(p, schemes[i], strlen(schemes[i])) == 0;
+        if (!ok) {
+            snprintf(why, whylen,
+                     "bad origin '%.*s': at most one '*', and without one it must start with "
+                     "http://, https:// or a browser extension scheme",
+                     (int)(len < 100 ? len : 100), p);
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
 }
 
 static int check_auth_failures(void *obj, char *why, size_t whylen)

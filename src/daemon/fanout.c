@@ -3,9 +3,9 @@
  * /api/delete and /api/copy change what a node has, so they are sent to
  * every routable node (or only the one named by X-Sollol-Node).
  *
- * Streamed pulls interleave the nodes' progress lines as they arrive, each
- * with a "node" field, and end with {"status":"success"} only when every
- * node succeeded; otherwise with an error line naming the nodes that failed.
+ * Streamed pulls give one progress summed over the nodes (summed_progress),
+ * and end with {"status":"success"} only when every node succeeded;
+ * otherwise with an error line naming the nodes that failed.
  * Non-streamed requests answer once all nodes have: success when no node
  * failed (a node that simply lacks the model, 404, does not count as a
  * failure when another node succeeded), 404 when none had the model.
@@ -15,7 +15,9 @@
  */
 #include "request_priv.h"
 
+#include "sollol/compat.h"
 #include "sollol/daemon.h"
+#include "sollol/health.h"
 #include "sollol/http_reply.h"
 #include "sollol/json_scan.h"
 #include "sollol/log.h"
@@ -39,11 +41,90 @@ struct sol_fanout_leg {
     int running;
     int saw_success;
     char error[200];
+    /* After the node succeeded: the re-probes of what it has (tags, ps)
+     * that the final answer waits for, so the client's next request sees
+     * the change (health.h). */
+    struct sol_health_waiter wait[2];
+    unsigned waiting;
 };
 
 static int streams(const struct sol_request *r)
 {
-    return sol_req_streams(r);
+    /* Ollama answers an unload with one JSON document, stream or not. */
+    return !r->unload && sol_req_streams(r);
+}
+
+/*
+ * A streamed pull on several nodes: each node reports each layer (digest)
+ * as it goes, and their lines interleaved made a client's progress bar
+ * jump back and forth. The client gets one progress per digest instead,
+ * in Ollama's shape: total = the layer's size x the nodes pulling,
+ * completed = the sum of their completed (never less than the last one
+ * sent), plus "node" (whose line it was) and "nodes" (each node's own
+ * completed). A step without a digest ("pulling manifest", "verifying
+ * sha256 digest", "writing manifest") is given once, when the first node
+ * reaches it. Returns 0 when the line is not one of those (it is then
+ * forwarded as it is, with its node).
+ */
+static int summed_progress(struct sol_fanout_leg *leg, const char *line, size_t len)
+{
+    struct sol_request *r = leg->r;
+    struct sol_json_span obj = {line, len, SOL_JSON_OBJECT}, v;
+    char status[256], digest[96];
+    if (!sol_json_object_get(&obj, "status", &v) || v.type != SOL_JSON_STRING ||
+        sol_json_string_decode(&v, status, sizeof status) < 0)
+        return 0;
+    struct sol_buf *out = &r->stream;
+    if (!sol_json_object_get(&obj, "digest", &v)) {
+        if (sol_pull_progress_first_status(r->pull, status)) {
+            sol_buf_append_str(out, "{\"status\":");
+            sol_buf_append_json_string(out, status, strlen(status));
+            sol_buf_append_str(out, ",\"node\":");
+            sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
+            sol_buf_append_str(out, "}\n");
+            r->last_byte = '\n';
+            sol_req_resume(r);
+        }
+        return 1;
+    }
+    long long total = 0, completed = 0;
+    if (v.type != SOL_JSON_STRING || sol_json_string_decode(&v, digest, sizeof digest) < 0)
+        return 0;
+    if (sol_json_object_get(&obj, "total", &v) &&
+        (v.type != SOL_JSON_NUMBER || sol_json_number_int64(&v, &total) < 0 || total < 0))
+        return 0;
+    if (sol_json_object_get(&obj, "completed", &v) &&
+        (v.type != SOL_JSON_NUMBER || sol_json_number_int64(&v, &completed) < 0 || completed < 0))
+        return 0;
+    unsigned idx = (unsigned)(leg - r->legs);
+    struct sol_pull_digest *d =
+        sol_pull_progress_update(r->pull, idx, digest, (uint64_t)total, (uint64_t)completed);
+    if (!d)
+        return 0;
+    uint64_t sum_total, sum_done;
+    sol_pull_progress_sums(r->pull, d, &sum_total, &sum_done);
+    sol_buf_append_str(out, "{\"status\":");
+    sol_buf_append_json_string(out, status, strlen(status));
+    sol_buf_append_str(out, ",\"digest\":");
+    sol_buf_append_json_string(out, digest, strlen(digest));
+    if (sum_total) /* omitempty, as Ollama's ProgressResponse */
+        sol_buf_appendf(out, ",\"total\":%llu", (unsigned long long)sum_total);
+    if (sum_done)
+        sol_buf_appendf(out, ",\"completed\":%llu", (unsigned long long)sum_done);
+    sol_buf_append_str(out, ",\"node\":");
+    sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
+    sol_buf_append_str(out, ",\"nodes\":[");
+    for (unsigned i = 0; i < r->n_legs; i++) {
+        const char *name = r->legs[i].node->name;
+        sol_buf_append_str(out, i ? ",{\"node\":" : "{\"node\":");
+        sol_buf_append_json_string(out, name, strlen(name));
+        sol_buf_appendf(out, ",\"completed\":%llu,\"total\":%llu}",
+                        (unsigned long long)d->completed[i], (unsigned long long)d->size);
+    }
+    sol_buf_append_str(out, "]}\n");
+    r->last_byte = '\n';
+    sol_req_resume(r);
+    return 1;
 }
 
 /* Forwards one progress line with the node's name added. */
@@ -62,6 +143,9 @@ static void forward_line(void *ud, const char *line, size_t len)
         return; /* the daemon sends the one final success line itself */
     }
     struct sol_buf *out = &r->stream;
+    if (st.is_object && r->pull && !st.has_error &&
+        summed_progress(leg, line, len)) /* one progress for all nodes */
+        return;
     if (st.is_object) {
         sol_buf_append_str(out, "{\"node\":");
         sol_buf_append_json_string(out, leg->node->name, strlen(leg->node->name));
@@ -110,6 +194,8 @@ static void leg_failure(struct sol_fanout_leg *leg, char *out, size_t len)
         snprintf(out, len, "%s (no success reported)", leg->node->name);
 }
 
+static int leg_succeeded(const struct sol_fanout_leg *leg);
+
 /* Every leg has ended: the final line, or the whole answer. */
 static void finish(struct sol_request *r)
 {
@@ -119,9 +205,7 @@ static void finish(struct sol_request *r)
     int is_pull = strcmp(r->path, "/api/pull") == 0;
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
-        int success = leg->status >= 200 && leg->status < 300 && !leg->error[0] &&
-                      (!is_pull || !streams(r) || leg->saw_success);
-        if (success) {
+        if (leg_succeeded(leg)) {
             ok++;
         } else if (leg->status == 404 && !is_pull) {
             missing++;
@@ -136,9 +220,32 @@ static void finish(struct sol_request *r)
     }
     char msg[1024];
     if (failed)
-        snprintf(msg, sizeof msg, "%s failed on %u of %u node(s): %.*s", r->path + 5, failed,
-                 r->n_legs, (int)(names.len < 900 ? names.len : 900), names.data ? names.data : "");
+        snprintf(msg, sizeof msg, "%s failed on %u of %u node(s): %.*s",
+                 r->unload ? "unload" : r->path + 5, failed, r->n_legs,
+                 (int)(names.len < 900 ? names.len : 900), names.data ? names.data : "");
     sol_buf_free(&names);
+    if (r->unload && !failed && ok) {
+        /* Every node that had it let it go: the table says so now (the
+         * node drops the runner asynchronously, a probe could still list
+         * it), and the client gets a node's own "done_reason":"unload". */
+        struct sol_fanout_leg *first_ok = NULL;
+        for (unsigned i = 0; i < r->n_legs; i++)
+            if (leg_succeeded(&r->legs[i])) {
+                sol_health_model_unloaded(r->legs[i].node, r->score.model_key);
+                if (!first_ok)
+                    first_ok = &r->legs[i];
+            }
+        r->status = 200;
+        snprintf(r->content_type, sizeof r->content_type, "%s", SOL_CT_JSON);
+        if (first_ok && first_ok->buf.data) /* ok > 0: there is one */
+            sol_buf_append(&r->stream, first_ok->buf.data, first_ok->buf.len);
+        r->content_length = (long long)sol_buf_pending(&r->stream);
+        r->upstream_done = 1;
+        SOL_INFO("request %s: %s unloaded on %u node(s)", r->id, r->model, ok);
+        sol_req_commit(r);
+        sol_req_resume(r);
+        return;
+    }
 
     if (streams(r)) {
         if (failed) {
@@ -172,6 +279,64 @@ static void finish(struct sol_request *r)
     sol_req_resume(r);
 }
 
+static int leg_succeeded(const struct sol_fanout_leg *leg)
+{
+    return leg->status >= 200 && leg->status < 300 && !leg->error[0] &&
+           (strcmp(leg->r->path, "/api/pull") != 0 || !streams(leg->r) || leg->saw_success);
+}
+
+static int any_waiting(const struct sol_request *r)
+{
+    for (unsigned i = 0; i < r->n_legs; i++)
+        if (r->legs[i].waiting)
+            return 1;
+    return 0;
+}
+
+/* The answer ends when every leg has, and every re-probe they asked for is in. */
+static void maybe_finish(struct sol_request *r)
+{
+    if (r->legs_running == 0 && !r->client_gone && !r->upstream_done && !any_waiting(r))
+        finish(r);
+}
+
+static void refreshed(struct sol_fanout_leg *leg)
+{
+    leg->waiting--;
+    maybe_finish(leg->r);
+}
+
+static void on_tags_refreshed(struct sol_health_waiter *w)
+{
+    refreshed((struct sol_fanout_leg *)((char *)w - offsetof(struct sol_fanout_leg, wait)));
+}
+
+static void on_ps_refreshed(struct sol_health_waiter *w)
+{
+    refreshed((struct sol_fanout_leg *)((char *)w - offsetof(struct sol_fanout_leg, wait) -
+                                        sizeof(struct sol_health_waiter)));
+}
+
+/*
+ * A node changed what it has (pull, copy: a model more; delete: one less,
+ * and not loaded either): the table must say so before the client hears
+ * of the success, or its next request is routed on stale facts (a chat
+ * for the model just pulled answered "not found on any node" for up to a
+ * tags interval). The health side re-reads the node (it alone writes
+ * model facts, from what the node says) and the answer waits for that.
+ */
+static void refresh_node(struct sol_fanout_leg *leg)
+{
+    struct sol_health *h = &leg->r->d->health;
+    leg->wait[0].done = on_tags_refreshed;
+    leg->wait[1].done = on_ps_refreshed;
+    if (sol_health_refresh(h, leg->node, SOL_HEALTH_TAGS, &leg->wait[0]) == 0)
+        leg->waiting++;
+    if (strcmp(leg->r->path, "/api/delete") == 0 &&
+        sol_health_refresh(h, leg->node, SOL_HEALTH_PS, &leg->wait[1]) == 0)
+        leg->waiting++;
+}
+
 static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
 {
     struct sol_fanout_leg *leg =
@@ -191,8 +356,9 @@ static void on_leg_done(struct sol_curl_xfer *x, CURLcode rc)
                                                        err, sizeof err) == SOL_JSON_OK)
             sol_ndjson_progress(leg->buf.data, leg->buf.len, &st, leg->error, sizeof leg->error);
     }
-    if (r->legs_running == 0 && !r->client_gone)
-        finish(r);
+    if (!r->client_gone && !r->unload && leg_succeeded(leg))
+        refresh_node(leg);
+    maybe_finish(r);
 }
 
 static int start_leg(struct sol_request *r, struct sol_fanout_leg *leg)
@@ -252,6 +418,18 @@ static void note_skipped_nodes(struct sol_request *r)
     }
 }
 
+int sol_fanout_can_unload(const struct sol_request *r)
+{
+    const struct sol_node_table *t = &r->d->table;
+    for (unsigned i = 0; i < t->count; i++) {
+        const struct sol_node *n = t->nodes[i];
+        const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+        if (n->state == SOL_NODE_UP && !n->external && m && !m->gone && (m->installed || m->loaded))
+            return 1;
+    }
+    return 0;
+}
+
 int sol_fanout_start(struct sol_request *r)
 {
     struct sol_node_table *t = &r->d->table;
@@ -265,6 +443,11 @@ int sol_fanout_start(struct sol_request *r)
         struct sol_node *n = t->nodes[i];
         if (r->pinned_node >= 0 ? (int)i != r->pinned_node : n->state != SOL_NODE_UP || n->external)
             continue;
+        if (r->unload) { /* only where it is, or may be, loaded */
+            const struct sol_node_model *m = sol_node_find_model(n, r->score.model_key);
+            if (!m || m->gone || !(m->installed || m->loaded))
+                continue;
+        }
         struct sol_fanout_leg *leg = &r->legs[r->n_legs++];
         leg->r = r;
         leg->node = n;
@@ -275,6 +458,11 @@ int sol_fanout_start(struct sol_request *r)
         return -1;
     }
     snprintf(r->node_name, sizeof r->node_name, "%s", r->n_legs == 1 ? r->legs[0].node->name : "*");
+    if (streams(r) && strcmp(r->path, "/api/pull") == 0) {
+        r->pull = calloc(1, sizeof *r->pull); /* NULL: each node's lines as they come */
+        if (r->pull)
+            r->pull->n_legs = r->n_legs;
+    }
     if (streams(r)) {
         /* Progress flows as it comes: answer now. */
         r->status = 200;
@@ -301,6 +489,9 @@ void sol_fanout_cancel(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
+        sol_health_unwait(&leg->wait[0]);
+        sol_health_unwait(&leg->wait[1]);
+        leg->waiting = 0;
         if (leg->running) {
             sol_curl_uv_cancel(&r->d->curl, &leg->xfer);
             leg->running = 0;
@@ -313,6 +504,8 @@ void sol_fanout_free(struct sol_request *r)
 {
     for (unsigned i = 0; i < r->n_legs; i++) {
         struct sol_fanout_leg *leg = &r->legs[i];
+        sol_health_unwait(&leg->wait[0]);
+        sol_health_unwait(&leg->wait[1]);
         if (leg->xfer.easy)
             curl_easy_cleanup(leg->xfer.easy);
         curl_slist_free_all(leg->headers);
@@ -321,4 +514,9 @@ void sol_fanout_free(struct sol_request *r)
     free(r->legs);
     r->legs = NULL;
     r->n_legs = 0;
+    if (r->pull) {
+        sol_pull_progress_free(r->pull);
+        free(r->pull);
+        r->pull = NULL;
+    }
 }

@@ -34,6 +34,8 @@ struct sol_health_probe {
     int done_once;   /* finished at least once (for the first round) */
     uint64_t due_ms; /* next start */
     int too_big;
+    uint64_t started_seq;              /* h->seq when it last started */
+    struct sol_health_waiter *waiters; /* sol_health_refresh(): waiting for a fresh answer */
 };
 
 static uint64_t now_ms(struct sol_health *h)
@@ -431,6 +433,24 @@ int sol_health_apply_ps(struct sol_node *n, const char *body, size_t len)
 
 static void probe_start(struct sol_health *h, struct sol_health_probe *pr);
 
+/* Calls done for the waiters a finished probe answers (every waiter when
+ * `all`: the probe will not run for them). One at a time from the head: a
+ * done callback may unwait others. */
+static void notify_waiters(struct sol_health_probe *pr, int all)
+{
+    for (;;) {
+        struct sol_health_waiter *w = pr->waiters;
+        while (w && !all && w->after_seq >= pr->started_seq)
+            w = w->next;
+        if (!w)
+            break;
+        sol_health_unwait(w);
+        w->done(w);
+    }
+    if (pr->waiters)
+        pr->due_ms = 0; /* asked for after this one started: once more */
+}
+
 static void set_state(struct sol_health *h, struct sol_node *n, enum sol_node_state st,
                       const char *why)
 {
@@ -555,6 +575,7 @@ static void probe_done(struct sol_curl_xfer *x, CURLcode rc)
             pr->due_ms = now_ms(h) + h->conf.probe_interval_ms; /* retry sooner */
     }
     sol_buf_clear(&pr->body);
+    notify_waiters(pr, 0);
     check_first_round(h);
 }
 
@@ -578,6 +599,7 @@ static void probe_start(struct sol_health *h, struct sol_health_probe *pr)
     pr->xfer.on_done = probe_done;
     pr->too_big = 0;
     sol_buf_clear(&pr->body);
+    pr->started_seq = ++h->seq;
     if (sol_curl_uv_add(h->curl, &pr->xfer) == 0)
         pr->running = 1;
 }
@@ -591,6 +613,10 @@ static void on_tick(uv_timer_t *t)
         /* A node removed by a reload or aged out of discovery is not probed:
          * its state stays down so nothing new is routed to it. The sharded
          * path's node is the coordinator's to watch. */
+        if (pr->waiters && !pr->running &&
+            (pr->node->removed || pr->node->external ||
+             (pr->kind == PROBE_PS && pr->node->state != SOL_NODE_UP)))
+            notify_waiters(pr, 1); /* no such probe will run for them */
         if (pr->running || now < pr->due_ms || pr->node->removed || pr->node->external)
             continue;
         unsigned interval =
@@ -630,6 +656,66 @@ int sol_health_start(struct sol_health *h, uv_loop_t *loop, struct sol_curl_uv *
     if (h->n_probes == 0)
         check_first_round(h);
     return 0;
+}
+
+int sol_health_refresh(struct sol_health *h, const struct sol_node *node, enum sol_health_kind kind,
+                       struct sol_health_waiter *w)
+{
+    if (!h->probes || h->closing || (node->index + 1) * PROBE_KINDS > h->n_probes ||
+        node->removed || node->external || (kind == SOL_HEALTH_PS && node->state != SOL_NODE_UP))
+        return -1;
+    struct sol_health_probe *pr =
+        h->probes[node->index * PROBE_KINDS + (kind == SOL_HEALTH_PS ? PROBE_PS : PROBE_TAGS)];
+    if (w) {
+        sol_health_unwait(w);
+        w->after_seq = h->seq;
+        w->next = pr->waiters;
+        if (w->next)
+            w->next->pprev = &w->next;
+        w->pprev = &pr->waiters;
+        pr->waiters = w;
+    }
+    if (pr->running) {
+        pr->due_ms = 0; /* it may predate the change: once more after it */
+        return 0;
+    }
+    probe_start(h, pr);
+    if (!pr->running) {
+        sol_health_unwait(w);
+        return -1;
+    }
+    return 0;
+}
+
+void sol_health_unwait(struct sol_health_waiter *w)
+{
+    if (!w || !w->pprev)
+        return;
+    *w->pprev = w->next;
+    if (w->next)
+        w->next->pprev = w->pprev;
+    w->next = NULL;
+    w->pprev = NULL;
+}
+
+void sol_health_model_installed(struct sol_health *h, struct sol_node *node, const char *canonical)
+{
+    struct sol_node_model *m = sol_node_model_get(node, canonical);
+    if (m) {
+        m->installed = 1;
+        m->gone = 0;
+    }
+    sol_health_refresh(h, node, SOL_HEALTH_TAGS, NULL);
+}
+
+void sol_health_model_unloaded(struct sol_node *node, uint64_t key)
+{
+    struct sol_node_model *m = sol_node_find_model(node, key);
+    if (!m)
+        return;
+    m->loaded = 0;
+    free(m->ps_entry);
+    m->ps_entry = NULL;
 }
 
 void sol_health_refresh_tags(struct sol_health *h, const struct sol_node *node)
@@ -678,6 +764,7 @@ void sol_health_forget(struct sol_health *h, const struct sol_node *node)
             sol_curl_uv_cancel(h->curl, &pr->xfer);
             pr->running = 0;
         }
+        notify_waiters(pr, 1);
         pr->due_ms = 0; /* probed at once should it come back */
     }
     check_first_round(h); /* the first round no longer waits for it */
@@ -705,11 +792,16 @@ void sol_health_stop(struct sol_health *h, void (*on_closed)(struct sol_health *
         return;
     h->closing = 1;
     h->on_closed = on_closed;
-    for (unsigned i = 0; i < h->n_probes; i++)
+    for (unsigned i = 0; i < h->n_probes; i++) {
         if (h->probes[i]->running) {
             sol_curl_uv_cancel(h->curl, &h->probes[i]->xfer);
             h->probes[i]->running = 0;
         }
+        /* The requests that waited were aborted before (daemon.c); a
+         * waiter left is only let go, the probes' memory goes next. */
+        while (h->probes[i]->waiters)
+            sol_health_unwait(h->probes[i]->waiters);
+    }
     uv_timer_stop(&h->tick);
     uv_close((uv_handle_t *)&h->tick, on_tick_closed);
 }

@@ -13,6 +13,24 @@ static struct {
     struct timespec start;
 } local;
 
+/* The CORS context (sol_reply_cors_begin): the Access-Control-Allow-Origin
+ * value for replies queued now, NULL outside; `any`: it is "*". */
+static struct {
+    const char *origin;
+    int any;
+} cors;
+
+void sol_reply_cors_begin(const char *allow_origin, int any)
+{
+    cors.origin = allow_origin;
+    cors.any = any;
+}
+
+void sol_reply_cors_end(void)
+{
+    cors.origin = NULL;
+}
+
 static double ms_since(const struct timespec *t0)
 {
     struct timespec now;
@@ -119,6 +137,14 @@ void sol_reply_add_headers(struct MHD_Response *r, const struct sol_reply_header
         MHD_add_response_header(r, "X-Sollol-Explain", h->explain);
     if (h->allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, h->allow);
+    if (h->sollol_version)
+        MHD_add_response_header(r, "X-Sollol-Version", h->sollol_version);
+    if (cors.origin) {
+        /* gin-contrib/cors's headers for an allowed origin (not a preflight). */
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", cors.any ? "*" : cors.origin);
+        if (!cors.any)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+    }
     if (h->retry_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, h->retry_after);
     if (h->close)

@@ -5,7 +5,9 @@
 
 struct scan_state {
     struct sol_body_info *out;
-    int seen_model, seen_stream;
+    int seen_model, seen_stream, seen_name;
+    int name_alias; /* SOL_INSPECT_NAME_ALIAS: read "name" too */
+    char name[SOL_MODEL_NAME_MAX];
     char *err;
     size_t errlen;
     int status;
@@ -36,6 +38,20 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
         if (n < 0)
             return fail(st, "model name is too long");
         if ((size_t)n != strlen(bi->model))
+            return fail(st, "model name contains a NUL character");
+    } else if (st->name_alias && sol_json_key_equals_fold(key, "name")) {
+        /* Ollama's deprecated alias of "model" (model wins when both are
+         * set); as ambiguous as a second "model" when repeated. */
+        if (st->seen_name++)
+            return fail(st, "duplicate key \"name\"");
+        if (v->type == SOL_JSON_NULL)
+            return 0;
+        if (v->type != SOL_JSON_STRING)
+            return fail(st, "name must be a string");
+        long n = sol_json_string_decode(v, st->name, sizeof st->name);
+        if (n < 0)
+            return fail(st, "model name is too long");
+        if ((size_t)n != strlen(st->name))
             return fail(st, "model name contains a NUL character");
     } else if (sol_json_key_equals_fold(key, "stream")) {
         if (st->seen_stream++)
@@ -80,6 +96,8 @@ static int on_member(void *ud, const struct sol_json_span *key, const struct sol
 int sol_inspect_body(const char *body, size_t len, int needs_model, int max_depth,
                      struct sol_body_info *out, char *err, size_t errlen)
 {
+    int name_alias = (needs_model & SOL_INSPECT_NAME_ALIAS) != 0;
+    needs_model &= SOL_INSPECT_NEEDS_MODEL;
     memset(out, 0, sizeof *out);
     out->stream = -1;
     out->num_predict = -1;
@@ -91,7 +109,7 @@ int sol_inspect_body(const char *body, size_t len, int needs_model, int max_dept
         snprintf(err, errlen, "missing request body");
         return 400;
     }
-    struct scan_state st = {.out = out, .err = err, .errlen = errlen};
+    struct scan_state st = {.out = out, .err = err, .errlen = errlen, .name_alias = name_alias};
     char jerr[200];
     int rc = sol_json_scan_object(body, len, max_depth, on_member, &st, jerr, sizeof jerr);
     if (st.status)
@@ -105,6 +123,9 @@ int sol_inspect_body(const char *body, size_t len, int needs_model, int max_dept
         snprintf(err, errlen, "%s", jerr);
         return 400;
     }
+    /* cmp.Or(req.Model, req.Name), as Ollama's handlers read it. */
+    if (out->model[0] == '\0' && st.name[0])
+        memcpy(out->model, st.name, sizeof out->model);
     if (needs_model && out->model[0] == '\0') {
         snprintf(err, errlen, "model is required");
         return 400;

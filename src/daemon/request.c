@@ -21,8 +21,10 @@
 #include "sollol/auth.h"
 #include "sollol/gate.h"
 #include "sollol/hdr_check.h"
+#include "sollol/health.h"
 #include "sollol/breaker.h"
 #include "sollol/buf.h"
+#include "sollol/compat.h"
 #include "sollol/fmt.h"
 #include "sollol/coordinator.h"
 #include "sollol/cont.h"
@@ -366,6 +368,15 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
         if (code >= 200) {
             r->status = code;
             r->headers_complete = 1;
+            if (code == 500 && !r->coord && should_retry_status(r, code)) {
+                /* Ollama answers some request errors 500 (a missing model's
+                 * push, a capability the model lacks): read the error before
+                 * blaming the node and asking another (attempt_finished). */
+                r->retry_result = SOL_ATTEMPT_OK;
+                r->held_500 = 1;
+                r->held_bytes = 0;
+                return n;
+            }
             if (should_retry_status(r, code))
                 return 0;            /* abort; attempt_finished() retries elsewhere */
             sol_coord_on_headers(r); /* coordinator.c: translated content type */
@@ -448,6 +459,12 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (r->client_gone)
         return 0;
+    if (r->held_500) { /* only its last bytes matter: an error document is small */
+        sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, p, n);
+        r->held_bytes += n;
+        set_deadline(r, now_ms(r) + r->d->cfg->idle_timeout_ms);
+        return n;
+    }
     if (sol_buf_pending(&r->stream) >= STREAM_HIGH_WATER) {
         /* The client is slower than the node: hold the node back. libcurl
          * keeps these bytes and offers them again after unpause. */
@@ -796,6 +813,10 @@ static int attempt_start(struct sol_request *r)
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+            if (r->body.len) { /* a passed-through PUT, PATCH or DELETE with a body */
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+            }
         }
         sol_coord_prepare(r, e, n); /* coordinator.c: llama-server route and body */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -836,6 +857,7 @@ static int attempt_start(struct sol_request *r)
         r->ttfb_ms = 0;
         r->tail_len = 0;
         r->retry_result = SOL_ATTEMPT_OK;
+        r->held_500 = 0;
         r->resp_header_bytes = 0;
         r->resp_has_connection = 0;
         r->node_fault = NULL;
@@ -1007,8 +1029,17 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
         if (m && m->installed)
             return SOL_ATTEMPT_MODEL_MISSING;
     }
-    if (status == 401 || status == 403)
+    /* A node that refuses us is misconfigured; but an unknown route's
+     * 401/403 is the route's own answer (Ollama's /api/me says "not signed
+     * in" so): the probes still catch a node that refuses us. */
+    if ((status == 401 || status == 403) && !(r->route->flags & SOL_RF_PASSTHROUGH))
         return SOL_ATTEMPT_AUTH_REJECTED;
+    /* What says the node is unwell counts against it (its breaker); what
+     * says the request was wrong does not: any other 4xx, and a 500 whose
+     * error is one Ollama gives for a bad request (compat.h). 429 says the
+     * node is overloaded. */
+    if (status == 500 && sol_compat_is_request_error_500(r->tail, r->tail_len))
+        return SOL_ATTEMPT_OK;
     if (status >= 500 || status == 429)
         return SOL_ATTEMPT_SERVER_ERROR;
     return SOL_ATTEMPT_OK;
@@ -1069,9 +1100,47 @@ static int cont_on_failure(struct sol_request *r, const char *why, enum sol_atte
     return 1;
 }
 
+/*
+ * A create that answered success: the model is routable on that node at
+ * once (the client's next request may be for it) and listed once the
+ * re-probe this asks for is in. Its answer went through as the node sent
+ * it, so unlike a fan-out it cannot wait for that re-probe.
+ */
+static void note_created(struct sol_request *r)
+{
+    if (!r->node || r->status != 200 || !r->model[0] || strcmp(r->path, "/api/create") != 0)
+        return;
+    /* The last line (streamed) or the object (not) says success. */
+    size_t n = r->tail_len;
+    while (n && (r->tail[n - 1] == '\n' || r->tail[n - 1] == '\r' || r->tail[n - 1] == ' '))
+        n--;
+    size_t start = n;
+    while (start && r->tail[start - 1] != '\n')
+        start--;
+    static const char ok[] = "\"success\"";
+    int success = 0;
+    for (size_t i = start; i + sizeof ok - 1 <= n && !success; i++)
+        success = memcmp(r->tail + i, ok, sizeof ok - 1) == 0;
+    if (success && !memmem(r->tail + start, n - start, "\"error\"", 7))
+        sol_health_model_installed(&r->d->health, r->node, r->model);
+}
+
 /* One attempt ended (libcurl finished it, or the deadline sweep did). */
 static void attempt_finished(struct sol_request *r, CURLcode rc)
 {
+    if (r->held_500) {
+        r->held_500 = 0;
+        if (rc == CURLE_OK && r->held_bytes <= TAIL_BYTES &&
+            sol_compat_is_request_error_500(r->tail, r->tail_len)) {
+            /* The request's fault: every node would say the same. Its
+             * answer goes to the client as the node wrote it. */
+            if (sol_buf_append(&r->stream, r->tail, r->tail_len) == 0 && r->tail_len)
+                r->last_byte = r->tail[r->tail_len - 1];
+        } else if (rc == CURLE_OK) {
+            rc = CURLE_WRITE_ERROR; /* the node's fault: retried below */
+            r->retry_result = SOL_ATTEMPT_SERVER_ERROR;
+        }
+    }
     /* cont.c: a stream that ended cleanly without its final line, or with
      * the node's error line, is a failure of the node. */
     int cont_broken = rc == CURLE_OK && cont_feeding(r) && sol_cont_attempt_failed(r->cont);
@@ -1091,6 +1160,7 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
             sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, tp, tn);
             r->last_byte = tp[tn - 1];
         }
+        note_created(r);
         attempt_end(r, classify_status(r, r->status));
         r->upstream_done = 1;
         sol_req_commit(r);
@@ -1426,7 +1496,8 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 static int build_upstream_path(struct sol_request *r, const char *url)
 {
     size_t rl = strlen(r->route->path);
-    if (rl && r->route->path[rl - 1] != '/')
+    /* A pass-through (unknown route) keeps its own path: it names no route here. */
+    if (rl && r->route->path[rl - 1] != '/' && !(r->route->flags & SOL_RF_PASSTHROUGH))
         url = r->route->path;
     struct query_walk w = {{0}};
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
@@ -1487,14 +1558,37 @@ static struct sol_request *req_new(struct sol_daemon *d, struct MHD_Connection *
     return r;
 }
 
+/*
+ * /api/version is what clients gate features on (Continue wants >= 0.6.5):
+ * the cluster can do what its oldest node can, so the answer is the lowest
+ * Ollama version among the nodes that are up; with none up, the lowest
+ * last known; with none ever known, 503. sollold's own version is in
+ * X-Sollol-Version and at /api/sollol/version.
+ */
 static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *conn,
                                    const struct sol_route *route)
 {
-    (void)d;
     if (route->kind == SOL_ROUTE_ROOT)
         return sol_reply(conn, MHD_HTTP_OK, SOL_CT_TEXT, "Ollama is running", 17, NULL);
-    static const char version[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
-    return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, version, sizeof version - 1, NULL);
+    struct sol_reply_headers h = {.sollol_version = SOLLOL_VERSION};
+    if (route->kind == SOL_ROUTE_SOLLOL_VERSION) {
+        static const char own[] = "{\"version\":\"" SOLLOL_VERSION "\"}";
+        return sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, own, sizeof own - 1, &h);
+    }
+    char v[sizeof d->table.nodes[0]->version];
+    if (!sol_compat_cluster_version(&d->table, v, sizeof v)) {
+        h.retry_after = "1";
+        return sol_reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, 0,
+                               "no node is up: the cluster's Ollama version is not known", &h);
+    }
+    struct sol_buf b = {0};
+    sol_buf_append_str(&b, "{\"version\":");
+    sol_buf_append_json_string(&b, v, strlen(v));
+    sol_buf_append_str(&b, "}");
+    enum MHD_Result ret =
+        b.data ? sol_reply(conn, MHD_HTTP_OK, SOL_CT_JSON, b.data, b.len, &h) : MHD_NO;
+    sol_buf_free(&b);
+    return ret;
 }
 
 /*
@@ -1507,16 +1601,84 @@ static enum MHD_Result serve_local(struct sol_daemon *d, struct MHD_Connection *
  */
 static char answer_on_second_call;
 
+/* The route table's answer, or for a path it does not know under /api/ or
+ * /v1/ (or a non-POST under /v1/ that only the POST catch-all matched) the
+ * pass-through to a node (routes.h). A path with a trailing slash that
+ * names a known route is not passed through: it is redirected. */
+static const struct sol_route *effective_route(const char *url, const char *method)
+{
+    size_t len = strlen(url);
+    if (len > 1 && url[len - 1] == '/')
+        return NULL; /* redirected when it names a route, else 404; never forwarded */
+    const struct sol_route *route = sol_route_find(url);
+    unsigned m = sol_method_bit(method);
+    if (route && !(strcmp(route->path, "/v1/") == 0 && !(route->methods & m)))
+        return route;
+    return sol_route_passthrough(url);
+}
+
+/* gin's RedirectTrailingSlash, as Ollama answers "/api/tags/": 301 for GET,
+ * 307 otherwise (the method and body are kept), to the path without the
+ * slash with the query string kept. */
+static enum MHD_Result redirect_trailing_slash(struct MHD_Connection *conn, const char *fixed,
+                                               const char *method)
+{
+    struct query_walk w = {{0}};
+    sol_buf_append_str(&w.out, fixed);
+    size_t path_len = w.out.len;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &w);
+    if (w.out.len > path_len) /* collect_arg starts with '&' after a non-empty buffer */
+        w.out.data[path_len] = '?';
+    const char *loc = sol_buf_cstr(&w.out);
+    int get = strcmp(method, "GET") == 0;
+    struct sol_buf body = {0};
+    if (get || strcmp(method, "HEAD") == 0) {
+        sol_buf_append_str(&body, "<a href=\"");
+        sol_buf_append_str(&body, loc); /* percent-encoded by collect_arg, path as routed */
+        sol_buf_appendf(&body, "\">%s</a>.\n\n", get ? "Moved Permanently" : "Temporary Redirect");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        body.len, body.data ? body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret = MHD_NO;
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+        if (body.len)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+        sol_reply_add_headers(resp, NULL);
+        ret = MHD_queue_response(conn, get ? MHD_HTTP_MOVED_PERMANENTLY : 307, resp);
+        MHD_destroy_response(resp);
+    }
+    sol_buf_free(&body);
+    sol_buf_free(&w.out);
+    return ret;
+}
+
 /* *con_cls of a request whose raw target sol_target_check() refused (set by
  * sol_request_on_uri(), before libmicrohttpd decoded the path). */
 static char bad_target;
+
+/* A target whose only fault is one trailing '/' after a normal path
+ * ("/api/tags/?x=1"): Ollama (gin) redirects it to the path without it, so
+ * it passes here and is redirected or answered 404, never forwarded
+ * (effective_route()). */
+static int trailing_slash_only(const char *uri)
+{
+    size_t len = strlen(uri), path = strcspn(uri, "?");
+    if (path < 2 || uri[path - 1] != '/' || len > 8192)
+        return 0;
+    char copy[8192];
+    memcpy(copy, uri, path - 1);
+    memcpy(copy + path - 1, uri + path, len - path + 1);
+    const char *why;
+    return sol_target_check(copy, len - 1, NULL, 0, &why) >= 0;
+}
 
 void *sol_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
     (void)conn;
     const char *why;
-    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0) {
+    if (uri && sol_target_check(uri, strlen(uri), NULL, 0, &why) < 0 && !trailing_slash_only(uri)) {
         SOL_DEBUG("refused request target: %s", why);
         return &bad_target;
     }
@@ -1580,7 +1742,7 @@ static unsigned refuse_malformed(struct MHD_Connection *conn, void *con_cls, enu
 static int answered_locally_without_body(struct MHD_Connection *conn, const char *url,
                                          const char *method)
 {
-    const struct sol_route *route = sol_route_find(url);
+    const struct sol_route *route = effective_route(url, method);
     int local = !route || !(route->methods & sol_method_bit(method)) ||
                 (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
                  route->kind != SOL_ROUTE_PINNED);
@@ -1599,7 +1761,7 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
                                         const char *url, const char *method,
                                         const struct sol_auth_key *key, void **con_cls)
 {
-    const struct sol_route *route = sol_route_find(url);
+    const struct sol_route *route = effective_route(url, method);
     int openai = strncmp(url, "/v1/", 4) == 0;
     if (d->draining) { /* graceful shutdown (daemon.c): running work finishes, no new work */
         struct sol_reply_headers h = {.close = 1};
@@ -1609,8 +1771,20 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
     /* The catch-all "any other POST /v1/..." route names no real path: with
      * another method the path is simply unknown (404, as Ollama answers),
      * not a known path used with the wrong method. */
-    if (!route ||
-        (strcmp(route->path, "/v1/") == 0 && !(route->methods & sol_method_bit(method)))) {
+    char fixed[512];
+    if (!route && sol_route_trailing_slash(url, sol_method_bit(method), fixed, sizeof fixed))
+        return redirect_trailing_slash(conn, fixed, method);
+    if (route && (route->flags & SOL_RF_PASSTHROUGH) && sol_auth_enabled(&d->auth) &&
+        !(key && key->admin)) {
+        /* What an unknown route does is not known here: admin only. */
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "path '%.200s' is not one sollold knows; passing it to a node needs an admin key",
+                 url);
+        sol_metrics_refused(&d->metrics, SOL_REFUSED_FORBIDDEN);
+        return sol_reply_error(conn, MHD_HTTP_FORBIDDEN, openai, msg, NULL);
+    }
+    if (!route) {
         char msg[320];
         snprintf(msg, sizeof msg, "path '%.256s' not found", url);
         return sol_reply_error(conn, MHD_HTTP_NOT_FOUND, openai, msg, NULL);
@@ -1622,7 +1796,8 @@ static enum MHD_Result on_request_start(struct sol_daemon *d, struct MHD_Connect
         struct sol_reply_headers h = {.allow = allow};
         return sol_reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, openai, msg, &h);
     }
-    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION)
+    if (route->kind == SOL_ROUTE_ROOT || route->kind == SOL_ROUTE_VERSION ||
+        route->kind == SOL_ROUTE_SOLLOL_VERSION)
         return serve_local(d, conn, route);
     if (route->kind != SOL_ROUTE_PROXY && route->kind != SOL_ROUTE_FANOUT &&
         route->kind != SOL_ROUTE_PINNED)
@@ -1793,6 +1968,33 @@ static void cont_setup(struct sol_request *r)
                                r->body.len, &r->info.messages);
 }
 
+/*
+ * `ollama stop` sends {"model", "keep_alive": 0} to /api/generate (a chat
+ * with no messages does the same): Ollama unloads the model and answers
+ * done_reason "unload". On a cluster that is every node that has it
+ * loaded, so it is fanned out like a delete.
+ */
+static int is_unload(const struct sol_request *r)
+{
+    int generate = strcmp(r->path, "/api/generate") == 0;
+    if ((!generate && strcmp(r->path, "/api/chat") != 0) || !r->model[0] ||
+        !sol_compat_keep_alive_zero(&r->info.keep_alive))
+        return 0;
+    if (generate) { /* req.Prompt == "" */
+        const struct sol_json_span *p = &r->info.prompt;
+        return !p->p || p->type == SOL_JSON_NULL || (p->type == SOL_JSON_STRING && p->len == 2);
+    }
+    const struct sol_json_span *m = &r->info.messages; /* len(req.Messages) == 0 */
+    if (!m->p || m->type == SOL_JSON_NULL)
+        return 1;
+    if (m->type != SOL_JSON_ARRAY)
+        return 0;
+    for (size_t i = 1; i + 1 < m->len; i++)
+        if (m->p[i] != ' ' && m->p[i] != '\t' && m->p[i] != '\n' && m->p[i] != '\r')
+            return 0;
+    return 1;
+}
+
 /* The whole body is in: inspect it and start the first attempt. */
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
@@ -1820,8 +2022,9 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     r->info.num_predict = -1;
     r->info.priority = -1;
     if (!(r->route->flags & SOL_RF_RAW_BODY)) {
-        int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len,
-                                      (r->route->flags & SOL_RF_NEEDS_MODEL) != 0,
+        int want = ((r->route->flags & SOL_RF_NEEDS_MODEL) ? SOL_INSPECT_NEEDS_MODEL : 0) |
+                   ((r->route->flags & SOL_RF_NAME_ALIAS) ? SOL_INSPECT_NAME_ALIAS : 0);
+        int status = sol_inspect_body(r->body.data ? r->body.data : "", r->body.len, want,
                                       d->cfg->json_max_depth, &r->info, err, sizeof err);
         if (status)
             return reply_error(r, (unsigned)status, err);
@@ -1870,7 +2073,8 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
         sol_req_suspend(r);
         return MHD_YES;
     }
-    if (r->route->kind == SOL_ROUTE_FANOUT) {
+    r->unload = is_unload(r) && sol_fanout_can_unload(r);
+    if (r->route->kind == SOL_ROUTE_FANOUT || r->unload) {
         if (sol_fanout_start(r) < 0)
             return reply_error(r, r->fail_status, r->last_error);
         if (r->state == RS_COMMITTED)
@@ -1899,10 +2103,80 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     return MHD_YES;
 }
 
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls);
+
+/* gin-contrib/cors's preflight answer for an allowed origin (Ollama's
+ * configuration, compat.h): 204, whatever the path. */
+static enum MHD_Result reply_preflight(struct MHD_Connection *conn)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", SOL_CORS_ALLOW_METHODS);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", SOL_CORS_ALLOW_HEADERS);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", SOL_CORS_MAX_AGE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Access-Control-Request-Method");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Access-Control-Request-Headers");
+    sol_reply_add_headers(resp, NULL); /* Allow-Origin and Vary: Origin */
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/*
+ * CORS first, as Ollama's middleware runs first: a request with an Origin
+ * that is neither the daemon's own nor allowed (cors.origins, else Ollama's
+ * defaults) is refused 403 with an empty body, a preflight from an allowed
+ * one is answered here (204), and every reply to an allowed one carries
+ * Access-Control-Allow-Origin. Requests without Origin (every non-browser
+ * client) are untouched.
+ */
 enum MHD_Result sol_request_on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
+{
+    struct sol_daemon *d = cls;
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin || *con_cls == (void *)&bad_target) /* a malformed request is refused first */
+        return on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    int first = !*con_cls;
+    if (first) { /* as Go's server refuses a malformed request before gin runs */
+        enum MHD_Result bad;
+        if (refuse_malformed(conn, NULL, &bad))
+            return bad;
+    }
+    int any;
+    enum sol_cors_verdict v =
+        sol_cors_check(origin, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host"),
+                       d->cfg->cors_origins, &any);
+    if (v == SOL_CORS_REFUSED && first) {
+        SOL_DEBUG("refused %s %s: origin '%.200s' not allowed (cors.origins)", method, url, origin);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_FORBIDDEN, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (v != SOL_CORS_ALLOWED)
+        return on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    sol_reply_cors_begin(origin, any);
+    enum MHD_Result ret =
+        first && strcmp(method, "OPTIONS") == 0
+            ? reply_preflight(conn)
+            : on_access(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+    sol_reply_cors_end();
+    return ret;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     struct sol_daemon *d = cls;
     struct sol_request *r = *con_cls;

@@ -22,6 +22,7 @@
 
 struct sol_daemon;
 struct sol_fanout_leg;
+struct sol_pull_progress;
 struct sol_embed_split; /* embed.c */
 struct sol_coord_req;   /* coordinator.c */
 struct sol_cont;        /* cont.c */
@@ -91,6 +92,10 @@ struct sol_request {
     char last_error[384];
     unsigned fail_status;
     enum sol_attempt_result retry_result; /* set when a node's answer is dropped for a retry */
+    /* A 500 that another node could take, held (in tail, not sent) until
+     * its error text says whether the request or the node is at fault. */
+    int held_500;
+    size_t held_bytes;
 
     /* What the node answered. */
     long status;
@@ -128,6 +133,8 @@ struct sol_request {
     struct sol_fanout_leg *legs;
     unsigned n_legs, legs_running;
     int pinned_node; /* pinned routes: node index, else -1 */
+    int unload;      /* generate/chat with keep_alive 0 and nothing to say: every node unloads */
+    struct sol_pull_progress *pull; /* a streamed pull's summed progress (compat.h), or NULL */
 
     /* Distributed embedding batch (embed.c): the split of a large /api/embed. */
     struct sol_embed_split *embed;
@@ -190,6 +197,11 @@ int sol_req_prepare_upstream(CURL *e, const struct sol_node *n, const char *path
 /* Starts the legs of a fan-out request. Returns 0, or -1 with
  * r->fail_status and r->last_error set (nothing is running then). */
 int sol_fanout_start(struct sol_request *r);
+
+/* Whether some node that is up has r's model installed or loaded, so an
+ * unload fan-out has somewhere to go (else the request takes the normal
+ * path and gets its 404 or 503). */
+int sol_fanout_can_unload(const struct sol_request *r);
 /* Cancels running legs (client gone, shutdown). Idempotent. */
 void sol_fanout_cancel(struct sol_request *r);
 /* Frees the legs; only once none runs. */

@@ -205,8 +205,8 @@ class HostileInputTest(unittest.TestCase):
                                          b"Connection: close\r\n\r\n"), 405, "not allowed")
         (st, _, b), = parse_responses(self.raw(b"GET /v1/nope/x HTTP/1.1\r\nHost: x\r\n"
                                                b"Connection: close\r\n\r\n"))
-        self.assertEqual(st, 404, "an unknown /v1 path, as Ollama answers it")
-        self.assertIn("'/v1/nope/x' not found", json.loads(b)["error"]["message"])
+        # Passed to the node (a newer Ollama's route?): its own 404 (issue 17 item 8).
+        self.assertEqual((st, b), (404, b"404 page not found"), "an unknown /v1 path, as Ollama answers it")
         self.assert_serving()
 
     def test_body_on_get(self):

@@ -305,10 +305,14 @@ class StreamingTest(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.headers["content-type"], JSON_UTF8)
         self.assertRegex(r.json()["version"], r"^\d+\.\d+\.\d+")
+        # An unknown /api/ route is a newer Ollama's: passed to a node, whose
+        # own answer (Ollama's gin 404) comes back (issue 17 item 8).
         r = h.request("GET", self.d.url + "/api/nothing-here")
+        self.assertEqual((r.status, r.body), (404, b"404 page not found"))
+        r = h.request("GET", self.d.url + "/nothing-here")
         self.assertEqual(r.status, 404)
         self.assertEqual(r.headers["content-type"], JSON_UTF8)
-        self.assertIn("/api/nothing-here", r.json()["error"])
+        self.assertIn("/nothing-here", r.json()["error"])
         for method, path, allow in (("GET", "/api/chat", "POST"), ("PUT", "/api/generate", "POST"),
                                     ("POST", "/api/tags", "GET, HEAD"),
                                     ("GET", "/api/delete", "DELETE"), ("DELETE", "/", "GET, HEAD")):

@@ -101,6 +101,39 @@ static void test_inspect(void)
     CHECK(inspect(big, 1, &bi, err) == 400 && strstr(err, "too long"), "%s", err);
 }
 
+/* Ollama's deprecated "name" (pull, push, show, delete, create): model wins. */
+static void test_name_alias(void)
+{
+    struct sol_body_info bi;
+    char err[256];
+    int both = SOL_INSPECT_NEEDS_MODEL | SOL_INSPECT_NAME_ALIAS;
+    CHECK(inspect("{\"name\":\"llama3.2\"}", both, &bi, err) == 0 &&
+              strcmp(bi.model, "llama3.2") == 0,
+          "name alone: %s", err);
+    CHECK(inspect("{\"model\":\"a\",\"name\":\"b\"}", both, &bi, err) == 0 &&
+              strcmp(bi.model, "a") == 0,
+          "model wins");
+    CHECK(inspect("{\"name\":\"b\",\"model\":\"\"}", both, &bi, err) == 0 &&
+              strcmp(bi.model, "b") == 0,
+          "an empty model gives way (cmp.Or)");
+    CHECK(inspect("{\"name\":\"b\"}", SOL_INSPECT_NEEDS_MODEL, &bi, err) == 400 &&
+              strcmp(err, "model is required") == 0,
+          "no alias on other routes");
+    CHECK(inspect("{\"name\":\"a\",\"name\":\"b\"}", both, &bi, err) == 400 &&
+              strstr(err, "duplicate"),
+          "duplicate name");
+    CHECK(inspect("{\"name\":7}", both, &bi, err) == 400 && strstr(err, "must be a string"),
+          "typed");
+    CHECK(inspect("{\"name\":null}", both, &bi, err) == 400, "null name is no model");
+    CHECK(sol_route_find("/api/pull")->flags & SOL_RF_NAME_ALIAS, "pull");
+    CHECK(sol_route_find("/api/push")->flags & SOL_RF_NAME_ALIAS, "push");
+    CHECK(sol_route_find("/api/show")->flags & SOL_RF_NAME_ALIAS, "show");
+    CHECK(sol_route_find("/api/delete")->flags & SOL_RF_NAME_ALIAS, "delete");
+    CHECK(sol_route_find("/api/create")->flags & SOL_RF_NAME_ALIAS, "create");
+    CHECK(!(sol_route_find("/api/copy")->flags & SOL_RF_NAME_ALIAS), "copy: source/destination");
+    CHECK(!(sol_route_find("/api/chat")->flags & SOL_RF_NAME_ALIAS), "chat");
+}
+
 static void test_error_bodies(void)
 {
     struct sol_buf b = {0};
@@ -139,6 +172,7 @@ int main(void)
 {
     test_routes();
     test_inspect();
+    test_name_alias();
     test_error_bodies();
     test_buf();
     return check_summary();
