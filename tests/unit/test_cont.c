@@ -44,8 +44,8 @@ static void test_judge(void)
         {",\"FORMAT\":{\"type\":\"object\"}", SOL_CONT_API_CHAT, 1, SOL_CONT_FORMAT, 0},
         {",\"format\":\"\"", SOL_CONT_API_CHAT, 1, SOL_CONT_CONTINUED, 0},
         {",\"format\":null", SOL_CONT_API_CHAT, 1, SOL_CONT_CONTINUED, 0},
-        {",\"response_format\":{\"type\":\"json_object\"}", SOL_CONT_API_OPENAI, 1,
-         SOL_CONT_FORMAT, 0},
+        {",\"response_format\":{\"type\":\"json_object\"}", SOL_CONT_API_OPENAI, 1, SOL_CONT_FORMAT,
+         0},
         {",\"response_format\":{\"type\":\"text\"}", SOL_CONT_API_OPENAI, 1, SOL_CONT_CONTINUED, 0},
         {",\"logprobs\":true", SOL_CONT_API_OPENAI, 1, SOL_CONT_LOGPROBS, 0},
         {",\"logprobs\":false", SOL_CONT_API_OPENAI, 1, SOL_CONT_CONTINUED, 0},
@@ -117,7 +117,10 @@ static const char *out_text(struct run *r)
     return sol_buf_cstr(&r->out);
 }
 
-#define TOK(t) "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"" t "\"},\"done\":false}\n"
+/* One streamed line of content t. */
+#define TOK(t) LINE_A t LINE_B
+#define LINE_A "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\""
+#define LINE_B "\"},\"done\":false}\n"
 
 static void test_chat_continued(void)
 {
@@ -206,7 +209,8 @@ static void test_not_continuable(void)
     finish(&r);
     start(&r, body, SOL_CONT_API_CHAT, 0, 1024);
     feed(&r, "not json\n", 1001);
-    CHECK(sol_cont_can_continue(r.c) == SOL_CONT_NODE_LINE && strcmp(out_text(&r), "not json\n") == 0,
+    CHECK(sol_cont_can_continue(r.c) == SOL_CONT_NODE_LINE &&
+              strcmp(out_text(&r), "not json\n") == 0,
           "unreadable line passed on");
     finish(&r);
     /* A line that never ends: passed on as it comes, not held without bound. */
@@ -272,7 +276,8 @@ static void test_openai(void)
     start(&r, body, SOL_CONT_API_OPENAI, 0, 1024);
 #define CHUNK(id, c)                                                                               \
     "data: {\"id\":\"" id "\",\"object\":\"chat.completion.chunk\",\"created\":11,\"choices\":[{"  \
-    "\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"" c "\"},\"finish_reason\":null}]}" \
+    "\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"" c                               \
+    "\"},\"finish_reason\":null}]}"                                                                \
     "\n\n"
     feed(&r, CHUNK("chatcmpl-1", "One") CHUNK("chatcmpl-1", " two"), 1001);
     CHECK(strcmp(out_text(&r), CHUNK("chatcmpl-1", "One") CHUNK("chatcmpl-1", " two")) == 0,
