@@ -15,6 +15,7 @@ Run: python3 -B tests/e2e/test_continue.py (SOLLOL_BUILD_DIR selects the build).
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -178,18 +179,6 @@ class ContinueTest(unittest.TestCase):
         self.assertEqual(objs[-1]["sollol_nodes"], ["a", "b"])
         self.assertEqual(objs[-1]["eval_count"], TOKENS)
 
-    def test_node_error_line_is_continued(self):
-        """The node's own error line after tokens (its runner died): held
-        back and continued; the client never sees it."""
-        # The sim has no mid-stream error fault: a 'close' after n chunks is
-        # the same failure seen from the transport. What the error line
-        # changes is covered by the unit tests of cont.c.
-        body = chat("an error line")
-        ref_text, _ = self.reference("/api/chat", body)
-        h.sim_fault(self.a.url, "close", arg=3, count=1)
-        s, objs = self.stream_chat(body)
-        self.assertEqual("".join(o["message"]["content"] for o in objs), ref_text)
-
     def test_num_predict_counts_the_whole_answer(self):
         body = chat("a limited answer", options={"num_predict": 10})
         ref_text, ref_final = self.reference("/api/chat", body)
@@ -199,20 +188,32 @@ class ContinueTest(unittest.TestCase):
         self.assertEqual(objs[-1]["eval_count"], 10)
         self.assertEqual(objs[-1]["done_reason"], "length")
 
-    def test_affinity_follows_the_new_node(self):
-        body = chat("where does this conversation live")
-        h.sim_fault(self.a.url, "reset", arg=3, count=1)
-        s, objs = self.stream_chat(body)
-        answer = "".join(o["message"]["content"] for o in objs)
-        turn2 = {"model": MODEL, "stream": False, "messages": body["messages"] + [
-            {"role": "assistant", "content": answer}, {"role": "user", "content": "more"}]}
+    def prompt_terms(self, turn2):
+        """The prompt cost term of each node for the next turn (X-Sollol-Explain)."""
         r = h.post_json(self.d.url + "/api/chat", turn2, headers={"X-Sollol-Explain": "1"})
         self.assertEqual(r.status, 200)
-        # b is remembered as the holder of the prefix: its prompt is priced
-        # at the affinity discount (the weight still sends it to a).
-        self.assertIn("b=", r.headers["x-sollol-explain"])
-        stats = h.get_json(self.d.url + "/api/stats")
-        self.assertGreaterEqual(stats.get("affinity", {}).get("entries", 1), 1)
+        terms = {}
+        for m in re.finditer(r"(\w+)=[0-9.e+-]+\(([^)]*)\)", r.headers["x-sollol-explain"]):
+            terms[m.group(1)] = float(re.search(r"prompt=([0-9.e+-]+)", m.group(2)).group(1))
+        return terms
+
+    def test_affinity_follows_the_new_node(self):
+        """The node that finished the answer holds the conversation: its
+        next turn's prompt is priced at the affinity discount there."""
+        turns = {}
+        for name, fault in (("continued", True), ("control", False)):
+            body = chat("where does this conversation live, %s" % name)
+            if fault:
+                h.sim_fault(self.a.url, "reset", arg=3, count=1)
+            s, objs = self.stream_chat(body)
+            self.assertEqual("sollol_nodes" in objs[-1], fault)
+            answer = "".join(o["message"]["content"] for o in objs)
+            turn2 = {"model": MODEL, "stream": False, "messages": body["messages"] + [
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "tell me more " * 40}]}
+            turns[name] = self.prompt_terms(turn2)
+        self.assertLess(turns["continued"]["b"], turns["continued"]["a"], turns)
+        self.assertLess(turns["control"]["a"], turns["control"]["b"], turns)
 
     # -- /v1/chat/completions streamed ---------------------------------------
 
