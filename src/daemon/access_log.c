@@ -107,8 +107,8 @@ int sol_access_format(struct sol_buf *out, const struct sol_access_entry *e, int
                         "prompt_tokens=%llu gen_tokens=%llu bytes=%llu%s%s%s\n",
                         s->status, retries, ms(s->queue_s), ms(s->ttfb_s), ms(s->duration_s),
                         (unsigned long long)s->prompt_eval_count, (unsigned long long)s->eval_count,
-                        (unsigned long long)s->bytes_out, e->client_gone ? " client_gone" : "",
-                        e->cont ? " cont=" : "", e->cont ? e->cont : "");
+                        (unsigned long long)s->bytes_out, e->cont ? " cont=" : "",
+                        e->cont ? e->cont : "", e->client_gone ? " client_gone" : "");
     return rc ? -1 : 0;
 }
 

@@ -323,11 +323,15 @@ class ContinueTest(unittest.TestCase):
                     if x.startswith('sollol_stream_continuations_total{outcome="%s"}' % outcome)]
             self.assertTrue(line and float(line[0].split()[-1]) >= 1, (outcome, line))
 
-    def test_metrics_count_continuations(self):
+    def test_metrics_and_access_log_count_continuations(self):
         before = self.metric("continued")
-        h.sim_fault(self.a.url, "reset", arg=2, count=1)
-        self.stream_chat(chat("count me"))
+        h.sim_fault(self.a.url, "close", arg=2, count=1)
+        s, _ = self.stream_chat(chat("count me"), headers={"X-Request-Id": "cont-counted"})
         self.assertEqual(self.metric("continued"), before + 1)
+        line = h.wait_until(lambda: [x for x in self.d.stderr_text().splitlines()
+                                     if " info access id=cont-counted " in x], timeout=5)
+        self.assertIn(" cont=continued", line[0])
+        self.assertIn(" node=b ", line[0])  # the node that finished it
 
     def metric(self, outcome):
         m = h.request("GET", self.d.url + "/metrics").text
