@@ -119,6 +119,11 @@ int sol_cont_attempt_failed(const struct sol_cont *c);
  */
 void sol_cont_attempt_ok(struct sol_cont *c, struct sol_buf *out);
 
+/* The message of the node's held error line ("error" string, or OpenAI's
+ * error.message), decoded and cut to fit; 0 when none was held (out is
+ * then ""). out must have room for at least one byte. */
+size_t sol_cont_error_text(const struct sol_cont *c, char *out, size_t outlen);
+
 /* Whether the broken attempt's text can be continued (SOL_CONT_CONTINUED)
  * or why not; the caller adds its own reasons (no node, limits). */
 enum sol_cont_why sol_cont_can_continue(const struct sol_cont *c);

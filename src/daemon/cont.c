@@ -737,6 +737,41 @@ void sol_cont_attempt_ok(struct sol_cont *c, struct sol_buf *out)
     }
 }
 
+size_t sol_cont_error_text(const struct sol_cont *c, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const char *p = c->held.data;
+    size_t n = c->held.len;
+    while (n && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
+        n--;
+    if (n >= 5 && memcmp(p, "data:", 5) == 0) {
+        p += 5, n -= 5;
+        while (n && *p == ' ')
+            p++, n--;
+    }
+    struct line_fields f;
+    memset(&f, 0, sizeof f);
+    if (!n || sol_json_scan_object(p, n, LINE_DEPTH, collect, &f, NULL, 0) != SOL_JSON_OK ||
+        !f.error.p)
+        return 0;
+    struct sol_json_span e = f.error, m;
+    if (e.type == SOL_JSON_OBJECT && sol_json_object_get(&f.error, "message", &m))
+        e = m;
+    if (e.type != SOL_JSON_STRING)
+        return 0;
+    char buf[512];
+    struct sol_json_span cut = e;
+    if (cut.len > sizeof buf - 1)
+        return 0;
+    long len = sol_json_string_decode(&cut, buf, sizeof buf);
+    if (len < 0)
+        return 0;
+    size_t k = (size_t)len < outlen - 1 ? (size_t)len : outlen - 1;
+    memcpy(out, buf, k);
+    out[k] = '\0';
+    return k;
+}
+
 enum sol_cont_why sol_cont_can_continue(const struct sol_cont *c)
 {
     if (c->stop != SOL_CONT_CONTINUED)

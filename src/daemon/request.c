@@ -1059,6 +1059,27 @@ static int cont_on_failure(struct sol_request *r, const char *why, enum sol_atte
     enum sol_cont_why w = cont_verdict(r);
     struct sol_cont_stats st;
     sol_cont_stats(c, &st);
+    if (!committed(r) && w != SOL_CONT_CONTINUED && sol_cont_attempt_failed(c)) {
+        /* No other node: a node's error line (all it sent) reaches the
+         * client as it would have without continuation: the line in the
+         * stream, or (whole mode) Ollama's 500 with its message. */
+        char said[256];
+        if (!sol_cont_whole(c) && sol_cont_give_up(c, &r->stream)) {
+            attempt_end(r, result);
+            r->last_byte = '\n';
+            r->upstream_done = 1;
+            sol_req_commit(r);
+            sol_req_resume(r);
+            return 1;
+        }
+        if (sol_cont_whole(c) && sol_cont_error_text(c, said, sizeof said)) {
+            attempt_end(r, result);
+            snprintf(r->last_error, sizeof r->last_error, "%s", said);
+            r->fail_status = 500;
+            fail_request(r);
+            return 1;
+        }
+    }
     if (!committed(r)) {
         /* Whole mode: the client has seen nothing. A continuation if it
          * can be one, else the answer starts again. */
@@ -1185,8 +1206,14 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
     int timeout = rc == CURLE_OPERATION_TIMEDOUT;
     const char *why = timeout ? "timed out waiting for the node" : curl_easy_strerror(rc);
     char answered[64];
+    char node_said[128]; /* the node's error line, cut: it goes into longer messages */
     if (cont_broken) {
+        char said[120];
         why = "its answer ended early";
+        if (sol_cont_error_text(r->cont, said, sizeof said)) {
+            snprintf(node_said, sizeof node_said, "%s", said);
+            why = node_said;
+        }
     } else if (r->cont_fatal) {
         why = r->node_fault; /* not the node's fault: no retry, no breaker */
         attempt_end(r, SOL_ATTEMPT_CANCELLED);

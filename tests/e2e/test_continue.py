@@ -13,13 +13,16 @@ fault injected on it decides where the stream breaks.
 Run: python3 -B tests/e2e/test_continue.py (SOLLOL_BUILD_DIR selects the build).
 """
 
+import http.server
 import json
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -339,6 +342,109 @@ class ContinueTest(unittest.TestCase):
             if x.startswith('sollol_stream_continuations_total{outcome="%s"}' % outcome):
                 return float(x.split()[-1])
         self.fail("no sollol_stream_continuations_total{outcome=%r}" % outcome)
+
+
+class ErrorLineNode:
+    """A stand-in node whose /api/chat streams the given pieces of text,
+    then Ollama's mid-stream error line ({"error": ...}, what Ollama sends
+    when its runner dies during a stream), then ends cleanly. Probes are
+    answered by a simulator's own /api/version, /api/tags and /api/ps."""
+
+    def __init__(self, probe_url):
+        node = self
+        self.pieces, self.requests = [], 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with urllib.request.urlopen(probe_url + self.path, timeout=5) as r:
+                    data = r.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                node.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.end_headers()
+                for p in node.pieces:
+                    line = {"model": MODEL, "created_at": "2026-01-01T00:00:00Z",
+                            "message": {"role": "assistant", "content": p}, "done": False}
+                    self.wfile.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                    self.wfile.flush()
+                    time.sleep(0.01)
+                self.wfile.write(b'{"error":"an error was encountered while running the model: '
+                                 b'unexpected EOF"}\n')
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ErrorLineTest(unittest.TestCase):
+    """The node's own error line after tokens is a node fault: held back and
+    continued; with no other node it reaches the client as the node sent it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.a = h.start_sim(*SIM_ARGS, models=("%s,loaded" % MODEL, "%s,loaded" % ONLY_A),
+                            test=cls)
+        cls.b = h.start_sim(*SIM_ARGS, test=cls)
+        cls.c = ErrorLineNode(cls.a.url)
+        cls.addClassCleanup(cls.c.close)
+        cls.tmp = tempfile.mkdtemp(prefix="sollol-cont-err-")
+        cfg = os.path.join(cls.tmp, "sollol.json")
+        write_config(cfg, cls.c.url, cls.b.url)
+        cls.d = h.start_process("sollold", ["--config", cfg], test=cls)
+        h.wait_until(lambda: all(n["state"] == "up" and n["models"]
+                                 for n in h.get_json(cls.d.url + "/api/stats")["nodes"]),
+                     timeout=10)
+
+    def test_error_line_is_continued(self):
+        body = chat("the runner dies")
+        with h.open_stream("POST", self.b.url + "/api/chat", body) as s:
+            ref = [e.json["message"]["content"] for e in s.lines()]
+        h.sim_reset(self.b.url)
+        self.c.pieces = ref[:5]
+        with h.open_stream("POST", self.d.url + "/api/chat", body) as s:
+            objs = [e.json for e in s.lines()]
+        self.assertFalse([o for o in objs if "error" in o], objs)
+        self.assertEqual("".join(o["message"]["content"] for o in objs), "".join(ref))
+        self.assertEqual(objs[-1]["sollol_nodes"], ["a", "b"])
+        self.assertEqual(objs[-1]["eval_count"], TOKENS)
+
+    def test_error_line_without_another_node_reaches_the_client(self):
+        self.c.pieces = ["Hello", " there"]
+        with h.open_stream("POST", self.d.url + "/api/chat", chat("alone", model=ONLY_A)) as s:
+            self.assertEqual(s.status, 200)
+            objs = [e.json for e in s.lines()]
+        self.assertEqual([o["message"]["content"] for o in objs[:-1]], ["Hello", " there"])
+        self.assertEqual(objs[-1], {"error": "an error was encountered while running the model: "
+                                             "unexpected EOF"})
+        # before any text: the same line, as the node's whole answer
+        self.c.pieces = []
+        with h.open_stream("POST", self.d.url + "/api/chat", chat("alone 2", model=ONLY_A)) as s:
+            self.assertEqual(s.status, 200)
+            objs = [e.json for e in s.lines()]
+        self.assertEqual(len(objs), 1)
+        self.assertIn("unexpected EOF", objs[0]["error"])
+        # non-streamed: Ollama's 500 with the node's message
+        self.c.pieces = ["Hi"]
+        r = h.post_json(self.d.url + "/api/chat", chat("alone 3", model=ONLY_A, stream=False))
+        self.assertEqual(r.status, 500, r.body)
+        self.assertIn("unexpected EOF", r.json()["error"])
 
 
 class ContinueOffTest(unittest.TestCase):

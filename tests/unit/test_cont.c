@@ -172,7 +172,11 @@ static void test_error_line_held(void)
     feed(&r, TOK("A") "{\"error\":\"llama runner process has terminated\"}\n", 1001);
     CHECK(strcmp(out_text(&r), TOK("A")) == 0, "error line held: %s", out_text(&r));
     CHECK(sol_cont_attempt_failed(r.c), "an error line is a failure");
+    char said[16];
+    CHECK(sol_cont_error_text(r.c, said, sizeof said) == 15 && strcmp(said, "llama runner pr") == 0,
+          "the node's message, cut to fit: %s", said);
     CHECK(sol_cont_give_up(r.c, &r.out) == 1, "given up: the node's line");
+    CHECK(sol_cont_error_text(r.c, said, sizeof said) == 0 && said[0] == '\0', "none held");
     CHECK(strcmp(out_text(&r), TOK("A") "{\"error\":\"llama runner process has terminated\"}\n") ==
               0,
           "%s", out_text(&r));
