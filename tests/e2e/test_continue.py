@@ -182,6 +182,23 @@ class ContinueTest(unittest.TestCase):
         self.assertEqual(objs[-1]["sollol_nodes"], ["a", "b"])
         self.assertEqual(objs[-1]["eval_count"], TOKENS)
 
+    def test_second_failure_ends_with_the_error_line(self):
+        """Bounded: the continuation's node fails too and no node is left:
+        the text both sent, then the error line; nothing repeated."""
+        body = chat("everyone fails")
+        ref_text, _ = self.reference("/api/chat", body)
+        h.sim_fault(self.a.url, "close", arg=3, count=1)
+        h.sim_fault(self.b.url, "close", arg=2, count=1)
+        with h.open_stream("POST", self.d.url + "/api/chat", body) as s:
+            objs = [e.json for e in s.lines()]
+            self.assertFalse(s.incomplete)
+        self.assertIn("error", objs[-1])
+        self.assertTrue(objs[-1]["error"].startswith("node b failed"), objs[-1])
+        text = "".join(o["message"]["content"] for o in objs[:-1])
+        self.assertEqual(len(objs) - 1, 5)
+        self.assertTrue(ref_text.startswith(text) and text, (text, ref_text))
+        self.assertFalse(any(o.get("done") for o in objs))
+
     def test_num_predict_counts_the_whole_answer(self):
         body = chat("a limited answer", options={"num_predict": 10})
         ref_text, ref_final = self.reference("/api/chat", body)
