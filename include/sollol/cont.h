@@ -61,9 +61,9 @@ enum sol_cont_api { SOL_CONT_API_CHAT, SOL_CONT_API_OPENAI };
  * Whether a failure of this request could be continued, judged once from
  * the client's body (already validated by inspect.c; `messages` is its
  * "messages" span). SOL_CONT_CONTINUED when it could, else the reason.
- * *whole is set when the client asked for one object (stream false on
- * /api/chat) and the request can be asked of the node as a stream instead
- * (no tools): the client then gets one object built from the stream.
+ * *whole is set when the client asked for one object (stream false) and
+ * the request can be asked of the node as a stream instead (no tools): the
+ * client then gets the one object Ollama would have built from the stream.
  */
 enum sol_cont_why sol_cont_judge(const char *body, size_t len, const struct sol_json_span *messages,
                                  enum sol_cont_api api, int streams, int *whole);

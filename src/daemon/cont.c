@@ -44,6 +44,9 @@ struct sol_cont {
     uint64_t prev_total_ns, prev_prompt_ns, prev_eval_ns;
     uint64_t att_start_ms, first_tok_ms, last_tok_ms;
     char oa_id[160], oa_created[32]; /* raw values of the first node's id and created */
+    /* OpenAI whole mode: raw values for the one chat.completion object. */
+    char oa_model[320], oa_fp[96], oa_finish[48];
+    int oa_built, usage_seen;
 
     uint64_t eval_count, prompt_count;
     int have_counts;
@@ -176,11 +179,10 @@ enum sol_cont_why sol_cont_judge(const char *body, size_t len, const struct sol_
     if (sol_json_object_get(&last, "role", &role) && span_str_is(&role, "assistant"))
         return SOL_CONT_PREFILL;
     if (!streams) {
-        /* One object built from the node's stream: Ollama's /api/chat only
-         * (its non-streamed answer is exactly the stream's final line with
-         * the text in it); a tool call's shape is left to the node. */
-        if (api != SOL_CONT_API_CHAT)
-            return SOL_CONT_ROUTE;
+        /* One object built from the node's stream, as Ollama builds it
+         * (/api/chat: the final line with all the text in it; /v1: the
+         * middleware's chat.completion from the chunks); a tool call's
+         * shape is left to the node. */
         if (span_nonempty(&f.tools))
             return SOL_CONT_TOOL_CALLS;
         *whole = 1;
@@ -232,7 +234,11 @@ static int build_next(struct sol_cont *c, int prefill)
     }
     if (c->whole) /* appended last: Go keeps the last duplicate */
         ins[n++] =
-            (struct insertion){body_end(c->body, c->body_len), ",\"stream\":true", "", NULL, 0};
+            (struct insertion){body_end(c->body, c->body_len),
+                               c->api == SOL_CONT_API_OPENAI
+                                   ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+                                   : ",\"stream\":true",
+                               "", NULL, 0};
     /* In body order (at most three: insertion sort). */
     for (unsigned i = 1; i < n; i++)
         for (unsigned j = i; j > 0 && ins[j].at < ins[j - 1].at; j--) {
@@ -335,7 +341,7 @@ struct repl {
 };
 
 struct line_fields {
-    struct sol_json_span message, done, error, id, created, choices, usage;
+    struct sol_json_span message, done, error, id, created, choices, usage, model, fp;
     struct sol_json_span eval_count, eval_duration, prompt_eval_count, prompt_eval_duration,
         total_duration;
 };
@@ -354,6 +360,8 @@ static int collect(void *ud, const struct sol_json_span *k, const struct sol_jso
         {"created", offsetof(struct line_fields, created)},
         {"choices", offsetof(struct line_fields, choices)},
         {"usage", offsetof(struct line_fields, usage)},
+        {"model", offsetof(struct line_fields, model)},
+        {"system_fingerprint", offsetof(struct line_fields, fp)},
         {"eval_count", offsetof(struct line_fields, eval_count)},
         {"eval_duration", offsetof(struct line_fields, eval_duration)},
         {"prompt_eval_count", offsetof(struct line_fields, prompt_eval_count)},
@@ -554,6 +562,12 @@ static enum sol_cont_feed_result openai_line(struct sol_cont *c, const char *lin
     unsigned n = 0;
     struct sol_buf extra = {0};
     int rc = 0;
+    if (c->whole) {
+        if (f->model.p && !c->oa_model[0] && f->model.len < sizeof c->oa_model)
+            snprintf(c->oa_model, sizeof c->oa_model, "%.*s", (int)f->model.len, f->model.p);
+        if (f->fp.p && !c->oa_fp[0] && f->fp.len < sizeof c->oa_fp)
+            snprintf(c->oa_fp, sizeof c->oa_fp, "%.*s", (int)f->fp.len, f->fp.p);
+    }
     if (!c->continued) {
         if (f->id.p && !c->oa_id[0] && f->id.len < sizeof c->oa_id)
             snprintf(c->oa_id, sizeof c->oa_id, "%.*s", (int)f->id.len, f->id.p);
@@ -581,14 +595,19 @@ static enum sol_cont_feed_result openai_line(struct sol_cont *c, const char *lin
                 add_text(c, &c->text, &v, now_ms, 1);
             if ((sol_json_object_get(&delta, "reasoning", &v) ||
                  sol_json_object_get(&delta, "reasoning_content", &v)) &&
-                v.type == SOL_JSON_STRING && v.len > 2)
+                v.type == SOL_JSON_STRING && v.len > 2) {
                 stop_for(c, SOL_CONT_THINKING);
+                if (c->whole)
+                    add_text(c, &c->thinking, &v, now_ms, 0);
+            }
             if (sol_json_object_get(&delta, "tool_calls", &v) && span_nonempty(&v))
                 stop_for(c, SOL_CONT_TOOL_CALLS);
         }
         if (sol_json_object_get(&ch, "finish_reason", &fin) && !span_is_null(&fin)) {
             c->final_seen = 1;
             finish = 1;
+            if (fin.len < sizeof c->oa_finish)
+                snprintf(c->oa_finish, sizeof c->oa_finish, "%.*s", (int)fin.len, fin.p);
         }
     }
     struct sol_json_span pt = {0}, ct = {0}, tt = {0};
@@ -602,6 +621,7 @@ static enum sol_cont_feed_result openai_line(struct sol_cont *c, const char *lin
         c->eval_count = ev;
         c->prompt_count = pc;
         c->have_counts = pt.p != NULL;
+        c->usage_seen = 1;
         if (c->continued) {
             if (ct.p)
                 repl_num(&r[n++], &ct, ev);
@@ -620,9 +640,51 @@ static enum sol_cont_feed_result openai_line(struct sol_cont *c, const char *lin
             r[n++] =
                 (struct repl){.at = close - 1, .len = 0, .ext = extra.data, .ext_len = extra.len};
     }
+    if (c->whole) { /* built at the end (openai_whole) */
+        sol_buf_free(&extra);
+        return c->over ? SOL_CONT_FEED_TOO_LONG : rc ? SOL_CONT_FEED_NOMEM : SOL_CONT_FEED_OK;
+    }
     rc |= emit_replaced(out, line, len, r, n);
     sol_buf_free(&extra);
     return rc ? SOL_CONT_FEED_NOMEM : SOL_CONT_FEED_OK;
+}
+
+/* OpenAI whole mode: the one chat.completion object Ollama's middleware
+ * would have written, from what the chunks said. */
+static int openai_whole(struct sol_cont *c, struct sol_buf *out)
+{
+    if (c->oa_built || !c->final_seen)
+        return 0;
+    c->oa_built = 1;
+    int rc =
+        sol_buf_appendf(out, "{\"id\":%s,\"object\":\"chat.completion\",\"created\":%s",
+                        c->oa_id[0] ? c->oa_id : "\"\"", c->oa_created[0] ? c->oa_created : "0");
+    if (c->oa_model[0])
+        rc |= sol_buf_appendf(out, ",\"model\":%s", c->oa_model);
+    if (c->oa_fp[0])
+        rc |= sol_buf_appendf(out, ",\"system_fingerprint\":%s", c->oa_fp);
+    rc |= sol_buf_append_str(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                                  "\"content\":\"");
+    rc |= sol_buf_append(out, c->text.data ? c->text.data : "", c->text.len);
+    rc |= sol_buf_append_str(out, "\"");
+    if (c->thinking.len) {
+        rc |= sol_buf_append_str(out, ",\"reasoning\":\"");
+        rc |= sol_buf_append(out, c->thinking.data, c->thinking.len);
+        rc |= sol_buf_append_str(out, "\"");
+    }
+    rc |= sol_buf_appendf(out, "},\"finish_reason\":%s}]",
+                          c->oa_finish[0] ? c->oa_finish : "\"stop\"");
+    if (c->usage_seen)
+        rc |=
+            sol_buf_appendf(out,
+                            ",\"usage\":{\"prompt_tokens\":%llu,\"completion_tokens\":%llu,"
+                            "\"total_tokens\":%llu}",
+                            (unsigned long long)c->prompt_count, (unsigned long long)c->eval_count,
+                            (unsigned long long)(c->prompt_count + c->eval_count));
+    if (c->continued)
+        rc |= nodes_member(c, out);
+    rc |= sol_buf_append_str(out, "}\n");
+    return rc ? -1 : 0;
 }
 
 /* One complete line, with its '\n' (len includes it when present). */
@@ -635,7 +697,8 @@ static enum sol_cont_feed_result one_line(struct sol_cont *c, const char *line, 
         jlen--;
     if (c->api == SOL_CONT_API_OPENAI) {
         if (jlen < 5 || memcmp(json, "data:", 5) != 0) /* blank lines, comments, event: */
-            return sol_buf_append(out, line, len) < 0 ? SOL_CONT_FEED_NOMEM : SOL_CONT_FEED_OK;
+            return c->whole || sol_buf_append(out, line, len) == 0 ? SOL_CONT_FEED_OK
+                                                                   : SOL_CONT_FEED_NOMEM;
         json += 5;
         jlen -= 5;
         if (jlen && *json == ' ') {
@@ -643,6 +706,8 @@ static enum sol_cont_feed_result one_line(struct sol_cont *c, const char *line, 
             jlen--;
         }
         if (jlen == 6 && memcmp(json, "[DONE]", 6) == 0) {
+            if (c->whole)
+                return openai_whole(c, out) < 0 ? SOL_CONT_FEED_NOMEM : SOL_CONT_FEED_OK;
             c->final_seen = 1;
             return sol_buf_append(out, line, len) < 0 ? SOL_CONT_FEED_NOMEM : SOL_CONT_FEED_OK;
         }
@@ -735,6 +800,8 @@ void sol_cont_attempt_ok(struct sol_cont *c, struct sol_buf *out)
         one_line(c, l.data, l.len, c->last_tok_ms, out);
         sol_buf_free(&l);
     }
+    if (c->whole && c->api == SOL_CONT_API_OPENAI)
+        openai_whole(c, out); /* a stream that ended without [DONE] */
 }
 
 size_t sol_cont_error_text(const struct sol_cont *c, char *out, size_t outlen)
@@ -813,7 +880,8 @@ void sol_cont_restart(struct sol_cont *c)
     c->continued = 0;
     c->k_tokens = c->this_tokens = 0;
     c->prev_total_ns = c->prev_prompt_ns = c->prev_eval_ns = 0;
-    c->oa_id[0] = c->oa_created[0] = '\0';
+    c->oa_id[0] = c->oa_created[0] = c->oa_model[0] = c->oa_fp[0] = c->oa_finish[0] = '\0';
+    c->oa_built = c->usage_seen = 0;
     if (build_next(c, 0) < 0)
         c->have_next = 0;
 }

@@ -1169,8 +1169,9 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         if (cont_feeding(r)) {
             sol_cont_attempt_ok(r->cont, &r->stream);
             if (sol_cont_whole(r->cont)) { /* the one object built from the node's stream */
-                snprintf(r->content_type, sizeof r->content_type,
-                         "application/json; charset=utf-8");
+                /* Ollama's: gin's c.JSON, or the OpenAI middleware's encoder */
+                snprintf(r->content_type, sizeof r->content_type, "%s",
+                         r->openai ? "application/json" : "application/json; charset=utf-8");
                 r->content_length = (long long)sol_buf_pending(&r->stream);
             }
         }

@@ -303,6 +303,35 @@ class ContinueTest(unittest.TestCase):
         self.assertEqual(o, direct)
         self.assertEqual(r.body[-1:], h.post_json(self.b.url + "/api/chat", body).body[-1:])
 
+    def test_non_streamed_v1_is_continued_invisibly(self):
+        body = chat("a whole openai answer please")
+        direct = h.post_json(self.b.url + "/v1/chat/completions", body)
+        h.sim_reset(self.b.url)
+        h.sim_fault(self.a.url, "reset", arg=6, count=1)
+        r = h.post_json(self.d.url + "/v1/chat/completions", body)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.headers["content-type"], direct.headers["content-type"])
+        o, want = r.json(), direct.json()
+        self.assertEqual(o.pop("sollol_nodes"), ["a", "b"])
+        for k in ("id", "created"):
+            o.pop(k), want.pop(k)
+        self.assertEqual(o["choices"], want["choices"])
+        self.assertEqual(o["usage"]["completion_tokens"], want["usage"]["completion_tokens"])
+        self.assertEqual(list(o), list(want), "the middleware's field order")
+        self.assertEqual(r.body[-1:], b"\n")
+        rec = self.chat_records(self.a, "/v1/chat/completions")[0]
+        self.assertIs(rec["stream"], True)
+
+    def test_non_streamed_v1_without_failure_is_the_nodes_answer(self):
+        body = chat("nothing breaks here", max_tokens=7)
+        direct = h.post_json(self.b.url + "/v1/chat/completions", body)
+        r = h.post_json(self.d.url + "/v1/chat/completions", body)
+        self.assertEqual(r.status, 200, r.body)
+        o, want = r.json(), direct.json()
+        for k in ("id", "created"):
+            o.pop(k), want.pop(k)
+        self.assertEqual(o, want)
+
     # -- not continued ----------------------------------------------------------
 
     def assert_error_end(self, objs, why=None):

@@ -87,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned seed = data[0] | 1u;
     enum sol_cont_api api = (data[1] & 1) ? SOL_CONT_API_OPENAI : SOL_CONT_API_CHAT;
-    int whole = (data[1] & 2) && api == SOL_CONT_API_CHAT;
+    int whole = (data[1] & 2) != 0;
     const char *s = (const char *)data + 2;
     size_t n = size - 2;
     struct sol_buf a = {0}, b = {0};

@@ -39,7 +39,7 @@ static void test_judge(void)
     } cases[] = {
         {"", SOL_CONT_API_CHAT, 1, SOL_CONT_CONTINUED, 0},
         {"", SOL_CONT_API_CHAT, 0, SOL_CONT_CONTINUED, 1},
-        {"", SOL_CONT_API_OPENAI, 0, SOL_CONT_ROUTE, 0},
+        {"", SOL_CONT_API_OPENAI, 0, SOL_CONT_CONTINUED, 1},
         {",\"format\":\"json\"", SOL_CONT_API_CHAT, 1, SOL_CONT_FORMAT, 0},
         {",\"FORMAT\":{\"type\":\"object\"}", SOL_CONT_API_CHAT, 1, SOL_CONT_FORMAT, 0},
         {",\"format\":\"\"", SOL_CONT_API_CHAT, 1, SOL_CONT_CONTINUED, 0},
@@ -310,6 +310,42 @@ static void test_openai(void)
     finish(&r);
 }
 
+static void test_openai_whole(void)
+{
+    const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    struct run r;
+    start(&r, body, SOL_CONT_API_OPENAI, 1, 1024);
+    const struct sol_buf *nb = sol_cont_body(r.c);
+    const char *want = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                       "\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    CHECK(nb && nb->len == strlen(want) && memcmp(nb->data, want, nb->len) == 0,
+          "asked as a stream with usage: %.*s", nb ? (int)nb->len : 0, nb ? nb->data : "");
+    feed(&r,
+         "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":11,"
+         "\"model\":\"m\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,"
+         "\"delta\":{\"role\":\"assistant\",\"content\":\"One\"},\"finish_reason\":null}]}\n\n",
+         1001);
+    CHECK(r.out.len == 0 && sol_cont_next(r.c, 1002) == 0, "next");
+    sol_cont_attempt_start(r.c, "b", 1003);
+    feed(&r,
+         "data: {\"id\":\"chatcmpl-2\",\"created\":12,\"model\":\"m\",\"choices\":[{\"index\":0,"
+         "\"delta\":{\"content\":\" two\"},\"finish_reason\":null}]}\n\n"
+         "data: {\"id\":\"chatcmpl-2\",\"created\":12,\"choices\":[{\"index\":0,\"delta\":{},"
+         "\"finish_reason\":\"length\"}]}\n\n"
+         "data: {\"id\":\"chatcmpl-2\",\"created\":12,\"choices\":[],\"usage\":{\"prompt_tokens\":"
+         "6,\"completion_tokens\":1,\"total_tokens\":7}}\n\ndata: [DONE]\n\n",
+         1004);
+    sol_cont_attempt_ok(r.c, &r.out);
+    const char *o =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":11,\"model\":"
+        "\"m\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"One two\"},\"finish_reason\":"
+        "\"length\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,"
+        "\"total_tokens\":7},\"sollol_nodes\":[\"a\",\"b\"]}\n";
+    CHECK(strcmp(out_text(&r), o) == 0, "chat.completion: %s", out_text(&r));
+    finish(&r);
+}
+
 int main(void)
 {
     test_judge();
@@ -318,5 +354,6 @@ int main(void)
     test_not_continuable();
     test_whole();
     test_openai();
+    test_openai_whole();
     return check_summary();
 }
