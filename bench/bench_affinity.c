@@ -13,7 +13,7 @@
  *
  * Usage: bench_affinity [runs]   (default 7). Not a test: build with -O2.
  */
-#include "sollol/affinity.h"
+#include "base/affinity.h"
 #include "sollol/json_scan.h"
 
 #include <stdio.h>

@@ -12,8 +12,8 @@
  * Usage: bench_inspect [MiB] [runs]   (default 1 MiB, 9 runs). Prints one
  * line per body: microseconds per body and throughput for each step.
  */
-#include "sollol/affinity.h"
-#include "sollol/inspect.h"
+#include "base/affinity.h"
+#include "base/inspect.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

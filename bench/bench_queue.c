@@ -26,7 +26,7 @@
  *
  * Usage: bench_queue [runs]   (default 7). Not a test: build with -O2.
  */
-#include "sollol/queue.h"
+#include "base/queue.h"
 
 #include <stddef.h>
 #include <stdio.h>

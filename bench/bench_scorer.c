@@ -10,10 +10,10 @@
  *
  * Usage: bench_scorer [runs]   (default 7). Not a test: build with -O2.
  */
-#include "sollol/breaker.h"
-#include "sollol/health.h"
-#include "sollol/model_name.h"
-#include "sollol/scorer.h"
+#include "base/breaker.h"
+#include "base/model_name.h"
+#include "base/node.h"
+#include "base/scorer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,15 +1,22 @@
 /*
  * daemon.c - start-up and shutdown of the daemon object (see daemon.h).
  */
-#include "sollol/daemon.h"
+#include "daemon.h"
 
-#include "sollol/breaker.h"
-#include "sollol/coordinator.h"
-#include "sollol/health.h"
+#include "admin.h"
+#include "proxy/batch.h"
+#include "proxy/coordinator_serve.h"
+#include "proxy/embed.h"
+#include "proxy/fanout.h"
+
+#include "base/breaker.h"
+#include "sollol/container_of.h"
+#include "nodes/coordinator.h"
+#include "nodes/health.h"
 #include "sollol/log.h"
-#include "sollol/notify.h"
-#include "sollol/reload.h"
-#include "sollol/request.h"
+#include "notify.h"
+#include "reload.h"
+#include "proxy/request.h"
 
 #include <errno.h>
 #ifdef __GLIBC__
@@ -23,11 +30,6 @@
 #include <unistd.h>
 
 #define SWEEP_INTERVAL_MS 100
-
-uint64_t sol_now_ms(const struct sol_daemon *d)
-{
-    return uv_now(d->loop);
-}
 
 static void notify(const char *msg)
 {
@@ -114,6 +116,33 @@ static void on_slot_freed(void *ud)
         return;
     d->dispatch_pending = 1;
     uv_timer_start(&d->dispatch_timer, on_dispatch, 0, 0);
+}
+
+/* The request kinds (request_priv.h), in the order request.c asks them:
+ * the sharded path first (it rides the proxy path, so a split embedding
+ * after it still sees the request), then the batch-job routes, large
+ * /api/embed batches, fan-out routes. */
+static const struct sol_req_kind *const kinds[] = {
+    &sol_coord_kind,
+    &sol_batch_kind,
+    &sol_embed_kind,
+    &sol_fanout_kind,
+};
+
+/* The coordinator's hooks (coordinator.h): it never sees a request. */
+static void coord_kick(void *ud)
+{
+    sol_request_dispatch(ud);
+}
+
+static unsigned coord_queued(void *ud)
+{
+    return sol_coord_requests_queued(ud);
+}
+
+static void coord_fail_waiting(void *ud, unsigned status, const char *msg)
+{
+    sol_coord_requests_fail(ud, status, msg);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -205,80 +234,6 @@ int sol_daemon_reload(struct sol_daemon *d)
     notify("READY=1");
     send_status(d, "configuration reloaded");
     return 0;
-}
-
-/* ---- discovery ---------------------------------------------------------- */
-
-static void on_discovered(void *ud, const char *url, const char *version)
-{
-    struct sol_daemon *d = ud;
-    for (unsigned i = 0; i < d->table.count; i++) {
-        const struct sol_node *n = d->table.nodes[i];
-        if (!n->removed && strcmp(n->base_url, url) == 0)
-            return; /* configured, or found before */
-    }
-    struct sol_config tmp;
-    char err[256];
-    if (sol_config_defaults(&tmp, err, sizeof err) < 0 ||
-        sol_config_add_node(&tmp, NULL, url, err, sizeof err) < 0) {
-        SOL_WARN("discovery: %s: %s", url, err);
-        sol_config_free(&tmp);
-        return;
-    }
-    /* Named by address; a configured node may already use that name. */
-    struct sol_node_conf *nc = &tmp.nodes[0];
-    for (unsigned i = 0; i < d->table.count; i++)
-        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->name, nc->name) == 0) {
-            SOL_WARN("discovery: %s answers like Ollama %s but its name %s is taken", url, version,
-                     nc->name);
-            sol_config_free(&tmp);
-            return;
-        }
-    SOL_INFO("discovery: %s answers like Ollama %s", url, version);
-    sol_daemon_node_join(d, nc, 1);
-    sol_config_free(&tmp);
-}
-
-static void on_vanished(void *ud, const char *url)
-{
-    struct sol_daemon *d = ud;
-    for (unsigned i = 0; i < d->table.count; i++) {
-        struct sol_node *n = d->table.nodes[i];
-        if (!n->removed && n->discovered && strcmp(n->base_url, url) == 0)
-            sol_daemon_node_leave(d, n, "missed by the last discovery scans");
-    }
-}
-
-void sol_daemon_discovery_update(struct sol_daemon *d)
-{
-    const struct sol_config *cfg = d->cfg;
-    struct sol_discovery_targets targets;
-    char why[256];
-    if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &targets, why, sizeof why) <
-        0) {
-        /* The config loader validated the syntax; only memory can fail. */
-        SOL_ERROR("discovery: %s", why);
-        return;
-    }
-    struct sol_discovery_conf dc = {.interval_ms = cfg->discovery_interval_ms,
-                                    .timeout_ms = cfg->discovery_timeout_ms,
-                                    .concurrency = (unsigned)cfg->discovery_concurrency,
-                                    .max_missed = (unsigned)cfg->discovery_max_missed};
-    if (d->discovery_running) {
-        /* Empty targets keep it ticking, so what it found ages out. */
-        sol_discovery_reconfigure(&d->discovery, &targets, &dc);
-    } else if (targets.n) {
-        if (sol_discovery_start(&d->discovery, d->loop, &d->curl, &targets, &dc, on_discovered,
-                                on_vanished, d) < 0) {
-            SOL_ERROR("discovery: out of memory; not scanning");
-        } else {
-            d->discovery_running = 1;
-            d->handles_open++; /* its timer */
-            SOL_INFO("discovery: scanning %u address(es) every %u ms", d->discovery.targets.hosts,
-                     dc.interval_ms);
-        }
-    }
-    sol_discovery_targets_free(&targets);
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -436,12 +391,17 @@ int sol_daemon_start(struct sol_daemon *d, uv_loop_t *loop, struct sol_config *c
     d->cfg = cfg;
     d->listen_fd = -1;
     d->max_attempts = (unsigned)cfg->max_attempts;
+    d->serve_local = sol_admin_serve; /* the daemon's own answers (admin.c) */
+    d->kinds = kinds;
+    d->n_kinds = sizeof kinds / sizeof kinds[0];
     d->started_ms = uv_now(loop);
     snprintf(d->id_prefix, sizeof d->id_prefix, "%08x",
              (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16)));
     if (build_table(d, err, errlen) < 0)
         return -1;
-    if (sol_coord_create(d, err, errlen) < 0) /* coordinator.c: the sharded path */
+    struct sol_coord_hooks ch = {
+        .kick = coord_kick, .queued = coord_queued, .fail_waiting = coord_fail_waiting, .ud = d};
+    if (sol_coord_create(d, &ch, err, errlen) < 0) /* coordinator.c: the sharded path */
         return -1;
     if (sol_metrics_init(&d->metrics, d->table.count) < 0) { /* GET /metrics (metrics.c) */
         snprintf(err, errlen, "out of memory for the metrics");
@@ -585,7 +545,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void on_curl_closed(struct sol_curl_uv *cu)
 {
-    struct sol_daemon *d = (struct sol_daemon *)((char *)cu - offsetof(struct sol_daemon, curl));
+    struct sol_daemon *d = SOL_CONTAINER_OF(cu, struct sol_daemon, curl);
     d->handles_open--;
     maybe_stopped(d);
 }
@@ -604,12 +564,12 @@ static void stop_mhd_and_curl(struct sol_daemon *d)
 
 static void on_mhd_glue_closed(struct sol_mhd_uv *glue)
 {
-    stop_mhd_and_curl((struct sol_daemon *)((char *)glue - offsetof(struct sol_daemon, mhd_glue)));
+    stop_mhd_and_curl(SOL_CONTAINER_OF(glue, struct sol_daemon, mhd_glue));
 }
 
 static void on_health_closed(struct sol_health *h)
 {
-    struct sol_daemon *d = (struct sol_daemon *)((char *)h - offsetof(struct sol_daemon, health));
+    struct sol_daemon *d = SOL_CONTAINER_OF(h, struct sol_daemon, health);
     if (d->mhd_attached)
         sol_mhd_uv_close(&d->mhd_glue, on_mhd_glue_closed);
     else
@@ -620,8 +580,7 @@ static void on_health_closed(struct sol_health *h)
  * connections before the daemon is stopped. */
 static void on_discovery_closed(struct sol_discovery *disc)
 {
-    struct sol_daemon *d =
-        (struct sol_daemon *)((char *)disc - offsetof(struct sol_daemon, discovery));
+    struct sol_daemon *d = SOL_CONTAINER_OF(disc, struct sol_daemon, discovery);
     d->discovery_running = 0;
     d->handles_open--;
     /* Nothing more can maybe_stopped() here: health still holds the curl

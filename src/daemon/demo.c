@@ -1,7 +1,7 @@
 /*
  * demo.c - simulated nodes for `sollold --demo` (see demo.h).
  */
-#include "sollol/demo.h"
+#include "demo.h"
 
 #include "sollol/log.h"
 

@@ -2,9 +2,9 @@
  * main.c - sollold's entry point: configuration, then one libuv loop that
  * runs until SIGINT/SIGTERM.
  */
-#include "sollol/config.h"
-#include "sollol/daemon.h"
-#include "sollol/demo.h"
+#include "base/config.h"
+#include "daemon.h"
+#include "demo.h"
 #include "sollol/log.h"
 
 #include <curl/curl.h>

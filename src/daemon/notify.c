@@ -8,7 +8,7 @@
  * hang in sendmsg and ignore SIGTERM). Sending with MSG_DONTWAIT drops a
  * message instead, which is what a keep-alive or a status line can afford.
  */
-#include "sollol/notify.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -2,58 +2,17 @@
  * reload.c - nodes joining and leaving a running daemon, and reloaded
  * configurations (see reload.h).
  */
-#include "sollol/reload.h"
+#include "reload.h"
 
-#include "sollol/auth.h"
-#include "sollol/breaker.h"
-#include "sollol/daemon.h"
-#include "sollol/health.h"
+#include "base/auth.h"
+#include "base/breaker.h"
+#include "daemon-t.h"
+#include "nodes/health.h"
 #include "sollol/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct sol_node *sol_node_new(const struct sol_node_conf *nc)
-{
-    struct sol_node *n = calloc(1, sizeof *n);
-    if (!n)
-        return NULL;
-    n->name = strdup(nc->name);
-    n->base_url = strdup(nc->base_url);
-    size_t hl = strlen(nc->host_header) + 7;
-    n->host_header = malloc(hl);
-    if (!n->name || !n->base_url || !n->host_header)
-        goto oom;
-    snprintf(n->host_header, hl, "Host: %s", nc->host_header);
-    n->headers = curl_slist_append(NULL, n->host_header);
-    for (size_t h = 0; h < nc->n_headers && n->headers; h++)
-        n->headers = curl_slist_append(n->headers, nc->header_lines[h]);
-    if (!n->headers)
-        goto oom;
-    n->max_concurrent = (unsigned)nc->max_concurrent;
-    n->weight = nc->weight;
-    /* Down until its first probe answers: nothing is known of it yet. */
-    n->state = SOL_NODE_DOWN;
-    sol_breaker_init(&n->breaker);
-    return n;
-oom:
-    sol_node_free(n);
-    return NULL;
-}
-
-void sol_node_free(struct sol_node *n)
-{
-    if (!n)
-        return;
-    sol_node_models_free(n);
-    free(n->running_eta);
-    free(n->name);
-    free(n->base_url);
-    free(n->host_header);
-    curl_slist_free_all(n->headers);
-    free(n);
-}
 
 /* Same name, URL and outbound headers: the same node. */
 static int same_identity(const struct sol_node *n, const struct sol_node_conf *nc)
@@ -417,4 +376,78 @@ void sol_daemon_apply_config(struct sol_daemon *d, struct sol_config *next)
     *cur = *next;
     free(next);
     sol_daemon_discovery_update(d);
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+static void on_discovered(void *ud, const char *url, const char *version)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        const struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && strcmp(n->base_url, url) == 0)
+            return; /* configured, or found before */
+    }
+    struct sol_config tmp;
+    char err[256];
+    if (sol_config_defaults(&tmp, err, sizeof err) < 0 ||
+        sol_config_add_node(&tmp, NULL, url, err, sizeof err) < 0) {
+        SOL_WARN("discovery: %s: %s", url, err);
+        sol_config_free(&tmp);
+        return;
+    }
+    /* Named by address; a configured node may already use that name. */
+    struct sol_node_conf *nc = &tmp.nodes[0];
+    for (unsigned i = 0; i < d->table.count; i++)
+        if (!d->table.nodes[i]->removed && strcmp(d->table.nodes[i]->name, nc->name) == 0) {
+            SOL_WARN("discovery: %s answers like Ollama %s but its name %s is taken", url, version,
+                     nc->name);
+            sol_config_free(&tmp);
+            return;
+        }
+    SOL_INFO("discovery: %s answers like Ollama %s", url, version);
+    sol_daemon_node_join(d, nc, 1);
+    sol_config_free(&tmp);
+}
+
+static void on_vanished(void *ud, const char *url)
+{
+    struct sol_daemon *d = ud;
+    for (unsigned i = 0; i < d->table.count; i++) {
+        struct sol_node *n = d->table.nodes[i];
+        if (!n->removed && n->discovered && strcmp(n->base_url, url) == 0)
+            sol_daemon_node_leave(d, n, "missed by the last discovery scans");
+    }
+}
+
+void sol_daemon_discovery_update(struct sol_daemon *d)
+{
+    const struct sol_config *cfg = d->cfg;
+    struct sol_discovery_targets targets;
+    char why[256];
+    if (sol_discovery_parse(cfg->discovery_cidrs, cfg->discovery_port, &targets, why, sizeof why) <
+        0) {
+        /* The config loader validated the syntax; only memory can fail. */
+        SOL_ERROR("discovery: %s", why);
+        return;
+    }
+    struct sol_discovery_conf dc = {.interval_ms = cfg->discovery_interval_ms,
+                                    .timeout_ms = cfg->discovery_timeout_ms,
+                                    .concurrency = (unsigned)cfg->discovery_concurrency,
+                                    .max_missed = (unsigned)cfg->discovery_max_missed};
+    if (d->discovery_running) {
+        /* Empty targets keep it ticking, so what it found ages out. */
+        sol_discovery_reconfigure(&d->discovery, &targets, &dc);
+    } else if (targets.n) {
+        if (sol_discovery_start(&d->discovery, d->loop, &d->curl, &targets, &dc, on_discovered,
+                                on_vanished, d) < 0) {
+            SOL_ERROR("discovery: out of memory; not scanning");
+        } else {
+            d->discovery_running = 1;
+            d->handles_open++; /* its timer */
+            SOL_INFO("discovery: scanning %u address(es) every %u ms", d->discovery.targets.hosts,
+                     dc.interval_ms);
+        }
+    }
+    sol_discovery_targets_free(&targets);
 }

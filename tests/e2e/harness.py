@@ -528,6 +528,17 @@ def raw_exchange(host, port, data, timeout=5.0):
 # simulator control
 
 
+def fnv1a64(data):
+    """FNV-1a 64 of bytes as 16 hex digits: ollama-sim records each body it
+    receives this way (its "body_fnv1a64"), so a test can check the bytes a
+    node got without the node keeping them."""
+    v = 0xCBF29CE484222325
+    for b in data:
+        v ^= b
+        v = (v * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % v
+
+
 def sim_stats(url, since=None):
     """GET /_sim/stats of the simulator at ``url`` (dict). ``since`` = only
     request records with a larger id."""

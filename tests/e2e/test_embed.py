@@ -27,14 +27,6 @@ JSON_UTF8 = "application/json; charset=utf-8"
 EMBED_KEYS = {"model", "embeddings", "total_duration", "load_duration", "prompt_eval_count"}
 
 
-def fnv1a64(data):
-    v = 0xCBF29CE484222325
-    for b in data:
-        v ^= b
-        v = (v * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % v
-
-
 def texts(n, tag="doc"):
     # Different lengths and contents, so a shifted or swapped vector shows.
     return ["%s %d: %s" % (tag, i, hashlib.sha1(str(i).encode()).hexdigest()[: 5 + i % 30])
@@ -159,7 +151,7 @@ class EmbedSplitTest(unittest.TestCase):
         seen = {n: self.records(n) for n in self.sims}
         self.assertEqual(sum(len(v) for v in seen.values()), 1, seen)
         self.assertEqual(len(seen[node]), 1)
-        self.assertEqual(seen[node][0]["body_fnv1a64"], fnv1a64(raw), "body forwarded unchanged")
+        self.assertEqual(seen[node][0]["body_fnv1a64"], h.fnv1a64(raw), "body forwarded unchanged")
         direct = h.post_json(self.sims["c"].url + "/api/embed", body).json()
         self.assertEqual(r.json()["embeddings"], direct["embeddings"])
 

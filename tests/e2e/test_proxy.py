@@ -30,14 +30,6 @@ FAST_PROBES = ("--probe-interval", "200ms", "--tags-interval", "500ms", "--probe
                "--breaker-cooldown-min", "300ms")
 
 
-def fnv1a64(data):
-    v = 0xCBF29CE484222325
-    for b in data:
-        v ^= b
-        v = (v * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % v
-
-
 def chat_body(content="hello there", model=MODEL, **kw):
     body = {"model": model, "messages": [{"role": "user", "content": content}]}
     body.update(kw)
@@ -275,7 +267,7 @@ class StreamingTest(unittest.TestCase):
         r = h.request("POST", self.d.url + "/api/chat", body=body,
                       headers={"Content-Type": "application/json", "X-Sollol-Continue": "0"})
         rec = records(self.sim.url, "/api/chat")[-1]
-        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), fnv1a64(body)))
+        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), h.fnv1a64(body)))
         # a large prompt too (the body is kept whole for retries)
         body = json.dumps(chat_body(content="lorem ipsum " * 50000, stream=False,
                                     options={"num_predict": 1})).encode()
@@ -283,7 +275,7 @@ class StreamingTest(unittest.TestCase):
                       headers={"Content-Type": "application/json", "X-Sollol-Continue": "0"})
         self.assertEqual(r.status, 200)
         rec = records(self.sim.url, "/api/chat")[-1]
-        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), fnv1a64(body)))
+        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), h.fnv1a64(body)))
 
     def test_request_id_generated(self):
         for given in (None, "bad id with spaces"):
@@ -614,7 +606,7 @@ class LimitsTest(unittest.TestCase):
         self.assertEqual(status, 200, resp)
         self.assertTrue(json.loads(resp)["done"])
         rec = records(self.sim.url, "/api/chat")[-1]
-        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), fnv1a64(body)))
+        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), h.fnv1a64(body)))
 
     def test_exact_limit_accepted(self):
         body = self.big_body(1800)

@@ -25,14 +25,6 @@ FAST_PROBES = ("--probe-interval", "200ms", "--tags-interval", "500ms", "--probe
 NO_PROBES = ("--probe-interval", "1h", "--tags-interval", "1h")
 
 
-def fnv1a64(data):
-    v = 0xCBF29CE484222325
-    for b in data:
-        v ^= b
-        v = (v * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % v
-
-
 def chat_body(model, content="route me", **kw):
     body = {"model": model, "messages": [{"role": "user", "content": content}]}
     body.update(kw)
@@ -319,7 +311,7 @@ class FailoverTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.headers.get("x-sollol-node"), "spare")
         rec = [x for x in h.sim_stats(self.spare.url)["requests"] if x["path"] == path][-1]
-        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(data), fnv1a64(data)),
+        self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(data), h.fnv1a64(data)),
                          "the retry sent the client's body unchanged")
         self.assertEqual(rec["outcome"], "completed")
 

@@ -29,14 +29,6 @@ JSON_UTF8 = "application/json; charset=utf-8"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
 
 
-def fnv1a64(data):
-    v = 0xCBF29CE484222325
-    for b in data:
-        v ^= b
-        v = (v * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return "%016x" % v
-
-
 def chat_body(content="hello there", model="llama3.2:3b", **kw):
     body = {"model": model, "messages": [{"role": "user", "content": content}]}
     body.update(kw)
@@ -459,7 +451,7 @@ class RoutesTest(unittest.TestCase):
         self.assertEqual(rec["accept"], "application/json")
         self.assertIs(rec["authorization_present"], True)
         self.assertEqual(rec["body_len"], len(body))
-        self.assertEqual(rec["body_fnv1a64"], fnv1a64(body))
+        self.assertEqual(rec["body_fnv1a64"], h.fnv1a64(body))
         self.assertEqual(rec["outcome"], "completed")
         self.assertLessEqual(rec["received_ms"], rec["first_byte_ms"])
         self.assertLessEqual(rec["first_byte_ms"], rec["ended_ms"])

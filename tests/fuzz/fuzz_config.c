@@ -14,7 +14,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/config.h"
+#include "base/config.h"
 
 #include <string.h>
 #include <unistd.h>

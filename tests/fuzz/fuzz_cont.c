@@ -15,7 +15,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/cont.h"
+#include "base/cont.h"
 
 #include <string.h>
 

@@ -12,7 +12,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/batch.h"
+#include "base/embed_plan.h"
 
 #include <string.h>
 

@@ -2,8 +2,8 @@
  * libFuzzer target for the GGUF header reader (gguf.c) and the RPC reply
  * codec (rpc_codec.c): untrusted bytes from a file and from a socket.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       src/daemon/gguf.c src/daemon/rpc_codec.c tests/fuzz/fuzz_gguf.c -o fuzz_gguf
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc/daemon -D_GNU_SOURCE \
+ *       src/daemon/base/gguf.c src/daemon/base/rpc_codec.c tests/fuzz/fuzz_gguf.c -o fuzz_gguf
  *   ./fuzz_gguf -max_total_time=60 CORPUS_COPY tests/fuzz/corpus/gguf
  *
  * The input is written to a memfd and read as a GGUF file; an accepted file
@@ -11,10 +11,10 @@
  * path. The same bytes are framed as RPC replies of every size the probe
  * expects: never more consumed than given.
  */
-#include "sollol/gguf.h"
+#include "base/gguf.h"
 
 #include "fuzz_util.h"
-#include "sollol/rpc_codec.h"
+#include "base/rpc_codec.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/hdr_check.h"
+#include "base/hdr_check.h"
 
 #include <string.h>
 

@@ -15,10 +15,10 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/affinity.h"
-#include "sollol/batch.h"
-#include "sollol/inspect.h"
-#include "sollol/model_name.h"
+#include "base/affinity.h"
+#include "base/embed_plan.h"
+#include "base/inspect.h"
+#include "base/model_name.h"
 
 #include <string.h>
 

@@ -13,7 +13,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/model_name.h"
+#include "base/model_name.h"
 
 #include <ctype.h>
 #include <string.h>

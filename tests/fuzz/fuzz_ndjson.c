@@ -14,7 +14,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/ndjson.h"
+#include "base/ndjson.h"
 
 #include <string.h>
 

@@ -14,10 +14,10 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/aggregate.h"
+#include "base/aggregate.h"
 #include "sollol/buf.h"
-#include "sollol/health.h"
-#include "sollol/model_name.h"
+#include "nodes/health.h"
+#include "base/model_name.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>

@@ -11,7 +11,7 @@
  */
 #include "fuzz_util.h"
 
-#include "sollol/routes.h"
+#include "base/routes.h"
 
 #include <string.h>
 

@@ -1,8 +1,8 @@
 /*
  * libFuzzer target for the sharded path's translator (translate.c).
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -D_GNU_SOURCE \
- *       src/daemon/translate.c src/core/buf.c tests/fuzz/fuzz_translate.c -lcjson -lm \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc/daemon -D_GNU_SOURCE \
+ *       src/daemon/base/translate.c src/core/buf.c tests/fuzz/fuzz_translate.c -lcjson -lm \
  *       -o fuzz_translate
  *   ./fuzz_translate -max_total_time=60 CORPUS_COPY tests/fuzz/corpus/translate
  *
@@ -15,7 +15,7 @@
  *    finished translation always produced something;
  *  - feeding after the end, and finishing twice, add nothing.
  */
-#include "sollol/translate.h"
+#include "base/translate.h"
 
 #include "fuzz_util.h"
 

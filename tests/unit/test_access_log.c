@@ -6,8 +6,8 @@
  * null, retries are attempts - 1; Server-Timing leaves out negative entries
  * and never overflows its buffer.
  */
-#include "sollol/access_log.h"
-#include "sollol/http_reply.h"
+#include "base/access_log.h"
+#include "base/http_reply.h"
 #include "sollol/log.h"
 
 #include "check.h"

@@ -9,7 +9,7 @@
  * addition about 1/6, uniform shares, order independence, determinism) and
  * sol_affinity_pick() across two daemons that share nothing.
  */
-#include "sollol/affinity.h"
+#include "base/affinity.h"
 
 #include "check.h"
 

@@ -3,8 +3,8 @@
  * nodes, one entry per model, newest first, "node" on /api/ps entries,
  * OpenAI's list shape, and down nodes left out.
  */
-#include "sollol/aggregate.h"
-#include "sollol/health.h"
+#include "base/aggregate.h"
+#include "nodes/health.h"
 
 #include "check.h"
 

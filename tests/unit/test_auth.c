@@ -6,9 +6,9 @@
  */
 #include "check.h"
 
-#include "sollol/auth.h"
-#include "sollol/config.h"
-#include "sollol/routes.h"
+#include "base/auth.h"
+#include "base/config.h"
+#include "base/routes.h"
 #include "sollol/sha256.h"
 
 #include <stdio.h>
@@ -100,7 +100,7 @@ static void test_ct_equal(const char *root)
     /* Key material is compared only through sol_ct_equal(): auth.c has no
      * early-exit comparison (memcmp, strcmp on keys) at all. */
     char path[1024];
-    snprintf(path, sizeof path, "%s/src/daemon/auth.c", root);
+    snprintf(path, sizeof path, "%s/src/daemon/base/auth.c", root);
     FILE *f = fopen(path, "r");
     CHECK(f != NULL, "%s readable", path);
     if (f) {

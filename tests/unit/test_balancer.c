@@ -3,11 +3,11 @@
  * running attempts' expected ends that the scorer prices a full node's
  * wait from.
  */
-#include "sollol/balancer.h"
+#include "nodes/balancer.h"
 
-#include "sollol/breaker.h"
-#include "sollol/config.h"
-#include "sollol/model_name.h"
+#include "base/breaker.h"
+#include "base/config.h"
+#include "base/model_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * cooldown doubling, cap and reset, the error-rate window sliding, the
  * single half-open trial, cancels and probes.
  */
-#include "sollol/breaker.h"
+#include "base/breaker.h"
 
 #include <stdio.h>
 #include <string.h>

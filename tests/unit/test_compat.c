@@ -3,7 +3,7 @@
  * and the cluster's version, the keep_alive that unloads, which 500s are
  * request errors, CORS origins, the summed pull progress.
  */
-#include "sollol/compat.h"
+#include "base/compat.h"
 
 #include "check.h"
 

@@ -7,7 +7,7 @@
  * key of the table. Prints each failed check with file:line and ends with
  * "N passed, M failed"; exits non-zero when anything failed.
  */
-#include "sollol/config.h"
+#include "base/config.h"
 #include "sollol/log.h"
 
 #include <cjson/cJSON.h>

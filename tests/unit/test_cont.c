@@ -2,8 +2,8 @@
  * the continued body, the rewritten final lines, the bounds. */
 #include "check.h"
 
-#include "sollol/cont.h"
-#include "sollol/inspect.h"
+#include "base/cont.h"
+#include "base/inspect.h"
 
 #include <stdio.h>
 #include <string.h>

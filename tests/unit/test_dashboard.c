@@ -6,8 +6,8 @@
  * second, decisions are kept newest first up to the cap with their reason,
  * and the JSON parses with node names escaped.
  */
-#include "sollol/dashboard.h"
-#include "sollol/health.h"
+#include "base/dashboard.h"
+#include "nodes/health.h"
 
 #include "check.h"
 

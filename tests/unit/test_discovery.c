@@ -3,8 +3,8 @@
  * config keys that carry it (a list in the file, text elsewhere).
  */
 #include "check.h"
-#include "sollol/config.h"
-#include "sollol/discovery.h"
+#include "base/config.h"
+#include "nodes/discovery.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /*
  * test_embed_merge.c - the pure parts of distributed embedding batches
- * (sollol/batch.h): chunk planning, cutting the input array, chunk bodies,
+ * (sollol/embed_plan.h): chunk planning, cutting the input array, chunk bodies,
  * parsing the nodes' answers and merging them back in input order.
  */
 #include "check.h"
 
-#include "sollol/batch.h"
+#include "base/embed_plan.h"
 #include "sollol/json_scan.h"
 
 #include <cjson/cJSON.h>

@@ -7,7 +7,7 @@
  */
 #include "check.h"
 
-#include "sollol/gguf.h"
+#include "base/gguf.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
  * obs-fold, NUL), Transfer-Encoding and Content-Length rules, Connection
  * lists and the node response filter.
  */
-#include "sollol/hdr_check.h"
+#include "base/hdr_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,9 +3,9 @@
  * /api/ps bodies applied to a node's model list, RFC 3339 timestamps, and
  * malformed bodies that must leave the node unchanged.
  */
-#include "sollol/health.h"
-#include "sollol/model_name.h"
-#include "sollol/scorer.h"
+#include "nodes/health.h"
+#include "base/model_name.h"
+#include "base/scorer.h"
 
 #include "check.h"
 

@@ -4,9 +4,9 @@
  * they are built in.
  */
 #include "sollol/buf.h"
-#include "sollol/http_reply.h"
-#include "sollol/inspect.h"
-#include "sollol/routes.h"
+#include "base/http_reply.h"
+#include "base/inspect.h"
+#include "base/routes.h"
 
 #include "check.h"
 

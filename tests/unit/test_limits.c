@@ -6,7 +6,7 @@
  */
 #include "check.h"
 
-#include "sollol/limits.h"
+#include "base/limits.h"
 #include "sollol/mhd_uv.h"
 
 #include <arpa/inet.h>

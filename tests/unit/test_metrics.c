@@ -7,8 +7,8 @@
  * request-counter table folding into "other" when full without losing counts,
  * token counters by node and model.
  */
-#include "sollol/health.h"
-#include "sollol/metrics.h"
+#include "nodes/health.h"
+#include "base/metrics.h"
 
 #include "check.h"
 

@@ -2,7 +2,7 @@
  * Unit test of model_name: canonical forms (defaults, case, hosts, schemes),
  * Ollama's validity rules, buffer bounds, aliasing, and the key hash.
  */
-#include "sollol/model_name.h"
+#include "base/model_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>

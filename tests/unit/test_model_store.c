@@ -7,8 +7,7 @@
  */
 #include "check.h"
 
-#include "sollol/coordinator.h"
-#include "sollol/model_store.h"
+#include "base/model_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,36 +211,6 @@ static void test_list(void)
     CHECK(sol_model_store_list("/nonexistent", 100, collect, all) == -1, "no store");
 }
 
-/* The rpc_backends forms (coordinator.c's parser). */
-static void test_backends(void)
-{
-    struct sol_coord_addr a[8];
-    size_t n = 0;
-    char err[256];
-    CHECK(sol_coord_parse_backends("[{\"host\":\"10.0.0.7\",\"port\":50053},\"10.0.0.8\","
-                                   "\"[::1]:7\"]",
-                                   a, 8, &n, err, sizeof err) == 0,
-          "%s", err);
-    CHECK(n == 3 && strcmp(a[0].host, "10.0.0.7") == 0 && a[0].port == 50053 &&
-              a[1].port == 50052 && strcmp(a[2].host, "::1") == 0 && a[2].port == 7,
-          "json forms");
-    CHECK(sol_coord_parse_backends("h1:1, h2 ,h1:1", a, 8, &n, err, sizeof err) == 0 && n == 2 &&
-              a[1].port == 50052,
-          "env form, duplicates merged");
-    CHECK(sol_coord_parse_backends("# workers\n10.0.0.1:50052\n\n10.0.0.2  # gpu box\n", a, 8, &n,
-                                   err, sizeof err) == 0 &&
-              n == 2 && strcmp(a[1].host, "10.0.0.2") == 0,
-          "file form");
-    CHECK(sol_coord_parse_backends("[]", a, 8, &n, err, sizeof err) == 0 && n == 0, "empty");
-    CHECK(sol_coord_parse_backends("h:99999", a, 8, &n, err, sizeof err) == -1, "port range");
-    CHECK(sol_coord_parse_backends("[{\"port\":1}]", a, 8, &n, err, sizeof err) == -1, "no host");
-    CHECK(sol_coord_parse_backends("[3]", a, 8, &n, err, sizeof err) == -1, "number");
-    CHECK(sol_coord_parse_backends("bad host!:1", a, 8, &n, err, sizeof err) == -1, "bad host");
-    CHECK(sol_coord_parse_backends("[{\"host\":\"h\",\"port\":1.5}]", NULL, 0, NULL, err,
-                                   sizeof err) == -1,
-          "fractional port");
-}
-
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -255,7 +224,6 @@ int main(int argc, char **argv)
     test_root();
     test_resolve();
     test_list();
-    test_backends();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0)

@@ -5,7 +5,7 @@
  */
 #include "check.h"
 
-#include "sollol/ndjson.h"
+#include "base/ndjson.h"
 
 #include <string.h>
 

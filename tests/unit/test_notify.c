@@ -3,7 +3,7 @@
  * queue that must not block, errors, NOTIFY_SOCKET and WATCHDOG_USEC.
  */
 #include "check.h"
-#include "sollol/notify.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
  * per-client state, and a randomized check of every operation against a
  * simple O(n) reference that implements the documented rule directly.
  */
-#include "sollol/queue.h"
+#include "base/queue.h"
 
 #include "check.h"
 

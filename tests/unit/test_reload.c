@@ -6,8 +6,8 @@
  * updates and replaces nodes and keeps restart-only keys.
  */
 #include "check.h"
-#include "sollol/daemon.h"
-#include "sollol/reload.h"
+#include "daemon.h"
+#include "reload.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -10,10 +10,10 @@
  * default node: prompt = 100/500 = 0.2 s, gen = 256/30 = 8.5333.. s,
  * s = 8.7333.. s.
  */
-#include "sollol/scorer.h"
+#include "base/scorer.h"
 
-#include "sollol/breaker.h"
-#include "sollol/model_name.h"
+#include "base/breaker.h"
+#include "base/model_name.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
  */
 #include "check.h"
 
-#include "sollol/translate.h"
+#include "base/translate.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>

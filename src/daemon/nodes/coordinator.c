@@ -1,0 +1,1480 @@
+/*
+ * coordinator.c - llama-server over rpc-server backends: pre-flight,
+ * launch, supervision, idle unload, local rpc-servers (see coordinator.h;
+ * what requests see is in coordinator_serve.c).
+ *
+ * Everything runs on the loop. Blocking work (reading the Ollama store and
+ * the GGUF header) runs in a uv_work item. Children are started through
+ * sollol-exec (PR_SET_PDEATHSIG, then exec) in their own session, reaped
+ * only by libuv's exit callback, and stopped with SIGTERM then SIGKILL.
+ */
+#include "nodes/coordinator.h"
+
+#include "nodes/coordinator_priv.h"
+
+#include "base/breaker.h"
+#include "nodes/child.h"
+#include "sollol/container_of.h"
+#include "daemon-t.h"
+#include "base/gguf.h"
+#include "nodes/health.h"
+#include "sollol/log.h"
+#include "base/model_name.h"
+#include "base/model_store.h"
+#include "nodes/rpc_probe.h"
+#include "base/translate.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Messages here combine several bounded parts (names, versions, log lines)
+ * into fixed buffers; cutting a long one short is the intended behaviour. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+const char *coord_state_name(enum cstate s)
+{
+    static const char *const names[] = {"stopped", "starting", "ready", "restarting", "failed"};
+    return names[s];
+}
+
+static uint64_t now_ms(const struct sol_coord *c)
+{
+    return uv_now(c->d->loop);
+}
+
+uint64_t coord_now_ms(const struct sol_coord *c)
+{
+    return now_ms(c);
+}
+
+/* ---- log ring ------------------------------------------------------------ */
+
+static void ring_add(struct sol_coord *c, const char *line, size_t n)
+{
+    if (n > LOG_LINE_MAX)
+        n = LOG_LINE_MAX;
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return;
+    memcpy(copy, line, n);
+    copy[n] = '\0';
+    unsigned slot = (c->log_head + c->log_count) % LOG_LINES;
+    if (c->log_count == LOG_LINES) {
+        free(c->log_ring[c->log_head]);
+        c->log_head = (c->log_head + 1) % LOG_LINES;
+        slot = (c->log_head + LOG_LINES - 1) % LOG_LINES;
+    } else {
+        c->log_count++;
+    }
+    c->log_ring[slot] = copy;
+}
+
+/* The last `k` lines joined with " | ", for error messages. */
+static void ring_tail(const struct sol_coord *c, unsigned k, char *out, size_t outlen)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    unsigned start = c->log_count > k ? c->log_count - k : 0;
+    for (unsigned i = start; i < c->log_count && off + 1 < outlen; i++) {
+        const char *l = c->log_ring[(c->log_head + i) % LOG_LINES];
+        int w = snprintf(out + off, outlen - off, "%s%s", off ? " | " : "", l);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* ---- children (child.c) --------------------------------------------------- */
+
+static void maybe_stopped(struct sol_coord *c);
+static void local_start(struct local_rpc *l);
+
+static void child_closed(void *owner)
+{
+    struct sol_coord *c = owner;
+    c->children_open--;
+    maybe_stopped(c);
+}
+
+static void ring_line(void *owner, const char *line, size_t len)
+{
+    ring_add(owner, line, len);
+}
+
+/* Every child is counted from here to its on_closed, so shutdown waits for
+ * each to be reaped. keep_log: its lines go to the status's log ring. */
+static struct sol_child *spawn(struct sol_coord *c, const char *label, char **argv, int keep_log,
+                               void (*on_exit)(struct sol_child *), void *ud, char *err,
+                               size_t errlen)
+{
+    struct sol_child_opts o = {
+        .loop = c->d->loop,
+        .exec_path = c->exec_path,
+        .label = label,
+        .argv = argv,
+        .grace_ms = c->cfg->llama_stop_grace_ms,
+        .on_line = keep_log ? ring_line : NULL,
+        .on_exit = on_exit,
+        .on_closed = child_closed,
+        .owner = c,
+        .ud = ud,
+    };
+    c->children_open++;
+    return sol_child_spawn(&o, err, errlen);
+}
+
+static int pick_port(const struct sol_config *cfg, int *out)
+{
+    return sol_child_free_port(cfg->llama_port_min, cfg->llama_port_max, out);
+}
+
+/* The program beside llama-server (or the one configured). */
+static void rpc_server_path(const struct sol_config *cfg, char *out, size_t outlen)
+{
+    if (cfg->rpc_server_binary && cfg->rpc_server_binary[0]) {
+        snprintf(out, outlen, "%s", cfg->rpc_server_binary);
+        return;
+    }
+    const char *slash = strrchr(cfg->llama_binary, '/');
+    if (slash)
+        snprintf(out, outlen, "%.*s/rpc-server", (int)(slash - cfg->llama_binary),
+                 cfg->llama_binary);
+    else
+        snprintf(out, outlen, "rpc-server");
+}
+
+/* ---- the virtual node ---------------------------------------------------- */
+
+unsigned coord_queued(struct sol_coord *c)
+{
+    return c->hooks.queued(c->hooks.ud);
+}
+
+/* Ends every request waiting for the sharded model with `status`. */
+static void fail_waiting(struct sol_coord *c, unsigned status, const char *msg)
+{
+    c->hooks.fail_waiting(c->hooks.ud, status, msg);
+}
+
+static void on_kick(uv_timer_t *t)
+{
+    struct sol_coord *c = t->data;
+    if (!c->stopping)
+        c->hooks.kick(c->hooks.ud);
+}
+
+static void set_model_entry(struct sol_coord *c, const char *canonical, int loaded)
+{
+    struct sol_node_model *m = sol_node_model_get(c->node, canonical);
+    if (!m)
+        return;
+    m->installed = 1;
+    m->gone = 0;
+    m->loaded = (unsigned)loaded;
+    char ts[48];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sol_translate_rfc3339((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec, ts,
+                          sizeof ts);
+    int same = strcmp(canonical, c->model) == 0 && c->resolved_for[0] &&
+               strcmp(c->resolved_for, canonical) == 0;
+    struct sol_buf b = {0};
+    sol_buf_append_str(&b, "{\"name\":");
+    sol_buf_append_json_string(&b, canonical, strlen(canonical));
+    sol_buf_append_str(&b, ",\"model\":");
+    sol_buf_append_json_string(&b, canonical, strlen(canonical));
+    sol_buf_appendf(&b, ",\"modified_at\":\"%s\",\"size\":%llu,\"digest\":\"%s\",", ts,
+                    same ? (unsigned long long)c->info.file_size : 0ull, same ? c->digest : "");
+    sol_buf_append_str(&b, "\"details\":{\"parent_model\":\"\",\"format\":\"gguf\",\"family\":");
+    const char *fam = same ? c->info.architecture : "";
+    sol_buf_append_json_string(&b, fam, strlen(fam));
+    sol_buf_append_str(&b, ",\"families\":[");
+    if (*fam)
+        sol_buf_append_json_string(&b, fam, strlen(fam));
+    sol_buf_appendf(&b, "],\"parameter_size\":\"\",\"quantization_level\":\"%s\"}}",
+                    same ? sol_gguf_file_type_name(c->info.file_type) : "");
+    const char *tags = sol_buf_cstr(&b);
+    free(m->tags_entry);
+    m->tags_entry = tags ? strdup(tags) : NULL;
+    free(m->ps_entry);
+    m->ps_entry = NULL;
+    if (loaded && tags) {
+        /* /api/ps: the same, with expiry (idle unload) and the context. */
+        b.len--; /* drop the closing brace */
+        uint64_t idle = c->cfg->llama_idle_unload_ms;
+        char exp[48] = "0001-01-01T00:00:00Z";
+        if (idle)
+            sol_translate_rfc3339(((uint64_t)now.tv_sec * 1000ull + idle) * 1000000ull, exp,
+                                  sizeof exp);
+        sol_buf_appendf(&b, ",\"expires_at\":\"%s\",\"size_vram\":%llu,\"context_length\":%d}", exp,
+                        (unsigned long long)c->info.file_size, c->cfg->llama_ctx_size);
+        const char *ps = sol_buf_cstr(&b);
+        m->ps_entry = ps ? strdup(ps) : NULL;
+    }
+    m->size = same ? c->info.file_size : 0;
+    snprintf(m->digest, sizeof m->digest, "%s", same ? c->digest : "");
+    sol_buf_free(&b);
+}
+
+/* The node follows the coordinator: routable unless failed; slots open
+ * only when ready. */
+static void sync_node(struct sol_coord *c)
+{
+    struct sol_node *n = c->node;
+    n->state = c->state == CS_FAILED ? SOL_NODE_DOWN : SOL_NODE_UP;
+    n->held = c->state != CS_READY;
+    snprintf(n->last_error, sizeof n->last_error, "%.*s", (int)sizeof n->last_error - 1,
+             c->state == CS_FAILED ? c->reason : "");
+    for (unsigned i = 0; i < n->n_models; i++) {
+        struct sol_node_model *m = &n->models[i];
+        int current = strcmp(m->name, c->model) == 0;
+        if (current) {
+            set_model_entry(c, m->name, c->state == CS_READY);
+        } else {
+            /* Only the model the backends serve is listed and routable;
+             * sol_coord_take() makes a requested one routable again. */
+            m->installed = m->loaded = 0;
+            free(m->tags_entry);
+            free(m->ps_entry);
+            m->tags_entry = m->ps_entry = NULL;
+        }
+    }
+    if (c->state == CS_READY && !c->stopping && !uv_is_active((uv_handle_t *)&c->kick))
+        uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+void coord_set_state(struct sol_coord *c, enum cstate s, enum step st)
+{
+    if (c->state != s)
+        SOL_INFO("coordinator: %s -> %s (model %s)", coord_state_name(c->state),
+                 coord_state_name(s), c->model[0] ? c->model : "-");
+    c->state = s;
+    c->step = st;
+    sync_node(c);
+}
+
+/* ---- pipeline ------------------------------------------------------------ */
+
+static void start_resolve(struct sol_coord *c);
+static void start_reference(struct sol_coord *c);
+static void start_probes(struct sol_coord *c);
+static void launch(struct sol_coord *c);
+
+/* The pre-flight failed: no llama-server is started; requests get 503
+ * (or 404) with the reason until a later request retries. */
+static void preflight_fail(struct sol_coord *c, unsigned status, const char *msg)
+{
+    SOL_ERROR("coordinator: model %s cannot be served: %s", c->model, msg);
+    snprintf(c->reason, sizeof c->reason, "%s", msg);
+    c->failed_preflight = 1;
+    c->fail_status = status;
+    c->failed_at = now_ms(c);
+    coord_set_state(c, CS_FAILED, ST_IDLE);
+    fail_waiting(c, status, msg);
+}
+
+void coord_begin(struct sol_coord *c, enum cstate s)
+{
+    c->failed_preflight = 0;
+    c->reason[0] = '\0';
+    coord_set_state(c, s, ST_IDLE);
+    if (strcmp(c->resolved_for, c->model) != 0)
+        start_resolve(c);
+    else if (!c->have_ref)
+        start_reference(c);
+    else
+        start_probes(c);
+}
+
+static void resolve_work(uv_work_t *req)
+{
+    struct resolve_work *w = req->data;
+    struct sol_model_files files;
+    const char *path = w->explicit_path;
+    if (!path[0]) {
+        if (!w->have_root) {
+            snprintf(w->err, sizeof w->err,
+                     "model '%s': no Ollama store (set OLLAMA_MODELS or HOME) and no path in "
+                     "model_paths",
+                     w->model);
+            w->rc = -1;
+            w->not_found = 1;
+            return;
+        }
+        if (sol_model_store_resolve(w->root, w->model, &files, w->err, sizeof w->err) < 0) {
+            w->rc = -1;
+            w->not_found = strstr(w->err, "not found") != NULL;
+            return;
+        }
+        path = files.model;
+        snprintf(w->digest, sizeof w->digest, "%s", files.digest);
+        snprintf(w->projector, sizeof w->projector, "%s", files.projector);
+        snprintf(w->adapter, sizeof w->adapter, "%s", files.adapter);
+    }
+    snprintf(w->path, sizeof w->path, "%s", path);
+    w->rc = sol_gguf_read_file(w->path, &w->info, w->err, sizeof w->err);
+}
+
+static void resolve_done(uv_work_t *req, int status)
+{
+    struct resolve_work *w = req->data;
+    struct sol_coord *c = w->c;
+    c->work = NULL;
+    if (status == UV_ECANCELED || c->stopping || strcmp(w->model, c->model) != 0) {
+        free(w);
+        maybe_stopped(c);
+        if (!c->stopping && c->state == CS_STARTING)
+            coord_begin(c, CS_STARTING); /* the model changed meanwhile */
+        return;
+    }
+    if (w->rc < 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "%s", w->err);
+        unsigned st = w->not_found ? 404 : 503;
+        free(w);
+        preflight_fail(c, st, msg);
+        return;
+    }
+    snprintf(c->resolved_for, sizeof c->resolved_for, "%s", c->model);
+    snprintf(c->gguf_path, sizeof c->gguf_path, "%s", w->path);
+    snprintf(c->digest, sizeof c->digest, "%s", w->digest);
+    snprintf(c->projector, sizeof c->projector, "%s", w->projector);
+    snprintf(c->adapter, sizeof c->adapter, "%s", w->adapter);
+    c->info = w->info;
+    free(w);
+    SOL_INFO("coordinator: model %s is %s: GGUF v%u, %s, %llu blocks, %s, %llu MiB", c->model,
+             c->gguf_path, c->info.version, c->info.architecture,
+             (unsigned long long)c->info.block_count, sol_gguf_file_type_name(c->info.file_type),
+             (unsigned long long)(c->info.file_size >> 20));
+    if (c->have_ref)
+        start_probes(c);
+    else
+        start_reference(c);
+}
+
+/* The explicit path configured for a model, if any. */
+int coord_explicit_path(const struct sol_coord *c, const char *canonical, char *out, size_t len)
+{
+    cJSON *paths = cJSON_Parse(c->cfg->model_paths ? c->cfg->model_paths : "{}");
+    const cJSON *obj = cJSON_IsObject(paths) ? paths : NULL;
+    const cJSON *it;
+    int found = 0;
+    cJSON_ArrayForEach(it, obj)
+    {
+        char canon[SOL_MODEL_NAME_MAX];
+        if (cJSON_IsString(it) && sol_model_canonical(it->string, canon, sizeof canon) == 0 &&
+            strcmp(canon, canonical) == 0) {
+            snprintf(out, len, "%s", it->valuestring);
+            found = 1;
+            break;
+        }
+    }
+    cJSON_Delete(paths);
+    return found;
+}
+
+static void start_resolve(struct sol_coord *c)
+{
+    struct resolve_work *w = calloc(1, sizeof *w);
+    if (!w) {
+        preflight_fail(c, 500, "out of memory");
+        return;
+    }
+    w->c = c;
+    w->req.data = w;
+    snprintf(w->model, sizeof w->model, "%s", c->model);
+    coord_explicit_path(c, c->model, w->explicit_path, sizeof w->explicit_path);
+    w->have_root =
+        sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) == 0;
+    c->step = ST_RESOLVING;
+    if (uv_queue_work(c->d->loop, &w->req, resolve_work, resolve_done) < 0) {
+        free(w);
+        preflight_fail(c, 500, "cannot queue the model lookup");
+        return;
+    }
+    c->work = w;
+}
+
+/* -- the reference version: a short run of the local rpc-server -- */
+
+static void ref_child_exit(struct sol_child *ch)
+{
+    struct sol_coord *c = ch->ud;
+    if (c->ref_child == ch)
+        c->ref_child = NULL;
+}
+
+static void ref_finish(struct sol_coord *c, const char *error)
+{
+    if (c->ref_probe) {
+        sol_rpc_probe_cancel(c->ref_probe);
+        c->ref_probe = NULL;
+    }
+    sol_child_stop(c->ref_child);
+    if (error) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "cannot learn the reference RPC version: %s (set rpc_version to skip this)",
+                 error);
+        preflight_fail(c, 503, msg);
+        return;
+    }
+    start_probes(c);
+}
+
+static void on_ref_probe(const struct sol_rpc_probe_result *res, void *ud)
+{
+    struct sol_coord *c = ud;
+    c->ref_probe = NULL;
+    if (c->stopping || c->step != ST_REFERENCE)
+        return;
+    if (res->answered) {
+        c->ref = res->version;
+        c->have_ref = 1;
+        snprintf(c->ref_source, sizeof c->ref_source, "local rpc-server");
+        SOL_INFO("coordinator: reference RPC protocol %u.%u.%u (from the local rpc-server)",
+                 c->ref.major, c->ref.minor, c->ref.patch);
+        ref_finish(c, NULL);
+        return;
+    }
+    c->ref_next_probe = now_ms(c) + REF_PROBE_EVERY_MS; /* not listening yet */
+}
+
+static void start_reference(struct sol_coord *c)
+{
+    if (c->cfg->rpc_version && c->cfg->rpc_version[0]) {
+        if (sol_rpc_version_parse(c->cfg->rpc_version, &c->ref) < 0) {
+            preflight_fail(c, 503, "rpc_version is not MAJ.MIN[.PATCH]");
+            return;
+        }
+        c->have_ref = 1;
+        snprintf(c->ref_source, sizeof c->ref_source, "config rpc_version");
+        start_probes(c);
+        return;
+    }
+    char prog[4096], port[16], err[400];
+    rpc_server_path(c->cfg, prog, sizeof prog);
+    if (pick_port(&(struct sol_config){0}, &c->ref_port) < 0) {
+        preflight_fail(c, 503, "no free loopback port for the reference rpc-server");
+        return;
+    }
+    snprintf(port, sizeof port, "%d", c->ref_port);
+    char *argv[] = {prog, "-H", "127.0.0.1", "-p", port, NULL};
+    c->step = ST_REFERENCE;
+    c->ref_child = spawn(c, "rpc-server ref", argv, 0, ref_child_exit, c, err, sizeof err);
+    if (!c->ref_child) {
+        ref_finish(c, err);
+        return;
+    }
+    c->ref_deadline = now_ms(c) + REF_TIMEOUT_MS;
+    c->ref_next_probe = now_ms(c) + 50;
+}
+
+static void ref_tick(struct sol_coord *c, uint64_t now)
+{
+    if (c->ref_probe)
+        return;
+    if (!c->ref_child) {
+        ref_finish(c, "the local rpc-server exited before answering");
+        return;
+    }
+    if (now >= c->ref_deadline) {
+        ref_finish(c, "the local rpc-server did not answer HELLO in time");
+        return;
+    }
+    if (now >= c->ref_next_probe) {
+        c->ref_next_probe = UINT64_MAX;
+        c->ref_probe = sol_rpc_probe_start(c->d->loop, "127.0.0.1", c->ref_port,
+                                           c->cfg->rpc_probe_timeout_ms, 0, on_ref_probe, c);
+    }
+}
+
+/* -- backend probes -- */
+
+static void evaluate(struct sol_coord *c);
+
+static void on_probe(const struct sol_rpc_probe_result *res, void *ud)
+{
+    struct probe_ud *pu = ud;
+    struct sol_coord *c = pu->c;
+    struct backend *b = &c->backends[pu->index];
+    b->probe = NULL;
+    b->reachable = res->connected;
+    if (pu->connect_only) {
+        if (!res->connected)
+            SOL_WARN("rpc backend %s:%d is unreachable: %s", b->addr.host, b->addr.port,
+                     res->error);
+        return;
+    }
+    b->last = *res;
+    b->probed = 1;
+    if (c->probes_pending && --c->probes_pending == 0 && c->step == ST_PROBING)
+        evaluate(c);
+}
+
+static void start_probes(struct sol_coord *c)
+{
+    c->step = ST_PROBING;
+    c->probes_pending = 0;
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        struct backend *b = &c->backends[i];
+        if (b->probe) {
+            sol_rpc_probe_cancel(b->probe);
+            b->probe = NULL;
+        }
+        struct probe_ud *pu = &c->uds[i];
+        pu->c = c;
+        pu->index = i;
+        pu->connect_only = 0;
+        b->probe = sol_rpc_probe_start(c->d->loop, b->addr.host, b->addr.port,
+                                       c->cfg->rpc_probe_timeout_ms, 0, on_probe, pu);
+        if (b->probe)
+            c->probes_pending++;
+    }
+    if (c->probes_pending == 0)
+        evaluate(c);
+}
+
+static void liveness_probes(struct sol_coord *c)
+{
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        struct backend *b = &c->backends[i];
+        if (!b->required || b->probe)
+            continue;
+        struct probe_ud *pu = &c->uds[MAX_BACKENDS + i];
+        pu->c = c;
+        pu->index = i;
+        pu->connect_only = 1;
+        b->probe = sol_rpc_probe_start(c->d->loop, b->addr.host, b->addr.port,
+                                       c->cfg->rpc_probe_timeout_ms, 1, on_probe, pu);
+    }
+}
+
+/* A local rpc-server spawned moments ago may not listen yet: probe it
+ * again shortly rather than exclude it. */
+static int local_still_starting(const struct sol_coord *c, const struct backend *b)
+{
+    if (!b->local || b->last.answered)
+        return 0;
+    const struct local_rpc *l = &c->locals[b->local - 1];
+    return l->ch && now_ms(c) - l->started_at < LOCAL_START_GRACE_MS;
+}
+
+static void evaluate(struct sol_coord *c)
+{
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        if (local_still_starting(c, &c->backends[i])) {
+            snprintf(c->reason, sizeof c->reason, "waiting for local rpc-server %s:%d to start",
+                     c->backends[i].addr.host, c->backends[i].addr.port);
+            c->step = ST_WAIT_BACKENDS;
+            c->restart_at = now_ms(c) + LOCAL_RETRY_MS;
+            return;
+        }
+    }
+    char summary[600] = "";
+    size_t off = 0;
+    unsigned usable = 0;
+    uint64_t free_sum = 0;
+    int restarting = c->state == CS_RESTARTING;
+    const struct backend *missing = NULL;
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        struct backend *b = &c->backends[i];
+        const struct sol_rpc_probe_result *r = &b->last;
+        char why[240] = "";
+        if (!r->answered)
+            snprintf(why, sizeof why, "no HELLO answer: %s", r->error);
+        else if (!sol_rpc_version_compatible(&c->ref, &r->version, why, sizeof why))
+            ; /* why is set */
+        else if (!r->complete)
+            snprintf(why, sizeof why, "device query failed: %s", r->error);
+        int was_excluded = b->excluded;
+        b->excluded = why[0] != '\0';
+        if (b->excluded) {
+            char full[300];
+            snprintf(b->why, sizeof b->why, "%s", why);
+            snprintf(full, sizeof full,
+                     "rpc backend %s:%d excluded: %s (reference %u.%u.%u from %s)", b->addr.host,
+                     b->addr.port, why, c->ref.major, c->ref.minor, c->ref.patch, c->ref_source);
+            if (!was_excluded || !restarting)
+                SOL_WARN("%s", full);
+            int w = snprintf(summary + off, sizeof summary - off, "%s%s:%d: %s", off ? "; " : "",
+                             b->addr.host, b->addr.port, why);
+            if (w > 0 && (size_t)w < sizeof summary - off)
+                off += (size_t)w;
+            if (b->required && !missing)
+                missing = b;
+            continue;
+        }
+        b->why[0] = '\0';
+        usable++;
+        free_sum += r->free_sum;
+    }
+    if (restarting && missing) {
+        /* llama-server needs every backend it was launched with: wait. */
+        snprintf(c->reason, sizeof c->reason, "waiting for rpc backend %s:%d (%s)",
+                 missing->addr.host, missing->addr.port, missing->why);
+        c->step = ST_WAIT_BACKENDS;
+        c->restart_at = now_ms(c) + BACKEND_RETRY_MS;
+        return;
+    }
+    if (usable == 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "no usable rpc backend for model %s%s%s", c->model,
+                 off ? ": " : " (none configured)", summary);
+        preflight_fail(c, 503, msg);
+        return;
+    }
+    if (free_sum > 0 && c->info.file_size > free_sum) {
+        char msg[800];
+        snprintf(msg, sizeof msg,
+                 "the usable rpc backends have %llu MiB free, model %s needs %llu MiB%s%s",
+                 (unsigned long long)(free_sum >> 20), c->model,
+                 (unsigned long long)(c->info.file_size >> 20), off ? "; excluded: " : "", summary);
+        preflight_fail(c, 503, msg);
+        return;
+    }
+    launch(c);
+}
+
+/* -- llama-server -- */
+
+static void on_llama_exit(struct sol_child *ch);
+
+static void append_arg(char **argv, size_t *n, char *s)
+{
+    if (*n < MAX_ARGS)
+        argv[(*n)++] = s;
+}
+
+static void launch(struct sol_coord *c)
+{
+    static char rpc_list[MAX_BACKENDS * 280], split[MAX_BACKENDS * SOL_RPC_MAX_DEVICES * 24];
+    static char port[16], ctx[16], np[16];
+    static char extra_store[8192];
+    char *argv[MAX_ARGS + 1];
+    size_t n = 0, ro = 0, so = 0;
+    if (pick_port(c->cfg, &c->port) < 0) {
+        preflight_fail(c, 503, "no free loopback port for llama-server in the configured range");
+        return;
+    }
+    snprintf(port, sizeof port, "%d", c->port);
+    snprintf(ctx, sizeof ctx, "%d", c->cfg->llama_ctx_size);
+    snprintf(np, sizeof np, "%d", c->cfg->llama_parallel);
+    rpc_list[0] = split[0] = '\0';
+    uint64_t total_free = 0;
+    for (unsigned i = 0; i < c->n_backends; i++)
+        if (!c->backends[i].excluded)
+            total_free += c->backends[i].last.free_sum;
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        struct backend *b = &c->backends[i];
+        b->required = !b->excluded;
+        if (b->excluded)
+            continue;
+        int v6 = strchr(b->addr.host, ':') != NULL;
+        ro += (size_t)snprintf(rpc_list + ro, sizeof rpc_list - ro, "%s%s%s%s:%d", ro ? "," : "",
+                               v6 ? "[" : "", b->addr.host, v6 ? "]" : "", b->addr.port);
+        /* --tensor-split: one share per RPC device, in --rpc order,
+         * proportional to its free memory (MiB, so the numbers stay short). */
+        for (unsigned d = 0; d < b->last.n_devices; d++) {
+            unsigned long long mib =
+                total_free ? b->last.free_bytes[d] >> 20 : 1; /* unknown: equal shares */
+            if (total_free && mib == 0)
+                mib = 1;
+            so += (size_t)snprintf(split + so, sizeof split - so, "%s%llu", so ? "," : "", mib);
+        }
+    }
+    append_arg(argv, &n, c->cfg->llama_binary);
+    append_arg(argv, &n, "-m");
+    append_arg(argv, &n, c->gguf_path);
+    append_arg(argv, &n, "--host");
+    append_arg(argv, &n, "127.0.0.1");
+    append_arg(argv, &n, "--port");
+    append_arg(argv, &n, port);
+    append_arg(argv, &n, "--rpc");
+    append_arg(argv, &n, rpc_list);
+    append_arg(argv, &n, "-ngl");
+    append_arg(argv, &n, "all");
+    if (split[0]) {
+        append_arg(argv, &n, "--tensor-split");
+        append_arg(argv, &n, split);
+    }
+    append_arg(argv, &n, "-c");
+    append_arg(argv, &n, ctx);
+    append_arg(argv, &n, "-np");
+    append_arg(argv, &n, np);
+    append_arg(argv, &n, "--alias");
+    append_arg(argv, &n, c->model);
+    if (c->cfg->llama_embeddings)
+        append_arg(argv, &n, "--embeddings");
+    /* The store's other layers, as Ollama passes them. */
+    if (c->projector[0]) {
+        append_arg(argv, &n, "--mmproj");
+        append_arg(argv, &n, c->projector);
+    }
+    if (c->adapter[0]) {
+        append_arg(argv, &n, "--lora");
+        append_arg(argv, &n, c->adapter);
+    }
+    /* Extra arguments: a JSON array, or words separated by spaces. */
+    const char *ex = c->cfg->llama_extra_args ? c->cfg->llama_extra_args : "";
+    size_t eo = 0;
+    cJSON *arr = ex[0] == '[' ? cJSON_Parse(ex) : NULL;
+    if (arr) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (!cJSON_IsString(it))
+                continue;
+            size_t l = strlen(it->valuestring);
+            if (eo + l + 1 > sizeof extra_store)
+                break;
+            memcpy(extra_store + eo, it->valuestring, l + 1);
+            append_arg(argv, &n, extra_store + eo);
+            eo += l + 1;
+        }
+        cJSON_Delete(arr);
+    } else {
+        snprintf(extra_store, sizeof extra_store, "%s", ex);
+        for (char *save = NULL, *w = strtok_r(extra_store, " \t", &save); w;
+             w = strtok_r(NULL, " \t", &save))
+            append_arg(argv, &n, w);
+    }
+    argv[n] = NULL;
+    char err[1024];
+    c->llama = spawn(c, "llama-server", argv, 1, on_llama_exit, c, err, sizeof err);
+    if (!c->llama) {
+        preflight_fail(c, 503, err);
+        return;
+    }
+    SOL_INFO("coordinator: llama-server pid %d on 127.0.0.1:%d --rpc %s --tensor-split %s",
+             c->llama->pid, c->port, rpc_list, split[0] ? split : "-");
+    snprintf(c->base_url, sizeof c->base_url, "http://127.0.0.1:%d", c->port);
+    free(c->node->base_url);
+    c->node->base_url = strdup(c->base_url);
+    char host[64];
+    snprintf(host, sizeof host, "Host: 127.0.0.1:%d", c->port);
+    curl_slist_free_all(c->node->headers);
+    c->node->headers = curl_slist_append(NULL, host);
+    c->launched_at = now_ms(c);
+    c->next_health = c->launched_at + 50;
+    c->step = ST_LAUNCHED;
+    snprintf(c->reason, sizeof c->reason, "loading model");
+}
+
+static void record_crash(struct sol_coord *c, uint64_t now)
+{
+    if (c->n_crashes == MAX_CRASHES) {
+        memmove(c->crashes, c->crashes + 1, (MAX_CRASHES - 1) * sizeof *c->crashes);
+        c->n_crashes--;
+    }
+    c->crashes[c->n_crashes++] = now;
+}
+
+static unsigned crashes_in_window(const struct sol_coord *c, uint64_t now)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < c->n_crashes; i++)
+        k += now - c->crashes[i] < c->cfg->llama_crash_window_ms;
+    return k;
+}
+
+static void on_llama_exit(struct sol_child *ch)
+{
+    struct sol_coord *c = ch->ud;
+    if (c->llama == ch)
+        c->llama = NULL;
+    if (c->health_running) {
+        sol_curl_uv_cancel(&c->d->curl, &c->health);
+        c->health_running = 0;
+    }
+    for (unsigned i = 0; i < c->n_backends; i++)
+        if (c->backends[i].probe && c->step != ST_PROBING) {
+            sol_rpc_probe_cancel(c->backends[i].probe);
+            c->backends[i].probe = NULL;
+        }
+    if (ch->term_signal)
+        snprintf(c->last_exit, sizeof c->last_exit, "killed by signal %d", ch->term_signal);
+    else
+        snprintf(c->last_exit, sizeof c->last_exit, "exit status %lld", (long long)ch->exit_status);
+    if (c->stopping)
+        return;
+    uint64_t now = now_ms(c);
+    if (ch->stop_requested && c->step == ST_STOPPING) {
+        /* Planned: idle unload or a model switch. */
+        SOL_INFO("coordinator: llama-server stopped (%s)", c->last_exit);
+        if (c->next_model[0]) {
+            snprintf(c->model, sizeof c->model, "%s", c->next_model);
+            c->next_model[0] = '\0';
+        }
+        coord_set_state(c, CS_STOPPED, ST_IDLE);
+        if (coord_queued(c))
+            coord_begin(c, CS_STARTING);
+        return;
+    }
+    SOL_WARN("coordinator: llama-server exited unexpectedly (%s)", c->last_exit);
+    record_crash(c, now);
+    c->restarts++;
+    unsigned k = crashes_in_window(c, now);
+    if (k >= (unsigned)c->cfg->llama_crash_limit) {
+        char tail[400], msg[600];
+        ring_tail(c, 5, tail, sizeof tail);
+        snprintf(msg, sizeof msg,
+                 "sharded model %s failed: llama-server exited %u times in %u s (last: %s); "
+                 "last log lines: %s",
+                 c->model, k, c->cfg->llama_crash_window_ms / 1000, c->last_exit, tail);
+        SOL_ERROR("coordinator: %s", msg);
+        snprintf(c->reason, sizeof c->reason, "%s", msg);
+        c->failed_preflight = 0;
+        c->fail_status = 503;
+        c->failed_at = now;
+        coord_set_state(c, CS_FAILED, ST_IDLE);
+        fail_waiting(c, 503, msg);
+        return;
+    }
+    if (!c->backoff_ms)
+        c->backoff_ms = c->cfg->llama_backoff_min_ms;
+    c->restart_at = now + c->backoff_ms;
+    snprintf(c->reason, sizeof c->reason, "restarting in %u ms after %s", c->backoff_ms,
+             c->last_exit);
+    SOL_INFO("coordinator: restarting llama-server in %u ms (exit %u in the window)", c->backoff_ms,
+             k);
+    c->backoff_ms = c->backoff_ms * 2 > c->cfg->llama_backoff_max_ms ? c->cfg->llama_backoff_max_ms
+                                                                     : c->backoff_ms * 2;
+    coord_set_state(c, CS_RESTARTING, ST_BACKOFF);
+}
+
+/* -- /health -- */
+
+static size_t discard_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * nmemb;
+}
+
+static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
+{
+    struct sol_coord *c = SOL_CONTAINER_OF(x, struct sol_coord, health);
+    c->health_running = 0;
+    long code = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (c->state == CS_READY && code != c->health_status)
+        SOL_WARN("coordinator: llama-server /health answered %ld (was %ld)", code,
+                 c->health_status);
+    c->health_status = code;
+    if (c->stopping || c->step != ST_LAUNCHED || !c->llama)
+        return;
+    if (code == 200) {
+        uint64_t now = now_ms(c);
+        c->ready_at = now;
+        c->last_activity = now;
+        c->reason[0] = '\0';
+        /* Failures of the process that died say nothing of this one. */
+        sol_breaker_init(&c->node->breaker);
+        SOL_INFO("coordinator: llama-server ready after %llu ms (model %s)",
+                 (unsigned long long)(now - c->launched_at), c->model);
+        coord_set_state(c, CS_READY, ST_IDLE);
+        c->next_liveness = now + LIVENESS_EVERY_MS;
+    }
+}
+
+static void poll_health(struct sol_coord *c)
+{
+    if (c->health_running)
+        return;
+    CURL *e = c->health.easy;
+    if (e)
+        curl_easy_reset(e);
+    else
+        e = c->health.easy = curl_easy_init();
+    if (!e)
+        return;
+    char url[96];
+    snprintf(url, sizeof url, "%s/health", c->base_url);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 2000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+    c->health.on_done = on_health_done;
+    if (sol_curl_uv_add(&c->d->curl, &c->health) == 0)
+        c->health_running = 1;
+}
+
+/* -- the auto policy: which models the store holds -- */
+
+static int scan_each(void *ud, const char *canonical)
+{
+    struct scan_work *w = ud;
+    if (w->n >= MAX_STORE)
+        return 1;
+    w->keys[w->n++] = sol_model_key(canonical);
+    return 0;
+}
+
+static void scan_work_fn(uv_work_t *req)
+{
+    struct scan_work *w = req->data;
+    w->rc = sol_model_store_list(w->root, MAX_STORE, scan_each, w);
+}
+
+static void scan_done(uv_work_t *req, int status)
+{
+    struct scan_work *w = req->data;
+    struct sol_coord *c = w->c;
+    c->scan = NULL;
+    if (status == 0 && !c->stopping) {
+        c->n_store = w->rc > 0 ? w->n : 0;
+        memcpy(c->store_keys, w->keys, c->n_store * sizeof *w->keys);
+    }
+    free(w);
+    maybe_stopped(c);
+}
+
+static void start_scan(struct sol_coord *c)
+{
+    if (c->scan || !c->cfg->sharding_auto)
+        return;
+    c->next_scan = now_ms(c) + STORE_SCAN_MS;
+    struct scan_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    w->c = c;
+    w->req.data = w;
+    if (sol_model_store_root(getenv("OLLAMA_MODELS"), getenv("HOME"), w->root, sizeof w->root) <
+            0 ||
+        uv_queue_work(c->d->loop, &w->req, scan_work_fn, scan_done) < 0) {
+        free(w);
+        return;
+    }
+    c->scan = w;
+}
+
+int coord_store_has(const struct sol_coord *c, uint64_t key)
+{
+    for (unsigned i = 0; i < c->n_store; i++)
+        if (c->store_keys[i] == key)
+            return 1;
+    return 0;
+}
+
+/* -- the tick: timeouts, restarts, idle unload, liveness -- */
+
+void coord_stop_llama(struct sol_coord *c, const char *why)
+{
+    if (!c->llama)
+        return;
+    SOL_INFO("coordinator: stopping llama-server: %s", why);
+    c->step = ST_STOPPING;
+    sol_child_stop(c->llama);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct sol_coord *c = t->data;
+    if (c->stopping)
+        return;
+    uint64_t now = now_ms(c);
+    if (c->cfg->sharding_auto && now >= c->next_scan)
+        start_scan(c);
+    for (unsigned i = 0; i < c->n_locals; i++) {
+        struct local_rpc *l = &c->locals[i];
+        if (!l->ch && l->restart_at && now >= l->restart_at)
+            local_start(l);
+    }
+    switch (c->step) {
+    case ST_REFERENCE:
+        ref_tick(c, now);
+        break;
+    case ST_LAUNCHED:
+        if (now - c->launched_at >= c->cfg->llama_startup_timeout_ms) {
+            SOL_ERROR("coordinator: llama-server not healthy %u ms after launch",
+                      c->cfg->llama_startup_timeout_ms);
+            /* Counts as a crash: it is killed and restarted with backoff. */
+            sol_child_stop(c->llama);
+            c->launched_at = now; /* one stop request per timeout */
+        } else if (now >= c->next_health) {
+            c->next_health = now + HEALTH_EVERY_MS;
+            poll_health(c);
+        }
+        break;
+    case ST_BACKOFF:
+    case ST_WAIT_BACKENDS:
+        if (now >= c->restart_at)
+            start_probes(c);
+        break;
+    default:
+        break;
+    }
+    if (c->state == CS_READY && c->step == ST_IDLE) {
+        if (now - c->ready_at >= c->cfg->llama_healthy_reset_ms)
+            c->backoff_ms = 0; /* healthy long enough: the next restart is quick */
+        if (now >= c->next_liveness) {
+            /* rpc-server answers no HELLO while llama-server holds it: a TCP
+             * connect per backend, and llama-server's own /health. */
+            c->next_liveness = now + LIVENESS_EVERY_MS;
+            liveness_probes(c);
+            poll_health(c);
+        }
+        unsigned idle = c->cfg->llama_idle_unload_ms;
+        if (idle && c->node->in_flight == 0 && now - c->last_activity >= idle && !coord_queued(c))
+            coord_stop_llama(c, "idle");
+        else if (c->next_model[0] && c->node->in_flight == 0)
+            coord_stop_llama(c, "switching model");
+    }
+    if (c->state == CS_FAILED && !c->failed_preflight &&
+        now - c->failed_at >= c->cfg->llama_crash_window_ms)
+        c->n_crashes = 0; /* a later request may try again */
+}
+
+/* ---- local rpc-servers --------------------------------------------------- */
+
+static void local_exit(struct sol_child *ch)
+{
+    struct local_rpc *l = ch->ud;
+    l->ch = NULL;
+    struct sol_coord *c = l->c;
+    if (c->stopping)
+        return;
+    if (!l->backoff_ms)
+        l->backoff_ms = c->cfg->llama_backoff_min_ms;
+    l->restart_at = now_ms(c) + l->backoff_ms;
+    l->restarts++;
+    SOL_WARN("local rpc-server on port %d exited; restart in %u ms", l->port, l->backoff_ms);
+    l->backoff_ms = l->backoff_ms * 2 > c->cfg->llama_backoff_max_ms ? c->cfg->llama_backoff_max_ms
+                                                                     : l->backoff_ms * 2;
+}
+
+static void local_start(struct local_rpc *l)
+{
+    struct sol_coord *c = l->c;
+    char prog[4096], port[16], mem[24], err[400];
+    rpc_server_path(c->cfg, prog, sizeof prog);
+    snprintf(port, sizeof port, "%d", l->port);
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = prog;
+    argv[n++] = "-H";
+    argv[n++] = l->host;
+    argv[n++] = "-p";
+    argv[n++] = port;
+    if (l->mem_mb > 0) {
+        snprintf(mem, sizeof mem, "%ld", l->mem_mb);
+        argv[n++] = "-m";
+        argv[n++] = mem;
+    }
+    if (l->device[0]) {
+        argv[n++] = "-d";
+        argv[n++] = l->device;
+    }
+    if (l->cache)
+        argv[n++] = "-c"; /* tensor cache: a restart does not re-send weights */
+    argv[n] = NULL;
+    char label[64];
+    snprintf(label, sizeof label, "rpc-server :%d", l->port);
+    l->restart_at = 0;
+    l->started_at = now_ms(c);
+    l->ch = spawn(c, label, argv, 0, local_exit, l, err, sizeof err);
+    if (!l->ch) {
+        SOL_ERROR("%s", err);
+        l->restart_at = now_ms(c) + (l->backoff_ms ? l->backoff_ms : 1000);
+    }
+}
+
+static int parse_locals(struct sol_coord *c, char *err, size_t errlen)
+{
+    const char *text = c->cfg->local_rpc_servers ? c->cfg->local_rpc_servers : "[]";
+    cJSON *arr = cJSON_Parse(text);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        snprintf(err, errlen, "local_rpc_servers: expected a JSON array");
+        return -1;
+    }
+    const cJSON *it;
+    int rc = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (c->n_locals >= MAX_BACKENDS)
+            break;
+        struct local_rpc *l = &c->locals[c->n_locals];
+        memset(l, 0, sizeof *l);
+        l->c = c;
+        l->cache = 1;
+        snprintf(l->host, sizeof l->host, "127.0.0.1");
+        const cJSON *port = cJSON_IsNumber(it) ? it : cJSON_GetObjectItemCaseSensitive(it, "port");
+        if (!cJSON_IsNumber(port) || port->valuedouble < 1 || port->valuedouble > 65535) {
+            snprintf(err, errlen, "local_rpc_servers: each entry needs a port (1..65535)");
+            rc = -1;
+            break;
+        }
+        l->port = (int)port->valuedouble;
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(it, "host");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(it, "device");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(it, "mem");
+        const cJSON *cache = cJSON_GetObjectItemCaseSensitive(it, "cache");
+        if (cJSON_IsString(h))
+            snprintf(l->host, sizeof l->host, "%s", h->valuestring);
+        if (cJSON_IsString(d))
+            snprintf(l->device, sizeof l->device, "%s", d->valuestring);
+        if (cJSON_IsNumber(m) && m->valuedouble >= 0 && m->valuedouble < 1e12)
+            l->mem_mb = (long)m->valuedouble;
+        if (cJSON_IsBool(cache))
+            l->cache = cJSON_IsTrue(cache);
+        c->n_locals++;
+    }
+    cJSON_Delete(arr);
+    return rc;
+}
+
+/* ---- creation and shutdown ----------------------------------------------- */
+
+static int read_small_file(const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    struct sol_buf b = {0};
+    char tmp[4096];
+    size_t k;
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0 && b.len < (1u << 20))
+        sol_buf_append(&b, tmp, k);
+    fclose(f);
+    const char *s = sol_buf_cstr(&b);
+    *out = s ? strdup(s) : NULL;
+    sol_buf_free(&b);
+    return *out ? 0 : -1;
+}
+
+static int add_backends(struct sol_coord *c, const char *text, const char *what, char *err,
+                        size_t errlen)
+{
+    struct sol_rpc_addr a[MAX_BACKENDS];
+    size_t n = 0;
+    char why[256];
+    if (sol_rpc_parse_backends(text, a, MAX_BACKENDS, &n, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
+        return -1;
+    }
+    for (size_t i = 0; i < n && i < MAX_BACKENDS; i++) {
+        int dup = 0;
+        for (unsigned j = 0; j < c->n_backends; j++)
+            dup |= strcmp(c->backends[j].addr.host, a[i].host) == 0 &&
+                   c->backends[j].addr.port == a[i].port;
+        if (!dup && c->n_backends < MAX_BACKENDS)
+            c->backends[c->n_backends++].addr = a[i];
+    }
+    return 0;
+}
+
+static int parse_sharded(struct sol_coord *c, char *err, size_t errlen)
+{
+    const char *text = c->cfg->sharded_models ? c->cfg->sharded_models : "[]";
+    cJSON *arr = text[0] == '[' ? cJSON_Parse(text) : NULL;
+    char names[MAX_SHARDED][SOL_MODEL_NAME_MAX];
+    unsigned n = 0;
+    if (arr) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (cJSON_IsString(it) && n < MAX_SHARDED)
+                snprintf(names[n++], SOL_MODEL_NAME_MAX, "%s", it->valuestring);
+        }
+        cJSON_Delete(arr);
+    } else if (text[0] == '[') {
+        snprintf(err, errlen, "sharded_models: invalid JSON array");
+        return -1;
+    } else {
+        char copy[4096];
+        snprintf(copy, sizeof copy, "%s", text);
+        for (char *save = NULL, *w = strtok_r(copy, ", ", &save); w && n < MAX_SHARDED;
+             w = strtok_r(NULL, ", ", &save))
+            snprintf(names[n++], SOL_MODEL_NAME_MAX, "%s", w);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (sol_model_canonical(names[i], c->sharded[c->n_sharded], SOL_MODEL_NAME_MAX) < 0) {
+            snprintf(err, errlen, "sharded_models: invalid model name '%.200s'", names[i]);
+            return -1;
+        }
+        c->n_sharded++;
+    }
+    return 0;
+}
+
+int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, char *err,
+                     size_t errlen)
+{
+    const struct sol_config *cfg = d->cfg;
+    d->coord = NULL;
+    if (!cfg->model_sharding_enabled)
+        return 0;
+    struct sol_coord *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->d = d;
+    c->hooks = *hooks;
+    c->cfg = cfg;
+    if (add_backends(c, cfg->rpc_backends, "rpc_backends", err, errlen) < 0 ||
+        parse_sharded(c, err, errlen) < 0 || parse_locals(c, err, errlen) < 0)
+        goto fail;
+    if (cfg->rpc_backends_file && cfg->rpc_backends_file[0]) {
+        char *text = NULL;
+        if (read_small_file(cfg->rpc_backends_file, &text) < 0) {
+            snprintf(err, errlen, "rpc_backends_file: cannot read '%s': %s", cfg->rpc_backends_file,
+                     strerror(errno));
+            goto fail;
+        }
+        int rc = add_backends(c, text, cfg->rpc_backends_file, err, errlen);
+        free(text);
+        if (rc < 0)
+            goto fail;
+    }
+    for (unsigned i = 0; i < c->n_locals; i++) {
+        char addr[96];
+        snprintf(addr, sizeof addr, "%s:%d", c->locals[i].host, c->locals[i].port);
+        if (add_backends(c, addr, "local_rpc_servers", err, errlen) < 0)
+            goto fail;
+        for (unsigned j = 0; j < c->n_backends; j++)
+            if (c->backends[j].addr.port == c->locals[i].port &&
+                strcmp(c->backends[j].addr.host, c->locals[i].host) == 0)
+                c->backends[j].local = (int)i + 1;
+    }
+    if (cfg->rpc_version && cfg->rpc_version[0]) {
+        struct sol_rpc_version v;
+        if (sol_rpc_version_parse(cfg->rpc_version, &v) < 0) {
+            snprintf(err, errlen, "rpc_version: '%s' is not MAJ.MIN[.PATCH]", cfg->rpc_version);
+            goto fail;
+        }
+    }
+    /* sollol-exec lives beside sollold. */
+    size_t len = sizeof c->exec_path;
+    if (uv_exepath(c->exec_path, &len) < 0) {
+        snprintf(err, errlen, "cannot find sollold's own path");
+        goto fail;
+    }
+    char *slash = strrchr(c->exec_path, '/');
+    if (slash)
+        snprintf(slash + 1, sizeof c->exec_path - (size_t)(slash + 1 - c->exec_path),
+                 "sollol-exec");
+    if (access(c->exec_path, X_OK) != 0) {
+        snprintf(err, errlen, "model sharding needs %s (built with sollold)", c->exec_path);
+        goto fail;
+    }
+
+    /* The virtual node. */
+    struct sol_node *n = calloc(1, sizeof *n);
+    if (!n)
+        goto oom;
+    n->index = d->table.count;
+    n->name = strdup(SOL_COORD_NODE_NAME);
+    n->base_url = strdup("http://127.0.0.1:0");
+    n->host_header = strdup("Host: 127.0.0.1");
+    n->headers = curl_slist_append(NULL, "Host: 127.0.0.1");
+    if (!n->name || !n->base_url || !n->host_header || !n->headers) {
+        free(n->name);
+        free(n->base_url);
+        free(n->host_header);
+        curl_slist_free_all(n->headers);
+        free(n);
+        goto oom;
+    }
+    n->max_concurrent = (unsigned)cfg->llama_parallel;
+    n->weight = 1;
+    n->external = 1;
+    n->held = 1;
+    n->state = SOL_NODE_UP;
+    n->tags_at_ms = uv_now(d->loop) + 1; /* its model list is the coordinator's: known */
+    snprintf(n->version, sizeof n->version, "llama-server");
+    d->table.nodes[d->table.count++] = n;
+    d->node_ids[n->index] = sol_affinity_node_id("sollol-rpc-coordinator");
+    c->node = n;
+    for (unsigned i = 0; i < c->n_sharded; i++)
+        sol_node_model_get(n, c->sharded[i]);
+    if (c->n_sharded)
+        snprintf(c->model, sizeof c->model, "%s", c->sharded[0]);
+    d->coord = c;
+    coord_set_state(c, CS_STOPPED, ST_IDLE);
+    SOL_INFO("model sharding on: %u rpc backend(s), %u sharded model(s)%s", c->n_backends,
+             c->n_sharded, cfg->sharding_auto ? ", auto policy" : "");
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(c);
+    return -1;
+}
+
+void sol_coord_start(struct sol_coord *c)
+{
+    if (!c || c->timers_open)
+        return;
+    uv_timer_init(c->d->loop, &c->tick);
+    uv_timer_init(c->d->loop, &c->kick);
+    c->tick.data = c->kick.data = c;
+    c->timers_open = 2;
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    start_scan(c);
+    for (unsigned i = 0; i < c->n_locals; i++)
+        local_start(&c->locals[i]);
+}
+
+static void maybe_stopped(struct sol_coord *c)
+{
+    if (!c->stopping || c->timers_open || c->children_open || c->work || c->scan || !c->on_stopped)
+        return;
+    void (*cb)(struct sol_daemon *) = c->on_stopped;
+    c->on_stopped = NULL;
+    cb(c->d);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct sol_coord *c = h->data;
+    c->timers_open--;
+    maybe_stopped(c);
+}
+
+int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d))
+{
+    if (!c)
+        return 0;
+    if (c->stopping)
+        return 1;
+    c->stopping = 1;
+    c->on_stopped = on_stopped;
+    if (c->health_running) {
+        sol_curl_uv_cancel(&c->d->curl, &c->health);
+        c->health_running = 0;
+    }
+    for (unsigned i = 0; i < c->n_backends; i++)
+        if (c->backends[i].probe) {
+            sol_rpc_probe_cancel(c->backends[i].probe);
+            c->backends[i].probe = NULL;
+        }
+    if (c->ref_probe) {
+        sol_rpc_probe_cancel(c->ref_probe);
+        c->ref_probe = NULL;
+    }
+    if (c->work)
+        uv_cancel((uv_req_t *)&c->work->req); /* else its done callback ends it */
+    if (c->scan)
+        uv_cancel((uv_req_t *)&c->scan->req);
+    sol_child_stop(c->llama);
+    sol_child_stop(c->ref_child);
+    for (unsigned i = 0; i < c->n_locals; i++)
+        sol_child_stop(c->locals[i].ch);
+    if (c->timers_open) {
+        uv_close((uv_handle_t *)&c->tick, on_timer_closed);
+        uv_close((uv_handle_t *)&c->kick, on_timer_closed);
+    } else {
+        maybe_stopped(c);
+    }
+    return 1;
+}
+
+void sol_coord_free(struct sol_coord *c)
+{
+    if (!c)
+        return;
+    if (c->health.easy)
+        curl_easy_cleanup(c->health.easy);
+    for (unsigned i = 0; i < c->log_count; i++)
+        free(c->log_ring[(c->log_head + i) % LOG_LINES]);
+    free(c);
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+cJSON *sol_coord_status_json(const struct sol_coord *c)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    cJSON_AddBoolToObject(root, "enabled", c != NULL);
+    if (!c)
+        return root;
+    uint64_t now = uv_now(c->d->loop);
+    char v[32];
+    if (c->have_ref) {
+        snprintf(v, sizeof v, "%u.%u.%u", c->ref.major, c->ref.minor, c->ref.patch);
+        cJSON_AddStringToObject(root, "reference_version", v);
+        cJSON_AddStringToObject(root, "reference_source", c->ref_source);
+    } else {
+        cJSON_AddNullToObject(root, "reference_version");
+    }
+    cJSON *bs = cJSON_AddArrayToObject(root, "backends");
+    for (unsigned i = 0; i < c->n_backends; i++) {
+        const struct backend *b = &c->backends[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(bs, o);
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s:%d", b->addr.host, b->addr.port);
+        cJSON_AddStringToObject(o, "address", addr);
+        cJSON_AddBoolToObject(o, "local", b->local);
+        if (b->probed)
+            cJSON_AddBoolToObject(o, "reachable", b->reachable);
+        else
+            cJSON_AddNullToObject(o, "reachable");
+        if (b->probed && b->last.answered) {
+            snprintf(v, sizeof v, "%u.%u.%u", b->last.version.major, b->last.version.minor,
+                     b->last.version.patch);
+            cJSON_AddStringToObject(o, "version", v);
+            cJSON_AddStringToObject(o, "hello_form", b->last.v4_form ? "v4" : "v1-v3");
+        } else {
+            cJSON_AddNullToObject(o, "version");
+        }
+        cJSON_AddNumberToObject(o, "devices", b->last.n_devices);
+        cJSON_AddNumberToObject(o, "free_bytes", (double)b->last.free_sum);
+        cJSON_AddNumberToObject(o, "total_bytes", (double)b->last.total_sum);
+        cJSON_AddBoolToObject(o, "excluded", b->excluded);
+        cJSON_AddStringToObject(o, "excluded_why", b->why);
+        cJSON_AddBoolToObject(o, "in_use", b->required && c->llama != NULL);
+    }
+    cJSON *co = cJSON_AddObjectToObject(root, "coordinator");
+    cJSON_AddStringToObject(co, "state", coord_state_name(c->state));
+    cJSON_AddStringToObject(co, "model", c->model);
+    cJSON_AddStringToObject(co, "gguf", c->gguf_path);
+    cJSON_AddStringToObject(co, "reason", c->reason);
+    if (c->llama) {
+        cJSON_AddNumberToObject(co, "pid", c->llama->pid);
+        cJSON_AddNumberToObject(co, "port", c->port);
+    } else {
+        cJSON_AddNullToObject(co, "pid");
+        cJSON_AddNullToObject(co, "port");
+    }
+    cJSON_AddNumberToObject(co, "restarts", c->restarts);
+    cJSON_AddNumberToObject(co, "next_backoff_ms",
+                            c->backoff_ms ? c->backoff_ms : c->cfg->llama_backoff_min_ms);
+    cJSON_AddNumberToObject(co, "uptime_s",
+                            c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
+    cJSON_AddStringToObject(co, "last_exit", c->last_exit);
+    cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
+    cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
+    unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;
+    for (unsigned i = start; i < c->log_count; i++)
+        cJSON_AddItemToArray(lines, cJSON_CreateString(c->log_ring[(c->log_head + i) % LOG_LINES]));
+    cJSON *ls = cJSON_AddArrayToObject(root, "local_rpc_servers");
+    for (unsigned i = 0; i < c->n_locals; i++) {
+        const struct local_rpc *l = &c->locals[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(ls, o);
+        cJSON_AddNumberToObject(o, "port", l->port);
+        if (l->ch)
+            cJSON_AddNumberToObject(o, "pid", l->ch->pid);
+        else
+            cJSON_AddNullToObject(o, "pid");
+        cJSON_AddNumberToObject(o, "restarts", l->restarts);
+        cJSON_AddBoolToObject(o, "cache", l->cache);
+    }
+    return root;
+}
