@@ -47,7 +47,7 @@ const char *coord_state_name(enum cstate s)
 
 static uint64_t now_ms(const struct sol_coord *c)
 {
-    return uv_now(c->d->loop);
+    return c->ops.now_ms(c->ops.clock_ud);
 }
 
 uint64_t coord_now_ms(const struct sol_coord *c)
@@ -128,12 +128,15 @@ static struct sol_child *spawn(struct sol_coord *c, const char *label, char **ar
         .ud = ud,
     };
     c->children_open++;
-    return sol_child_spawn(&o, err, errlen);
+    /* spawn copies what it keeps of o (child.h); cppcheck cannot see
+     * through the function pointer. */
+    /* cppcheck-suppress returnDanglingLifetime */
+    return c->ops.spawn(&o, err, errlen);
 }
 
-static int pick_port(const struct sol_config *cfg, int *out)
+static int pick_port(const struct sol_coord *c, const struct sol_config *cfg, int *out)
 {
-    return sol_child_free_port(cfg->llama_port_min, cfg->llama_port_max, out);
+    return c->ops.free_port(cfg->llama_port_min, cfg->llama_port_max, out);
 }
 
 /* The program beside llama-server (or the one configured). */
@@ -415,10 +418,10 @@ static void ref_child_exit(struct sol_child *ch)
 static void ref_finish(struct sol_coord *c, const char *error)
 {
     if (c->ref_probe) {
-        sol_rpc_probe_cancel(c->ref_probe);
+        c->ops.probe_cancel(c->ref_probe);
         c->ref_probe = NULL;
     }
-    sol_child_stop(c->ref_child);
+    c->ops.stop(c->ref_child);
     if (error) {
         char msg[600];
         snprintf(msg, sizeof msg,
@@ -462,7 +465,7 @@ static void start_reference(struct sol_coord *c)
     }
     char prog[4096], port[16], err[400];
     rpc_server_path(c->cfg, prog, sizeof prog);
-    if (pick_port(&(struct sol_config){0}, &c->ref_port) < 0) {
+    if (pick_port(c, &(struct sol_config){0}, &c->ref_port) < 0) {
         preflight_fail(c, 503, "no free loopback port for the reference rpc-server");
         return;
     }
@@ -492,8 +495,8 @@ static void ref_tick(struct sol_coord *c, uint64_t now)
     }
     if (now >= c->ref_next_probe) {
         c->ref_next_probe = UINT64_MAX;
-        c->ref_probe = sol_rpc_probe_start(c->d->loop, "127.0.0.1", c->ref_port,
-                                           c->cfg->rpc_probe_timeout_ms, 0, on_ref_probe, c);
+        c->ref_probe = c->ops.probe_start(c->d->loop, "127.0.0.1", c->ref_port,
+                                          c->cfg->rpc_probe_timeout_ms, 0, on_ref_probe, c);
     }
 }
 
@@ -527,15 +530,15 @@ static void start_probes(struct sol_coord *c)
     for (unsigned i = 0; i < c->n_backends; i++) {
         struct backend *b = &c->backends[i];
         if (b->probe) {
-            sol_rpc_probe_cancel(b->probe);
+            c->ops.probe_cancel(b->probe);
             b->probe = NULL;
         }
         struct probe_ud *pu = &c->uds[i];
         pu->c = c;
         pu->index = i;
         pu->connect_only = 0;
-        b->probe = sol_rpc_probe_start(c->d->loop, b->addr.host, b->addr.port,
-                                       c->cfg->rpc_probe_timeout_ms, 0, on_probe, pu);
+        b->probe = c->ops.probe_start(c->d->loop, b->addr.host, b->addr.port,
+                                      c->cfg->rpc_probe_timeout_ms, 0, on_probe, pu);
         if (b->probe)
             c->probes_pending++;
     }
@@ -553,8 +556,8 @@ static void liveness_probes(struct sol_coord *c)
         pu->c = c;
         pu->index = i;
         pu->connect_only = 1;
-        b->probe = sol_rpc_probe_start(c->d->loop, b->addr.host, b->addr.port,
-                                       c->cfg->rpc_probe_timeout_ms, 1, on_probe, pu);
+        b->probe = c->ops.probe_start(c->d->loop, b->addr.host, b->addr.port,
+                                      c->cfg->rpc_probe_timeout_ms, 1, on_probe, pu);
     }
 }
 
@@ -661,7 +664,7 @@ static void launch(struct sol_coord *c)
     static char extra_store[8192];
     char *argv[MAX_ARGS + 1];
     size_t n = 0, ro = 0, so = 0;
-    if (pick_port(c->cfg, &c->port) < 0) {
+    if (pick_port(c, c->cfg, &c->port) < 0) {
         preflight_fail(c, 503, "no free loopback port for llama-server in the configured range");
         return;
     }
@@ -792,12 +795,12 @@ static void on_llama_exit(struct sol_child *ch)
     if (c->llama == ch)
         c->llama = NULL;
     if (c->health_running) {
-        sol_curl_uv_cancel(&c->d->curl, &c->health);
+        c->ops.health_cancel(c);
         c->health_running = 0;
     }
     for (unsigned i = 0; i < c->n_backends; i++)
         if (c->backends[i].probe && c->step != ST_PROBING) {
-            sol_rpc_probe_cancel(c->backends[i].probe);
+            c->ops.probe_cancel(c->backends[i].probe);
             c->backends[i].probe = NULL;
         }
     if (ch->term_signal)
@@ -863,15 +866,22 @@ static size_t discard_body(char *p, size_t size, size_t nmemb, void *ud)
 static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
 {
     struct sol_coord *c = SOL_CONTAINER_OF(x, struct sol_coord, health);
-    c->health_running = 0;
     long code = 0;
     if (rc == CURLE_OK)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    coord_health_done(c, code);
+}
+
+void coord_health_done(struct sol_coord *c, long code)
+{
+    c->health_running = 0;
     if (c->state == CS_READY && code != c->health_status)
         SOL_WARN("coordinator: llama-server /health answered %ld (was %ld)", code,
                  c->health_status);
     c->health_status = code;
-    if (c->stopping || c->step != ST_LAUNCHED || !c->llama)
+    /* Stopped at the start-up timeout: its late 200 must not open the
+     * slots to a process that is about to die. */
+    if (c->stopping || c->step != ST_LAUNCHED || !c->llama || c->llama->stop_requested)
         return;
     if (code == 200) {
         uint64_t now = now_ms(c);
@@ -887,26 +897,37 @@ static void on_health_done(struct sol_curl_xfer *x, CURLcode rc)
     }
 }
 
-static void poll_health(struct sol_coord *c)
+/* The real ops.health_start: a GET through the daemon's curl multi. */
+static int health_start(struct sol_coord *c, const char *url)
 {
-    if (c->health_running)
-        return;
     CURL *e = c->health.easy;
     if (e)
         curl_easy_reset(e);
     else
         e = c->health.easy = curl_easy_init();
     if (!e)
-        return;
-    char url[96];
-    snprintf(url, sizeof url, "%s/health", c->base_url);
+        return -1;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 2000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
     c->health.on_done = on_health_done;
-    if (sol_curl_uv_add(&c->d->curl, &c->health) == 0)
+    return sol_curl_uv_add(&c->d->curl, &c->health);
+}
+
+static void health_cancel(struct sol_coord *c)
+{
+    sol_curl_uv_cancel(&c->d->curl, &c->health);
+}
+
+static void poll_health(struct sol_coord *c)
+{
+    if (c->health_running)
+        return;
+    char url[96];
+    snprintf(url, sizeof url, "%s/health", c->base_url);
+    if (c->ops.health_start(c, url) == 0)
         c->health_running = 1;
 }
 
@@ -975,12 +996,16 @@ void coord_stop_llama(struct sol_coord *c, const char *why)
         return;
     SOL_INFO("coordinator: stopping llama-server: %s", why);
     c->step = ST_STOPPING;
-    sol_child_stop(c->llama);
+    c->ops.stop(c->llama);
 }
 
 static void on_tick(uv_timer_t *t)
 {
-    struct sol_coord *c = t->data;
+    coord_tick(t->data);
+}
+
+void coord_tick(struct sol_coord *c)
+{
     if (c->stopping)
         return;
     uint64_t now = now_ms(c);
@@ -1000,7 +1025,7 @@ static void on_tick(uv_timer_t *t)
             SOL_ERROR("coordinator: llama-server not healthy %u ms after launch",
                       c->cfg->llama_startup_timeout_ms);
             /* Counts as a crash: it is killed and restarted with backoff. */
-            sol_child_stop(c->llama);
+            c->ops.stop(c->llama);
             c->launched_at = now; /* one stop request per timeout */
         } else if (now >= c->next_health) {
             c->next_health = now + HEALTH_EVERY_MS;
@@ -1209,8 +1234,30 @@ static int parse_sharded(struct sol_coord *c, char *err, size_t errlen)
     return 0;
 }
 
+static uint64_t loop_now(void *loop)
+{
+    return uv_now(loop);
+}
+
 int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, char *err,
                      size_t errlen)
+{
+    const struct sol_coord_ops real = {
+        .now_ms = loop_now,
+        .clock_ud = d->loop,
+        .spawn = sol_child_spawn,
+        .stop = sol_child_stop,
+        .free_port = sol_child_free_port,
+        .probe_start = sol_rpc_probe_start,
+        .probe_cancel = sol_rpc_probe_cancel,
+        .health_start = health_start,
+        .health_cancel = health_cancel,
+    };
+    return sol_coord_create_ops(d, hooks, &real, err, errlen);
+}
+
+int sol_coord_create_ops(struct sol_daemon *d, const struct sol_coord_hooks *hooks,
+                         const struct sol_coord_ops *ops, char *err, size_t errlen)
 {
     const struct sol_config *cfg = d->cfg;
     d->coord = NULL;
@@ -1223,6 +1270,7 @@ int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, 
     }
     c->d = d;
     c->hooks = *hooks;
+    c->ops = *ops;
     c->cfg = cfg;
     if (add_backends(c, cfg->rpc_backends, "rpc_backends", err, errlen) < 0 ||
         parse_sharded(c, err, errlen) < 0 || parse_locals(c, err, errlen) < 0)
@@ -1266,7 +1314,7 @@ int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, 
     if (slash)
         snprintf(slash + 1, sizeof c->exec_path - (size_t)(slash + 1 - c->exec_path),
                  "sollol-exec");
-    if (access(c->exec_path, X_OK) != 0) {
+    if (ops->spawn == sol_child_spawn && access(c->exec_path, X_OK) != 0) {
         snprintf(err, errlen, "model sharding needs %s (built with sollold)", c->exec_path);
         goto fail;
     }
@@ -1293,7 +1341,7 @@ int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, 
     n->external = 1;
     n->held = 1;
     n->state = SOL_NODE_UP;
-    n->tags_at_ms = uv_now(d->loop) + 1; /* its model list is the coordinator's: known */
+    n->tags_at_ms = now_ms(c) + 1; /* its model list is the coordinator's: known */
     snprintf(n->version, sizeof n->version, "llama-server");
     d->table.nodes[d->table.count++] = n;
     d->node_ids[n->index] = sol_affinity_node_id("sollol-rpc-coordinator");
@@ -1353,26 +1401,26 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
     c->stopping = 1;
     c->on_stopped = on_stopped;
     if (c->health_running) {
-        sol_curl_uv_cancel(&c->d->curl, &c->health);
+        c->ops.health_cancel(c);
         c->health_running = 0;
     }
     for (unsigned i = 0; i < c->n_backends; i++)
         if (c->backends[i].probe) {
-            sol_rpc_probe_cancel(c->backends[i].probe);
+            c->ops.probe_cancel(c->backends[i].probe);
             c->backends[i].probe = NULL;
         }
     if (c->ref_probe) {
-        sol_rpc_probe_cancel(c->ref_probe);
+        c->ops.probe_cancel(c->ref_probe);
         c->ref_probe = NULL;
     }
     if (c->work)
         uv_cancel((uv_req_t *)&c->work->req); /* else its done callback ends it */
     if (c->scan)
         uv_cancel((uv_req_t *)&c->scan->req);
-    sol_child_stop(c->llama);
-    sol_child_stop(c->ref_child);
+    c->ops.stop(c->llama);
+    c->ops.stop(c->ref_child);
     for (unsigned i = 0; i < c->n_locals; i++)
-        sol_child_stop(c->locals[i].ch);
+        c->ops.stop(c->locals[i].ch);
     if (c->timers_open) {
         uv_close((uv_handle_t *)&c->tick, on_timer_closed);
         uv_close((uv_handle_t *)&c->kick, on_timer_closed);
@@ -1403,7 +1451,7 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     cJSON_AddBoolToObject(root, "enabled", c != NULL);
     if (!c)
         return root;
-    uint64_t now = uv_now(c->d->loop);
+    uint64_t now = now_ms(c);
     char v[32];
     if (c->have_ref) {
         snprintf(v, sizeof v, "%u.%u.%u", c->ref.major, c->ref.minor, c->ref.patch);

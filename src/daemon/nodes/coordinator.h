@@ -37,11 +37,17 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sol_daemon;
 struct sol_request;
 struct sol_node;
 struct sol_coord;
+struct sol_child;
+struct sol_child_opts;
+struct sol_rpc_probe;
+struct sol_rpc_probe_result;
+struct uv_loop_s;
 
 /* Name of the virtual node in the table, logs and X-Sollol-Node. */
 #define SOL_COORD_NODE_NAME "rpc"
@@ -65,6 +71,36 @@ struct sol_coord_hooks {
 };
 
 /*
+ * What the coordinator asks of the world besides its own timers: the
+ * clock, its children, the RPC probes of its backends and the /health poll
+ * of llama-server. The daemon uses the real ones (sol_coord_create); the
+ * unit test passes fakes to drive the state machine on a fake clock. Every
+ * member is required; each keeps the contract of the real function named.
+ */
+struct sol_coord_ops {
+    /* The loop's clock in ms (uv_now). */
+    uint64_t (*now_ms)(void *clock_ud);
+    void *clock_ud;
+    /* sol_child_spawn (child.h): on_closed runs even when it fails. */
+    struct sol_child *(*spawn)(const struct sol_child_opts *o, char *err, size_t errlen);
+    /* sol_child_stop: SIGTERM, SIGKILL after the grace period; NULL is fine. */
+    void (*stop)(struct sol_child *ch);
+    /* sol_child_free_port: a free loopback port in [lo, hi] (0: ephemeral). */
+    int (*free_port)(int lo, int hi, int *port);
+    /* sol_rpc_probe_start and sol_rpc_probe_cancel (rpc_probe.h). */
+    struct sol_rpc_probe *(*probe_start)(
+        struct uv_loop_s *loop, const char *host, int port, unsigned timeout_ms, int connect_only,
+        void (*cb)(const struct sol_rpc_probe_result *res, void *ud), void *ud);
+    void (*probe_cancel)(struct sol_rpc_probe *p);
+    /* Starts GET `url` (llama-server's /health); its status (0: no answer)
+     * goes to coord_health_done() (coordinator_priv.h) on a later turn of
+     * the loop. Returns 0 when started, else -1 (the next tick retries). */
+    int (*health_start)(struct sol_coord *c, const char *url);
+    /* Cancels the running /health poll: coord_health_done() is not called. */
+    void (*health_cancel)(struct sol_coord *c);
+};
+
+/*
  * Creates the coordinator when d->cfg enables model sharding, and appends
  * its virtual node to d->table (the table must have room for one more
  * entry). Nothing runs until sol_coord_start(). Returns 0 (also
@@ -73,6 +109,11 @@ struct sol_coord_hooks {
  */
 int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, char *err,
                      size_t errlen);
+
+/* The same with `ops` in place of the real ones (copied). sollol-exec
+ * must exist only when ops->spawn is sol_child_spawn. */
+int sol_coord_create_ops(struct sol_daemon *d, const struct sol_coord_hooks *hooks,
+                         const struct sol_coord_ops *ops, char *err, size_t errlen);
 
 /*
  * Starts the coordinator's timers, its store scan and the local rpc-server

@@ -130,6 +130,7 @@ struct scan_work {
 struct sol_coord {
     struct sol_daemon *d;
     struct sol_coord_hooks hooks; /* the requests' side, bound by daemon.c */
+    struct sol_coord_ops ops;     /* clock, children, probes, /health */
     const struct sol_config *cfg;
     struct sol_node *node;
 
@@ -209,6 +210,12 @@ uint64_t coord_now_ms(const struct sol_coord *c);
 unsigned coord_queued(struct sol_coord *c);
 /* Starts the pre-flight and launch of c->model, in state s. */
 void coord_begin(struct sol_coord *c, enum cstate s);
+/* The answer of the /health poll ops.health_start started: its HTTP
+ * status, 0 when llama-server did not answer. */
+void coord_health_done(struct sol_coord *c, long status);
+/* One step of the supervision (every TICK_MS on the loop): time-outs,
+ * restarts, idle unload, liveness, local rpc-servers. */
+void coord_tick(struct sol_coord *c);
 /* Asks llama-server to exit (planned: not counted as a crash). */
 void coord_stop_llama(struct sol_coord *c, const char *why);
 void coord_set_state(struct sol_coord *c, enum cstate s, enum step st);
