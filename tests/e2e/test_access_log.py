@@ -32,7 +32,7 @@ TEXT_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) sollold info access id=(\S+) client=(\S+) "
     r"method=(\S+) path=(\S+) model=(\S+) node=(\S+) status=(\d+) retries=(\d+) "
     r"queue_ms=(\d+) ttfb_ms=([\d.]+) duration_ms=([\d.]+) prompt_tokens=(\d+) "
-    r"gen_tokens=(\d+) bytes=(\d+)( client_gone)?$")
+    r"gen_tokens=(\d+) bytes=(\d+)( cont=[a-z_]+)?( client_gone)?$")
 TEXT_FIELDS = ("time", "id", "client", "method", "path", "model", "node", "status", "retries",
                "queue_ms", "ttfb_ms", "duration_ms", "prompt_tokens", "gen_tokens", "bytes")
 SERVER_TIMING = re.compile(r'^[a-z]+(;(dur=[\d.]+|desc="[^"]*"))*(, [a-z]+(;(dur=[\d.]+|desc="[^"]*"))*)*$')

@@ -260,17 +260,19 @@ class StreamingTest(unittest.TestCase):
         self.assertEqual(rec["accept"], "application/json")
         self.assertFalse(rec["authorization_present"])
         self.assertEqual(rec["x_request_id"], "e2e-req-42")
-        # the body the node got is the client's, byte for byte
+        # the body the node got is the client's, byte for byte (a
+        # non-streamed chat that may be continued is asked of the node as a
+        # stream: test_continue.py; X-Sollol-Continue: 0 leaves it alone)
         body = json.dumps(chat_body(stream=False, options={"num_predict": 2})).encode()
         r = h.request("POST", self.d.url + "/api/chat", body=body,
-                      headers={"Content-Type": "application/json"})
+                      headers={"Content-Type": "application/json", "X-Sollol-Continue": "0"})
         rec = records(self.sim.url, "/api/chat")[-1]
         self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), h.fnv1a64(body)))
         # a large prompt too (the body is kept whole for retries)
         body = json.dumps(chat_body(content="lorem ipsum " * 50000, stream=False,
                                     options={"num_predict": 1})).encode()
         r = h.request("POST", self.d.url + "/api/chat", body=body,
-                      headers={"Content-Type": "application/json"})
+                      headers={"Content-Type": "application/json", "X-Sollol-Continue": "0"})
         self.assertEqual(r.status, 200)
         rec = records(self.sim.url, "/api/chat")[-1]
         self.assertEqual((rec["body_len"], rec["body_fnv1a64"]), (len(body), h.fnv1a64(body)))
@@ -546,6 +548,7 @@ class LimitsTest(unittest.TestCase):
 
     def chunked_request(self, body, chunk=500):
         req = (b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"X-Sollol-Continue: 0\r\n"  # the body as sent (test_continue.py)
                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         for i in range(0, len(body), chunk):
             part = body[i:i + chunk]

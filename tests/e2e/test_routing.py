@@ -301,8 +301,11 @@ class FailoverTest(unittest.TestCase):
                                     options={"num_predict": n})).encode()
 
     def post(self, path, data):
+        # X-Sollol-Continue: 0 keeps a non-streamed chat's body as the client
+        # sent it (by default it is asked of the node as a stream, so a
+        # failure can be continued: test_continue.py)
         return h.request("POST", self.d.url + path, body=data,
-                         headers={"Content-Type": "application/json"})
+                         headers={"Content-Type": "application/json", "X-Sollol-Continue": "0"})
 
     def assert_retried_on_spare(self, r, data, path="/api/chat"):
         self.assertEqual(r.status, 200, r.body)
@@ -434,8 +437,10 @@ class FailoverTest(unittest.TestCase):
                 h.sim_reset(self.prime.url)
                 h.sim_fault(self.prime.url, mode, arg=arg, count=1)
                 t0 = time.monotonic()
+                # Without continuation (test_continue.py covers it)
                 with h.open_stream("POST", self.d.url + "/api/chat",
-                                   chat_body(self.MODEL, options={"num_predict": 20})) as s:
+                                   chat_body(self.MODEL, options={"num_predict": 20}),
+                                   headers={"X-Sollol-Continue": "0"}) as s:
                     self.assertEqual(s.status, 200)
                     self.assertEqual(s.headers.get("x-sollol-node"), "prime")
                     events = list(s.lines())
@@ -456,7 +461,8 @@ class FailoverTest(unittest.TestCase):
     def test_failure_after_first_byte_openai_sse(self):
         h.sim_fault(self.prime.url, "close", arg=2, count=1)
         with h.open_stream("POST", self.d.url + "/v1/chat/completions",
-                           chat_body(self.MODEL, stream=True, max_tokens=20)) as s:
+                           chat_body(self.MODEL, stream=True, max_tokens=20),
+                           headers={"X-Sollol-Continue": "0"}) as s:
             self.assertEqual(s.status, 200)
             events = list(s.sse())
             self.assertFalse(s.incomplete)

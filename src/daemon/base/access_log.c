@@ -77,11 +77,16 @@ int sol_access_format(struct sol_buf *out, const struct sol_access_entry *e, int
         rc |= sol_buf_appendf(out,
                               ",\"status\":%u,\"retries\":%u,\"queue_ms\":%.0f,\"ttfb_ms\":%.1f,"
                               "\"duration_ms\":%.1f,\"prompt_tokens\":%llu,\"gen_tokens\":%llu,"
-                              "\"bytes\":%llu,\"client_gone\":%s}\n",
+                              "\"bytes\":%llu,\"client_gone\":%s",
                               s->status, retries, ms(s->queue_s), ms(s->ttfb_s), ms(s->duration_s),
                               (unsigned long long)s->prompt_eval_count,
                               (unsigned long long)s->eval_count, (unsigned long long)s->bytes_out,
                               e->client_gone ? "true" : "false");
+        if (e->cont) {
+            rc |= sol_buf_append_str(out, ",\"cont\":");
+            rc |= append_json_or_null(out, e->cont);
+        }
+        rc |= sol_buf_append_str(out, "}\n");
         return rc ? -1 : 0;
     }
     rc |= sol_buf_appendf(out, "%s %s info access id=", t, sol_log_tag());
@@ -99,10 +104,11 @@ int sol_access_format(struct sol_buf *out, const struct sol_access_entry *e, int
     rc |=
         sol_buf_appendf(out,
                         " status=%u retries=%u queue_ms=%.0f ttfb_ms=%.1f duration_ms=%.1f "
-                        "prompt_tokens=%llu gen_tokens=%llu bytes=%llu%s\n",
+                        "prompt_tokens=%llu gen_tokens=%llu bytes=%llu%s%s%s\n",
                         s->status, retries, ms(s->queue_s), ms(s->ttfb_s), ms(s->duration_s),
                         (unsigned long long)s->prompt_eval_count, (unsigned long long)s->eval_count,
-                        (unsigned long long)s->bytes_out, e->client_gone ? " client_gone" : "");
+                        (unsigned long long)s->bytes_out, e->cont ? " cont=" : "",
+                        e->cont ? e->cont : "", e->client_gone ? " client_gone" : "");
     return rc ? -1 : 0;
 }
 

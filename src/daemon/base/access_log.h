@@ -36,6 +36,7 @@ struct sol_access_entry {
     const char *path;
     const struct sol_metrics_sample *s; /* model, node, status, timings, tokens */
     int client_gone;
+    const char *cont; /* a failure after the first byte: "continued" or why not (cont.h); NULL */
 };
 
 /* Appends the line for e (ending in '\n') to out; json selects the format;

@@ -162,6 +162,26 @@ const struct sol_config_key sol_config_keys[] = {
      .max = 86400000,
      .offset = CFG(retry_deadline_ms),
      .doc = "No new attempt starts this long after the request arrived"},
+    {.key = "routing.continue_streams",
+     .env = "SOLLOL_CONTINUE_STREAMS",
+     .flag = "continue-streams",
+     .type = SOL_CONF_BOOL,
+     .def = "true",
+     .offset = CFG(continue_streams),
+     .doc = "A chat answer whose node fails after its first byte is continued on another node "
+            "(the text so far as a trailing assistant message), within routing.max_attempts and "
+            "routing.retry_deadline_ms"},
+    {.key = "routing.continue_max_bytes",
+     .env = "SOLLOL_CONTINUE_MAX",
+     .flag = "continue-max",
+     .metavar = "SIZE",
+     .type = SOL_CONF_SIZE,
+     .def = "256KiB",
+     .min = 1024,
+     .max = 67108864.0, /* 64 MiB */
+     .offset = CFG(continue_max_bytes),
+     .doc = "Answer text kept per stream to continue it; a longer answer is not continued "
+            "(and a non-streamed chat answer longer than it fails)"},
     {.key = "queue.max_length",
      .env = "SOLLOL_QUEUE_MAX",
      .flag = "queue-max",

@@ -77,6 +77,8 @@ struct sol_config {
     int wait_for_faster;        /* cost mode: queued requests may wait for a busy node */
     int max_attempts;           /* nodes tried per request before its first byte */
     unsigned retry_deadline_ms; /* no new attempt after this long */
+    int continue_streams;       /* a chat broken mid-stream goes on on another node (cont.h) */
+    unsigned long long continue_max_bytes; /* text kept per stream to continue it */
 
     int queue_max_length;       /* requests waiting for a slot at most */
     unsigned queue_max_wait_ms; /* longest wait for a slot */

@@ -276,6 +276,12 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
     }
 }
 
+void sol_metrics_continuation(struct sol_metrics *m, enum sol_cont_why why)
+{
+    if ((unsigned)why < SOL_CONT_KINDS)
+        m->continuations[why]++;
+}
+
 void sol_metrics_refused(struct sol_metrics *m, enum sol_refusal why)
 {
     if ((unsigned)why < SOL_REFUSAL_KINDS)
@@ -559,6 +565,15 @@ static void render_requests(struct out *o, const struct sol_metrics *m,
         label(o, 1, "reason", refusal_names[k]);
         put(o, "}");
         value_u64(o, m->refused[k]);
+    }
+    family(o, "sollol_stream_continuations_total", "counter",
+           "Answers whose node failed after the first byte: continued on another node "
+           "(outcome=\"continued\") or ended with the error line, by reason (routing.md).");
+    for (unsigned k = 0; k < SOL_CONT_KINDS; k++) {
+        put(o, "sollol_stream_continuations_total");
+        label(o, 1, "outcome", sol_cont_why_name((enum sol_cont_why)k));
+        put(o, "}");
+        value_u64(o, m->continuations[k]);
     }
     family(o, "sollol_connections_cut_total", "counter",
            "Client connections closed by the daemon, by reason (slow_headers, slow_body: "

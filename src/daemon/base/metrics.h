@@ -25,6 +25,7 @@
 #include "base/affinity.h"
 #include "base/auth.h"
 #include "sollol/buf.h"
+#include "base/cont.h"
 #include "base/node-t.h"
 #include "base/queue.h"
 #include "base/routes.h"
@@ -95,7 +96,8 @@ struct sol_metrics {
     uint64_t failovers[SOL_METRICS_MAX_ROUTES + 1]; /* answered after an attempt failed */
     struct sol_metrics_hist queue_wait;
 
-    uint64_t refused[SOL_REFUSAL_KINDS]; /* sollol_refused_requests_total */
+    uint64_t refused[SOL_REFUSAL_KINDS];    /* sollol_refused_requests_total */
+    uint64_t continuations[SOL_CONT_KINDS]; /* sollol_stream_continuations_total */
 
     /* Per (node, model): [node * (SOL_METRICS_MAX_MODELS + 1) + model], real nodes only. */
     uint64_t *gen_tokens;
@@ -162,6 +164,10 @@ void sol_metrics_record(struct sol_metrics *m, const struct sol_node_table *t,
 /* Appends the whole exposition to out. 0, or -1 (out of memory). */
 int sol_metrics_render(const struct sol_metrics *m, const struct sol_metrics_view *v,
                        struct sol_buf *out);
+
+/* Counts what became of an answer whose node failed after its first byte
+ * (request.c; cont.h): continued on another node, or why not. */
+void sol_metrics_continuation(struct sol_metrics *m, enum sol_cont_why why);
 
 /* Counts a refusal (gate.c, request.c). */
 void sol_metrics_refused(struct sol_metrics *m, enum sol_refusal why);

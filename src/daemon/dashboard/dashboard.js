@@ -287,8 +287,9 @@
       var tr = el("tr");
       tr.appendChild(el("td", "age", fmtAge(d.age_ms)));
       tr.appendChild(el("td", null, d.model || "\u2013"));
+      // how "continue": the answer's node failed mid-stream, this node goes on with it
       tr.appendChild(el("td", d.node ? (d.attempt > 1 ? "dnode retry" : "dnode") : "dnode none",
-        d.node || "none"));
+        d.node ? (d.how === "continue" ? "\u21aa " + d.node + " (continued)" : d.node) : "none"));
       tr.appendChild(el("td", "why", d.reason));
       tr.appendChild(el("td", "id", d.id));
       body.appendChild(tr);

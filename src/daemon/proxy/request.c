@@ -31,6 +31,7 @@
 #include "base/dashboard.h"
 #include "base/http_reply.h"
 #include "base/inspect.h"
+#include "base/cont.h"
 #include "sollol/log.h"
 #include "base/metrics.h"
 #include "sollol/mhd_uv.h"
@@ -84,6 +85,7 @@ static void req_free(struct sol_request *r)
     for (unsigned i = 0; i < d->n_kinds; i++)
         if (d->kinds[i]->free)
             d->kinds[i]->free(r);
+    sol_cont_free(r->cont); /* cont.c: continuation state */
     free(r);
 }
 
@@ -218,6 +220,53 @@ void sol_req_commit(struct sol_request *r)
     sol_req_resume(r);
 }
 
+/* ---- continuation (cont.h) ------------------------------------------------ */
+
+/* The client has (or is about to get) the response's head. */
+static int committed(const struct sol_request *r)
+{
+    return r->state == RS_COMMITTED || r->state == RS_STREAMING;
+}
+
+/* The node's bytes go through cont.c: a successful answer of a request that
+ * could be continued (a continuation attempt keeps the first one's status). */
+static int cont_feeding(const struct sol_request *r)
+{
+    return r->cont && (committed(r) || (r->status >= 200 && r->status < 300));
+}
+
+/* Ends a request that cannot go on: an error answer while nothing was sent,
+ * else the stream's error line. */
+static void fail_request(struct sol_request *r)
+{
+    if (committed(r)) {
+        sol_req_append_stream_error(r, r->last_error);
+        r->upstream_done = 1;
+    } else {
+        r->state = RS_FAILED;
+    }
+    sol_req_resume(r);
+}
+
+/* Whether a failure after the first byte is continued on another node:
+ * nothing but the node's failure stops it (cont.h), within the attempts and
+ * the deadline. */
+static enum sol_cont_why cont_verdict(struct sol_request *r)
+{
+    struct sol_daemon *d = r->d;
+    enum sol_cont_why w = sol_cont_can_continue(r->cont);
+    if (w != SOL_CONT_CONTINUED)
+        return w;
+    struct sol_score_req q = r->score;
+    q.free_slot_only = 0;
+    if (r->tried.count >= (unsigned)d->max_attempts ||
+        sol_now_ms(d) - r->started_ms >= d->cfg->retry_deadline_ms)
+        return SOL_CONT_LIMIT;
+    if (!sol_balancer_has_alternative(&d->balancer, &q))
+        return SOL_CONT_NO_NODE;
+    return SOL_CONT_CONTINUED;
+}
+
 /*
  * A node's error answer is dropped in favour of another node only while
  * nothing has reached the client and another eligible node exists; else it
@@ -300,6 +349,16 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sol_request *r = ud;
     size_t n = size * nmemb;
+    if (r->cont && committed(r)) {
+        /* A continuation: the client has its head; the node must answer 2xx. */
+        long code = 0;
+        if (n <= 2 && curl_easy_getinfo(r->xfer.easy, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
+            code >= 300) {
+            r->node_fault = "answered an error to the continuation";
+            return 0;
+        }
+        return n;
+    }
     r->resp_header_bytes += (unsigned)(n < SOL_NODE_HEADER_MAX ? n : SOL_NODE_HEADER_MAX);
     if (r->resp_header_bytes > SOL_NODE_HEADER_MAX && r->state == RS_UPSTREAM)
         return node_header_fault(r);
@@ -419,6 +478,31 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *ud)
     }
     size_t taken = n;
     const char *src = p;
+    if (cont_feeding(r)) {
+        /* cont.c: whole lines only, the text so far kept; a continuation's
+         * lines rewritten into the one answer. The tail keeps the node's own
+         * bytes (its final metrics teach its speeds). */
+        size_t before = r->stream.len;
+        if (r->ttfb_ms == 0)
+            r->ttfb_ms = (double)(now_ms(r) - r->attempt_started_ms) + 0.001;
+        sol_ndjson_tail_keep(r->tail, &r->tail_len, TAIL_BYTES, p, n);
+        enum sol_cont_feed_result res = sol_cont_feed(r->cont, p, n, now_ms(r), &r->stream);
+        progress_deadline(r, p, n);
+        if (res == SOL_CONT_FEED_TOO_LONG) {
+            r->cont_fatal = 1;
+            r->node_fault = "the answer is longer than routing.continue_max_bytes";
+        }
+        if (res != SOL_CONT_FEED_OK)
+            return 0;
+        if (r->stream.len > before) {
+            r->last_byte = r->stream.data[r->stream.len - 1];
+            if (!sol_cont_whole(r->cont)) { /* whole: committed complete, at the end */
+                sol_req_commit(r);
+                sol_req_resume(r);
+            }
+        }
+        return taken;
+    }
     if (r->kind && r->kind->translating && r->kind->translating(r)) {
         /* e.g. the sharded path: llama-server's SSE becomes Ollama's NDJSON
          * here, line by line; the client gets the translated bytes. */
@@ -685,7 +769,9 @@ static int attempt_start(struct sol_request *r)
         static const char *const modes[] = {"cost", "round_robin", "least_conn"};
         int by_scorer = r->pinned_node < 0 && d->balancer.mode == SOL_ROUTING_COST;
         sol_dashboard_decision(&d->dashboard, sol_now_ms(d), r->id, r->model,
-                               r->pinned_node >= 0 ? "pinned" : modes[d->balancer.mode % 3],
+                               r->pinned_node >= 0 ? "pinned"
+                               : committed(r)      ? "continue"
+                                                   : modes[d->balancer.mode % 3],
                                r->tried.count + 1, n, r->score.affinity_node,
                                by_scorer ? &ex : NULL);
         if (explain) {
@@ -724,8 +810,11 @@ static int attempt_start(struct sol_request *r)
         if (strcmp(r->method, "HEAD") == 0) {
             curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         } else if (strcmp(r->method, "POST") == 0) {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data ? r->body.data : "");
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+            /* cont.c: a continuation's body (the text so far as prefill). */
+            const struct sol_buf *cb = sol_cont_body(r->cont);
+            const struct sol_buf *b = cb ? cb : &r->body;
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, b->data ? b->data : "");
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->len);
         } else {
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
             if (r->body.len) { /* a passed-through PUT, PATCH or DELETE with a body */
@@ -751,12 +840,16 @@ static int attempt_start(struct sol_request *r)
         curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
                          sol_req_streams(r) ? SOL_STREAM_RECV_BUFFER : SOL_BULK_RECV_BUFFER);
         r->xfer.on_done = on_upstream_done;
-        r->status = 0;
-        r->headers_complete = 0;
-        r->content_type[0] = '\0';
-        r->content_length = -1;
-        curl_slist_free_all(r->response_headers);
-        r->response_headers = NULL;
+        if (!committed(r)) { /* a continuation keeps what the client was sent */
+            r->status = 0;
+            r->headers_complete = 0;
+            r->content_type[0] = '\0';
+            r->content_length = -1;
+            curl_slist_free_all(r->response_headers);
+            r->response_headers = NULL;
+        }
+        if (r->cont)
+            sol_cont_attempt_start(r->cont, n->name, now_ms(r));
         if (sol_curl_uv_add(&d->curl, &r->xfer) < 0) {
             attempt_end(r, SOL_ATTEMPT_CANCELLED);
             snprintf(r->last_error, sizeof r->last_error, "cannot start a transfer to node %s",
@@ -915,8 +1008,7 @@ void sol_request_dispatch(struct sol_daemon *d)
         /* A failure here (out of memory, deadline) ends the request. */
         if (!r->fail_status)
             r->fail_status = 502;
-        r->state = RS_FAILED;
-        sol_req_resume(r);
+        fail_request(r);
     }
 }
 
@@ -927,8 +1019,7 @@ static void on_queue_expired(struct sol_queue_entry *e, void *ud)
     r->queue_ms += sol_now_ms(r->d) - e->enqueued_ms;
     r->fail_status = 503;
     snprintf(r->last_error, sizeof r->last_error, "timed out waiting for a node");
-    r->state = RS_FAILED;
-    sol_req_resume(r);
+    fail_request(r); /* a continuation waiting for a slot ends its stream */
 }
 
 void sol_request_expire_queue(struct sol_daemon *d, uint64_t now_ms)
@@ -957,6 +1048,82 @@ static enum sol_attempt_result classify_status(struct sol_request *r, long statu
     if (status >= 500 || status == 429)
         return SOL_ATTEMPT_SERVER_ERROR;
     return SOL_ATTEMPT_OK;
+}
+
+/*
+ * The running attempt of a request that could be continued failed (cont.h).
+ * Returns 1 when handled here: continued on another node, or the stream
+ * ended (the node's own error line, ours, or nothing when the answer was
+ * complete). 0: nothing reached the client, the ordinary retry goes on
+ * (with the continuation's body, or from scratch).
+ */
+static int cont_on_failure(struct sol_request *r, const char *why, enum sol_attempt_result result)
+{
+    struct sol_daemon *d = r->d;
+    struct sol_cont *c = r->cont;
+    enum sol_cont_why w = cont_verdict(r);
+    struct sol_cont_stats st;
+    sol_cont_stats(c, &st);
+    if (!committed(r) && w != SOL_CONT_CONTINUED && sol_cont_attempt_failed(c)) {
+        /* No other node: a node's error line (all it sent) reaches the
+         * client as it would have without continuation: the line in the
+         * stream, or (whole mode) Ollama's 500 with its message. */
+        char said[256];
+        if (!sol_cont_whole(c) && sol_cont_give_up(c, &r->stream)) {
+            attempt_end(r, result);
+            r->last_byte = '\n';
+            r->upstream_done = 1;
+            sol_req_commit(r);
+            sol_req_resume(r);
+            return 1;
+        }
+        if (sol_cont_whole(c) && sol_cont_error_text(c, said, sizeof said)) {
+            attempt_end(r, result);
+            snprintf(r->last_error, sizeof r->last_error, "%s", said);
+            r->fail_status = 500;
+            fail_request(r);
+            return 1;
+        }
+    }
+    if (!committed(r)) {
+        /* Whole mode: the client has seen nothing. A continuation if it
+         * can be one, else the answer starts again. */
+        if (st.text_bytes || st.continued)
+            sol_metrics_continuation(&d->metrics, w), r->cont_outcome = (int)w;
+        if (w == SOL_CONT_CONTINUED ? sol_cont_next(c, now_ms(r)) < 0 : 1)
+            sol_cont_restart(c);
+        return 0;
+    }
+    sol_metrics_continuation(&d->metrics, w);
+    r->cont_outcome = (int)w;
+    if (w == SOL_CONT_CONTINUED) {
+        SOL_WARN("request %s: node %s failed mid-stream: %s; continuing on another node after "
+                 "%llu bytes of text",
+                 r->id, r->node_name, why, (unsigned long long)st.text_bytes);
+        if (r->state == RS_COMMITTED && !r->head_node[0]) /* the head names the first node */
+            snprintf(r->head_node, sizeof r->head_node, "%s", r->node_name);
+        if (r->cont_ttft_ms == 0 && r->ttfb_ms > 0)
+            r->cont_ttft_ms = (double)(r->attempt_started_ms - r->started_ms) + r->ttfb_ms;
+        attempt_end(r, result);
+        snprintf(r->last_error, sizeof r->last_error, "node %s failed: %s", r->node_name, why);
+        if (sol_cont_next(c, now_ms(r)) == 0 && admit(r) >= 0) {
+            d->retries_total++;
+            return 1;
+        }
+        fail_request(r);
+        return 1;
+    }
+    SOL_WARN("request %s: node %s failed mid-stream: %s; not continued (%s)", r->id, r->node_name,
+             why, sol_cont_why_name(w));
+    attempt_end(r, result);
+    if (w != SOL_CONT_COMPLETE && !sol_cont_give_up(c, &r->stream)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "node %s failed: %s", r->node_name, why);
+        sol_req_append_stream_error(r, msg);
+    }
+    r->upstream_done = 1;
+    sol_req_resume(r);
+    return 1;
 }
 
 /*
@@ -1000,7 +1167,19 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
             r->retry_result = SOL_ATTEMPT_SERVER_ERROR;
         }
     }
-    if (rc == CURLE_OK) {
+    /* cont.c: a stream that ended cleanly without its final line, or with
+     * the node's error line, is a failure of the node. */
+    int cont_broken = rc == CURLE_OK && cont_feeding(r) && sol_cont_attempt_failed(r->cont);
+    if (rc == CURLE_OK && !cont_broken) {
+        if (cont_feeding(r)) {
+            sol_cont_attempt_ok(r->cont, &r->stream);
+            if (sol_cont_whole(r->cont)) { /* the one object built from the node's stream */
+                /* Ollama's: gin's c.JSON, or the OpenAI middleware's encoder */
+                snprintf(r->content_type, sizeof r->content_type, "%s",
+                         r->openai ? "application/json" : "application/json; charset=utf-8");
+                r->content_length = (long long)sol_buf_pending(&r->stream);
+            }
+        }
         const char *tp = "";
         size_t tn = 0;
         if (r->kind && r->kind->on_done) /* e.g. the sharded path's translated final line */
@@ -1034,12 +1213,33 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
     int timeout = rc == CURLE_OPERATION_TIMEDOUT;
     const char *why = timeout ? "timed out waiting for the node" : curl_easy_strerror(rc);
     char answered[64];
-    if (r->node_fault) {
+    char node_said[128]; /* the node's error line, cut: it goes into longer messages */
+    if (cont_broken) {
+        char said[120];
+        why = "its answer ended early";
+        if (sol_cont_error_text(r->cont, said, sizeof said)) {
+            snprintf(node_said, sizeof node_said, "%s", said);
+            why = node_said;
+        }
+    } else if (r->cont_fatal) {
+        why = r->node_fault; /* not the node's fault: no retry, no breaker */
+        attempt_end(r, SOL_ATTEMPT_CANCELLED);
+        snprintf(r->last_error, sizeof r->last_error, "%s", why);
+        r->fail_status = 502;
+        fail_request(r);
+        return;
+    } else if (r->node_fault) {
         why = r->node_fault;
     } else if (r->retry_result != SOL_ATTEMPT_OK) {
         snprintf(answered, sizeof answered, "answered %ld", r->status);
         why = answered;
     }
+    enum sol_attempt_result failed = r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
+                                     : timeout                         ? SOL_ATTEMPT_TIMEOUT
+                                     : committed(r)                    ? SOL_ATTEMPT_BROKEN_STREAM
+                                                                       : SOL_ATTEMPT_CONNECT_FAILED;
+    if (r->cont && cont_on_failure(r, why, failed))
+        return;
     if (r->state == RS_UPSTREAM) {
         /* Nothing reached the client yet: the body is still in memory, so
          * another node can take the request transparently. */
@@ -1064,6 +1264,10 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         return;
     }
     SOL_WARN("request %s: node %s failed mid-stream: %s", r->id, r->node_name, why);
+    if (r->route->flags & SOL_RF_INFERENCE) { /* not continued: say why (cont.h) */
+        r->cont_outcome = r->cont_skip;
+        sol_metrics_continuation(&r->d->metrics, (enum sol_cont_why)r->cont_skip);
+    }
     attempt_end(r, SOL_ATTEMPT_BROKEN_STREAM);
     char msg[300];
     snprintf(msg, sizeof msg, "node %s failed: %s", r->node_name, why);
@@ -1179,7 +1383,7 @@ static struct sol_reply_headers reply_headers(struct sol_request *r)
                                   .queue_ms = r->queue_ms_text,
                                   .server_timing = r->timing_text};
     if (r->node_name[0])
-        h.node = r->node_name;
+        h.node = r->head_node[0] ? r->head_node : r->node_name;
     /* Server-Timing: the total only when the answer is complete now (the
      * daemon's own answers, a node's answer already fully in); a stream
      * gets it as a trailer (read_stream). */
@@ -1200,7 +1404,7 @@ static struct sol_reply_headers reply_headers(struct sol_request *r)
  */
 static void release_attempt_inputs(struct sol_request *r)
 {
-    if (r->kind && r->kind->keeps_inputs)
+    if ((r->kind && r->kind->keeps_inputs) || r->cont) /* cont: the next attempt's body */
         return;
     curl_slist_free_all(r->client_headers);
     r->client_headers = NULL;
@@ -1734,6 +1938,37 @@ static void affinity_keys(struct sol_request *r)
         r->has_aff = sol_affinity_keys_generate(r->body.data, r->body.len, r->model, &r->aff);
 }
 
+/*
+ * Whether a failure after the first byte could be continued (cont.h):
+ * streamed chats (and non-streamed /api/chat, asked of the node as a
+ * stream), unless routing.continue_streams or X-Sollol-Continue says no.
+ * The sharded path's llama-server is one node: nothing to continue on.
+ */
+static void cont_setup(struct sol_request *r)
+{
+    r->cont_outcome = -1;
+    int openai = strcmp(r->path, "/v1/chat/completions") == 0;
+    if (r->route->kind != SOL_ROUTE_PROXY || r->kind ||
+        (!openai && strcmp(r->path, "/api/chat") != 0)) {
+        r->cont_skip = SOL_CONT_ROUTE;
+        return;
+    }
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sollol-Continue");
+    if (!r->d->cfg->continue_streams ||
+        (h && (strcmp(h, "0") == 0 || strcasecmp(h, "false") == 0 || strcasecmp(h, "off") == 0 ||
+               strcasecmp(h, "no") == 0))) {
+        r->cont_skip = SOL_CONT_DISABLED;
+        return;
+    }
+    enum sol_cont_api api = openai ? SOL_CONT_API_OPENAI : SOL_CONT_API_CHAT;
+    int whole = 0;
+    r->cont_skip = (int)sol_cont_judge(r->body.data, r->body.len, &r->info.messages, api,
+                                       sol_req_streams(r), &whole);
+    if (r->cont_skip == SOL_CONT_CONTINUED)
+        r->cont = sol_cont_new(api, whole, (size_t)r->d->cfg->continue_max_bytes, r->body.data,
+                               r->body.len, &r->info.messages);
+}
+
 /* The whole body is in: inspect it and start the first attempt. */
 static enum MHD_Result on_body_complete(struct sol_request *r)
 {
@@ -1827,6 +2062,7 @@ static enum MHD_Result on_body_complete(struct sol_request *r)
     uint64_t who = r->auth_key ? r->auth_key->fairness : client_key(r);
     sol_queue_entry_init(&r->qe, who, priority > 0 ? priority : SOL_QUEUE_PRIO_DEFAULT);
     affinity_keys(r);
+    cont_setup(r);
     if (admit(r) < 0)
         return reply_error(r, r->fail_status ? r->fail_status : 502, r->last_error);
     r->state = RS_UPSTREAM;
@@ -2033,6 +2269,16 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
         .prompt_eval_count =
             tokens ? tail_number(r, r->openai ? "prompt_tokens" : "prompt_eval_count") : 0,
     };
+    if (r->cont) { /* cont.c: the merged counters of a continued answer */
+        struct sol_cont_stats st;
+        sol_cont_stats(r->cont, &st);
+        if (st.continued && st.have_counts) {
+            sample.eval_count = st.eval_count;
+            sample.prompt_eval_count = st.prompt_count;
+        }
+        if (r->cont_ttft_ms > 0)
+            sample.ttft_s = r->cont_ttft_ms / 1000.0;
+    }
     if (tokens && !sample.eval_count && r->kind && r->kind->streamed_tokens)
         sample.eval_count = r->kind->streamed_tokens(r); /* a stream that broke: what it got */
     sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
@@ -2040,12 +2286,14 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
     if (sol_log_enabled(SOL_LOG_INFO)) { /* the access log's level: skip the address else */
         char client[INET6_ADDRSTRLEN];
         sol_access_client_address(conn, client, sizeof client);
-        sol_access_log(&(struct sol_access_entry){.id = r->id,
-                                                  .client = client,
-                                                  .method = r->method,
-                                                  .path = r->path,
-                                                  .s = &sample,
-                                                  .client_gone = r->client_gone});
+        sol_access_log(&(struct sol_access_entry){
+            .id = r->id,
+            .client = client,
+            .method = r->method,
+            .path = r->path,
+            .s = &sample,
+            .client_gone = r->client_gone,
+            .cont = r->cont_outcome >= 0 ? sol_cont_why_name(r->cont_outcome) : NULL});
     }
     sol_hangup_watch_close(&r->watch, on_watch_closed);
     req_unref(r);
@@ -2059,7 +2307,10 @@ void sol_request_abort_all(struct sol_daemon *d, const char *why)
         if (sol_queue_remove(&d->queue, &r->qe)) {
             snprintf(r->last_error, sizeof r->last_error, "%s", why);
             r->fail_status = 503;
-            r->state = RS_FAILED;
+            if (committed(r)) /* a continuation waiting for a slot */
+                sol_req_append_stream_error(r, why);
+            else
+                r->state = RS_FAILED;
         }
         if (r->kind && r->kind->running && r->kind->running(r)) {
             r->kind->cancel(r);     /* fan-out legs, embed chunks */

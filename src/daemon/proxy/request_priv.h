@@ -29,6 +29,7 @@ struct sol_fanout_leg;
 struct sol_pull_progress;
 struct sol_embed_split; /* embed.c */
 struct sol_coord_req;   /* coordinator.c */
+struct sol_cont;        /* cont.c */
 
 /* Backpressure: past HIGH bytes buffered for a slow client the upstream
  * transfer is paused; it resumes once the client has drained below LOW. */
@@ -145,6 +146,17 @@ struct sol_request {
     /* Sharded path (coordinator.c): translation state when the request is
      * for a model served by llama-server over rpc-server backends. */
     struct sol_coord_req *coord;
+
+    /* Continuation (cont.h, issue 18): a chat whose node fails after the
+     * first byte goes on on another node with the text so far as prefill.
+     * cont is NULL when the request could not be continued (cont_skip says
+     * why); cont_outcome is the last failure's outcome (enum sol_cont_why),
+     * -1 while none happened. */
+    struct sol_cont *cont;
+    int cont_skip, cont_outcome;
+    int cont_fatal;      /* the whole-mode answer passed continue_max_bytes */
+    double cont_ttft_ms; /* the first attempt's time to first token, once continued */
+    char head_node[128]; /* X-Sollol-Node when a continuation started before the head went */
 
     /* The request kind that took this request or rides its proxy path
      * (see struct sol_req_kind); NULL = the plain proxy path. */
