@@ -256,6 +256,11 @@ class ReloadTest(unittest.TestCase):
         h.wait_until(lambda: h.get_json(d.url + "/api/stats")["nodes"][0]["url"] == self.b.url,
                      timeout=10, msg="a now at b's address")
         h.wait_until(lambda: up_names(d) == ["a"], timeout=10, msg="the new a up")
+        # Up comes from /api/version; its models from the next /api/tags probe,
+        # which a loaded machine may answer a little later.
+        h.wait_until(lambda: MODEL in [m["name"] for m in
+                                       h.get_json(d.url + "/api/tags")["models"]],
+                     timeout=10, msg="the new a's models known")
         # The node that left is not shown: one series per name.
         metrics = h.request("GET", d.url + "/metrics").body.decode()
         self.assertEqual(metrics.count('sollol_node_up{node="a"}'), 1, metrics)
