@@ -205,7 +205,7 @@ class Proc:
         than 0, sanitizer reports), or None."""
         err = self.stderr_text()
         issues = []
-        if self.returncode not in (0, None):
+        if self.returncode not in (0, None) + tuple(getattr(self, "ok_exit", ())):
             issues.append("exit status %s" % self.returncode)
         for m in self.SANITIZER_MARKERS:
             if m in err:
@@ -636,6 +636,9 @@ RPC_CMD_DEVICE_COUNT = 15
 # (and SOLLOL_REAL_GGUF at a model): the same tests then run against them.
 REAL_STANDIN_ENV = {"rpc-server": "SOLLOL_REAL_RPC_SERVER",
                     "llama-server": "SOLLOL_REAL_LLAMA_SERVER"}
+# The programs' file names: the RPC server is ggml-rpc-server since
+# llama.cpp c299a92c3 (2026-06), and the stand-in is named alike.
+STANDIN_FILE = {"rpc-server": "ggml-rpc-server", "llama-server": "llama-server"}
 
 
 def standin_is_real(name):
@@ -649,7 +652,7 @@ def standin(name):
     program when its SOLLOL_REAL_* variable is set, else the stand-in."""
     if standin_is_real(name):
         return os.path.abspath(os.environ[REAL_STANDIN_ENV[name]])
-    return binary(os.path.join("stand-ins", name))
+    return binary(os.path.join("stand-ins", STANDIN_FILE[name]))
 
 
 def free_port(host="127.0.0.1"):
@@ -696,8 +699,11 @@ def start_standin(name, args, test=None, env=None, ready_timeout=15.0, check_exi
     With a real program (standin_is_real) a port 0 is replaced by a free
     port and readiness is a successful TCP connect."""
     if not standin_is_real(name):
-        return start_process(os.path.join("stand-ins", name), args, test=test,
-                             ready_timeout=ready_timeout, env=env, check_exit=check_exit)
+        p = start_process(os.path.join("stand-ins", STANDIN_FILE[name]), args, test=None,
+                          ready_timeout=ready_timeout, env=env)
+        if name == "rpc-server":
+            p.ok_exit = (-signal.SIGTERM,)  # it has no handler: SIGTERM kills it
+        return _cleanup_with(p, test, check_exit)
     args = [str(a) for a in args]
     host, port = "127.0.0.1", None
     for i, a in enumerate(args[:-1]):
@@ -711,6 +717,8 @@ def start_standin(name, args, test=None, env=None, ready_timeout=15.0, check_exi
         port = 50052 if name == "rpc-server" else 8080
     p = _ConnectReadyProc([standin(name)] + args, host, port, ready_timeout=ready_timeout,
                           env=env, name=name)
+    if name == "rpc-server":
+        p.ok_exit = (-signal.SIGTERM,)  # the real one has no handler: SIGTERM kills it
     return _cleanup_with(p, test, check_exit)
 
 

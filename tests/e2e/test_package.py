@@ -98,14 +98,15 @@ class InstallTest(unittest.TestCase):
         verify_unit(self, unit, h.binary("sollold"), os.path.join(SRC, "conf", "sollol.json"))
 
     def test_rpc_server_unit_verifies(self):
-        # A template: verified as one instance (the port), with its
-        # rpc-server pointed at a program that exists here.
-        with open(os.path.join(SRC, "conf", "rpc-server@.service")) as f:
+        # A template: verified as one instance (the port), with its RPC
+        # server (ggml-rpc-server since llama.cpp 2026-06) pointed at a
+        # program that exists here.
+        with open(os.path.join(SRC, "conf", "ggml-rpc-server@.service")) as f:
             unit = f.read()
-        self.assertIn("ExecStart=/usr/local/bin/rpc-server ", unit)
+        self.assertIn("ExecStart=/usr/local/bin/ggml-rpc-server ", unit)
         verify_unit(self, unit, h.binary("sollold"), os.path.join(SRC, "conf", "sollol.json"),
-                    name="rpc-server@50052.service",
-                    paths={"/usr/local/bin/rpc-server": shutil.which("true")})
+                    name="ggml-rpc-server@50052.service",
+                    paths={"/usr/local/bin/ggml-rpc-server": shutil.which("true")})
 
     def test_man_pages_render(self):
         need("groff")

@@ -128,6 +128,11 @@ class Sharded(unittest.TestCase):
 
     def chat(self, d, content="hello", **kw):
         body = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+        if REAL:
+            # A real model (tests/real/gen_gguf.c) never emits end-of-sequence:
+            # without a limit it would run to the context's end.
+            body["options"] = {"num_predict": 8}
+            body["max_tokens"] = 8  # the same for the /v1 routes
         body.update(kw)
         return body
 
@@ -309,6 +314,7 @@ class Sharded(unittest.TestCase):
             self.assertTrue(r.json()["done"])
             self.assertGreater(r.json()["load_duration"], 500 * 1000 * 1000)
 
+    @unittest.skipIf(REAL, "SOLLOL_SIM_RPC_VERSION (test_sharded_real.py uses a real 3.6.1 server)")
     def test_version_mismatch_excluded_before_launch(self):
         good = self.backend()
         bad = self.backend(env={"SOLLOL_SIM_RPC_VERSION": "2.0.0"})
@@ -331,6 +337,7 @@ class Sharded(unittest.TestCase):
         self.assertIn("rpc backend 127.0.0.1:%d excluded" % bad.port, log)
         self.assertIn("expected 3.0", log)
 
+    @unittest.skipIf(REAL, "SOLLOL_SIM_RPC_VERSION (test_sharded_real.py uses a real 3.6.1 server)")
     def test_version_mismatch_only_backend_gives_503_and_no_launch(self):
         # Reference from the rpc-server beside llama-server (3.0.0 by default);
         # the only backend speaks 4.1 (the v4 HELLO form).
@@ -365,12 +372,17 @@ class Sharded(unittest.TestCase):
 
     @unittest.skipIf(REAL, "needs the stand-in's immediate abort")
     def test_backend_killed_restart_only_when_back(self):
-        b1 = self.backend()
-        b2 = h.start_standin("rpc-server", ["-p", "0"])  # killed below: no exit check
+        # 64 MiB per backend (57 free): the model (100 MiB) needs both, so
+        # the one left cannot take it alone and the coordinator waits.
+        mem = {"SOLLOL_SIM_RPC_MEM_MB": "64"}
+        big = h.write_gguf(os.path.join(self.tmp, "big100.gguf"), size=100 << 20)
+        b1 = self.backend(env=mem)
+        b2 = h.start_standin("rpc-server", ["-p", "0"], env=mem)  # killed below: no exit check
         self.addCleanup(b2.close)
         port2 = b2.port
-        d = self.daemon([b1, b2], llama_server={"restart_backoff_min_ms": 100,
-                                                "restart_backoff_max_ms": 400})
+        d = self.daemon([b1, b2], model_paths={MODEL: big},
+                        llama_server={"restart_backoff_min_ms": 100,
+                                      "restart_backoff_max_ms": 400})
         s, lines = self.stream_chat(d)
         pid1 = self.status(d)["coordinator"]["pid"]
         b2.popen.kill()
@@ -392,7 +404,11 @@ class Sharded(unittest.TestCase):
             h.post_json(d.url + "/api/chat", self.chat(d, stream=False), timeout=60)))
         t.start()
         time.sleep(0.3)
-        self.backend(port=port2)
+        by = {b["address"]: b for b in self.status(d)["backends"]}
+        self.assertEqual(by["127.0.0.1:%d" % port2]["state"], "down")
+        self.assertTrue(by["127.0.0.1:%d" % port2]["last_error"])
+        self.assertIsInstance(by["127.0.0.1:%d" % port2]["down_since"], str)
+        self.backend(port=port2, env=mem)
         st = self.wait_state(d, "ready", timeout=20)
         self.assertNotEqual(st["coordinator"]["pid"], pid1)
         self.assertGreaterEqual(st["coordinator"]["restarts"], 1)
@@ -400,6 +416,40 @@ class Sharded(unittest.TestCase):
         self.assertEqual(result[0].status, 200, result[0].body)
         s, lines = self.stream_chat(d)
         self.assertTrue(lines[-1].json["done"])
+
+    @unittest.skipIf(REAL, "needs the stand-in's immediate abort")
+    def test_backend_killed_relaunch_over_the_others_when_they_hold_it(self):
+        # A small model: the backends that are left hold it, so the
+        # coordinator relaunches over them instead of waiting, and a
+        # request queued meanwhile is served; the dead one is shown down,
+        # and up again (not in use) once it returns.
+        b1 = self.backend()
+        b2 = h.start_standin("rpc-server", ["-p", "0"])  # killed below: no exit check
+        self.addCleanup(b2.close)
+        port2 = b2.port
+        d = self.daemon([b1, b2], llama_server={"restart_backoff_min_ms": 100})
+        self.stream_chat(d)
+        pid1 = self.status(d)["coordinator"]["pid"]
+        b2.popen.kill()
+        b2.popen.wait()
+        r = h.post_json(d.url + "/api/chat", self.chat(d, stream=False), timeout=60)
+        self.assertEqual(r.status, 200, r.body)
+        st = self.wait_state(d, "ready", timeout=20)
+        self.assertNotEqual(st["coordinator"]["pid"], pid1)
+        self.assertIn("without 127.0.0.1:%d" % port2, st["coordinator"]["recovery"])
+        by = {b["address"]: b for b in st["backends"]}
+        self.assertEqual(by["127.0.0.1:%d" % port2]["state"], "down")
+        self.assertEqual(by["127.0.0.1:%d" % b1.port]["state"], "in_use")
+        m = h.request("GET", d.url + "/metrics").body.decode()
+        self.assertIn('sollol_rpc_backend_up{backend="127.0.0.1:%d"} 0' % port2, m)
+        import re
+        down = re.search(r'sollol_rpc_backend_down_seconds\{backend="127.0.0.1:%d"\} ([0-9.e+-]+)'
+                         % port2, m)
+        self.assertTrue(down and float(down.group(1)) > 0, m)
+        self.assertIn('sollol_rpc_backend_down_seconds{backend="127.0.0.1:%d"} 0\n' % b1.port, m)
+        self.backend(port=port2)
+        h.wait_until(lambda: {b["address"]: b["state"] for b in self.status(d)["backends"]}
+                     ["127.0.0.1:%d" % port2] == "up", timeout=10, msg="backend up again")
 
     @unittest.skipIf(REAL, "needs SOLLOL_SIM_CRASH_AFTER_MS")
     def test_crash_loop_backs_off_then_fails(self):
@@ -421,6 +471,45 @@ class Sharded(unittest.TestCase):
         self.assertEqual(r.status, 503, r.body)
         self.assertIn("last log lines", r.json()["error"])
         self.assertEqual(r.headers.get("retry-after"), "1")
+
+    @unittest.skipIf(REAL, "test_sharded_real.py does it with the real server")
+    def test_local_rpc_server_mem_is_a_warning_not_a_restart_loop(self):
+        # Current rpc servers have no -m (2025-10): the documented "mem"
+        # must not make every start fail with "unknown argument: -m".
+        port = h.free_port()
+        d = self.daemon([], local_rpc_servers=[{"port": port, "mem": 8192}],
+                        llama_server={"rpc_server_binary": h.standin("rpc-server"),
+                                      "restart_backoff_min_ms": 100})
+        s, lines = self.stream_chat(d, options={"num_predict": 4})
+        self.assertTrue(lines[-1].json["done"])
+        time.sleep(0.5)
+        st = self.status(d)
+        self.assertEqual(st["local_rpc_servers"][0]["restarts"], 0)
+        pid = st["local_rpc_servers"][0]["pid"]
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            self.assertNotIn(b"-m", f.read().split(b"\0"))
+        log = d.stderr_text()
+        self.assertIn('"mem" ignored', log)
+        self.assertNotIn("unknown argument", log)
+
+    @unittest.skipIf(REAL, "SOLLOL_SIM_RPC_VERSION (test_sharded_real.py uses a real 3.6.1 server)")
+    def test_backends_shown_before_the_first_request(self):
+        # The start-up survey: a wrong version and a dead backend are in
+        # GET /api/sollol/rpc (and the log) before any request.
+        good = self.backend()
+        bad = self.backend(env={"SOLLOL_SIM_RPC_VERSION": "2.0.0"})
+        dead = h.free_port()
+        d = self.daemon([good, bad, type("B", (), {"port": dead})()], rpc_version="3.0.0")
+        h.wait_until(lambda: all(b["state"] != "unknown" for b in self.status(d)["backends"]),
+                     timeout=10, msg="every backend checked")
+        by = {b["address"]: b for b in self.status(d)["backends"]}
+        self.assertEqual(by["127.0.0.1:%d" % good.port]["state"], "up")
+        self.assertEqual(by["127.0.0.1:%d" % bad.port]["state"], "excluded")
+        self.assertIn("major differs", by["127.0.0.1:%d" % bad.port]["excluded_why"])
+        self.assertEqual(by["127.0.0.1:%d" % dead]["state"], "down")
+        self.assertIn("connect", by["127.0.0.1:%d" % dead]["last_error"])
+        self.assertEqual(self.status(d)["coordinator"]["state"], "stopped")
+        self.assertIn("rpc backend 127.0.0.1:%d excluded" % bad.port, d.stderr_text())
 
     @unittest.skipIf(REAL, "needs SOLLOL_SIM_LOAD_FAIL")
     def test_model_load_error_ends_failed_with_its_log(self):
@@ -478,6 +567,12 @@ class Sharded(unittest.TestCase):
         self.assertTrue(all("message" in x and not x["done"] for x in lines[:-1]))
         self.assertIsInstance(lines[-1]["error"], str)
         self.assertNotIn("done", lines[-1])
+        # The access log counts the tokens the broken stream carried.
+        h.wait_until(lambda: "path=/api/chat model=big:70b node=rpc status=200" in d.stderr_text(),
+                     msg="access log line")
+        line = [l for l in d.stderr_text().splitlines()
+                if "path=/api/chat model=big:70b node=rpc status=200" in l][-1]
+        self.assertIn("gen_tokens=%d" % (len(lines) - 1), line)
         # Not streamed: llama-server's 500 with Ollama's error shape.
         r = h.post_json(d.url + "/api/generate", {"model": MODEL, "prompt": "x", "stream": False})
         self.assertEqual(r.status, 500, r.body)

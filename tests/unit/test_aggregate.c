@@ -150,10 +150,15 @@ int main(void)
           "unrestricted");
     CHECK(sol_key_restricted(&team) && !sol_key_restricted(&all) && !sol_key_restricted(NULL),
           "restricted");
-    const char *status = "{\"enabled\":true,\"backends\":[{\"address\":\"10.0.0.5:50052\"}],"
-                         "\"coordinator\":{\"state\":\"ready\",\"model\":\"big:405b\","
-                         "\"gguf\":\"/srv/m.gguf\",\"reason\":\"big:405b loaded\","
-                         "\"last_exit\":\"\",\"last_log_lines\":[\"big:405b\"]}}";
+    const char *status =
+        "{\"enabled\":true,\"rpc_server_binary\":\"/opt/gguf-bin/ggml-rpc-server\","
+        "\"rpc_server_found\":\"ggml-rpc-server beside llama-server\","
+        "\"backends\":[{\"address\":\"10.0.0.5:50052\",\"state\":\"down\","
+        "\"last_error\":\"gguf-err: connection closed\"}],"
+        "\"coordinator\":{\"state\":\"ready\",\"model\":\"big:405b\","
+        "\"gguf\":\"/srv/m.gguf\",\"reason\":\"big:405b loaded\","
+        "\"last_exit\":\"\",\"last_log_lines\":[\"big:405b\"],"
+        "\"recovery\":\"relaunched big:405b over 1 backend(s)\"}}";
     cJSON *rpc = cJSON_Parse(status);
     sol_aggregate_filter_rpc(rpc, &all);
     char *text = cJSON_PrintUnformatted(rpc);
@@ -163,7 +168,8 @@ int main(void)
     sol_aggregate_filter_rpc(rpc, &team);
     text = cJSON_PrintUnformatted(rpc);
     CHECK(text && !strstr(text, "big:405b") && !strstr(text, "gguf") &&
-              strstr(text, "\"state\":\"ready\"") && strstr(text, "10.0.0.5"),
+              strstr(text, "\"state\":\"ready\"") && strstr(text, "10.0.0.5") &&
+              strstr(text, "\"state\":\"down\"") && !strstr(text, "rpc_server"),
           "restricted: %s", text);
     free(text);
     cJSON_Delete(rpc);

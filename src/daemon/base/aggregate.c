@@ -235,9 +235,16 @@ void sol_aggregate_filter_rpc(cJSON *rpc, const struct sol_auth_key *key)
     if (!cJSON_IsObject(co))
         return;
     /* Operator details: the file, its process's output and exit. */
-    static const char *const hidden[] = {"gguf", "reason", "last_exit", "last_log_lines"};
+    static const char *const hidden[] = {"gguf", "reason", "last_exit", "last_log_lines",
+                                         "recovery"};
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(co, hidden[i]);
+    /* The programs' paths, and what a backend's failure said. */
+    cJSON_DeleteItemFromObjectCaseSensitive(rpc, "rpc_server_binary");
+    cJSON_DeleteItemFromObjectCaseSensitive(rpc, "rpc_server_found");
+    cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(rpc, "backends"))
+        cJSON_DeleteItemFromObjectCaseSensitive(b, "last_error");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(co, "model");
     if (cJSON_IsString(model) && model->valuestring[0] &&
         !sol_model_visible(key, model->valuestring))

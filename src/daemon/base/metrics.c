@@ -868,6 +868,10 @@ static void render_rpc(struct out *o, const cJSON *rpc)
          "excluded"},
         {"sollol_rpc_backend_free_bytes", "Free device memory the backend reported.", "free_bytes"},
         {"sollol_rpc_backend_total_bytes", "Device memory the backend reported.", "total_bytes"},
+        {"sollol_rpc_backend_down_seconds",
+         "Seconds the backend has been down (0 while up; a held backend is judged from "
+         "llama-server, never probed).",
+         "down_for_s"},
     };
     for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
         family(o, fams[k].name, "gauge", fams[k].help);

@@ -401,6 +401,7 @@ static void emit_text(struct sol_translate *t, struct sol_buf *out, const char *
     line_start(t, out);
     text_field(t, out, text, tlen, think, klen);
     sol_buf_append_str(out, ",\"done\":false}\n");
+    t->streamed++;
 }
 
 static const char *str_or_empty(const cJSON *v, size_t *len)

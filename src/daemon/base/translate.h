@@ -71,6 +71,7 @@ struct sol_translate {
     char done_reason[16];
     uint64_t prompt_eval_count, prompt_eval_duration, eval_count, eval_duration;
     int have_timings;
+    uint64_t streamed; /* text chunks sent (one per token): a broken stream's count */
 };
 
 /*

@@ -343,10 +343,13 @@
     backends.forEach(function (b) {
       var r = el("div", "rpc-backend");
       r.appendChild(el("b", null, b.address || b.name || "backend"));
-      var state = b.reachable === true ? "up" : b.reachable === false ? "down" : "unknown";
-      if (b.excluded) state = "excluded";
-      r.appendChild(el("span", "badge " + (state === "up" ? "" : state === "down" ? "down" : "misconfigured"), state));
-      if (b.in_use) r.appendChild(el("span", "badge", "in use"));
+      // The row's state as the coordinator judges it (up, in_use, down,
+      // excluded, unknown); older daemons only had reachable/excluded.
+      var state = b.state || (b.reachable === true ? "up" : b.reachable === false ? "down" : "unknown");
+      if (!b.state && b.excluded) state = "excluded";
+      var label = state === "in_use" ? "in use" : state === "up" ? "up, idle" : state;
+      r.appendChild(el("span", "badge " + (state === "up" || state === "in_use" ? "" : state === "down" ? "down" : "misconfigured"), label));
+      if (!b.state && b.in_use) r.appendChild(el("span", "badge", "in use"));
       var info = [];
       if (b.version) info.push("v" + b.version);
       if (b.devices) info.push(b.devices + " device" + (b.devices > 1 ? "s" : ""));
@@ -355,6 +358,10 @@
       if (info.length) r.appendChild(el("span", "url", info.join(" \u00b7 ")));
       box.appendChild(r);
       if (b.excluded && b.excluded_why) box.appendChild(el("div", "err", b.excluded_why));
+      if (state === "down") {
+        var since = typeof b.down_for_s === "number" ? "down for " + Math.round(b.down_for_s) + " s" : "down";
+        box.appendChild(el("div", "err", since + (b.last_error ? ": " + b.last_error : "")));
+      }
     });
     var locals = Array.isArray(rpc.local_rpc_servers) ? rpc.local_rpc_servers : [];
     if (locals.length) {

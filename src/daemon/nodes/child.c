@@ -36,7 +36,15 @@ static void line(struct sol_child *ch, const char *s, size_t n)
         n--;
     if (n > SOL_CHILD_LINE_MAX)
         n = SOL_CHILD_LINE_MAX;
-    SOL_INFO("[%s] %.*s", ch->label, (int)n, s);
+    if (!ch->quiet)
+        SOL_INFO("[%s] %.*s", ch->label, (int)n, s);
+    unsigned slot = (ch->tail_head + ch->tail_count) % SOL_CHILD_TAIL;
+    if (ch->tail_count == SOL_CHILD_TAIL)
+        ch->tail_head = (ch->tail_head + 1) % SOL_CHILD_TAIL;
+    else
+        ch->tail_count++;
+    memcpy(ch->tail[slot], s, n);
+    ch->tail[slot][n] = '\0';
     if (ch->on_line)
         ch->on_line(ch->owner, s, n);
 }
@@ -117,6 +125,16 @@ void sol_child_stop(struct sol_child *ch)
     uv_timer_start(&ch->kill_timer, on_kill_timer, ch->grace_ms, 0);
 }
 
+void sol_child_kill(struct sol_child *ch)
+{
+    if (!ch || !ch->running)
+        return;
+    ch->stop_requested = 1;
+    uv_timer_stop(&ch->kill_timer);
+    kill(-ch->pid, SIGKILL);
+    kill(ch->pid, SIGKILL);
+}
+
 struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, size_t errlen)
 {
     struct sol_child *ch = calloc(1, sizeof *ch);
@@ -131,6 +149,7 @@ struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, siz
     ch->on_closed = o->on_closed;
     ch->owner = o->owner;
     ch->ud = o->ud;
+    ch->quiet = o->quiet;
     /* sollol-exec PPID PROGRAM ARGS...: PDEATHSIG, a parent check, exec. */
     char ppid[24];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
@@ -159,6 +178,7 @@ struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, siz
         .flags = UV_PROCESS_DETACHED, /* setsid: its own process group */
         .stdio_count = 3,
         .stdio = stdio,
+        .env = o->env,
     };
     ch->proc.data = ch;
     ch->handles = 4; /* two pipes, the kill timer, the process */
@@ -179,6 +199,71 @@ struct sol_child *sol_child_spawn(const struct sol_child_opts *o, char *err, siz
     uv_read_start((uv_stream_t *)&ch->pipes[1], on_alloc, on_read);
     SOL_INFO("started %s (pid %d): %s", ch->label, ch->pid, o->argv[0]);
     return ch;
+}
+
+/* A line that says why a llama.cpp program stopped: ggml's and llama.cpp's
+ * error lines ("E ..." with the log prefix off, "... E ..." with it on),
+ * the RPC backend's source file, or an "error:" message. */
+static int is_cause(const char *l)
+{
+    if (!l[0])
+        return 0;
+    return strncmp(l, "E ", 2) == 0 || strstr(l, " E ") != NULL ||
+           strstr(l, "ggml-rpc.cpp") != NULL || strstr(l, "error:") != NULL ||
+           strstr(l, "unknown argument") != NULL || strstr(l, "GGML_ASSERT") != NULL;
+}
+
+/* An abort's own line: "file.cpp:NNN: message" (GGML_ABORT, GGML_ASSERT).
+ * It is written straight to stderr while llama.cpp's other lines go
+ * through a log thread, so it may come before or after them. */
+static int is_abort_site(const char *l)
+{
+    if (strstr(l, "GGML_ASSERT"))
+        return 1;
+    for (const char *p = l; (p = strstr(p, ".c")) != NULL; p++) {
+        const char *q = p + 2;
+        if (strncmp(q, "pp", 2) == 0)
+            q += 2;
+        if (*q != ':' || q[1] < '0' || q[1] > '9')
+            continue;
+        for (q++; *q >= '0' && *q <= '9'; q++)
+            ;
+        if (*q == ':')
+            return 1;
+    }
+    return 0;
+}
+
+const char *sol_child_cause_line(const char *const *lines, unsigned n)
+{
+    for (unsigned i = n; i-- > 0;)
+        if (is_abort_site(lines[i]))
+            return lines[i];
+    for (unsigned i = n; i-- > 0;)
+        if (is_cause(lines[i]))
+            return lines[i];
+    return NULL;
+}
+
+void sol_child_tail(const struct sol_child *ch, unsigned k, char *out, size_t outlen, char *cause,
+                    size_t causelen)
+{
+    const char *lines[SOL_CHILD_TAIL];
+    unsigned n = 0;
+    for (unsigned i = 0; i < ch->tail_count; i++)
+        lines[n++] = ch->tail[(ch->tail_head + i) % SOL_CHILD_TAIL];
+    size_t off = 0;
+    out[0] = '\0';
+    for (unsigned i = n > k ? n - k : 0; i < n && off + 1 < outlen; i++) {
+        int w = snprintf(out + off, outlen - off, "%s%s", off ? " | " : "", lines[i]);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    if (cause) {
+        const char *c = sol_child_cause_line(lines, n);
+        snprintf(cause, causelen, "%s", c ? c : "");
+    }
 }
 
 int sol_child_free_port(int lo, int hi, int *port)

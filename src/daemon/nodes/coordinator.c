@@ -24,8 +24,11 @@
 #include "nodes/rpc_probe.h"
 #include "base/translate.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +95,19 @@ static void ring_tail(const struct sol_coord *c, unsigned k, char *out, size_t o
     }
 }
 
+/* The last line of llama-server's output that names a cause (see
+ * sol_child_cause_line), among its last 30 lines; "" when none does. */
+static void ring_cause(const struct sol_coord *c, char *out, size_t outlen)
+{
+    const char *lines[30];
+    unsigned n = 0;
+    unsigned start = c->log_count > 30 ? c->log_count - 30 : 0;
+    for (unsigned i = start; i < c->log_count; i++)
+        lines[n++] = c->log_ring[(c->log_head + i) % LOG_LINES];
+    const char *l = sol_child_cause_line(lines, n);
+    snprintf(out, outlen, "%s", l ? l : "");
+}
+
 /* ---- children (child.c) --------------------------------------------------- */
 
 static void maybe_stopped(struct sol_coord *c);
@@ -106,7 +122,19 @@ static void child_closed(void *owner)
 
 static void ring_line(void *owner, const char *line, size_t len)
 {
-    ring_add(owner, line, len);
+    struct sol_coord *c = owner;
+    ring_add(c, line, len);
+    /* llama-server's output is read after its exit is reported, often: a
+     * cause line that comes later (the ggml-rpc.cpp line follows ggml's
+     * "E recv failed") replaces the one quoted at the exit. */
+    if (c->cause_pending && c->log_count) {
+        const char *l = c->log_ring[(c->log_head + c->log_count - 1) % LOG_LINES];
+        char cause[SOL_CHILD_LINE_MAX + 1];
+        if (sol_child_cause_line(&l, 1)) {
+            ring_cause(c, cause, sizeof cause);
+            snprintf(c->last_exit, sizeof c->last_exit, "%s: %s", c->last_exit_head, cause);
+        }
+    }
 }
 
 /* Every child is counted from here to its on_closed, so shutdown waits for
@@ -126,6 +154,7 @@ static struct sol_child *spawn(struct sol_coord *c, const char *label, char **ar
         .on_closed = child_closed,
         .owner = c,
         .ud = ud,
+        .env = c->env,
     };
     c->children_open++;
     /* spawn copies what it keeps of o (child.h); cppcheck cannot see
@@ -139,19 +168,137 @@ static int pick_port(const struct sol_coord *c, const struct sol_config *cfg, in
     return c->ops.free_port(cfg->llama_port_min, cfg->llama_port_max, out);
 }
 
-/* The program beside llama-server (or the one configured). */
-static void rpc_server_path(const struct sol_config *cfg, char *out, size_t outlen)
+/* The RPC server program: the configured one, else the one beside
+ * llama-server (or on PATH when llama-server is a bare name) under its
+ * current name ggml-rpc-server (llama.cpp since 2026-06), then the older
+ * rpc-server. Found once, at creation; how goes to c->rpc_bin_how. */
+static void find_rpc_server(struct sol_coord *c, char *out, size_t outlen)
 {
+    static const char *const names[] = {"ggml-rpc-server", "rpc-server"};
+    const struct sol_config *cfg = c->cfg;
     if (cfg->rpc_server_binary && cfg->rpc_server_binary[0]) {
         snprintf(out, outlen, "%s", cfg->rpc_server_binary);
+        snprintf(c->rpc_bin_how, sizeof c->rpc_bin_how, "llama_server.rpc_server_binary");
         return;
     }
     const char *slash = strrchr(cfg->llama_binary, '/');
+    char dirs[4096];
     if (slash)
-        snprintf(out, outlen, "%.*s/rpc-server", (int)(slash - cfg->llama_binary),
-                 cfg->llama_binary);
+        snprintf(dirs, sizeof dirs, "%.*s", (int)(slash - cfg->llama_binary), cfg->llama_binary);
     else
-        snprintf(out, outlen, "rpc-server");
+        snprintf(dirs, sizeof dirs, "%s", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char *save = NULL;
+        char copy[4096];
+        snprintf(copy, sizeof copy, "%s", dirs);
+        for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+            snprintf(out, outlen, "%s/%s", dir, names[k]);
+            if (access(out, X_OK) == 0) {
+                snprintf(c->rpc_bin_how, sizeof c->rpc_bin_how, "%s %s", names[k],
+                         slash ? "beside llama-server" : "on PATH");
+                return;
+            }
+        }
+    }
+    /* Neither exists: name the current one, so the error says what to install. */
+    if (slash)
+        snprintf(out, outlen, "%s/%s", dirs, names[0]);
+    else
+        snprintf(out, outlen, "%s", names[0]);
+    snprintf(c->rpc_bin_how, sizeof c->rpc_bin_how,
+             "not found: neither ggml-rpc-server nor rpc-server %s",
+             slash ? "beside llama-server" : "on PATH");
+}
+
+/* ---- what the installed programs accept ----------------------------------- */
+
+static void help_line(struct help *h, const char *line, size_t len)
+{
+    if (h->out.len < (256u << 10)) {
+        sol_buf_append(&h->out, line, len);
+        sol_buf_append(&h->out, "\n", 1);
+    }
+}
+
+static void help_line_rpc(void *owner, const char *line, size_t len)
+{
+    help_line(&((struct sol_coord *)owner)->help_rpc, line, len);
+}
+
+static void help_line_llama(void *owner, const char *line, size_t len)
+{
+    help_line(&((struct sol_coord *)owner)->help_llama, line, len);
+}
+
+static void help_exit(struct sol_child *ch)
+{
+    struct help *h = ch->ud;
+    h->ch = NULL;
+    /* Both programs print their usage and exit 0; a program that cannot
+     * run at all says so in its output too. */
+    const char *text = sol_buf_cstr(&h->out);
+    int has_usage = text && (strstr(text, "--port") || strstr(text, "-p,"));
+    h->state = has_usage ? 2 : 3;
+    if (!has_usage) {
+        char tail[300], cause[200];
+        sol_child_tail(ch, 3, tail, sizeof tail, cause, sizeof cause);
+        SOL_WARN("coordinator: cannot learn the flags of %s (--help: %s%s%s): passing them all",
+                 h->path, ch->term_signal ? "killed" : "no usage text", tail[0] ? ": " : "",
+                 cause[0] ? cause : tail);
+    }
+}
+
+/* Flag `flag` appears as an option in the program's --help (after a
+ * space or comma, followed by a space, comma, '=' or the line's end).
+ * Unknown (not learned) counts as supported. */
+static int help_has(const struct help *h, const char *flag)
+{
+    if (h->state != 2)
+        return 1;
+    const char *text = h->out.data;
+    size_t n = strlen(flag);
+    for (const char *p = text; (p = strstr(p, flag)) != NULL; p += n) {
+        char before = p == text ? ' ' : p[-1];
+        char after = p[n];
+        if ((before == ' ' || before == ',' || before == '\t' || before == '\n') &&
+            (after == ' ' || after == ',' || after == '=' || after == '\n' || after == '\t' ||
+             after == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+static void help_start(struct sol_coord *c, struct help *h,
+                       void (*on_line)(void *, const char *, size_t))
+{
+    char *argv[] = {h->path, "--help", NULL};
+    char err[400];
+    struct sol_child_opts o = {
+        .loop = c->d->loop,
+        .exec_path = c->exec_path,
+        .label = "--help",
+        .argv = argv,
+        .grace_ms = 2000,
+        .on_line = on_line,
+        .on_exit = help_exit,
+        .on_closed = child_closed,
+        .owner = c,
+        .ud = h,
+        .env = c->env,
+        .quiet = 1,
+    };
+    h->state = 1;
+    c->children_open++;
+    h->ch = c->ops.spawn(&o, err, sizeof err);
+    if (!h->ch) {
+        h->state = 3;
+        SOL_WARN("coordinator: %s", err);
+    }
+}
+
+static int helps_done(const struct sol_coord *c)
+{
+    return c->help_rpc.state >= 2 && c->help_llama.state >= 2;
 }
 
 /* ---- the virtual node ---------------------------------------------------- */
@@ -233,7 +380,7 @@ static void sync_node(struct sol_coord *c)
 {
     struct sol_node *n = c->node;
     n->state = c->state == CS_FAILED ? SOL_NODE_DOWN : SOL_NODE_UP;
-    n->held = c->state != CS_READY;
+    n->held = c->state != CS_READY || c->suspect;
     snprintf(n->last_error, sizeof n->last_error, "%.*s", (int)sizeof n->last_error - 1,
              c->state == CS_FAILED ? c->reason : "");
     for (unsigned i = 0; i < n->n_models; i++) {
@@ -275,6 +422,21 @@ static void launch(struct sol_coord *c);
  * (or 404) with the reason until a later request retries. */
 static void preflight_fail(struct sol_coord *c, unsigned status, const char *msg)
 {
+    if (c->survey) {
+        /* The start-up survey only reports: the first request tries again.
+         * Without a reference version the backends are still probed (their
+         * rows then say up or down, not which version is wrong). */
+        SOL_ERROR("coordinator: %s", msg);
+        if (c->step == ST_REFERENCE) {
+            start_probes(c);
+            return;
+        }
+        c->survey = 0;
+        c->step = ST_IDLE;
+        if (c->state == CS_STOPPED && coord_queued(c))
+            coord_begin(c, CS_STARTING);
+        return;
+    }
     SOL_ERROR("coordinator: model %s cannot be served: %s", c->model, msg);
     snprintf(c->reason, sizeof c->reason, "%s", msg);
     c->failed_preflight = 1;
@@ -288,7 +450,12 @@ void coord_begin(struct sol_coord *c, enum cstate s)
 {
     c->failed_preflight = 0;
     c->reason[0] = '\0';
+    c->survey = 0;
     coord_set_state(c, s, ST_IDLE);
+    if (!helps_done(c)) {
+        c->step = ST_LEARNING; /* the tick goes on once both --help runs ended */
+        return;
+    }
     if (strcmp(c->resolved_for, c->model) != 0)
         start_resolve(c);
     else if (!c->have_ref)
@@ -413,6 +580,21 @@ static void ref_child_exit(struct sol_child *ch)
     struct sol_coord *c = ch->ud;
     if (c->ref_child == ch)
         c->ref_child = NULL;
+    if (!ch->stop_requested) {
+        char tail[300], cause[200];
+        sol_child_tail(ch, 3, tail, sizeof tail, cause, sizeof cause);
+        if (ch->term_signal)
+            snprintf(c->ref_said, sizeof c->ref_said, "killed by signal %d: %s", ch->term_signal,
+                     cause[0]  ? cause
+                     : tail[0] ? tail
+                               : "(no output)");
+        else
+            snprintf(c->ref_said, sizeof c->ref_said, "exit status %lld: %s",
+                     (long long)ch->exit_status,
+                     cause[0]  ? cause
+                     : tail[0] ? tail
+                               : "(no output)");
+    }
 }
 
 static void ref_finish(struct sol_coord *c, const char *error)
@@ -442,9 +624,11 @@ static void on_ref_probe(const struct sol_rpc_probe_result *res, void *ud)
     if (res->answered) {
         c->ref = res->version;
         c->have_ref = 1;
-        snprintf(c->ref_source, sizeof c->ref_source, "local rpc-server");
-        SOL_INFO("coordinator: reference RPC protocol %u.%u.%u (from the local rpc-server)",
-                 c->ref.major, c->ref.minor, c->ref.patch);
+        snprintf(c->ref_source, sizeof c->ref_source, "local %s",
+                 strrchr(c->help_rpc.path, '/') ? strrchr(c->help_rpc.path, '/') + 1
+                                                : c->help_rpc.path);
+        SOL_INFO("coordinator: reference RPC protocol %u.%u.%u (from %s)", c->ref.major,
+                 c->ref.minor, c->ref.patch, c->help_rpc.path);
         ref_finish(c, NULL);
         return;
     }
@@ -463,8 +647,8 @@ static void start_reference(struct sol_coord *c)
         start_probes(c);
         return;
     }
-    char prog[4096], port[16], err[400];
-    rpc_server_path(c->cfg, prog, sizeof prog);
+    char port[16], err[400];
+    char *prog = c->help_rpc.path;
     if (pick_port(c, &(struct sol_config){0}, &c->ref_port) < 0) {
         preflight_fail(c, 503, "no free loopback port for the reference rpc-server");
         return;
@@ -486,7 +670,10 @@ static void ref_tick(struct sol_coord *c, uint64_t now)
     if (c->ref_probe)
         return;
     if (!c->ref_child) {
-        ref_finish(c, "the local rpc-server exited before answering");
+        char msg[500];
+        snprintf(msg, sizeof msg, "the local rpc server %s exited before answering (%s)",
+                 c->help_rpc.path, c->ref_said);
+        ref_finish(c, msg);
         return;
     }
     if (now >= c->ref_deadline) {
@@ -504,6 +691,51 @@ static void ref_tick(struct sol_coord *c, uint64_t now)
 
 static void evaluate(struct sol_coord *c);
 
+/* A backend's health row follows a full probe: up once it answers HELLO,
+ * down (since when, why) when it does not. Transitions are logged once. */
+static void note_health(struct sol_coord *c, struct backend *b,
+                        const struct sol_rpc_probe_result *res)
+{
+    int up = res->answered;
+    if (res->peer[0])
+        snprintf(b->peer, sizeof b->peer, "%s", res->peer);
+    if (up) {
+        if (b->down_since)
+            SOL_INFO("rpc backend %s:%d is up again (down %llu ms)", b->addr.host, b->addr.port,
+                     (unsigned long long)(now_ms(c) - b->down_since));
+        b->down_since = 0;
+        b->lost = 0;
+        b->reachable = 1;
+        return;
+    }
+    b->reachable = 0;
+    if (!b->down_since) {
+        b->down_since = now_ms(c);
+        if (!b->lost)
+            snprintf(b->last_error, sizeof b->last_error, "%s",
+                     res->error[0] ? res->error : "no HELLO answer");
+        SOL_WARN("rpc backend %s:%d is down: %s", b->addr.host, b->addr.port, b->last_error);
+    } else if (!b->lost) {
+        snprintf(b->last_error, sizeof b->last_error, "%s",
+                 res->error[0] ? res->error : "no HELLO answer");
+    }
+}
+
+/* Whether the backend is excluded against the reference, and why. */
+static int check_compatible(struct sol_coord *c, struct backend *b)
+{
+    const struct sol_rpc_probe_result *r = &b->last;
+    char why[240] = "";
+    if (!r->answered)
+        snprintf(why, sizeof why, "no HELLO answer: %s", r->error);
+    else if (c->have_ref && !sol_rpc_version_compatible(&c->ref, &r->version, why, sizeof why))
+        ; /* why is set */
+    else if (!r->complete)
+        snprintf(why, sizeof why, "device query failed: %s", r->error);
+    snprintf(b->why, sizeof b->why, "%s", why);
+    return why[0] != '\0';
+}
+
 static void on_probe(const struct sol_rpc_probe_result *res, void *ud)
 {
     struct probe_ud *pu = ud;
@@ -511,6 +743,22 @@ static void on_probe(const struct sol_rpc_probe_result *res, void *ud)
     struct backend *b = &c->backends[pu->index];
     b->probe = NULL;
     b->reachable = res->connected;
+    if (pu->connect_only == 2) {
+        /* The periodic check of a backend no llama-server holds. */
+        if (res->answered || !b->probed)
+            b->last = *res;
+        b->probed = 1;
+        note_health(c, b, res);
+        if (res->answered) {
+            int was = b->excluded;
+            b->excluded = check_compatible(c, b);
+            if (b->excluded && !was)
+                SOL_WARN("rpc backend %s:%d excluded: %s (reference %u.%u.%u from %s)",
+                         b->addr.host, b->addr.port, b->why, c->ref.major, c->ref.minor,
+                         c->ref.patch, c->ref_source);
+        }
+        return;
+    }
     if (pu->connect_only) {
         if (!res->connected)
             SOL_WARN("rpc backend %s:%d is unreachable: %s", b->addr.host, b->addr.port,
@@ -519,6 +767,7 @@ static void on_probe(const struct sol_rpc_probe_result *res, void *ud)
     }
     b->last = *res;
     b->probed = 1;
+    note_health(c, b, res);
     if (c->probes_pending && --c->probes_pending == 0 && c->step == ST_PROBING)
         evaluate(c);
 }
@@ -546,19 +795,198 @@ static void start_probes(struct sol_coord *c)
         evaluate(c);
 }
 
-static void liveness_probes(struct sol_coord *c)
+/* A backend llama-server holds: never probed (see backend_checks). */
+static int held_by_llama(const struct sol_coord *c, const struct backend *b)
 {
+    return b->required && c->llama != NULL;
+}
+
+/* Start-up: learn the reference version and probe every backend, so that
+ * GET /api/sollol/rpc shows a wrong version or a dead backend before the
+ * first request. Launches nothing (evaluate() ends a survey). */
+static void start_survey(struct sol_coord *c)
+{
+    c->step = ST_IDLE;
+    if (c->n_backends == 0)
+        return;
+    c->survey = 1;
+    if (c->have_ref)
+        start_probes(c);
+    else
+        start_reference(c); /* the config's rpc_version, or a short local run */
+}
+
+static void conn_work_fn(uv_work_t *req);
+static void conn_work_done(uv_work_t *req, int status);
+
+/* Periodic: a full probe (HELLO, devices, memory) of each backend no
+ * llama-server holds, and, while llama-server runs, a look at its
+ * connections to the backends it holds (an rpc server that died closed
+ * its end of the connection). */
+static void backend_checks(struct sol_coord *c, uint64_t now)
+{
+    (void)now;
+    if (c->step != ST_IDLE || c->survey)
+        return; /* the pipeline probes them itself */
     for (unsigned i = 0; i < c->n_backends; i++) {
         struct backend *b = &c->backends[i];
-        if (!b->required || b->probe)
+        if (b->probe || held_by_llama(c, b))
             continue;
         struct probe_ud *pu = &c->uds[MAX_BACKENDS + i];
         pu->c = c;
         pu->index = i;
-        pu->connect_only = 1;
+        pu->connect_only = 2;
         b->probe = c->ops.probe_start(c->d->loop, b->addr.host, b->addr.port,
-                                      c->cfg->rpc_probe_timeout_ms, 1, on_probe, pu);
+                                      c->cfg->rpc_probe_timeout_ms, 0, on_probe, pu);
     }
+    if (!c->llama || c->state != CS_READY || c->conn)
+        return;
+    struct conn_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    w->c = c;
+    w->req.data = w;
+    w->pid = c->llama->pid;
+    for (unsigned i = 0; i < c->n_backends && w->n < MAX_BACKENDS; i++) {
+        const struct backend *b = &c->backends[i];
+        snprintf(w->peer[i], sizeof w->peer[i], "%s", b->required ? b->peer : "");
+        w->port[i] = b->required ? b->addr.port : 0;
+        w->n = i + 1;
+    }
+    if (uv_queue_work(c->d->loop, &w->req, conn_work_fn, conn_work_done) < 0) {
+        free(w);
+        return;
+    }
+    c->conn = w;
+}
+
+/* /proc's form of an address: the 32-bit words of the address as the
+ * kernel prints them (each in host byte order, %08X). */
+static int proc_addr(const char *ip, char *out, size_t outlen)
+{
+    unsigned char a[16];
+    uint32_t w[4];
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        memcpy(w, a, 4);
+        snprintf(out, outlen, "%08X", w[0]);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, a) == 1) {
+        memcpy(w, a, 16);
+        snprintf(out, outlen, "%08X%08X%08X%08X", w[0], w[1], w[2], w[3]);
+        return 0;
+    }
+    return -1;
+}
+
+/* Off the loop: llama-server's socket inodes (/proc/PID/fd), then its
+ * TCP connections (/proc/PID/net/tcp, tcp6): which backends it still has
+ * an established connection to. */
+static void conn_work_fn(uv_work_t *req)
+{
+    struct conn_work *w = req->data;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", w->pid);
+    DIR *dir = opendir(path);
+    if (!dir) {
+        w->rc = -1;
+        return;
+    }
+    static unsigned long inodes[8192]; /* one work item at a time (c->conn) */
+    size_t ni = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL && ni < sizeof inodes / sizeof inodes[0]) {
+        char link[64];
+        ssize_t k = readlinkat(dirfd(dir), de->d_name, link, sizeof link - 1);
+        if (k <= 0)
+            continue;
+        link[k] = '\0';
+        unsigned long ino;
+        if (sscanf(link, "socket:[%lu]", &ino) == 1)
+            inodes[ni++] = ino;
+    }
+    closedir(dir);
+    char want[MAX_BACKENDS][40];
+    for (unsigned i = 0; i < w->n; i++) {
+        want[i][0] = '\0';
+        if (!w->port[i])
+            w->established[i] = 1; /* not held: not judged here */
+        else if (!w->peer[i][0] || proc_addr(w->peer[i], want[i], sizeof want[i]) < 0)
+            w->established[i] = 1; /* address unknown: cannot judge */
+    }
+    static const char *const files[] = {"tcp", "tcp6"};
+    for (size_t f = 0; f < 2; f++) {
+        snprintf(path, sizeof path, "/proc/%d/net/%s", w->pid, files[f]);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        char line[512];
+        while (fgets(line, sizeof line, fp)) {
+            char rem[40];
+            unsigned rport, st;
+            unsigned long ino;
+            if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%*x %39[0-9A-Fa-f]:%x %x %*s %*s %*s %*u %*u %lu",
+                       rem, &rport, &st, &ino) != 4 ||
+                st != 1 /* ESTABLISHED */)
+                continue;
+            int ours = 0;
+            for (size_t k = 0; k < ni && !ours; k++)
+                ours = inodes[k] == ino;
+            if (!ours)
+                continue;
+            for (unsigned i = 0; i < w->n; i++)
+                if (want[i][0] && (int)rport == w->port[i] && strcasecmp(rem, want[i]) == 0)
+                    w->established[i] = 1;
+        }
+        fclose(fp);
+    }
+}
+
+static void conn_work_done(uv_work_t *req, int status)
+{
+    struct conn_work *w = req->data;
+    struct sol_coord *c = w->c;
+    c->conn = NULL;
+    int stale = status != 0 || c->stopping || !c->llama || c->llama->pid != w->pid ||
+                c->state != CS_READY || w->rc < 0;
+    if (!stale) {
+        const struct backend *lost = NULL;
+        for (unsigned i = 0; i < w->n && i < c->n_backends; i++) {
+            struct backend *b = &c->backends[i];
+            if (w->established[i] || !b->required)
+                continue;
+            b->lost = 1;
+            b->reachable = 0;
+            if (!b->down_since)
+                b->down_since = now_ms(c);
+            snprintf(b->last_error, sizeof b->last_error,
+                     "llama-server's connection to it was closed (the rpc server went away)");
+            SOL_WARN("rpc backend %s:%d is down: %s", b->addr.host, b->addr.port, b->last_error);
+            if (!lost)
+                lost = b;
+        }
+        if (lost && c->step == ST_IDLE) {
+            /* llama-server would abort on its next use of it: stop it now
+             * and recover (relaunch without it, or wait for it). Requests
+             * wait in the queue meanwhile. */
+            char why[300];
+            snprintf(why, sizeof why, "rpc backend %s:%d it uses is gone", lost->addr.host,
+                     lost->addr.port);
+            c->lost_restart = 1;
+            c->node->held = 1;
+            snprintf(c->reason, sizeof c->reason, "%s", why);
+            /* SIGKILL, not SIGTERM: its shutdown would talk to every
+             * backend (freeing buffers) and abort at the dead one, and a
+             * live rpc server whose client vanishes while it replies dies
+             * of SIGPIPE (it does not ignore it): killed at once, it says
+             * nothing, and the others only see the connection close. */
+            SOL_INFO("coordinator: stopping llama-server (SIGKILL): %s", why);
+            c->step = ST_STOPPING;
+            c->ops.kill(c->llama);
+        }
+    }
+    free(w);
+    maybe_stopped(c);
 }
 
 /* A local rpc-server spawned moments ago may not listen yet: probe it
@@ -591,18 +1019,11 @@ static void evaluate(struct sol_coord *c)
     for (unsigned i = 0; i < c->n_backends; i++) {
         struct backend *b = &c->backends[i];
         const struct sol_rpc_probe_result *r = &b->last;
-        char why[240] = "";
-        if (!r->answered)
-            snprintf(why, sizeof why, "no HELLO answer: %s", r->error);
-        else if (!sol_rpc_version_compatible(&c->ref, &r->version, why, sizeof why))
-            ; /* why is set */
-        else if (!r->complete)
-            snprintf(why, sizeof why, "device query failed: %s", r->error);
         int was_excluded = b->excluded;
-        b->excluded = why[0] != '\0';
+        b->excluded = check_compatible(c, b);
+        const char *why = b->why;
         if (b->excluded) {
             char full[300];
-            snprintf(b->why, sizeof b->why, "%s", why);
             snprintf(full, sizeof full,
                      "rpc backend %s:%d excluded: %s (reference %u.%u.%u from %s)", b->addr.host,
                      b->addr.port, why, c->ref.major, c->ref.minor, c->ref.patch, c->ref_source);
@@ -616,12 +1037,32 @@ static void evaluate(struct sol_coord *c)
                 missing = b;
             continue;
         }
-        b->why[0] = '\0';
         usable++;
         free_sum += r->free_sum;
     }
+    if (c->survey) {
+        /* Start-up: every backend's row is known before the first request. */
+        SOL_INFO("coordinator: %u of %u rpc backend(s) usable, %llu MiB free%s%s", usable,
+                 c->n_backends, (unsigned long long)(free_sum >> 20), off ? "; excluded: " : "",
+                 summary);
+        c->survey = 0;
+        c->step = ST_IDLE;
+        if (c->state == CS_STOPPED && coord_queued(c))
+            coord_begin(c, CS_STARTING);
+        return;
+    }
+    if (restarting && missing && usable > 0 && free_sum > 0 && c->info.file_size <= free_sum) {
+        /* The backends that are left hold the model: relaunch over them
+         * rather than keep every request waiting for the lost one. */
+        snprintf(c->lost_why, sizeof c->lost_why,
+                 "relaunched over %u backend(s) without %s:%d (%s)", usable, missing->addr.host,
+                 missing->addr.port, missing->why);
+        SOL_WARN("coordinator: %s", c->lost_why);
+        missing = NULL;
+    }
     if (restarting && missing) {
-        /* llama-server needs every backend it was launched with: wait. */
+        /* llama-server needs every backend it was launched with, and the
+         * others cannot hold the model: wait for it. */
         snprintf(c->reason, sizeof c->reason, "waiting for rpc backend %s:%d (%s)",
                  missing->addr.host, missing->addr.port, missing->why);
         c->step = ST_WAIT_BACKENDS;
@@ -664,6 +1105,15 @@ static void launch(struct sol_coord *c)
     static char extra_store[8192];
     char *argv[MAX_ARGS + 1];
     size_t n = 0, ro = 0, so = 0;
+    if (!help_has(&c->help_llama, "--rpc")) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "%s has no --rpc option: build llama.cpp with -DGGML_RPC=ON (its --help lists "
+                 "no --rpc)",
+                 c->cfg->llama_binary);
+        preflight_fail(c, 503, msg);
+        return;
+    }
     if (pick_port(c, c->cfg, &c->port) < 0) {
         preflight_fail(c, 503, "no free loopback port for llama-server in the configured range");
         return;
@@ -715,8 +1165,17 @@ static void launch(struct sol_coord *c)
     append_arg(argv, &n, np);
     append_arg(argv, &n, "--alias");
     append_arg(argv, &n, c->model);
-    if (c->cfg->llama_embeddings)
+    const char *ex = c->cfg->llama_extra_args ? c->cfg->llama_extra_args : "";
+    if (c->cfg->llama_embeddings) {
         append_arg(argv, &n, "--embeddings");
+        /* A generative model's default pooling is "none", which
+         * /v1/embeddings refuses: mean pooling, unless the extra
+         * arguments choose one. */
+        if (help_has(&c->help_llama, "--pooling") && !strstr(ex, "--pooling")) {
+            append_arg(argv, &n, "--pooling");
+            append_arg(argv, &n, "mean");
+        }
+    }
     /* The store's other layers, as Ollama passes them. */
     if (c->projector[0]) {
         append_arg(argv, &n, "--mmproj");
@@ -727,7 +1186,6 @@ static void launch(struct sol_coord *c)
         append_arg(argv, &n, c->adapter);
     }
     /* Extra arguments: a JSON array, or words separated by spaces. */
-    const char *ex = c->cfg->llama_extra_args ? c->cfg->llama_extra_args : "";
     size_t eo = 0;
     cJSON *arr = ex[0] == '[' ? cJSON_Parse(ex) : NULL;
     if (arr) {
@@ -752,6 +1210,7 @@ static void launch(struct sol_coord *c)
     }
     argv[n] = NULL;
     char err[1024];
+    c->cause_pending = 0; /* the new one's lines say nothing of the last exit */
     c->llama = spawn(c, "llama-server", argv, 1, on_llama_exit, c, err, sizeof err);
     if (!c->llama) {
         preflight_fail(c, 503, err);
@@ -794,6 +1253,7 @@ static void on_llama_exit(struct sol_child *ch)
     struct sol_coord *c = ch->ud;
     if (c->llama == ch)
         c->llama = NULL;
+    c->suspect = 0;
     if (c->health_running) {
         c->ops.health_cancel(c);
         c->health_running = 0;
@@ -803,13 +1263,36 @@ static void on_llama_exit(struct sol_child *ch)
             c->ops.probe_cancel(c->backends[i].probe);
             c->backends[i].probe = NULL;
         }
-    if (ch->term_signal)
-        snprintf(c->last_exit, sizeof c->last_exit, "killed by signal %d", ch->term_signal);
-    else
-        snprintf(c->last_exit, sizeof c->last_exit, "exit status %lld", (long long)ch->exit_status);
-    if (c->stopping)
-        return;
+    /* The cause as llama.cpp printed it (GGML_NO_BACKTRACE=1: no gdb
+     * frames), e.g. "E ... ggml-rpc.cpp:NNN: ...". */
+    char cause[SOL_CHILD_LINE_MAX + 1];
+    ring_cause(c, cause, sizeof cause);
     uint64_t now = now_ms(c);
+    int at_once = !ch->stop_requested && now - c->launched_at < 2000;
+    if (ch->term_signal)
+        snprintf(c->last_exit_head, sizeof c->last_exit_head, "killed by signal %d",
+                 ch->term_signal);
+    else
+        snprintf(c->last_exit_head, sizeof c->last_exit_head, "exit status %lld%s",
+                 (long long)ch->exit_status,
+                 at_once && ch->exit_status == 0 ? " right after start" : "");
+    snprintf(c->last_exit, sizeof c->last_exit, "%s%s%s", c->last_exit_head, cause[0] ? ": " : "",
+             cause);
+    c->cause_pending = 1;
+    if (c->stopping) {
+        /* llama-server first, then the local rpc servers it used: it
+         * aborts when a backend goes away under it, even at its own exit. */
+        for (unsigned i = 0; i < c->n_locals; i++)
+            c->ops.stop(c->locals[i].ch);
+        return;
+    }
+    if (ch->stop_requested && c->lost_restart) {
+        /* Stopped because a backend it used is gone: not a crash. */
+        c->lost_restart = 0;
+        c->restart_at = now;
+        coord_set_state(c, CS_RESTARTING, ST_BACKOFF);
+        return;
+    }
     if (ch->stop_requested && c->step == ST_STOPPING) {
         /* Planned: idle unload or a model switch. */
         SOL_INFO("coordinator: llama-server stopped (%s)", c->last_exit);
@@ -879,6 +1362,10 @@ void coord_health_done(struct sol_coord *c, long code)
         SOL_WARN("coordinator: llama-server /health answered %ld (was %ld)", code,
                  c->health_status);
     c->health_status = code;
+    if (c->suspect && c->llama && c->state == CS_READY && code == 200) {
+        c->suspect = 0; /* it still answers: the failure was the request's own */
+        sync_node(c);
+    }
     /* Stopped at the start-up timeout: its late 200 must not open the
      * slots to a process that is about to die. */
     if (c->stopping || c->step != ST_LAUNCHED || !c->llama || c->llama->stop_requested)
@@ -1016,7 +1503,39 @@ void coord_tick(struct sol_coord *c)
         if (!l->ch && l->restart_at && now >= l->restart_at)
             local_start(l);
     }
+    if (c->help_rpc.state >= 2 && !c->locals_started) {
+        c->locals_started = 1;
+        for (unsigned i = 0; i < c->n_locals; i++) {
+            const struct local_rpc *l = &c->locals[i];
+            if (l->mem_mb > 0 && !help_has(&c->help_rpc, "-m"))
+                SOL_WARN("local_rpc_servers: port %d: \"mem\" ignored: %s has no -m/--mem "
+                         "(removed from llama.cpp in 2025-10; it reports its real free memory)",
+                         l->port, c->help_rpc.path);
+            if (l->device[0] && !help_has(&c->help_rpc, "-d"))
+                SOL_WARN("local_rpc_servers: port %d: \"device\" ignored: %s has no -d/--device",
+                         l->port, c->help_rpc.path);
+            if (l->cache && !help_has(&c->help_rpc, "-c"))
+                SOL_WARN("local_rpc_servers: port %d: no tensor cache: %s has no -c/--cache",
+                         l->port, c->help_rpc.path);
+        }
+        for (unsigned i = 0; i < c->n_locals; i++)
+            local_start(&c->locals[i]);
+    }
+    if (now >= c->next_backend_check) {
+        c->next_backend_check = now + LIVENESS_EVERY_MS;
+        backend_checks(c, now);
+    }
     switch (c->step) {
+    case ST_LEARNING:
+        if (helps_done(c)) {
+            if (c->state == CS_STOPPED && !coord_queued(c)) {
+                start_survey(c);
+            } else {
+                enum cstate s = c->state == CS_STOPPED ? CS_STARTING : c->state;
+                coord_begin(c, s);
+            }
+        }
+        break;
     case ST_REFERENCE:
         ref_tick(c, now);
         break;
@@ -1043,11 +1562,12 @@ void coord_tick(struct sol_coord *c)
     if (c->state == CS_READY && c->step == ST_IDLE) {
         if (now - c->ready_at >= c->cfg->llama_healthy_reset_ms)
             c->backoff_ms = 0; /* healthy long enough: the next restart is quick */
-        if (now >= c->next_liveness) {
-            /* rpc-server answers no HELLO while llama-server holds it: a TCP
-             * connect per backend, and llama-server's own /health. */
+        if (now >= c->next_liveness || (c->suspect && !c->health_running)) {
+            /* An rpc server serves one client: no probe may touch the ones
+             * llama-server holds (a connect would wait in their backlog of
+             * one). Their health is llama-server's /health, its connections
+             * to them (check_connections) and the requests' outcomes. */
             c->next_liveness = now + LIVENESS_EVERY_MS;
-            liveness_probes(c);
             poll_health(c);
         }
         unsigned idle = c->cfg->llama_idle_unload_ms;
@@ -1074,7 +1594,17 @@ static void local_exit(struct sol_child *ch)
         l->backoff_ms = c->cfg->llama_backoff_min_ms;
     l->restart_at = now_ms(c) + l->backoff_ms;
     l->restarts++;
-    SOL_WARN("local rpc-server on port %d exited; restart in %u ms", l->port, l->backoff_ms);
+    /* What it said: an rpc server that refuses its arguments prints why
+     * and exits 0 at once, which is a failure, not a clean stop. */
+    char tail[400], cause[SOL_CHILD_LINE_MAX + 1], status[48];
+    sol_child_tail(ch, 3, tail, sizeof tail, cause, sizeof cause);
+    if (ch->term_signal)
+        snprintf(status, sizeof status, "killed by signal %d", ch->term_signal);
+    else
+        snprintf(status, sizeof status, "exit status %lld%s", (long long)ch->exit_status,
+                 now_ms(c) - l->started_at < 2000 ? " right after start" : "");
+    SOL_WARN("local rpc server on port %d exited (%s%s%s); restart in %u ms", l->port, status,
+             cause[0] || tail[0] ? ": " : "", cause[0] ? cause : tail, l->backoff_ms);
     l->backoff_ms = l->backoff_ms * 2 > c->cfg->llama_backoff_max_ms ? c->cfg->llama_backoff_max_ms
                                                                      : l->backoff_ms * 2;
 }
@@ -1082,26 +1612,26 @@ static void local_exit(struct sol_child *ch)
 static void local_start(struct local_rpc *l)
 {
     struct sol_coord *c = l->c;
-    char prog[4096], port[16], mem[24], err[400];
-    rpc_server_path(c->cfg, prog, sizeof prog);
+    char port[16], mem[24], err[400];
     snprintf(port, sizeof port, "%d", l->port);
     char *argv[16];
     size_t n = 0;
-    argv[n++] = prog;
+    argv[n++] = c->help_rpc.path;
     argv[n++] = "-H";
     argv[n++] = l->host;
     argv[n++] = "-p";
     argv[n++] = port;
-    if (l->mem_mb > 0) {
+    /* Only flags the installed server has (warned once, at start-up). */
+    if (l->mem_mb > 0 && help_has(&c->help_rpc, "-m")) {
         snprintf(mem, sizeof mem, "%ld", l->mem_mb);
         argv[n++] = "-m";
         argv[n++] = mem;
     }
-    if (l->device[0]) {
+    if (l->device[0] && help_has(&c->help_rpc, "-d")) {
         argv[n++] = "-d";
         argv[n++] = l->device;
     }
-    if (l->cache)
+    if (l->cache && help_has(&c->help_rpc, "-c"))
         argv[n++] = "-c"; /* tensor cache: a restart does not re-send weights */
     argv[n] = NULL;
     char label[64];
@@ -1234,6 +1764,28 @@ static int parse_sharded(struct sol_coord *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The children's environment: sollold's, plus GGML_NO_BACKTRACE=1 (an
+ * aborting ggml program otherwise runs gdb for a backtrace: hundreds of
+ * milliseconds and dozens of lines before the cause). */
+static int make_env(struct sol_coord *c)
+{
+    extern char **environ;
+    size_t n = 0;
+    int have = 0;
+    for (char **e = environ; e && *e; e++, n++)
+        have |= strncmp(*e, "GGML_NO_BACKTRACE=", 18) == 0;
+    c->env = calloc(n + 2, sizeof *c->env);
+    if (!c->env)
+        return -1;
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++)
+        if (!(c->env[k++] = strdup(*e)))
+            return -1;
+    if (!have && !(c->env[k++] = strdup("GGML_NO_BACKTRACE=1")))
+        return -1;
+    return 0;
+}
+
 static uint64_t loop_now(void *loop)
 {
     return uv_now(loop);
@@ -1247,6 +1799,7 @@ int sol_coord_create(struct sol_daemon *d, const struct sol_coord_hooks *hooks, 
         .clock_ud = d->loop,
         .spawn = sol_child_spawn,
         .stop = sol_child_stop,
+        .kill = sol_child_kill,
         .free_port = sol_child_free_port,
         .probe_start = sol_rpc_probe_start,
         .probe_cancel = sol_rpc_probe_cancel,
@@ -1318,6 +1871,12 @@ int sol_coord_create_ops(struct sol_daemon *d, const struct sol_coord_hooks *hoo
         snprintf(err, errlen, "model sharding needs %s (built with sollold)", c->exec_path);
         goto fail;
     }
+    if (make_env(c) < 0)
+        goto oom;
+    snprintf(c->help_llama.path, sizeof c->help_llama.path, "%s", cfg->llama_binary);
+    find_rpc_server(c, c->help_rpc.path, sizeof c->help_rpc.path);
+    SOL_INFO("coordinator: llama-server %s; rpc server %s (%s)", cfg->llama_binary,
+             c->help_rpc.path, c->rpc_bin_how);
 
     /* The virtual node. */
     struct sol_node *n = calloc(1, sizeof *n);
@@ -1358,7 +1917,7 @@ int sol_coord_create_ops(struct sol_daemon *d, const struct sol_coord_hooks *hoo
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
-    free(c);
+    sol_coord_free(c);
     return -1;
 }
 
@@ -1372,13 +1931,17 @@ void sol_coord_start(struct sol_coord *c)
     c->timers_open = 2;
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     start_scan(c);
-    for (unsigned i = 0; i < c->n_locals; i++)
-        local_start(&c->locals[i]);
+    /* What the installed programs accept; local rpc servers start and the
+     * backends are surveyed once that is known (on_tick). */
+    c->step = ST_LEARNING;
+    help_start(c, &c->help_rpc, help_line_rpc);
+    help_start(c, &c->help_llama, help_line_llama);
 }
 
 static void maybe_stopped(struct sol_coord *c)
 {
-    if (!c->stopping || c->timers_open || c->children_open || c->work || c->scan || !c->on_stopped)
+    if (!c->stopping || c->timers_open || c->children_open || c->work || c->scan || c->conn ||
+        !c->on_stopped)
         return;
     void (*cb)(struct sol_daemon *) = c->on_stopped;
     c->on_stopped = NULL;
@@ -1417,10 +1980,18 @@ int sol_coord_stop(struct sol_coord *c, void (*on_stopped)(struct sol_daemon *d)
         uv_cancel((uv_req_t *)&c->work->req); /* else its done callback ends it */
     if (c->scan)
         uv_cancel((uv_req_t *)&c->scan->req);
-    c->ops.stop(c->llama);
+    if (c->conn)
+        uv_cancel((uv_req_t *)&c->conn->req);
     c->ops.stop(c->ref_child);
-    for (unsigned i = 0; i < c->n_locals; i++)
-        c->ops.stop(c->locals[i].ch);
+    c->ops.stop(c->help_rpc.ch);
+    c->ops.stop(c->help_llama.ch);
+    /* llama-server first: it aborts when an rpc server goes away under it.
+     * The local rpc servers are stopped once it has exited (on_llama_exit). */
+    if (c->llama && c->llama->running)
+        c->ops.stop(c->llama);
+    else
+        for (unsigned i = 0; i < c->n_locals; i++)
+            c->ops.stop(c->locals[i].ch);
     if (c->timers_open) {
         uv_close((uv_handle_t *)&c->tick, on_timer_closed);
         uv_close((uv_handle_t *)&c->kick, on_timer_closed);
@@ -1436,6 +2007,13 @@ void sol_coord_free(struct sol_coord *c)
         return;
     if (c->health.easy)
         curl_easy_cleanup(c->health.easy);
+    sol_buf_free(&c->help_rpc.out);
+    sol_buf_free(&c->help_llama.out);
+    if (c->env) {
+        for (char **e = c->env; *e; e++)
+            free(*e);
+        free(c->env);
+    }
     for (unsigned i = 0; i < c->log_count; i++)
         free(c->log_ring[(c->log_head + i) % LOG_LINES]);
     free(c);
@@ -1485,9 +2063,32 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
         cJSON_AddNumberToObject(o, "free_bytes", (double)b->last.free_sum);
         cJSON_AddNumberToObject(o, "total_bytes", (double)b->last.total_sum);
         cJSON_AddBoolToObject(o, "excluded", b->excluded);
-        cJSON_AddStringToObject(o, "excluded_why", b->why);
-        cJSON_AddBoolToObject(o, "in_use", b->required && c->llama != NULL);
+        cJSON_AddStringToObject(o, "excluded_why", b->excluded ? b->why : "");
+        int in_use = b->required && c->llama != NULL && !b->lost;
+        cJSON_AddBoolToObject(o, "in_use", in_use);
+        /* One word for the row: what an operator acts on. */
+        const char *state = !b->probed && !in_use      ? "unknown"
+                            : b->down_since || b->lost ? "down"
+                            : b->excluded              ? "excluded"
+                            : in_use                   ? "in_use"
+                                                       : "up";
+        cJSON_AddStringToObject(o, "state", state);
+        if (b->down_since) {
+            cJSON_AddNumberToObject(o, "down_for_s", (double)(now - b->down_since) / 1000.0);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+            char when[48];
+            sol_translate_rfc3339((wall_ms - (now - b->down_since)) * 1000000ull, when,
+                                  sizeof when);
+            cJSON_AddStringToObject(o, "down_since", when);
+        } else {
+            cJSON_AddNullToObject(o, "down_since");
+        }
+        cJSON_AddStringToObject(o, "last_error", b->last_error);
     }
+    cJSON_AddStringToObject(root, "rpc_server_binary", c->help_rpc.path);
+    cJSON_AddStringToObject(root, "rpc_server_found", c->rpc_bin_how);
     cJSON *co = cJSON_AddObjectToObject(root, "coordinator");
     cJSON_AddStringToObject(co, "state", coord_state_name(c->state));
     cJSON_AddStringToObject(co, "model", c->model);
@@ -1506,6 +2107,7 @@ cJSON *sol_coord_status_json(const struct sol_coord *c)
     cJSON_AddNumberToObject(co, "uptime_s",
                             c->state == CS_READY ? (double)(now - c->ready_at) / 1000.0 : 0);
     cJSON_AddStringToObject(co, "last_exit", c->last_exit);
+    cJSON_AddStringToObject(co, "recovery", c->lost_why);
     cJSON_AddNumberToObject(co, "health_status", (double)c->health_status);
     cJSON *lines = cJSON_AddArrayToObject(co, "last_log_lines");
     unsigned start = c->log_count > 20 ? c->log_count - 20 : 0;

@@ -85,6 +85,8 @@ struct sol_coord_ops {
     struct sol_child *(*spawn)(const struct sol_child_opts *o, char *err, size_t errlen);
     /* sol_child_stop: SIGTERM, SIGKILL after the grace period; NULL is fine. */
     void (*stop)(struct sol_child *ch);
+    /* sol_child_kill: SIGKILL now (a requested stop); NULL is fine. */
+    void (*kill)(struct sol_child *ch);
     /* sol_child_free_port: a free loopback port in [lo, hi] (0: ephemeral). */
     int (*free_port)(int lo, int hi, int *port);
     /* sol_rpc_probe_start and sol_rpc_probe_cancel (rpc_probe.h). */

@@ -23,10 +23,10 @@
 #define MAX_SHARDED        32
 #define LOG_LINES          200
 #define LOG_LINE_MAX       1000
-#define TICK_MS            100
+#define TICK_MS            50 /* the /health poll of a starting llama-server */
 #define HEALTH_EVERY_MS    50
 #define LIVENESS_EVERY_MS  2000
-#define BACKEND_RETRY_MS   1000
+#define BACKEND_RETRY_MS   250 /* probes of a lost backend while waiting for it */
 #define REF_PROBE_EVERY_MS 200
 #define REF_TIMEOUT_MS     10000
 #define MAX_ARGS           96
@@ -44,6 +44,17 @@ enum step {
     ST_BACKOFF,       /* waiting before a restart */
     ST_WAIT_BACKENDS, /* a backend llama-server needs does not answer HELLO */
     ST_STOPPING,      /* llama-server asked to exit (unload, switch, timeout) */
+    ST_LEARNING,      /* waiting for the installed programs' --help (flags) */
+};
+
+/* What an installed program accepts, learned once from its --help output
+ * (run on the loop like any child). Until learned, or when --help failed,
+ * every flag counts as supported (the old behaviour). */
+struct help {
+    char path[4096];
+    struct sol_child *ch;
+    struct sol_buf out;
+    int state; /* 0 not started, 1 running, 2 learned, 3 failed */
 };
 
 struct backend {
@@ -56,6 +67,11 @@ struct backend {
     int excluded;
     char why[300];
     int required; /* llama-server was launched with it */
+    /* Its health as the table shows it (writer: coordinator.c). */
+    uint64_t down_since;  /* ms on the loop clock; 0 while up */
+    char last_error[240]; /* why it is down, or the last failure */
+    int lost;             /* llama-server's connection to it closed while in use */
+    char peer[64];        /* numeric address of its last connection */
 };
 
 struct local_rpc {
@@ -87,6 +103,7 @@ struct sol_coord_req {
     struct sol_translate tr;
     int tr_init;
     int stream;
+    int retried; /* failed once before its first byte: waited for recovery */
     uint64_t arrived_ms;
 };
 
@@ -168,6 +185,7 @@ struct sol_coord {
     uint64_t ref_deadline;
     uint64_t ref_next_probe;
     struct sol_rpc_probe *ref_probe;
+    char ref_said[400]; /* the reference rpc-server's last output, if it exited */
 
     unsigned probes_pending;
     struct probe_ud uds[MAX_BACKENDS * 2]; /* full probes, then connect-only ones */
@@ -181,7 +199,9 @@ struct sol_coord {
     unsigned restarts;
     uint64_t crashes[MAX_CRASHES];
     unsigned n_crashes;
-    char last_exit[160];
+    char last_exit[400];
+    char last_exit_head[64]; /* "exit status N" / "killed by signal N" of the last exit */
+    int cause_pending;       /* its output may still name a later cause: last_exit follows */
 
     /* /health poll through the daemon's curl multi */
     struct sol_curl_xfer health;
@@ -201,6 +221,31 @@ struct sol_coord {
     int stopping;
     void (*on_stopped)(struct sol_daemon *d);
     char exec_path[4096];
+
+    /* The installed programs. */
+    char rpc_bin_how[160]; /* which RPC server binary, and how it was found */
+    struct help help_rpc, help_llama;
+    int locals_started;
+    char **env;  /* children's environment: sollold's plus GGML_NO_BACKTRACE=1 */
+    int survey;  /* probing every backend before any request (no launch) */
+    int suspect; /* a request failed before its first byte: hold the node until /health says */
+    uint64_t next_backend_check;
+    struct conn_work *conn; /* running check of llama-server's backend connections */
+    char lost_why[300];     /* what the last recovery did (status "recovery") */
+    int lost_restart;       /* llama-server is stopped because a backend it uses was lost */
+};
+
+/* Reads which backend connections llama-server has open (/proc, off the
+ * loop): an in-use backend that died closed its end. */
+struct conn_work {
+    uv_work_t req;
+    struct sol_coord *c;
+    int pid;
+    unsigned n;
+    char peer[MAX_BACKENDS][64];
+    int port[MAX_BACKENDS];
+    int established[MAX_BACKENDS]; /* out: 1 open, 0 closed or gone */
+    int rc;                        /* out: -1 when /proc could not be read */
 };
 
 /* Internals coordinator_serve.c uses (coordinator.c). */

@@ -260,6 +260,10 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     p->res.connected = 1;
+    if (p->addr.ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)&p->addr, p->res.peer, sizeof p->res.peer);
+    else
+        uv_ip4_name((const struct sockaddr_in *)&p->addr, p->res.peer, sizeof p->res.peer);
     if (p->connect_only) {
         finish(p, NULL);
         return;

@@ -34,6 +34,7 @@ struct sol_rpc_probe_result {
     uint64_t total_bytes[SOL_RPC_MAX_DEVICES];
     uint64_t free_sum, total_sum;
     char error[200]; /* "" on full success */
+    char peer[64];   /* the address connected to (numeric), "" before a connection */
 };
 
 /* Called once per probe, on the loop, unless it was cancelled first. The

@@ -10,8 +10,10 @@
 #include "nodes/coordinator_priv.h"
 #include "proxy/request_priv.h"
 
-#include "daemon-t.h"
+#include "base/breaker.h"
 #include "base/gguf.h"
+#include "daemon-t.h"
+#include "sollol/log.h"
 #include "base/model_name.h"
 #include "base/translate.h"
 
@@ -65,10 +67,18 @@ static uint64_t mono_ns(void *ud)
     return uv_hrtime();
 }
 
+/* Stopped, and nothing of a launch under way (the start-up survey and the
+ * --help runs launch nothing). */
+static int stopped_idle(const struct sol_coord *c)
+{
+    return c->state == CS_STOPPED &&
+           ((c->step == ST_IDLE && !c->survey) || c->step == ST_LEARNING || c->survey);
+}
+
 static void ensure_started(struct sol_coord *c)
 {
     c->last_activity = coord_now_ms(c);
-    if (c->state == CS_STOPPED && c->step == ST_IDLE)
+    if (c->state == CS_STOPPED && c->step == ST_IDLE && !c->survey)
         coord_begin(c, CS_STARTING);
     else if (c->state == CS_FAILED) {
         uint64_t since = coord_now_ms(c) - c->failed_at;
@@ -198,8 +208,7 @@ int sol_coord_take(struct sol_request *r)
             strcmp(r->path, "/api/embed") == 0 ? " (llama_server.embeddings is off)" : "");
     }
     if (strcmp(c->model, r->model) != 0) {
-        if ((c->state == CS_STOPPED && c->step == ST_IDLE) ||
-            (c->state == CS_FAILED && c->failed_preflight)) {
+        if (stopped_idle(c) || (c->state == CS_FAILED && c->failed_preflight)) {
             /* Nothing runs: the backends can take this model now. */
             snprintf(c->model, sizeof c->model, "%s", r->model);
             if (c->state == CS_FAILED)
@@ -302,6 +311,26 @@ void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n)
     sol_buf_clear(&q->out);
 }
 
+int sol_coord_retry_later(struct sol_request *r)
+{
+    struct sol_coord *c = r->d->coord;
+    struct sol_coord_req *q = r->coord;
+    if (!c || !q || q->retried || c->state == CS_FAILED || c->stopping ||
+        strcmp(r->node_name, SOL_COORD_NODE_NAME) != 0)
+        return 0;
+    q->retried = 1;
+    /* llama-server went away (a backend it used died and it aborted), or
+     * is about to: hold the node until its exit or its /health says, and
+     * forget the failure (the breaker would keep the request from waiting). */
+    c->suspect = 1;
+    c->node->held = 1;
+    sol_breaker_init(&c->node->breaker);
+    SOL_WARN("request %s: llama-server failed before answering; the request waits for the "
+             "sharded model's recovery",
+             r->id);
+    return 1;
+}
+
 int sol_coord_translating(const struct sol_request *r)
 {
     return r->coord && r->coord->translating;
@@ -349,6 +378,12 @@ void sol_coord_on_done(struct sol_request *r, const char **out, size_t *out_len)
     *out_len = q->out.len;
 }
 
+unsigned long long sol_coord_streamed_tokens(const struct sol_request *r)
+{
+    const struct sol_coord_req *q = r->coord;
+    return q && q->tr_init ? (unsigned long long)q->tr.streamed : 0;
+}
+
 void sol_coord_req_free(struct sol_request *r)
 {
     struct sol_coord_req *q = r->coord;
@@ -382,6 +417,8 @@ const struct sol_req_kind sol_coord_kind = {
     .translating = sol_coord_translating,
     .on_body = sol_coord_on_body,
     .on_done = sol_coord_on_done,
+    .retry_later = sol_coord_retry_later,
+    .streamed_tokens = sol_coord_streamed_tokens,
     .free = sol_coord_req_free,
     .keeps_inputs = 1,
 };

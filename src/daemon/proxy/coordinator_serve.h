@@ -41,6 +41,16 @@ int sol_coord_take(struct sol_request *r);
  * points e at llama-server's route with the translated body. */
 void sol_coord_prepare(struct sol_request *r, CURL *e, const struct sol_node *n);
 
+/* The attempt on the sharded model failed before its first byte (a
+ * transport error): returns 1 when the request should wait in the queue
+ * for the model's recovery (once per request; the node is held until
+ * llama-server proves alive or has been relaunched), else 0. */
+int sol_coord_retry_later(struct sol_request *r);
+
+/* Tokens the translated stream has sent so far: what a stream that broke
+ * before its final line (no eval_count) generated. 0 when not sharded. */
+unsigned long long sol_coord_streamed_tokens(const struct sol_request *r);
+
 /* Nonzero while the running attempt's response is being translated. */
 int sol_coord_translating(const struct sol_request *r);
 

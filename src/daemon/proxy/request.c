@@ -1250,6 +1250,11 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         attempt_end(r, r->retry_result != SOL_ATTEMPT_OK ? r->retry_result
                        : timeout                         ? SOL_ATTEMPT_TIMEOUT
                                                          : SOL_ATTEMPT_CONNECT_FAILED);
+        /* e.g. the sharded path: llama-server went away; the request
+         * waits for its recovery and tries it again. */
+        if (r->retry_result == SOL_ATTEMPT_OK && !timeout && r->tried.count && r->kind &&
+            r->kind->retry_later && r->kind->retry_later(r))
+            r->tried.count--;
         if (r->tried.count < (unsigned)r->d->max_attempts && admit(r) >= 0) {
             r->d->retries_total++;
             return;
@@ -2274,6 +2279,8 @@ void sol_request_on_completed(void *cls, struct MHD_Connection *conn, void **con
         if (r->cont_ttft_ms > 0)
             sample.ttft_s = r->cont_ttft_ms / 1000.0;
     }
+    if (tokens && !sample.eval_count && r->kind && r->kind->streamed_tokens)
+        sample.eval_count = r->kind->streamed_tokens(r); /* a stream that broke: what it got */
     sol_metrics_record(&r->d->metrics, &r->d->table, &sample);
     sol_dashboard_record(&r->d->dashboard, &sample, sol_now_ms(r->d));
     if (sol_log_enabled(SOL_LOG_INFO)) { /* the access log's level: skip the address else */

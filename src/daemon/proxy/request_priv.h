@@ -246,6 +246,13 @@ struct sol_req_kind {
                    size_t *out_len);
     /* the answer ended cleanly: what the kind still owes the client. */
     void (*on_done)(struct sol_request *r, const char **out, size_t *out_len);
+    /* the attempt failed before its first byte (a transport error): 1 when
+     * the request should wait in the queue and try the same node again
+     * (its server is being recovered), else 0; */
+    int (*retry_later)(struct sol_request *r);
+    /* tokens a stream sent that broke before its final line (no
+     * eval_count in it): for the access log and metrics. */
+    unsigned long long (*streamed_tokens)(const struct sol_request *r);
     /* Serving kinds: nonzero while the kind's own transfers run. */
     int (*running)(const struct sol_request *r);
     /* Cancels the kind's own transfers (client gone, shutdown). Idempotent. */

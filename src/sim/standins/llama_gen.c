@@ -154,15 +154,31 @@ static void completion_final_fields(struct sbuf *b, struct req *r)
     timings_json(b, r);
 }
 
-/* The end of an OpenAI-style object: id and model fields, usage, timings. */
+/* The end of an OpenAI-style object: id and model fields, usage, timings.
+ * A stream's finish chunk carries no usage, as the real server's: only
+ * timings, or (stream_options.include_usage) neither, usage and timings
+ * then coming in one more chunk with no choices. */
 static void oai_tail(struct sbuf *b, struct req *r, const char *object)
 {
     oai_head(b, r, object);
-    sb_puts(b, ",");
-    usage_json(b, r);
-    sb_puts(b, ",");
-    timings_json(b, r);
+    if (!r->stream) {
+        sb_puts(b, ",");
+        usage_json(b, r);
+    }
+    if (!r->stream || !r->include_usage) {
+        sb_puts(b, ",");
+        timings_json(b, r);
+    }
     sb_puts(b, "}");
+    if (r->stream && r->include_usage) {
+        sb_puts(b, "\n\ndata: {\"choices\":[],");
+        oai_head(b, r, object);
+        sb_puts(b, ",");
+        usage_json(b, r);
+        sb_puts(b, ",");
+        timings_json(b, r);
+        sb_puts(b, "}");
+    }
 }
 
 /* The final answer (not streamed), or a stream's last event; a stream's
@@ -567,6 +583,9 @@ void handle_generate(struct req *r)
     }
     const cJSON *st = field(j, "stream");
     r->stream = cJSON_IsTrue(st);
+    const cJSON *so = field(j, "stream_options");
+    r->include_usage =
+        cJSON_IsObject(so) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     uint64_t seed = 0xFFFFFFFFu; /* LLAMA_DEFAULT_SEED: same prompt, same text */
     const cJSON *sd = field(j, "seed");
     if (cJSON_IsNumber(sd) && sd->valuedouble >= 0)

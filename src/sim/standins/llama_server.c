@@ -32,42 +32,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct llama_sim g_ls;
-
-double ms_between(uint64_t a, uint64_t b)
-{
-    return b > a ? (double)(b - a) / 1e6 : 0.0;
-}
-
-void logf_(const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t rc = write(2, line, (size_t)n); /* one write: lines never interleave */
-    (void)rc;
-}
-
-void die_oom(void)
-{
-    logf_("out of memory");
-    standin_abort();
-}
-
-void put_double(struct sbuf *b, double v)
-{
-    if (!isfinite(v))
-        v = 0;
-    sb_printf(b, "%.17g", v);
-}
-
 /* ---------------------------------------------------------------- RPC backends */
 
 /* Connects to host:port (blocking, as the real client does). */

@@ -77,7 +77,8 @@ struct req {
     int slot;    /* held now, -1 none */
     int slot_id; /* the slot it ran on (reported after release) */
     int stream;
-    int n_predict; /* -1: until end of sequence */
+    int include_usage; /* stream_options.include_usage: usage in a last chunk of its own */
+    int n_predict;     /* -1: until end of sequence */
     int limit_given;
     int json_mode; /* response_format / json_schema: the text is a JSON object */
     char *stops[MAX_STOPS];
@@ -106,7 +107,7 @@ struct recent {
     char *body; /* as received, cut at 64 KiB */
 };
 
-/* The whole program state: one instance, g_ls, defined in llama_server.c. */
+/* The whole program state: one instance, g_ls, defined in llama_state.c. */
 struct llama_sim {
     uv_loop_t loop;
     struct simhttp http;

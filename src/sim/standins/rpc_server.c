@@ -1,6 +1,10 @@
 /*
- * rpc_server.c - the rpc-server stand-in: ggml's RPC server as the sharded
- * path sees it, without any tensor work.
+ * rpc_server.c - the ggml-rpc-server stand-in: ggml's RPC server as the
+ * sharded path sees it, without any tensor work. Named and behaving as the
+ * current llama.cpp's (measured against it, ../shared/llama.cpp/README.md):
+ * the binary is ggml-rpc-server; an unknown argument (-m/--mem too, removed
+ * upstream in 2025-10) prints "error: unknown argument: X" and the usage and
+ * exits 0; it has no signal handler, so SIGTERM kills it (signal 15).
  *
  * Like the real one it is a serial accept loop with a backlog of 1: it
  * serves exactly one client until that client disconnects, and only then
@@ -12,8 +16,9 @@
  * closes the connection without a reply, as the real server does.
  *
  * Blocking I/O on purpose: that is the real server's model, and the serial
- * behaviour is what the daemon must cope with. Signals reach the loop
- * through a self-pipe that every wait also polls.
+ * behaviour is what the daemon must cope with. The self-pipe every wait
+ * polls is never written (no handler, as the real server has none); it
+ * stays so the waits keep one shape.
  */
 #include "standin.h"
 
@@ -42,18 +47,9 @@ struct rpcsim {
     unsigned long clients;
 };
 
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    ssize_t rc = write(g_stop_pipe[1], "x", 1);
-    (void)rc; /* a full pipe already says "stop" */
-    errno = saved;
-}
-
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: rpc-server [options]\n"
+    fprintf(f, "Usage: ggml-rpc-server [options]\n"
                "\n"
                "options:\n"
                "  -h, --help                show this help message and exit\n"
@@ -62,19 +58,19 @@ static void usage(FILE *f)
                "  -H, --host HOST           host to bind to (default: 127.0.0.1)\n"
                "  -p, --port PORT           port to bind to (default: 50052; 0 = ephemeral,\n"
                "                            a stand-in extension)\n"
-               "  -m, --mem MEM             backend memory size (in MB) per device\n"
                "  -c, --cache               enable local file cache\n"
                "\n"
                "Stand-in of llama.cpp's rpc-server (sollol tests); knobs: SOLLOL_SIM_RPC_*\n"
                "environment variables, see docs/simulator.md.\n");
 }
 
-/* An argument the real rpc-server would not take: complain, exit status 1. */
+/* An argument the real server does not take: it complains, prints its
+ * usage and exits with status 0 (sic). */
 static int unknown_argument(const char *arg)
 {
     fprintf(stderr, "error: unknown argument: %s\n", arg);
     usage(stderr);
-    return 1;
+    return 0;
 }
 
 /* Serves one client until it disconnects, sends something invalid, or a
@@ -203,17 +199,19 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     static const struct option LONGOPTS[] = {
-        {"help", no_argument, NULL, 'h'},         {"threads", required_argument, NULL, 't'},
-        {"device", required_argument, NULL, 'd'}, {"host", required_argument, NULL, 'H'},
-        {"port", required_argument, NULL, 'p'},   {"mem", required_argument, NULL, 'm'},
-        {"cache", no_argument, NULL, 'c'},        {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {"threads", required_argument, NULL, 't'},
+        {"device", required_argument, NULL, 'd'},
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"cache", no_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
     };
     const char *host = "127.0.0.1";
     int port = 50052, cache = 0, ndev = 1, have_dev = 0;
-    double mem_mb = -1;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "ht:d:H:p:m:c", LONGOPTS, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ht:d:H:p:c", LONGOPTS, NULL)) != -1) {
         char *end;
         switch (c) {
         case 'h':
@@ -244,15 +242,6 @@ int main(int argc, char **argv)
             port = (int)v;
             break;
         }
-        case 'm': {
-            double v = strtod(optarg, &end);
-            if (end == optarg || *end || v <= 0) {
-                fprintf(stderr, "error: invalid memory size '%s'\n", optarg);
-                return 1;
-            }
-            mem_mb = v;
-            break;
-        }
         case 'c':
             cache = 1;
             break;
@@ -274,8 +263,7 @@ int main(int argc, char **argv)
         frac = 1;
     if (!have_dev)
         ndev = env_ndev > MAX_DEVICES ? MAX_DEVICES : (int)env_ndev;
-    if (mem_mb < 0)
-        mem_mb = env_mem;
+    double mem_mb = env_mem;
     s.ndev = ndev;
     for (int i = 0; i < ndev; i++) {
         s.total[i] = (uint64_t)(mem_mb * 1024.0 * 1024.0);
@@ -284,10 +272,6 @@ int main(int argc, char **argv)
 
     if (pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return 1;
-    struct sigaction sa = {.sa_handler = on_stop_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (strcmp(host, "127.0.0.1") != 0) {
