@@ -644,6 +644,11 @@ static void test_crash_limit_fails(void)
     /* Idle backends keep being probed (their rows), but nothing relaunches. */
     CHECK(n_kids == spawned && c->step == ST_IDLE, "failed coordinator restarted itself");
     STATE_IS("failed");
+    /* Once the crash window has passed, a later request starts afresh: its
+     * first restart waits the minimum, not the backoff the crashes built. */
+    advance(600000);
+    CHECK(co_num("next_backoff_ms") == 1000, "backoff after the window: %g",
+          co_num("next_backoff_ms"));
     teardown();
 }
 

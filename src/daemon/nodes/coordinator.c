@@ -1577,8 +1577,10 @@ void coord_tick(struct sol_coord *c)
             coord_stop_llama(c, "switching model");
     }
     if (c->state == CS_FAILED && !c->failed_preflight &&
-        now - c->failed_at >= c->cfg->llama_crash_window_ms)
-        c->n_crashes = 0; /* a later request may try again */
+        now - c->failed_at >= c->cfg->llama_crash_window_ms) {
+        c->n_crashes = 0;  /* a later request may try again, */
+        c->backoff_ms = 0; /* and its first restart is a quick one */
+    }
 }
 
 /* ---- local rpc-servers --------------------------------------------------- */
