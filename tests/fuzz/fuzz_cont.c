@@ -55,6 +55,7 @@ static void run(enum sol_cont_api api, int whole, const char *s, size_t n, unsig
         }
         if (attempt == 0 && !whole)
             REQUIRE(out->len - before <= n); /* passed on, nothing added */
+        sol_cont_attempt_end(c, out);        /* the body ended cleanly: its last line, whole */
         if (attempt == 1 || !sol_cont_attempt_failed(c)) {
             size_t at = out->len;
             sol_cont_attempt_ok(c, out);

@@ -132,6 +132,9 @@ static void test_chat_continued(void)
     feed(&r, TOK("The") TOK(" \\\"cat\\\"") "{\"model\":\"m\",\"mess", 1010);
     CHECK(strcmp(out_text(&r), TOK("The") TOK(" \\\"cat\\\"")) == 0,
           "whole lines only, unchanged: %s", out_text(&r));
+    sol_cont_attempt_end(r.c, &r.out); /* a line cut mid-JSON stays unfinished */
+    CHECK(strcmp(out_text(&r), TOK("The") TOK(" \\\"cat\\\"")) == 0, "cut line held: %s",
+          out_text(&r));
     CHECK(sol_cont_attempt_failed(r.c), "no final line: failed");
     CHECK(sol_cont_can_continue(r.c) == SOL_CONT_CONTINUED, "continuable");
     CHECK(sol_cont_next(r.c, 1030) == 0, "next");
@@ -161,6 +164,38 @@ static void test_chat_continued(void)
     CHECK(st.continued == 1 && st.eval_count == 3 && st.prompt_count == 7 && st.have_counts,
           "stats %u %llu %llu", st.continued, (unsigned long long)st.eval_count,
           (unsigned long long)st.prompt_count);
+    finish(&r);
+}
+
+static void test_final_line_unterminated(void)
+{
+    /* A node that answers one object without a '\n' (stream asked, one
+     * final object sent): the answer is complete, not broken. */
+    const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    struct run r;
+    start(&r, body, SOL_CONT_API_CHAT, 0, 1024);
+    const char *obj = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"ok\"},"
+                      "\"done\":true,\"eval_count\":1}";
+    feed(&r, obj, 1010);
+    CHECK(r.out.len == 0, "held until its end");
+    sol_cont_attempt_end(r.c, &r.out);
+    CHECK(!sol_cont_attempt_failed(r.c), "a whole final line ends the answer");
+    CHECK(r.out.len == strlen(obj) + 1 && memcmp(r.out.data, obj, strlen(obj)) == 0 &&
+              r.out.data[r.out.len - 1] == '\n',
+          "passed on with its newline: %s", out_text(&r));
+    sol_cont_attempt_ok(r.c, &r.out);
+    CHECK(r.out.len == strlen(obj) + 1, "once: %s", out_text(&r));
+    finish(&r);
+    /* Whole mode: the one object is built from it. */
+    start(&r, body, SOL_CONT_API_CHAT, 1, 1024);
+    feed(&r, TOK("o") "{\"message\":{\"role\":\"assistant\",\"content\":\"k\"},\"done\":true}",
+         1010);
+    sol_cont_attempt_end(r.c, &r.out);
+    CHECK(!sol_cont_attempt_failed(r.c), "whole: complete");
+    sol_cont_attempt_ok(r.c, &r.out);
+    CHECK(strcmp(out_text(&r), "{\"message\":{\"role\":\"assistant\",\"content\":\"ok\"},"
+                               "\"done\":true}") == 0,
+          "whole: %s", out_text(&r));
     finish(&r);
 }
 
@@ -350,6 +385,7 @@ int main(void)
 {
     test_judge();
     test_chat_continued();
+    test_final_line_unterminated();
     test_error_line_held();
     test_not_continuable();
     test_whole();

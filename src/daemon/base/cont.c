@@ -792,14 +792,37 @@ int sol_cont_attempt_failed(const struct sol_cont *c)
     return c->error_seen || !c->final_seen;
 }
 
+void sol_cont_attempt_end(struct sol_cont *c, struct sol_buf *out)
+{
+    if (!c->line.len || c->passthrough)
+        return;
+    /* Only a line that is whole JSON: a line cut in the middle stays what it
+     * was, an unfinished line (the answer broke there). */
+    const char *json = c->line.data;
+    size_t jlen = c->line.len;
+    while (jlen && (json[jlen - 1] == '\r' || json[jlen - 1] == ' '))
+        jlen--;
+    if (c->api == SOL_CONT_API_OPENAI && jlen >= 5 && memcmp(json, "data:", 5) == 0) {
+        json += 5;
+        jlen -= 5;
+        while (jlen && *json == ' ')
+            json++, jlen--;
+    }
+    if (!(c->api == SOL_CONT_API_OPENAI && jlen == 6 && memcmp(json, "[DONE]", 6) == 0) &&
+        sol_json_scan_object(json, jlen, LINE_DEPTH, NULL, NULL, NULL, 0) != SOL_JSON_OK)
+        return;
+    struct sol_buf l = c->line;
+    c->line = (struct sol_buf){0};
+    /* Terminated as the client's parser would need it: one NDJSON line, or
+     * one SSE event (data line and blank line). */
+    if (sol_buf_append_str(&l, c->api == SOL_CONT_API_OPENAI ? "\n\n" : "\n") == 0)
+        one_line(c, l.data, l.len, c->last_tok_ms, out);
+    sol_buf_free(&l);
+}
+
 void sol_cont_attempt_ok(struct sol_cont *c, struct sol_buf *out)
 {
-    if (c->line.len && !c->passthrough) {
-        struct sol_buf l = c->line;
-        c->line = (struct sol_buf){0};
-        one_line(c, l.data, l.len, c->last_tok_ms, out);
-        sol_buf_free(&l);
-    }
+    sol_cont_attempt_end(c, out);
     if (c->whole && c->api == SOL_CONT_API_OPENAI)
         openai_whole(c, out); /* a stream that ended without [DONE] */
 }

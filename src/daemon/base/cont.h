@@ -107,6 +107,15 @@ enum sol_cont_feed_result {
 enum sol_cont_feed_result sol_cont_feed(struct sol_cont *c, const char *p, size_t n,
                                         uint64_t now_ms, struct sol_buf *out);
 
+/*
+ * The node's body ended cleanly at the transport level: an unterminated
+ * last line that is whole JSON is taken as a line (a final line without its
+ * '\n' still ends the answer; it is passed on with the terminator a
+ * client's parser needs); a line cut mid-JSON stays unfinished. Call before
+ * sol_cont_attempt_failed(); idempotent.
+ */
+void sol_cont_attempt_end(struct sol_cont *c, struct sol_buf *out);
+
 /* Whether the attempt that ended cleanly at the transport level still
  * failed: the node ended its stream with an error line, or without its
  * final line. */

@@ -1168,7 +1168,17 @@ static void attempt_finished(struct sol_request *r, CURLcode rc)
         }
     }
     /* cont.c: a stream that ended cleanly without its final line, or with
-     * the node's error line, is a failure of the node. */
+     * the node's error line, is a failure of the node. Its last line may
+     * lack the '\n' (a node that answered one object): judged whole. */
+    if (rc == CURLE_OK && cont_feeding(r)) {
+        size_t before = r->stream.len;
+        sol_cont_attempt_end(r->cont, &r->stream);
+        if (r->stream.len > before) { /* as on_upstream_body does for a line */
+            r->last_byte = r->stream.data[r->stream.len - 1];
+            if (!sol_cont_whole(r->cont))
+                sol_req_commit(r);
+        }
+    }
     int cont_broken = rc == CURLE_OK && cont_feeding(r) && sol_cont_attempt_failed(r->cont);
     if (rc == CURLE_OK && !cont_broken) {
         if (cont_feeding(r)) {
