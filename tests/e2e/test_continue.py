@@ -290,6 +290,23 @@ class ContinueTest(unittest.TestCase):
         # node a was asked for a stream (so the text so far survives it)
         self.assertIs(self.chat_records(self.a)[0]["stream"], True)
 
+    def test_non_streamed_broken_after_its_final_line_is_one_answer(self):
+        # The node's final line is in, then its connection breaks before the
+        # end of the body: the answer is whole, and it is the only one.
+        body = chat("broken after the end", stream=False)
+        ref_text, ref_final = self.reference("/api/chat", body)
+        for mode in ("reset", "close"):
+            with self.subTest(mode=mode):
+                h.sim_reset(self.a.url)
+                h.sim_reset(self.b.url)
+                h.sim_fault(self.a.url, mode, arg=TOKENS + 1, count=1)
+                r = h.post_json(self.d.url + "/api/chat", body)
+                self.assertEqual(r.status, 200, r.body)
+                o = r.json()  # one JSON object, nothing after it
+                self.assertEqual(o["message"], {"role": "assistant", "content": ref_text})
+                self.assertEqual(o["eval_count"], ref_final["eval_count"])
+                self.assertTrue(o["done"])
+
     def test_non_streamed_without_failure_is_the_nodes_answer(self):
         body = chat("nothing breaks", stream=False)
         direct = h.post_json(self.b.url + "/api/chat", body).json()

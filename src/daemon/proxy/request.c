@@ -1085,9 +1085,30 @@ static int cont_on_failure(struct sol_request *r, const char *why, enum sol_atte
             return 1;
         }
     }
+    if (!committed(r) && sol_cont_whole(c) && w == SOL_CONT_COMPLETE) {
+        /* Whole mode, and the node's final line was in before its
+         * connection broke: the one object is whole (built now if the
+         * final line alone does not build it, as on /v1 without [DONE]). */
+        sol_cont_attempt_ok(c, &r->stream);
+        if (sol_buf_pending(&r->stream)) {
+            SOL_INFO("request %s: node %s broke after its final line (%s): the answer is whole",
+                     r->id, r->node_name, why);
+            snprintf(r->content_type, sizeof r->content_type, "%s",
+                     r->openai ? "application/json" : "application/json; charset=utf-8");
+            r->content_length = (long long)sol_buf_pending(&r->stream);
+            attempt_end(r, result);
+            r->upstream_done = 1;
+            sol_req_commit(r);
+            sol_req_resume(r);
+            return 1;
+        }
+    }
     if (!committed(r)) {
         /* Whole mode: the client has seen nothing. A continuation if it
-         * can be one, else the answer starts again. */
+         * can be one, else the answer starts again; either way what was
+         * built of this attempt's answer is not the client's. */
+        if (sol_cont_whole(c))
+            sol_buf_clear(&r->stream);
         if (st.text_bytes || st.continued)
             sol_metrics_continuation(&d->metrics, w), r->cont_outcome = (int)w;
         if (w == SOL_CONT_CONTINUED ? sol_cont_next(c, now_ms(r)) < 0 : 1)
